@@ -1,0 +1,47 @@
+# Every entry point a person uses. Each target depends on `bootstrap`, which is idempotent:
+# it (re)creates the venv and the editable install only when pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.launchq-installed
+
+.PHONY: bootstrap lint format test test-unit test-integration emulators vertex-emulator clean
+
+bootstrap: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: bootstrap
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/pytest
+
+test-unit: bootstrap
+	$(BIN)/pytest tests/unit
+
+test-integration: bootstrap
+	$(BIN)/pytest tests/integration
+
+## Both gcloud emulators in the foreground (Ctrl-C stops them and every Java child).
+emulators: bootstrap
+	$(BIN)/launchq emulators
+
+## The local Vertex AI stand-in in the foreground: make vertex-emulator PORT=8090
+PORT ?= 8090
+vertex-emulator: bootstrap
+	$(BIN)/launchq vertex-emulator --port $(PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

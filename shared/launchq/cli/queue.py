@@ -1,0 +1,11 @@
+"""Placeholder: filled in by the work on this command."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("queue")
+def queue() -> None:
+    """Not built yet."""
+    raise click.ClickException("not built yet")

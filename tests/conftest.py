@@ -1,0 +1,6 @@
+"""Shared pytest wiring: fixtures live in tests/fixtures/, one module per piece of the stack."""
+
+pytest_plugins = [
+    "tests.fixtures.emulators",
+    "tests.fixtures.standin",
+]
