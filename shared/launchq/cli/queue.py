@@ -1,11 +1,144 @@
-"""Placeholder: filled in by the work on this command."""
+"""`launchq queue ...`: work with queue configs offline.
+
+`validate` and `render` need no cloud access: they are what an admin runs before writing a queue
+config, and what a researcher runs to see the exact job an item would become. Later commands
+(apply, get, ls, pause) join the same group and reuse `load_config` and `fail`.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
 import click
 
+from launchq.validation import LaunchqValidationError
 
-@click.command("queue")
+if TYPE_CHECKING:  # imported lazily at run time: `launchq --help` should not load pydantic
+    from launchq.config import QueueConfig
+    from launchq.item import QueueItem
+
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.group("queue")
 def queue() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+    """Validate and render queue configs (W&B Launch Vertex configs are accepted as is)."""
+
+
+def fail(exc: LaunchqValidationError) -> NoReturn:
+    """Print every issue on stderr, one per line, and exit 1."""
+    click.echo(f"error: {exc.render()}", err=True)
+    raise SystemExit(1)
+
+
+def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> QueueConfig:
+    """Read and validate a queue config file; exit 1 listing every error when it is invalid.
+
+    `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
+    """
+    from launchq.config import load_document, name_from_path, parse_queue_config
+    from launchq.config import validate_queue_config as validate_config
+
+    check = validate_config if strict else parse_queue_config
+    try:
+        data = load_document(path.read_text(encoding="utf-8"), str(path))
+        return check(data, name=name or name_from_path(path))
+    except LaunchqValidationError as exc:
+        fail(exc)
+
+
+@queue.command("validate")
+@click.argument("file", type=FILE)
+@click.option("--name", help="Queue name when the file has none (default: the file name).")
+def validate(file: Path, name: str | None) -> None:
+    """Check a queue config: schema, templates, and a strict Vertex parse of its default render.
+
+    Exits 0 when valid; otherwise prints every error (path, message, suggestion) and exits 1.
+    """
+    config = load_config(file, name)
+    limit = "unlimited" if config.unlimited else str(config.max_jobs)
+    state = ", paused" if config.paused else ""
+    click.echo(f"{file}: valid queue '{config.name}' (max_jobs {limit}{state})")
+
+
+def parse_set_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--set-var")
+        values[key.strip()] = value
+    return values
+
+
+@queue.command("render")
+@click.argument("file", type=FILE)
+@click.option("--item", "item_file", type=FILE, required=True, help="Queue item JSON file.")
+@click.option(
+    "--set-var",
+    "set_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a template variable (repeatable); overrides the item's value.",
+)
+@click.option("--project", help="GCP project when the queue config sets none.")
+@click.option("--region", help="Vertex AI region when the queue config sets none.")
+@click.option("--item-id", help="Item id when the item has none (default: 'local-render').")
+@click.option(
+    "--now",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f"]),
+    help="Render time, UTC (default: now); fixes the output directory's timestamp.",
+)
+@click.option("--name", help="Queue name when the file has none (default: the file name).")
+def render_command(
+    file: Path, item_file: Path, set_vars: tuple[str, ...], project: str | None,
+    region: str | None, item_id: str | None, now: datetime | None, name: str | None,
+) -> None:  # fmt: skip
+    """Print the CustomJob JSON an item would be submitted as (REST form, exactly as sent)."""
+    from launchq.render import RenderContext, render
+
+    config = load_config(file, name)
+    try:
+        item = _load_item(item_file, config, parse_set_vars(set_vars))
+        context = RenderContext(
+            now=(now or datetime.now(UTC)).replace(tzinfo=UTC),
+            item_id=item.item_id or item_id or "local-render",
+            queue=config.name or "queue",
+            project=project,
+            region=region,
+        )
+        job = render(config, item, context)
+    except LaunchqValidationError as exc:
+        fail(exc)
+    click.echo(f"# POST https://{job.region}-aiplatform.googleapis.com/v1/{job.parent}/customJobs",
+               err=True)  # fmt: skip
+    click.echo(job.to_json())
+
+
+def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> QueueItem:
+    """The item file with `--set-var` values (typed by the queue's declarations) merged in."""
+    from launchq.item import parse_item
+    from launchq.templates import coerce_cli_value
+    from launchq.validation import Issue, ItemError
+
+    item = parse_item(path.read_bytes())
+    if not set_vars:
+        return item
+    values = dict(item.template_variables)
+    issues: list[Issue] = []
+    for key, text in set_vars.items():
+        decl = config.template_variables.get(key)
+        if decl is None:
+            declared = ", ".join(sorted(config.template_variables)) or "none"
+            issues.append(Issue(f"--set-var {key}", f"queue does not declare it (declared: "
+                                f"{declared})"))  # fmt: skip
+            continue
+        try:
+            values[key] = coerce_cli_value(decl, text)
+        except ValueError:
+            issues.append(Issue(f"--set-var {key}", f"value must be of type {decl.type}"))
+    if issues:
+        raise ItemError(issues)
+    return item.model_copy(update={"template_variables": values})

@@ -1,0 +1,118 @@
+"""Queues as the functions see them: stored in Firestore, validated, cached briefly.
+
+`apply_queue` is the one way a queue config gets into Firestore (the CLI's `queue apply` calls
+it): the config is validated strictly first, so the dispatcher never meets an invalid queue.
+`QueueSource` gives the dispatcher and the sweep a `QueueRuntime` per queue name, cached for
+`queue_cache_seconds` so a burst of items costs one Firestore read per queue, not one per item.
+Admission decisions re-read the queue (`fresh=True`): pausing takes effect at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from launchq.config import QueueConfig, load_queue_config
+from launchq.item import parse_item
+from launchq.render import RenderContext, render
+from launchq.store import Store
+from launchq.validation import ConfigError, Issue, ItemError
+
+
+@dataclass(frozen=True)
+class PreparedItem:
+    """An accepted item: validated, rendered, ready to be stored and later submitted."""
+
+    body: dict[str, Any]
+    body_hash: str
+    parent: str
+    project: str
+    region: str
+    priority: int
+    display_name: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class QueueRuntime:
+    name: str
+    config: QueueConfig
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.config.paused)
+
+    @property
+    def max_jobs(self) -> int:
+        return int(self.config.max_jobs)
+
+    def prepare(
+        self, payload: Mapping[str, Any], item_id: str, now: datetime
+    ) -> PreparedItem | list[Issue]:
+        """Validate and render an item; the list of every problem if it cannot be accepted."""
+        try:
+            item = parse_item({**payload, "queue": self.name, "item_id": item_id})
+            job = render(
+                self.config, item, RenderContext(now=now, item_id=item_id, queue=self.name)
+            )
+        except (ItemError, ConfigError) as exc:
+            return list(exc.issues)
+        return PreparedItem(
+            body=job.body,
+            body_hash=job.body_hash,
+            parent=job.parent,
+            project=job.project,
+            region=job.region,
+            priority=item.priority_rank(self.config),
+            display_name=str(job.body.get("displayName", "")),
+            metadata=dict(item.metadata or {}),
+        )
+
+
+def apply_queue(store: Store, name: str, raw: Mapping[str, Any]) -> QueueConfig:
+    """Validate a queue config and write it (create or update). Raises ConfigError."""
+    config = load_queue_config(raw, name=name, strict=True)
+    store.put_queue(
+        name,
+        {"config": dict(raw), "paused": config.paused},
+        max_jobs=config.max_jobs,
+    )
+    return config
+
+
+class QueueSource:
+    """Queue configs by name, with a short per-process cache."""
+
+    def __init__(
+        self, store: Store, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, QueueRuntime | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, fresh: bool = False) -> QueueRuntime | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached is not None and not fresh and now - cached[0] < self._ttl:
+            return cached[1]
+        document = self._store.get_queue(name)
+        runtime = None
+        if document is not None:
+            config = load_queue_config(document["config"], name=name)
+            runtime = QueueRuntime(name, _with_state(config, document))
+        with self._lock:
+            self._cache[name] = (now, runtime)
+        return runtime
+
+
+def _with_state(config: QueueConfig, document: Mapping[str, Any]) -> QueueConfig:
+    """`paused` can change without re-applying the config (`queue pause`): the doc field wins."""
+    paused = bool(document.get("paused", config.paused))
+    return config if paused == config.paused else config.model_copy(update={"paused": paused})

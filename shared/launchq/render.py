@@ -1,0 +1,358 @@
+"""`render(queue_config, item, context)`: the one pure function from a queue item to a job body.
+
+The dispatch Cloud Function calls this on every item, so two rules shape it:
+
+- It returns the `CustomJob` as a plain dict exactly as it goes on the REST wire (proto3 JSON,
+  see `launchq.mapping`) and never imports `google.cloud.aiplatform`, which costs 1.7-3.9 s of
+  cold start. `to_custom_job` parses a body strictly into `aiplatform_v1.CustomJob` (importing it
+  lazily) for write-time validation and tests.
+- It is deterministic: the same config, item and context give the same body and `body_hash`.
+  Time and ids come in through `RenderContext`; nothing reads the clock or the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from launchq.config import QueueConfig
+from launchq.item import QueueItem
+from launchq.labels import MAX_LABELS, job_labels, validate_labels
+from launchq.mapping import (
+    MAX_DISPLAY_NAME,
+    MAX_ENV,
+    BodyContext,
+    check_inputs,
+    to_body,
+    wants_text,
+)
+from launchq.templates import (
+    Macro,
+    Scalar,
+    references,
+    resolve,
+    sample_value,
+    substitute,
+)
+from launchq.validation import PARSE, ConfigError, Issue, ItemError, LaunchqValidationError
+
+RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_")
+RESERVED_ENV_NAMES = frozenset({"TF_CONFIG", "CLUSTER_SPEC"})
+IMAGE_MACRO = "${image_uri}"
+PLACEHOLDER_IMAGE = "us-docker.pkg.dev/launchq/placeholder/image:latest"
+_ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything `render` needs that is neither config nor item.
+
+    `item_id` is the item's `item_id` or, when it has none, the id the dispatcher assigned.
+    `project`/`region` are the deployment's defaults, used when the queue config sets none.
+    """
+
+    now: datetime
+    item_id: str
+    queue: str
+    project: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """A rendered job: the REST body plus where to send it."""
+
+    body: dict[str, Any]
+    """The CustomJob in proto3 JSON, as sent; treat it as read-only (`body_hash` covers it)."""
+    project: str
+    region: str
+    parent: str
+    body_hash: str
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The body as sent: `POST https://{region}-aiplatform.googleapis.com/v1/{parent}/customJobs`."""
+        return json.dumps(self.body, indent=indent, ensure_ascii=False)
+
+
+def content_hash(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of `body` (sorted keys, no whitespace)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> RenderedJob:
+    """Render `item` on the queue `config` into the `CustomJob` body to submit.
+
+    Raises `ItemError` (every problem at once) when the item asks for something the queue does
+    not allow, and `ConfigError` when neither the queue nor the context says where to run.
+    """
+    project, region = _location(config, context)
+    queue = _queue_name(config, item, context)
+    display = item.display_name or f"{queue}-{context.item_id}"[:MAX_DISPLAY_NAME]
+    variables, issues = resolve(
+        config.template_variables, item.template_variables, "template_variables"
+    )
+    macros = {
+        "image_uri": item.image_uri, "item_id": context.item_id, "queue": queue,
+        "project": project, "region": region, "display_name": display,
+        "run_id": context.item_id, "run_name": display,
+        "project_name": _metadata_text(item, "project_name"),
+        "entity_name": _metadata_text(item, "entity_name"),
+        "author": _metadata_text(item, "author"),
+    }  # fmt: skip
+    issues += _missing_macros(config, macros)
+    issues += [
+        Issue(f"env.{name}", problem)
+        for name in item.env
+        if (problem := env_name_problem(name)) is not None
+    ]
+    issues += _label_issues(config, item)
+    if issues:
+        raise ItemError(issues)
+    values = {name: value for name, value in macros.items() if value is not None}
+    spec = substitute(config.spec, values, variables, wants_text("spec"))
+    run = substitute(config.run, values, variables, wants_text("run"))
+    issues += _apply_item(spec, item, target_pools(config.spec))
+    if issues:
+        raise ItemError(issues)
+    inputs, problems = check_inputs(spec, run)
+    if inputs is None:
+        raise ItemError(problems)
+    body = to_body(inputs, BodyContext(context.now, project, region))
+    labels = {**inputs.spec.labels, **item.labels, **job_labels(queue, context.item_id)}
+    body = {"displayName": inputs.spec.display_name or display, **body, "labels": labels}
+    return RenderedJob(
+        body=body,
+        project=project,
+        region=region,
+        parent=f"projects/{project}/locations/{region}",
+        body_hash=content_hash(body),
+    )
+
+
+def _location(config: QueueConfig, context: RenderContext) -> tuple[str, str]:
+    project = config.project or context.project
+    region = config.region or context.region
+    missing = [
+        Issue(key, "not set in the queue config, and the deployment gives no default")
+        for key, value in (("project", project), ("region", region))
+        if not value
+    ]
+    if missing or project is None or region is None:
+        raise ConfigError(missing)
+    return project, region
+
+
+def _queue_name(config: QueueConfig, item: QueueItem, context: RenderContext) -> str:
+    if config.name is not None and config.name != context.queue:
+        raise ConfigError([Issue("name", f"the config is for queue {config.name!r}, "
+                                 f"but is used as queue {context.queue!r}")])  # fmt: skip
+    if item.item_id is not None and item.item_id != context.item_id:
+        raise ValueError(f"context item_id {context.item_id!r} is not the item's {item.item_id!r}")
+    if item.queue is not None and item.queue != context.queue:
+        raise ItemError([Issue("queue", f"the item is for queue {item.queue!r}, "
+                               f"not {context.queue!r}")])  # fmt: skip
+    return context.queue
+
+
+def _metadata_text(item: QueueItem, key: str) -> str | None:
+    value = item.metadata.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _missing_macros(config: QueueConfig, macros: Mapping[str, str | None]) -> list[Issue]:
+    """A macro the queue uses but the item cannot fill is the item's error, not a blank."""
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for section, tree in (("spec", config.spec), ("run", config.run)):
+        for path, ref in references(tree, section):
+            if isinstance(ref, Macro) and macros.get(ref.name) is None and ref.name not in seen:
+                seen.add(ref.name)
+                field = "image_uri" if ref.name == "image_uri" else f"metadata.{ref.name}"
+                issues.append(Issue(field, f"required: the queue uses ${{{ref.name}}} (at {path})"))
+    return issues
+
+
+# ---------------------------------------------------------------------------------------------
+# What an item may change
+
+
+def target_pools(spec: Mapping[str, Any]) -> list[int]:
+    """The pools running the item's code: those whose image is `${image_uri}`, else the chief.
+
+    The item's command, args and env go to these pools only, so a pool the admin pinned to
+    another image (a reduction server, a sidecar) keeps its own entrypoint. W&B overwrites the
+    command in every pool.
+    """
+    pools = spec.get("worker_pool_specs")
+    if not isinstance(pools, list):
+        return [0]
+    chosen = [
+        index
+        for index, pool in enumerate(pools)
+        if isinstance(pool, Mapping)
+        and isinstance(pool.get("container_spec"), Mapping)
+        and pool["container_spec"].get("image_uri") == IMAGE_MACRO
+    ]
+    return chosen or [0]
+
+
+def env_name_problem(name: str) -> str | None:
+    if not name or name[0].isdigit() or not set(name) <= _ENV_NAME_CHARS:
+        return "environment variable names are letters, digits and '_', not starting with a digit"
+    upper = name.upper()
+    if upper.startswith(RESERVED_ENV_PREFIXES) or upper in RESERVED_ENV_NAMES:
+        return "reserved: Vertex AI sets AIP_*, CLOUD_ML_*, TF_CONFIG and CLUSTER_SPEC itself"
+    return None
+
+
+def _apply_item(spec: Any, item: QueueItem, targets: list[int]) -> list[Issue]:
+    """Put the item's command/args/env into the target pools of the substituted `spec`."""
+    issues: list[Issue] = []
+    pools = spec.get("worker_pool_specs") if isinstance(spec, dict) else None
+    if not isinstance(pools, list):
+        return issues
+    for index in targets:
+        if index < len(pools) and isinstance(pools[index], dict):
+            issues += _apply_to_pool(pools[index], index, item)
+    return issues
+
+
+def _apply_to_pool(pool: dict[str, Any], index: int, item: QueueItem) -> list[Issue]:
+    task_key = "container_spec" if "container_spec" in pool else "python_package_spec"
+    task = pool.get(task_key)
+    if not isinstance(task, dict):
+        return []
+    issues: list[Issue] = []
+    if item.command is not None:
+        if task_key == "python_package_spec":
+            issues.append(Issue("command", f"pool {index} runs a python_package_spec, which has "
+                                "no command; set args instead"))  # fmt: skip
+        else:
+            task["command"] = list(item.command)
+    if item.args is not None:
+        task["args"] = list(item.args)
+    if item.env:
+        env = task.get("env", [])
+        if not isinstance(env, list):
+            return issues
+        queue_names = {entry.get("name") for entry in env if isinstance(entry, dict)}
+        issues += [
+            Issue(f"env.{name}", "the queue sets this variable; items may only add new ones")
+            for name in item.env
+            if name in queue_names
+        ]
+        if len(env) + len(item.env) > MAX_ENV:
+            issues.append(
+                Issue(
+                    "env",
+                    f"{len(env)} variables from the queue plus "
+                    f"{len(item.env)} from the item; Vertex allows {MAX_ENV}",
+                )
+            )
+        task["env"] = [*env, *({"name": k, "value": v} for k, v in item.env.items())]
+    return issues
+
+
+def _label_issues(config: QueueConfig, item: QueueItem) -> list[Issue]:
+    """Label keys are never templated, so the queue's label keys are known before rendering."""
+    raw = config.spec.get("labels")
+    queue_labels = raw if isinstance(raw, dict) else {}
+    issues = validate_labels(item.labels, "labels")
+    issues += [
+        Issue(f"labels.{key}", "the queue sets this label; items may only add new ones")
+        for key in item.labels
+        if key in queue_labels
+    ]
+    total = len(queue_labels) + len(item.labels) + 2
+    if total > MAX_LABELS:
+        issues.append(Issue("labels", f"{len(queue_labels)} labels from the queue, "
+                            f"{len(item.labels)} from the item and 2 from launchq; "
+                            f"a job can carry at most {MAX_LABELS}"))  # fmt: skip
+    return issues
+
+
+# ---------------------------------------------------------------------------------------------
+# Write-time checks: render with defaults and a placeholder item
+
+
+PLACEHOLDER_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def placeholder_item(config: QueueConfig) -> QueueItem:
+    """An item that fills every macro and sets every required variable to a valid sample."""
+    samples: dict[str, Scalar] = {
+        name: sample_value(decl)
+        for name, decl in config.template_variables.items()
+        if decl.required
+    }
+    return QueueItem(
+        image_uri=PLACEHOLDER_IMAGE,
+        display_name="launchq-validate",
+        template_variables=samples,
+        metadata={
+            "project_name": "placeholder",
+            "entity_name": "placeholder",
+            "author": "placeholder",
+        },
+    )
+
+
+def placeholder_context(config: QueueConfig) -> RenderContext:
+    return RenderContext(
+        now=PLACEHOLDER_TIME,
+        item_id="launchq-validate",
+        queue=config.name or "queue",
+        project=config.project or "placeholder-project",
+        region=config.region or "us-central1",
+    )
+
+
+def render_placeholder(config: QueueConfig) -> RenderedJob:
+    return render(config, placeholder_item(config), placeholder_context(config))
+
+
+def placeholder_issues(config: QueueConfig) -> list[Issue]:
+    """What goes wrong rendering `config` with its defaults (these are the config's errors)."""
+    try:
+        render_placeholder(config)
+    except LaunchqValidationError as exc:
+        return list(exc.issues)
+    return []
+
+
+def to_custom_job(body: Mapping[str, Any]) -> Any:
+    """Parse `body` strictly as `aiplatform_v1.CustomJob` (unknown fields, bad enums fail).
+
+    Imports aiplatform (seconds): never on the dispatch hot path. Raises
+    `google.protobuf.json_format.ParseError`.
+    """
+    from google.cloud import aiplatform_v1
+    from google.protobuf import json_format
+
+    message = aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob())
+    json_format.Parse(json.dumps(body), message)
+    return aiplatform_v1.CustomJob.wrap(message)
+
+
+def strict_issues(config: QueueConfig) -> list[Issue]:
+    """The default render of `config`, parsed strictly; [] when Vertex would accept the body."""
+    from google.protobuf import json_format
+
+    try:
+        job = render_placeholder(config)
+    except LaunchqValidationError as exc:
+        return list(exc.issues)
+    try:
+        to_custom_job(job.body)
+    except json_format.ParseError as exc:
+        return [Issue("spec", f"the rendered job does not parse as a Vertex CustomJob: {exc}",
+                      code=PARSE)]  # fmt: skip
+    return []

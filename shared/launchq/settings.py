@@ -1,0 +1,79 @@
+"""Runtime settings, read from the environment once per process.
+
+The same variables configure the functions in Google Cloud, the CLI and the local stack, so that
+one command works against the emulators and against a real project:
+
+- `LAUNCHQ_PROJECT` (else `GOOGLE_CLOUD_PROJECT`): project of launchq's own Firestore and
+  topics. Required.
+- `LAUNCHQ_FIRESTORE_DATABASE`: Firestore database id (`(default)`).
+- `LAUNCHQ_QUEUE_TOPIC`: topic queue items are published to (`launchq-items`).
+- `LAUNCHQ_EVENTS_TOPIC`: topic state-change CloudEvents go to (`launchq-events`).
+- `LAUNCHQ_VERTEX_ENDPOINT`: base URL of Vertex AI, e.g. the local stand-in
+  `http://127.0.0.1:8090` (default `https://{region}-aiplatform.googleapis.com`).
+- `LAUNCHQ_SUBMIT_LEASE_SECONDS`: how long a claimed item belongs to one dispatcher before it
+  may be repaired (`600`).
+- `LAUNCHQ_QUEUE_CACHE_SECONDS`: how long a function instance caches a queue config (`10`).
+- `LAUNCHQ_VERTEX_TIMEOUT_SECONDS`: per-request timeout of Vertex calls (`30`).
+
+The submit lease must outlive the longest invocation that can hold it (the event function's
+timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
+job created; 600 s is the default for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """A required variable is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    firestore_database: str = "(default)"
+    queue_topic: str = "launchq-items"
+    events_topic: str = "launchq-events"
+    vertex_endpoint: str | None = None
+    submit_lease_seconds: float = 600.0
+    queue_cache_seconds: float = 10.0
+    vertex_timeout_seconds: float = 30.0
+
+    def vertex_base_url(self, region: str) -> str:
+        return self.vertex_endpoint or f"https://{region}-aiplatform.googleapis.com"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        project = env.get("LAUNCHQ_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise SettingsError(
+                "no GCP project: set LAUNCHQ_PROJECT (or GOOGLE_CLOUD_PROJECT) to the project "
+                "that holds launchq's Firestore database and topics"
+            )
+        return cls(
+            project=project,
+            firestore_database=env.get("LAUNCHQ_FIRESTORE_DATABASE", "(default)"),
+            queue_topic=env.get("LAUNCHQ_QUEUE_TOPIC", "launchq-items"),
+            events_topic=env.get("LAUNCHQ_EVENTS_TOPIC", "launchq-events"),
+            vertex_endpoint=env.get("LAUNCHQ_VERTEX_ENDPOINT") or None,
+            submit_lease_seconds=_number(env, "LAUNCHQ_SUBMIT_LEASE_SECONDS", 600.0),
+            queue_cache_seconds=_number(env, "LAUNCHQ_QUEUE_CACHE_SECONDS", 10.0),
+            vertex_timeout_seconds=_number(env, "LAUNCHQ_VERTEX_TIMEOUT_SECONDS", 30.0),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    return value

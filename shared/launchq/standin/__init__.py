@@ -1,0 +1,22 @@
+"""A local stand-in for the Vertex AI v1 CustomJob REST API, driven by the unmodified clients.
+
+    from launchq.standin import StandinServer
+
+    with StandinServer() as server:               # a free loopback port, background thread
+        client = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                                  client_options={"api_endpoint": server.url})
+        server.admin.add_fault(methods=["CreateCustomJob"], http_status=429)
+
+Modules: `server` (HTTP, routing, faults), `api` (the Vertex surface), `wire` (strict parsing,
+error envelopes), `validation` (semantic checks), `filters` (List filter), `jobs` (store and
+lifecycle), `execute` (execute mode), `admin_api` / `admin` (admin API and its client).
+See docs/vertex-standin.md.
+"""
+
+from __future__ import annotations
+
+from launchq.standin.admin import AdminClient, AdminError
+from launchq.standin.lifecycle import Delays
+from launchq.standin.server import StandinServer
+
+__all__ = ["AdminClient", "AdminError", "Delays", "StandinServer"]

@@ -1,0 +1,186 @@
+"""Execute mode: run a job's first worker pool as a local process, the way Vertex would start it.
+
+There is no Docker here, so the image is recorded and not run: the container's `command` + `args`
+(or `python -m python_module args` for a Python package spec, with this interpreter) run as a
+subprocess in its own process group, so that cancel can kill the whole tree. The environment is
+the stand-in's own environment, then the container's `env` (with `$(VAR)` references expanded, as
+Vertex/Kubernetes do), then the variables Vertex sets: `AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR` and
+`AIP_TENSORBOARD_LOG_DIR` derived from `base_output_directory` (`{base}/model/`,
+`{base}/checkpoints/`, `{base}/logs/`), with `gs://bucket/path` mapped to `{work_dir}/gcs/bucket/
+path` so the job can write "to GCS" with plain file I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from launchq.log import get_logger
+
+log = get_logger(__name__)
+
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_CHARS = 4000
+_VAR_RE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+@dataclass
+class ExecRun:
+    """The local process behind one executed job (all fields guarded by the store's lock)."""
+
+    job_dir: Path
+    argv: list[str] | None
+    env: dict[str, str]
+    aip_env: dict[str, str]
+    wake: threading.Event = field(default_factory=threading.Event)
+    proc: subprocess.Popen[bytes] | None = None
+    exit_code: int | None = None
+    cancel_requested: bool = False
+    abandoned: bool = False  # pinned by the admin API or reset: record nothing more
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.job_dir / "stdout.log"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.job_dir / "stderr.log"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def gcs_to_local(uri: str, work_dir: Path) -> str:
+    """`gs://bucket/a/b` → `{work_dir}/gcs/bucket/a/b`; other paths are returned unchanged."""
+    if uri.startswith("gs://"):
+        return str(work_dir / "gcs" / uri[len("gs://") :])
+    return uri
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes-style `$(VAR)`: defined variables expand, `$$` escapes, the rest stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VAR_RE.sub(replace, text)
+
+
+def _aip_env(job: Any, job_id: str, work_dir: Path) -> dict[str, str]:
+    env = {
+        "CLOUD_ML_JOB_ID": job_id,
+        "CLUSTER_SPEC": json.dumps(
+            {
+                "cluster": {"workerpool0": ["localhost:2222"]},
+                "environment": "cloud",
+                "task": {"type": "workerpool0", "index": 0},
+            }
+        ),
+        "LAUNCHQ_STANDIN_JOB_NAME": job.name,
+    }
+    base = job.job_spec.base_output_directory.output_uri_prefix
+    if base:
+        root = gcs_to_local(base.rstrip("/"), work_dir)
+        for var, leaf in (
+            ("AIP_MODEL_DIR", "model"),
+            ("AIP_CHECKPOINT_DIR", "checkpoints"),
+            ("AIP_TENSORBOARD_LOG_DIR", "logs"),
+        ):
+            path = f"{root}/{leaf}/"
+            Path(path).mkdir(parents=True, exist_ok=True)
+            env[var] = path
+    return env
+
+
+def prepare(job: Any, job_id: str, work_dir: Path) -> ExecRun:
+    """Work out argv and env for the first pool; `argv` is None when there is nothing to run."""
+    pool = job.job_spec.worker_pool_specs[0]
+    job_dir = work_dir / "jobs" / job_id
+    job_dir.mkdir(parents=True, exist_ok=True)
+    aip = _aip_env(job, job_id, work_dir)
+    if pool.WhichOneof("task") == "python_package_spec":
+        spec = pool.python_package_spec
+        own = {v.name: v.value for v in spec.env}
+        command = [sys.executable, "-m", spec.python_module, *spec.args]
+    else:
+        spec = pool.container_spec
+        own = {v.name: v.value for v in spec.env}
+        command = [*spec.command, *spec.args] if spec.command else []
+    env = {**os.environ}
+    for name, value in own.items():
+        env[name] = _expand(value, env)
+    env.update(aip)
+    argv = [_expand(part, env) for part in command] or None
+    return ExecRun(job_dir=job_dir, argv=argv, env=env, aip_env=aip)
+
+
+def spawn(run: ExecRun) -> subprocess.Popen[bytes]:
+    """Start the process in its own session (and so its own process group)."""
+    assert run.argv is not None
+    with run.stdout_path.open("ab") as out, run.stderr_path.open("ab") as err:
+        return subprocess.Popen(
+            run.argv,
+            env=run.env,
+            cwd=run.job_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+
+
+def kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the job's whole process group; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the group now and SIGKILL it after `grace` seconds, without blocking the caller."""
+    kill_group(proc, signal.SIGTERM)
+    timer = threading.Timer(grace, kill_group, args=(proc, signal.SIGKILL))
+    timer.daemon = True
+    timer.start()
+
+
+def exit_status(returncode: int) -> int:
+    """A signal death reads like a container's exit status: 128 + signal number."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def stderr_tail(run: ExecRun) -> str:
+    try:
+        text = run.stderr_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = "\n".join(text.rstrip("\n").splitlines()[-STDERR_TAIL_LINES:])
+    return tail[-STDERR_TAIL_CHARS:]
+
+
+def failure_message(run: ExecRun, status: int) -> str:
+    """Vertex's wording for a replica that exited non-zero, plus the end of its stderr."""
+    head = (
+        f"The replica workerpool0-0 exited with a non-zero status of {status}. "
+        "Termination reason: Error."
+    )
+    tail = stderr_tail(run)
+    return f"{head}\n{tail}" if tail else head
+
+
+def read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

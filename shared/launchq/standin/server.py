@@ -1,0 +1,250 @@
+"""The HTTP server: Werkzeug routing, fault injection, error envelopes, and `StandinServer`.
+
+Werkzeug (already a dependency) provides a threaded HTTP/1.1 server with keep-alive and URL
+routing; the stand-in adds a `seg` converter because Google's custom methods put `:verb` right
+after a path segment (`customJobs/123:cancel`), which Werkzeug's default converter would swallow.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from launchq.log import get_logger
+from launchq.standin import admin_api, api
+from launchq.standin.admin import AdminClient
+from launchq.standin.admin_api import Defaults
+from launchq.standin.faults import FaultBook
+from launchq.standin.jobs import JobStore, Mode
+from launchq.standin.lifecycle import Delays
+from launchq.standin.wire import ApiError
+
+log = get_logger(__name__)
+
+
+class _Segment(BaseConverter):
+    """One path segment without ':' (so `{id}:cancel` splits into id and verb)."""
+
+    regex = r"[^/:]+"
+
+
+_JOBS = "/v1/projects/<seg:project>/locations/<seg:location>/customJobs"
+# The generated client's operations mixin (get_operation, wait_operation) tries `/ui/...` first.
+_UI_JOBS = "/ui/projects/<seg:project>/locations/<seg:location>/customJobs"
+_ADMIN = "/emulator/v1"
+# endpoint → (Vertex method name for counters/faults, or None for admin; handler)
+_API: dict[str, tuple[str, Callable[..., Response]]] = {
+    "create": ("CreateCustomJob", api.create),
+    "list": ("ListCustomJobs", api.list_jobs),
+    "get": ("GetCustomJob", api.get),
+    "delete": ("DeleteCustomJob", api.delete),
+    "cancel": ("CancelCustomJob", api.cancel),
+    "operation": ("GetOperation", api.get_operation),
+    "wait": ("WaitOperation", api.wait_operation),
+}
+_ADMIN_HANDLERS: dict[str, Callable[..., Response]] = {
+    "status": admin_api.status,
+    "reset": admin_api.reset,
+    "config": admin_api.get_config,
+    "patch_config": admin_api.patch_config,
+    "counters": admin_api.counters,
+    "jobs": admin_api.jobs,
+    "job": admin_api.job,
+    "set_state": admin_api.set_state,
+    "set_outcome": admin_api.set_outcome,
+    "job_log": admin_api.job_log,
+    "rules": admin_api.outcome_rules,
+    "faults": admin_api.fault_list,
+    "fault_delete": admin_api.fault_delete,
+}
+
+URL_MAP = Map(
+    [
+        Rule(_JOBS, endpoint="create", methods=["POST"]),
+        Rule(_JOBS, endpoint="list", methods=["GET"]),
+        Rule(f"{_JOBS}/<seg:job>", endpoint="get", methods=["GET"]),
+        Rule(f"{_JOBS}/<seg:job>", endpoint="delete", methods=["DELETE"]),
+        Rule(f"{_JOBS}/<seg:job>:cancel", endpoint="cancel", methods=["POST"]),
+        Rule(f"{_JOBS}/<seg:job>/operations/<seg:operation>", endpoint="operation"),
+        Rule(f"{_UI_JOBS}/<seg:job>/operations/<seg:operation>", endpoint="operation"),
+        Rule(f"{_JOBS}/<seg:job>/operations/<seg:operation>:wait", endpoint="wait"),
+        Rule(f"{_UI_JOBS}/<seg:job>/operations/<seg:operation>:wait", endpoint="wait"),
+        Rule(f"{_ADMIN}/status", endpoint="status", methods=["GET"]),
+        Rule(f"{_ADMIN}/reset", endpoint="reset", methods=["POST"]),
+        Rule(f"{_ADMIN}/config", endpoint="config", methods=["GET"]),
+        Rule(f"{_ADMIN}/config", endpoint="patch_config", methods=["PATCH"]),
+        Rule(f"{_ADMIN}/counters", endpoint="counters", methods=["GET", "DELETE"]),
+        Rule(f"{_ADMIN}/jobs", endpoint="jobs", methods=["GET"]),
+        Rule(f"{_ADMIN}/jobs/<seg:job>", endpoint="job", methods=["GET"]),
+        Rule(f"{_ADMIN}/jobs/<seg:job>:setState", endpoint="set_state", methods=["POST"]),
+        Rule(f"{_ADMIN}/jobs/<seg:job>:setOutcome", endpoint="set_outcome", methods=["POST"]),
+        Rule(f"{_ADMIN}/jobs/<seg:job>/log", endpoint="job_log", methods=["GET"]),
+        Rule(f"{_ADMIN}/outcomeRules", endpoint="rules", methods=["GET", "POST", "DELETE"]),
+        Rule(f"{_ADMIN}/faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
+        Rule(f"{_ADMIN}/faults/<seg:fault>", endpoint="fault_delete", methods=["DELETE"]),
+    ],
+    converters={"seg": _Segment},
+    strict_slashes=False,
+    merge_slashes=False,
+)
+
+
+def error_response(error: ApiError) -> Response:
+    return admin_api.reply(error.envelope(), error.http)
+
+
+class StandinApp:
+    """The WSGI application: route, count, inject faults, handle, and map errors."""
+
+    def __init__(self, store: JobStore, faults: FaultBook, defaults: Defaults) -> None:
+        self.store = store
+        self.faults = faults
+        self.defaults = defaults
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = URL_MAP.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except HTTPException:
+            path = request.path
+            return error_response(ApiError("NOT_FOUND", f"No such method: {request.method} {path}"))
+        try:
+            if endpoint in _API:
+                return self._vertex(endpoint, request, dict(args))
+            return _ADMIN_HANDLERS[endpoint](
+                self.store, self.faults, self.defaults, request, **args
+            )
+        except ApiError as error:
+            return error_response(error)
+        except Exception as exc:
+            log.exception("stand-in handler failed", endpoint=endpoint)
+            return error_response(ApiError("INTERNAL", f"Internal error: {exc!r}"))
+
+    def _vertex(self, endpoint: str, request: Request, args: dict[str, Any]) -> Response:
+        method, handler = _API[endpoint]
+        draw = self.faults.on_call(method)
+        if draw.latency_s:
+            time.sleep(draw.latency_s)
+        if draw.error is not None and draw.phase == "before":
+            raise draw.error
+        response = handler(self.store, request, **args)
+        if draw.error is not None:
+            raise draw.error  # phase "after": the call took effect, the answer is lost
+        return response
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No per-request access log (at hundreds of requests per second it drowns everything), and
+    TCP_NODELAY: Werkzeug writes headers and body in two sends, and Nagle's algorithm holding
+    the body back until the client's delayed ACK costs milliseconds per request.
+    """
+
+    disable_nagle_algorithm = True
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        log.debug("http server: " + (message % args if args else message), kind=type)
+
+
+class StandinServer:
+    """The stand-in on a local port, in a background thread (`start`) or the foreground.
+
+    >>> with StandinServer() as server:          # port 0: a free port is chosen
+    ...     server.url                          # 'http://127.0.0.1:43567'
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: Mode = "scripted",
+        delays: Delays | None = None,
+        work_dir: Path | None = None,
+        kill_grace: float = 2.0,
+    ) -> None:
+        delays = delays or Delays()
+        if work_dir is not None:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            self.store = JobStore(work_dir, mode=mode, delays=delays, kill_grace=kill_grace)
+        else:
+            self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace)
+        self.faults = FaultBook()
+        self.app = StandinApp(self.store, self.faults, Defaults(mode, delays))
+        self._server: BaseWSGIServer = make_server(
+            host, port, self.app, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread: threading.Thread | None = None
+        self._admin: AdminClient | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin(self) -> AdminClient:
+        """An admin client for this server (created on first use, closed by `stop`)."""
+        if self._admin is None:
+            self._admin = AdminClient(self.url)
+        return self._admin
+
+    def start(self) -> StandinServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="standin-http", daemon=True
+        )
+        self._thread.start()
+        log.info("vertex stand-in listening", url=self.url, mode=self.store.mode)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until `stop()` or KeyboardInterrupt."""
+        log.info("vertex stand-in listening", url=self.url, mode=self.store.mode)
+        try:
+            self._server.serve_forever()
+        finally:
+            self.store.close()
+
+    def stop(self) -> None:
+        """Stop serving and kill every executed job's process group."""
+        self.store.close()
+        if self._admin is not None:
+            self._admin.close()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> StandinServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,94 @@
+"""Helpers for dispatcher tests: a Dispatcher wired to the emulators and the stand-in."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.cloud import firestore
+
+from launchq.dispatch import Dispatcher, PubsubMessage
+from launchq.events import EventPublisher
+from launchq.queues import QueueSource, apply_queue
+from launchq.settings import Settings
+from launchq.store import Store
+
+
+def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
+    """The seed's default Vertex queue config, with a bucket, project and region."""
+    return {
+        "project": "launchq-test",
+        "region": "us-central1",
+        "max_jobs": max_jobs,
+        "spec": {
+            "worker_pool_specs": [
+                {
+                    "machine_spec": {
+                        "machine_type": "n1-standard-4",
+                        "accelerator_type": "ACCELERATOR_TYPE_UNSPECIFIED",
+                        "accelerator_count": 0,
+                    },
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": "${image_uri}"},
+                }
+            ],
+            "staging_bucket": "gs://launchq-test-staging",
+        },
+        "run": {"restart_job_on_worker_restart": False},
+        **extra,
+    }
+
+
+def message(payload: Any, message_id: str | None = None, **attributes: str) -> PubsubMessage:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return PubsubMessage(data, attributes, message_id or uuid.uuid4().hex)
+
+
+def item(queue: str, item_id: str, **extra: Any) -> dict[str, Any]:
+    return {"queue": queue, "item_id": item_id, "image_uri": "gcr.io/p/trainer:1", **extra}
+
+
+@dataclass
+class Harness:
+    db: firestore.Client
+    project: str
+    vertex_url: str
+    lease_seconds: float = 600.0
+    hook: Callable[[str], None] = lambda _p: None
+    events_topic: str = ""
+    store: Store = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.db)
+
+    def settings(self) -> Settings:
+        return Settings(
+            project=self.project,
+            events_topic=self.events_topic,
+            vertex_endpoint=self.vertex_url,
+            submit_lease_seconds=self.lease_seconds,
+            queue_cache_seconds=0.0,
+            vertex_timeout_seconds=10.0,
+        )
+
+    def dispatcher(self, hook: Callable[[str], None] | None = None) -> Dispatcher:
+        settings = self.settings()
+        return Dispatcher(
+            settings,
+            self.store,
+            QueueSource(self.store, settings.queue_cache_seconds),
+            EventPublisher(self.project, self.events_topic),
+            hook=hook or self.hook,
+            sleep=lambda _s: None,
+        )
+
+    def apply(self, name: str, config: dict[str, Any]) -> None:
+        apply_queue(self.store, name, config)
+
+    def item_data(self, queue: str, item_id: str) -> dict[str, Any]:
+        snap = self.store.get_item(queue, item_id)
+        assert snap.exists, f"item {queue}/{item_id} was not recorded"
+        return snap.to_dict() or {}

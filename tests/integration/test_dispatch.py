@@ -1,0 +1,297 @@
+"""The dispatcher on the real emulators and the Vertex stand-in: exactly once, admission, errors."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from launchq.dispatch import SimulatedCrash, TransientError
+from launchq.standin import StandinServer
+from launchq.states import SLOT_STATES, ItemState
+from tests.integration.dispatch_support import Harness, item, message, queue_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
+    return Harness(firestore_db, gcp_project, standin.url)
+
+
+def all_jobs(standin: StandinServer) -> list[dict[str, Any]]:
+    return standin.admin.jobs()
+
+
+def test_an_item_becomes_one_job_with_its_labels(harness: Harness, standin: StandinServer) -> None:
+    harness.apply("q1", queue_config())
+    result = harness.dispatcher().handle(message(item("q1", "run-1")))
+    assert result.outcome == "recorded"
+    assert result.submitted == ["run-1"]
+    data = harness.item_data("q1", "run-1")
+    assert data["state"] == ItemState.SUBMITTED.value
+    assert data["attempt"] == 1
+    name = data["job"]["name"]
+    assert name.startswith("projects/")
+    assert "/locations/us-central1/customJobs/" in name
+    assert data["job"]["console_url"].endswith(f"?project={data['project']}")
+    created = all_jobs(standin)
+    assert [j["name"] for j in created] == [name]
+    labels = created[0]["labels"]
+    assert labels["launchq-attempt"] == "1"
+    assert labels["launchq-queue"] == "q1"
+    assert [h["to"] for h in data["history"]] == ["QUEUED", "SUBMITTING", "SUBMITTED"]
+
+
+def test_redelivery_of_a_submitted_item_changes_nothing(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q1", queue_config())
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("q1", "run-1")))
+    before = harness.item_data("q1", "run-1")
+    result = dispatcher.handle(message(item("q1", "run-1")))
+    assert result.outcome == "duplicate"
+    assert harness.item_data("q1", "run-1")["updated_at"] == before["updated_at"]
+    assert len(all_jobs(standin)) == 1
+
+
+def test_fifty_concurrent_deliveries_of_one_item_make_one_job(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q1", queue_config())
+    dispatcher = harness.dispatcher()
+    msg = message(item("q1", "hot-item"), message_id="m-1")
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _i: dispatcher.handle(msg), range(50)))
+    assert len(all_jobs(standin)) == 1
+    assert sum(len(r.submitted) for r in results) == 1
+    data = harness.item_data("q1", "hot-item")
+    assert data["state"] == ItemState.SUBMITTED.value
+    assert data["attempt"] == 1
+
+
+CRASH_POINTS = ["recorded", "claimed", "created"]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_at_every_step_then_redelivery_makes_one_job(
+    harness: Harness, standin: StandinServer, point: str
+) -> None:
+    harness.apply("q1", queue_config())
+    harness.lease_seconds = 0.0  # the dead dispatcher's lease is over at once
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise SimulatedCrash(at)
+
+    with pytest.raises(SimulatedCrash):
+        harness.dispatcher(hook=crash).handle(message(item("q1", "crashy"), message_id="m-1"))
+    # Pub/Sub redelivers (same message id), to a fresh process.
+    result = harness.dispatcher().handle(message(item("q1", "crashy"), message_id="m-1"))
+    assert result.outcome in {"recorded", "repaired"}
+    created = all_jobs(standin)
+    assert len(created) == 1, f"crash after {point!r} produced {len(created)} jobs"
+    data = harness.item_data("q1", "crashy")
+    assert data["state"] == ItemState.SUBMITTED.value
+    assert data["job"]["name"] == created[0]["name"]
+    assert data["claim"] is None
+    # A third delivery is a no-op.
+    assert harness.dispatcher().handle(message(item("q1", "crashy"))).outcome == "duplicate"
+    assert len(all_jobs(standin)) == 1
+
+
+def test_a_crash_inside_the_lease_leaves_the_item_visibly_submitting(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q1", queue_config())
+
+    def crash(at: str) -> None:
+        if at == "claimed":
+            raise SimulatedCrash(at)
+
+    with pytest.raises(SimulatedCrash):
+        harness.dispatcher(hook=crash).handle(message(item("q1", "x")))
+    result = harness.dispatcher().handle(message(item("q1", "x")))
+    assert result.outcome == "duplicate"
+    assert harness.item_data("q1", "x")["state"] == ItemState.SUBMITTING.value
+    assert all_jobs(standin) == []
+
+
+def test_thousand_items_each_delivered_three_times_make_thousand_jobs(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("bulk", queue_config())
+    dispatcher = harness.dispatcher()
+    messages = [message(item("bulk", f"i-{n:04d}"), message_id=f"m-{n}") for n in range(1000)]
+    deliveries = [m for m in messages for _ in range(3)]
+    with ThreadPoolExecutor(24) as pool:
+        list(pool.map(dispatcher.handle, deliveries))
+    created = all_jobs(standin)
+    assert len(created) == 1000
+    assert len({j["labels"]["launchq-item"] for j in created}) == 1000
+
+
+def test_max_jobs_is_never_exceeded_by_concurrent_dispatchers(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("small", queue_config(max_jobs=3))
+    dispatchers = [harness.dispatcher() for _ in range(8)]
+    msgs = [message(item("small", f"i-{n}")) for n in range(50)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: dispatchers[p[0] % 8].handle(p[1]), enumerate(msgs)))
+    assert len(all_jobs(standin)) == 3
+    states = [
+        (s.to_dict() or {})["state"]
+        for s in harness.store.items_in_states(ItemState, queue="small")
+    ]
+    assert sum(ItemState(s) in SLOT_STATES for s in states) == 3
+    assert states.count(ItemState.QUEUED.value) == 47
+    waiting = harness.item_data(
+        "small",
+        next(
+            f"i-{n}" for n in range(50) if harness.item_data("small", f"i-{n}")["state"] == "QUEUED"
+        ),
+    )
+    assert waiting["reason"] == "waiting for a free slot"
+
+
+def test_freed_slot_goes_to_highest_priority_then_oldest(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("one", queue_config(max_jobs=1))
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("one", "first")))
+    dispatcher.handle(message(item("one", "low-old", priority="low")))
+    dispatcher.handle(message(item("one", "medium-old", priority="medium")))
+    dispatcher.handle(message(item("one", "high-new", priority="high")))
+    dispatcher.handle(message(item("one", "medium-new", priority="medium")))
+    assert len(all_jobs(standin)) == 1
+    order = []
+    for _ in range(4):
+        _finish(harness, "one", order[-1] if order else "first")
+        order.extend(dispatcher.admit("one"))
+    assert order == ["high-new", "medium-old", "medium-new", "low-old"]
+
+
+def _finish(harness: Harness, queue: str, item_id: str) -> None:
+    from launchq.store import Transition
+
+    snap = harness.store.get_item(queue, item_id)
+    harness.store.transition(
+        snap, Transition(ItemState.SUCCEEDED, "test: job ended"), release_slot=True
+    )
+
+
+def test_a_paused_queue_admits_nothing(harness: Harness, standin: StandinServer) -> None:
+    harness.apply("p", queue_config(paused=True))
+    harness.dispatcher().handle(message(item("p", "a")))
+    data = harness.item_data("p", "a")
+    assert data["state"] == ItemState.QUEUED.value
+    assert data["reason"] == "queue paused"
+    assert all_jobs(standin) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"\x00not json", "not JSON"),
+        (b"[1, 2]", "must be a JSON object, got list"),
+        (b'{"image_uri": "x"}', "no queue"),
+    ],
+)
+def test_undecodable_messages_are_recorded_and_acknowledged(
+    harness: Harness, payload: bytes, problem: str
+) -> None:
+    result = harness.dispatcher().handle(message(payload, message_id="bad-1"))
+    assert result.outcome == "rejected"
+    data = harness.item_data("_unroutable", "_message-bad-1")
+    assert data["state"] == ItemState.REJECTED.value
+    assert problem in data["error"]["message"]
+
+
+def test_unknown_queue_is_rejected(harness: Harness) -> None:
+    result = harness.dispatcher().handle(message(item("nope", "a")))
+    assert result.outcome == "rejected"
+    data = harness.item_data("nope", "a")
+    assert data["error"]["reason"] == "unknown_queue"
+
+
+def test_invalid_item_is_rejected_with_its_path(harness: Harness, standin: StandinServer) -> None:
+    harness.apply("q1", queue_config())
+    bad = item("q1", "bad", env={"AIP_MODEL_DIR": "/tmp/x"})
+    assert harness.dispatcher().handle(message(bad)).outcome == "rejected"
+    data = harness.item_data("q1", "bad")
+    assert data["state"] == ItemState.REJECTED.value
+    assert "AIP_MODEL_DIR" in data["error"]["message"]
+    assert data["error"]["path"]
+    assert all_jobs(standin) == []
+
+
+def test_queue_and_item_id_may_come_as_attributes(harness: Harness) -> None:
+    harness.apply("q1", queue_config())
+    msg = message({"image_uri": "gcr.io/p/t:1"}, queue="q1", item_id="from-attrs")
+    assert harness.dispatcher().handle(msg).item_id == "from-attrs"
+    assert harness.item_data("q1", "from-attrs")["state"] == ItemState.SUBMITTED.value
+
+
+def test_message_id_is_the_fallback_item_id(harness: Harness) -> None:
+    harness.apply("q1", queue_config())
+    msg = message({"queue": "q1", "image_uri": "gcr.io/p/t:1"}, message_id="1234")
+    assert harness.dispatcher().handle(msg).item_id == "1234"
+
+
+def test_vertex_400_at_submit_fails_the_item_and_frees_its_slot(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("one", queue_config(max_jobs=1))
+    standin.admin.add_fault(["CreateCustomJob"], http_status=400, count=1)
+    result = harness.dispatcher().handle(message(item("one", "a")))
+    assert result.outcome == "recorded"
+    data = harness.item_data("one", "a")
+    assert data["state"] == ItemState.FAILED.value
+    assert data["error"]["http_status"] == 400
+    assert data["slot"] is None
+    assert harness.store.slot_holders("one") == {"00000": None}
+
+
+def test_transient_vertex_errors_are_retried_in_process(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q1", queue_config())
+    standin.admin.add_fault(["CreateCustomJob"], http_status=503, count=2)
+    harness.dispatcher().handle(message(item("q1", "a")))
+    assert harness.item_data("q1", "a")["state"] == ItemState.SUBMITTED.value
+    assert len(all_jobs(standin)) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_persistent_transient_errors_raise_for_redelivery_then_one_job(
+    harness: Harness, standin: StandinServer, status: int
+) -> None:
+    harness.apply("q1", queue_config())
+    standin.admin.add_fault(["CreateCustomJob"], http_status=status, count=4)
+    with pytest.raises(TransientError):
+        harness.dispatcher().handle(message(item("q1", "a")))
+    data = harness.item_data("q1", "a")
+    assert data["state"] == ItemState.SUBMITTING.value
+    assert data["needs_lookup"] is True
+    harness.dispatcher().handle(message(item("q1", "a")))
+    assert harness.item_data("q1", "a")["state"] == ItemState.SUBMITTED.value
+    assert len(all_jobs(standin)) == 1
+
+
+def test_an_ambiguous_create_is_looked_up_not_repeated(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """Vertex created the job but the answer was lost (503 after the fact): still one job."""
+    harness.apply("q1", queue_config())
+    standin.admin.add_fault(["CreateCustomJob"], http_status=503, count=1, phase="after")
+    harness.dispatcher().handle(message(item("q1", "a")))
+    assert len(all_jobs(standin)) == 1
+    data = harness.item_data("q1", "a")
+    assert data["state"] == ItemState.SUBMITTED.value
+    assert data["job"]["name"] == all_jobs(standin)[0]["name"]
+    assert standin.admin.counters()["ListCustomJobs"] >= 1

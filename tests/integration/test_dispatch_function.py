@@ -1,0 +1,243 @@
+"""The dispatch Cloud Function as deployed: functions-framework, both event shapes, real push."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+from functions_framework import create_app
+from google.cloud import firestore, pubsub_v1
+
+from launchq import functions
+from launchq.emulators import EmulatorStack
+from launchq.events import EVENT_TYPE
+from launchq.standin import StandinServer
+from launchq.store import Store
+from tests.integration.dispatch_support import Harness, item, queue_config
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = str(ROOT / "functions" / "dispatch" / "main.py")
+
+
+@pytest.fixture
+def function_env(
+    monkeypatch: pytest.MonkeyPatch, gcp_project: str, standin: StandinServer
+) -> Iterator[dict[str, str]]:
+    env = {
+        "LAUNCHQ_PROJECT": gcp_project,
+        "LAUNCHQ_VERTEX_ENDPOINT": standin.url,
+        "LAUNCHQ_EVENTS_TOPIC": "",
+        "LAUNCHQ_QUEUE_CACHE_SECONDS": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    functions.reset()
+    yield env
+    functions.reset()
+
+
+def _b64(payload: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_eventarc_cloudevents_are_dispatched(
+    firestore_db: firestore.Client, function_env: dict[str, str], mode: str
+) -> None:
+    Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    event = CloudEvent(
+        {
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/launchq-items",
+        },
+        {
+            "message": {"data": _b64(item("q1", f"ev-{mode}")), "messageId": "42"},
+            "subscription": "projects/p/subscriptions/eventarc-sub",
+        },
+    )
+    headers, body = (to_structured if mode == "structured" else to_binary)(event)
+    response = client.post("/", headers=headers, data=body)
+    assert response.status_code == 200
+    snap = Store(firestore_db).get_item("q1", f"ev-{mode}")
+    assert (snap.to_dict() or {})["state"] == "SUBMITTED"
+
+
+def test_the_emulators_raw_push_envelope_is_dispatched(
+    firestore_db: firestore.Client, function_env: dict[str, str]
+) -> None:
+    Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    response = client.post(
+        "/projects/p/topics/launchq-items",
+        json={
+            "subscription": "projects/p/subscriptions/push",
+            "message": {
+                "data": _b64({"image_uri": "gcr.io/p/t:1"}),
+                "attributes": {"queue": "q1", "item_id": "raw-push"},
+                "messageId": "43",
+            },
+        },
+    )
+    assert response.status_code == 200
+    snap = Store(firestore_db).get_item("q1", "raw-push")
+    assert (snap.to_dict() or {})["state"] == "SUBMITTED"
+
+
+def test_a_bad_message_is_acknowledged_not_retried(
+    firestore_db: firestore.Client, function_env: dict[str, str]
+) -> None:
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    response = client.post(
+        "/projects/p/topics/t",
+        json={"subscription": "s", "message": {"data": _b64({"no": "queue"}), "messageId": "9"}},
+    )
+    assert response.status_code == 200  # a 2xx is an ack: Pub/Sub will not loop on it
+    snap = Store(firestore_db).get_item("_unroutable", "_message-9")
+    assert (snap.to_dict() or {})["state"] == "REJECTED"
+
+
+def test_a_transient_failure_is_a_5xx_so_pubsub_redelivers(
+    firestore_db: firestore.Client, function_env: dict[str, str], standin: StandinServer
+) -> None:
+    Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
+    standin.admin.add_fault(["CreateCustomJob"], http_status=503, count=None)
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    envelope = {
+        "subscription": "s",
+        "message": {"data": _b64(item("q1", "flaky")), "messageId": "10"},
+    }
+    assert client.post("/projects/p/topics/t", json=envelope).status_code == 500
+    standin.admin.clear_faults()
+    assert client.post("/projects/p/topics/t", json=envelope).status_code == 200
+    assert len(standin.admin.jobs()) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def served_dispatcher(
+    emulator_stack: EmulatorStack, gcp_project: str, standin: StandinServer, tmp_path: Path
+) -> Iterator[str]:
+    """The dispatch function under functions-framework in its own process, as in `make dev`."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LAUNCHQ_PROJECT": gcp_project,
+        "LAUNCHQ_VERTEX_ENDPOINT": standin.url,
+        "LAUNCHQ_EVENTS_TOPIC": "launchq-events",
+    }
+    log_path = tmp_path / "dispatch.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "functions-framework"),
+                f"--source={SOURCE}",
+                "--target=dispatch",
+                "--signature-type=cloudevent",
+                "--host=127.0.0.1",
+                f"--port={port}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: _answers(url), 30, "functions-framework to listen")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        print(log_path.read_text()[-4000:])
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=0.5)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def test_published_items_reach_vertex_through_a_real_push_subscription(
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+    served_dispatcher: str,
+    pubsub_publisher: pubsub_v1.PublisherClient,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+) -> None:
+    Harness(firestore_db, gcp_project, standin.url).apply("e2e", queue_config())
+    topic = pubsub_publisher.topic_path(gcp_project, "launchq-items")
+    events = pubsub_publisher.topic_path(gcp_project, "launchq-events")
+    for path in (topic, events):
+        pubsub_publisher.create_topic(name=path)
+    events_sub = pubsub_subscriber.subscription_path(gcp_project, "events-reader")
+    pubsub_subscriber.create_subscription(name=events_sub, topic=events)
+    pubsub_subscriber.create_subscription(
+        name=pubsub_subscriber.subscription_path(gcp_project, "dispatch-push"),
+        topic=topic,
+        push_config=pubsub_v1.types.PushConfig(
+            push_endpoint=f"{served_dispatcher}/projects/{gcp_project}/topics/launchq-items"
+        ),
+    )
+    ids = [f"pushed-{n}" for n in range(5)]
+    for item_id in ids:
+        pubsub_publisher.publish(
+            topic, json.dumps(item("e2e", item_id)).encode(), item_id=item_id
+        ).result(10)
+    store = Store(firestore_db)
+
+    def all_submitted() -> bool:
+        return all(
+            (store.get_item("e2e", i).to_dict() or {}).get("state") == "SUBMITTED" for i in ids
+        )
+
+    _wait_until(all_submitted, 30, "the pushed items to be submitted")
+    assert len(standin.admin.jobs()) == 5
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while len(received) < 15 and time.monotonic() < deadline:
+        response = pubsub_subscriber.pull(subscription=events_sub, max_messages=50, timeout=5)
+        for msg in response.received_messages:
+            received.append(json.loads(msg.message.data))
+        if response.received_messages:
+            pubsub_subscriber.acknowledge(
+                subscription=events_sub, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+    # Per item: QUEUED (accepted), SUBMITTING (admitted), SUBMITTED.
+    assert len(received) == 15
+    assert {e["type"] for e in received} == {EVENT_TYPE}
+    assert {e["subject"] for e in received} == set(ids)
+    assert sorted(e["data"]["to"] for e in received if e["subject"] == "pushed-0") == [
+        "QUEUED",
+        "SUBMITTED",
+        "SUBMITTING",
+    ]
