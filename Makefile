@@ -43,6 +43,16 @@ PORT ?= 8090
 vertex-emulator: bootstrap
 	$(BIN)/launchq vertex-emulator --port $(PORT)
 
+.PHONY: dev demo
+
+## The whole stack in the foreground on fixed ports (docs/local-dev.md); Ctrl-C stops it all.
+dev: bootstrap
+	$(BIN)/launchq dev
+
+## The first impression: start the stack on free ports, run the story, check it, tear down.
+demo: bootstrap
+	$(BIN)/python -m launchq.demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 

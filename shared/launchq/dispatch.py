@@ -219,7 +219,7 @@ class Dispatcher:
         created = self.store.create_item(queue, item_id, {**fields, "state": state.value}, cause)
         if created:
             log.info(cause, item_id=item_id, queue=queue, state=state.value)
-            self._publish(queue, item_id, None, state, cause)
+            self.publish_transition(queue, item_id, None, state, cause)
         return created
 
     def _reject_message(self, message: PubsubMessage, problem: str) -> DispatchResult:
@@ -307,7 +307,7 @@ class Dispatcher:
                 )
             except Conflict:
                 continue
-            self._publish(
+            self.publish_transition(
                 data["queue"], data["item_id"], ItemState.QUEUED, ItemState.SUBMITTING, "admitted"
             )
             self.hook("claimed")
@@ -418,7 +418,7 @@ class Dispatcher:
         except Conflict:
             return False
         log.info("job submitted", item_id=data["item_id"], queue=data["queue"], job_name=name)
-        self._publish(
+        self.publish_transition(
             data["queue"],
             data["item_id"],
             ItemState.SUBMITTING,
@@ -448,7 +448,7 @@ class Dispatcher:
             queue=data["queue"],
             error=exc.message,
         )
-        self._publish(
+        self.publish_transition(
             data["queue"],
             data["item_id"],
             ItemState.SUBMITTING,
@@ -469,7 +469,7 @@ class Dispatcher:
         except Exception as exc:  # the lease then simply runs out
             log.warning("could not release a submit lease", item_id=data["item_id"], error=str(exc))
 
-    def _publish(
+    def publish_transition(
         self,
         queue: str | None,
         item_id: str,

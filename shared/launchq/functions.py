@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from launchq import log as logsetup
 from launchq.dispatch import Dispatcher, DispatchResult, PubsubMessage
 from launchq.log import get_logger
 
+if TYPE_CHECKING:
+    from launchq.sweep import Sweeper
+
 log = get_logger(__name__)
-_lock = threading.Lock()
-_instances: dict[str, Dispatcher] = {}
+_lock = threading.RLock()  # sweeper() builds the dispatcher() under it
+_instances: dict[str, Any] = {}
 
 
 def message_from_event_data(data: dict[str, Any]) -> PubsubMessage:
@@ -41,7 +44,7 @@ def dispatcher() -> Dispatcher:
     with _lock:
         if "dispatcher" not in _instances:
             _instances["dispatcher"] = _build_dispatcher()
-        return _instances["dispatcher"]
+        return cast(Dispatcher, _instances["dispatcher"])
 
 
 def reset() -> None:
@@ -82,3 +85,28 @@ def handle_pubsub_event(data: dict[str, Any]) -> DispatchResult:
         submitted=result.submitted or None,
     )
     return result
+
+
+def sweeper() -> Sweeper:
+    with _lock:
+        if "sweeper" not in _instances:
+            _instances["sweeper"] = _build_sweeper()
+        return cast("Sweeper", _instances["sweeper"])
+
+
+def _build_sweeper() -> Sweeper:
+    from launchq.sweep import Sweeper
+
+    dispatch = dispatcher()
+    return Sweeper(dispatch.store, dispatch, dispatch.queues)
+
+
+def handle_sweep_request() -> tuple[dict[str, Any], int]:
+    """Run one sweep for Cloud Scheduler: the JSON summary and the HTTP status to answer.
+
+    Errors inside the sweep (a Vertex list that failed, a queue that could not be admitted) are
+    in the summary and logged at ERROR; they do not fail the request, because the next sweep
+    simply retries them and a 5xx would only make Cloud Scheduler run a second sweep now.
+    """
+    summary = sweeper().run().as_dict()
+    return summary, 200

@@ -89,7 +89,8 @@ _VERTEX_DRIVEN = frozenset(
 
 # Allowed transitions. Vertex is the source of truth once a job exists, so any Vertex-driven
 # state may follow any non-terminal Vertex-driven state. QUEUED may follow a job's end only
-# through a retry (a new attempt, a new CustomJob, on the same item).
+# through a retry (a new attempt, a new CustomJob, on the same item), recorded in the same write
+# as the end itself (launchq.store.Transition.via).
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.QUEUED: frozenset(
         {ItemState.SUBMITTING, ItemState.CANCELLED, ItemState.REJECTED, ItemState.FAILED}
@@ -103,7 +104,9 @@ TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.FAILED: frozenset({ItemState.QUEUED}),
     ItemState.EXPIRED: frozenset({ItemState.QUEUED}),
     ItemState.SUCCEEDED: frozenset(),
-    ItemState.CANCELLED: frozenset(),
+    # Only a cancel launchq made itself (start timeout) is retried; a user's cancel never is
+    # (launchq.sweep.failure_class decides).
+    ItemState.CANCELLED: frozenset({ItemState.QUEUED}),
     ItemState.PARTIALLY_SUCCEEDED: frozenset(),
     ItemState.REJECTED: frozenset(),
 }

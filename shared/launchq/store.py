@@ -22,10 +22,11 @@ case launchq must handle. No side effect happens inside a compare-and-swap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from google.cloud.firestore_v1.base_document import DocumentSnapshot
 from launchq.states import SLOT_STATES, ItemState, check_transition
 
 QUEUES = "queues"
+LEASES = "leases"
 SLOTS = "slots"
 ITEMS = "items"
 MAX_SLOTS = 10_000  # max_jobs above this is treated as a configuration error, see put_queue
@@ -59,11 +61,18 @@ class Conflict(Exception):
 
 @dataclass(frozen=True)
 class Transition:
-    """One state change, as appended to the item's history."""
+    """One state change, as appended to the item's history.
+
+    `via` records an intermediate state in the same write: a failed attempt that is retried goes
+    RUNNING -> FAILED -> QUEUED atomically, so a crash can never leave it FAILED and forgotten.
+    `via_cause` explains the first step.
+    """
 
     to: ItemState
     cause: str
     details: dict[str, Any] | None = None
+    via: ItemState | None = None
+    via_cause: str = ""
 
 
 class Store:
@@ -178,12 +187,22 @@ class Store:
         return ready
 
     def items_in_states(
-        self, states: Iterable[ItemState], queue: str | None = None
+        self,
+        states: Iterable[ItemState],
+        queue: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> Iterator[Snapshot]:
+        """Items in any of `states` (at most 30, Firestore's `in` limit).
+
+        `fields` projects the read: the sweep reads 10,000 active items a minute and needs none
+        of their job bodies or histories.
+        """
         values = [s.value for s in states]
         query = self.db.collection(ITEMS).where(filter=firestore.FieldFilter("state", "in", values))
         if queue is not None:
             query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
+        if fields is not None:
+            query = query.select(list(fields))
         return iter(query.stream())
 
     def count_holding_slots(self, queue: str) -> int:
@@ -195,6 +214,44 @@ class Store:
         # firestore's stubs declare count() as returning a class, not an instance.
         result: Any = cast(Any, query).count().get()
         return int(result[0][0].value)
+
+    # -- leases -------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take `leases/{name}` unless another holder's lease is still running.
+
+        Compare-and-swap like everything else: two sweeps started together cannot both win.
+        """
+        ref = self.db.collection(LEASES).document(name)
+        snap = ref.get()
+        now = self.clock()
+        data = snap.to_dict() or {}
+        if data.get("holder") not in (None, holder) and data.get("until", now) > now:
+            return False
+        lease = {"holder": holder, "until": now + timedelta(seconds=seconds), "taken_at": now}
+        batch = self.db.batch()
+        if snap.exists:
+            batch.update(ref, lease, option=self._unchanged(snap))
+        else:
+            batch.create(ref, lease)
+        try:
+            self._commit(batch)
+        except (Conflict, gexc.AlreadyExists, gexc.Conflict):
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        ref = self.db.collection(LEASES).document(name)
+        snap = ref.get()
+        if snap.exists and (snap.to_dict() or {}).get("holder") == holder:
+            batch = self.db.batch()
+            # Clearing the holder frees it whatever the clocks say (not `until = now`, which a
+            # sweeper with a skewed clock would turn into a lease that is still running).
+            batch.update(
+                ref, {"holder": None, "released_at": self.clock()}, option=self._unchanged(snap)
+            )
+            with contextlib.suppress(Conflict):  # somebody took it over: theirs now
+                self._commit(batch)
 
     # -- compare-and-swap -----------------------------------------------------------------
 
@@ -214,15 +271,20 @@ class Store:
         """
         data = item.to_dict() or {}
         current = ItemState(data["state"])
-        check_transition(current, change.to)
         now = self.clock()
+        entries = []
+        start = current
+        if change.via is not None:
+            check_transition(current, change.via)
+            entries.append(_history(current, change.via, now, change.via_cause, change.details))
+            start = change.via
+        check_transition(start, change.to)
+        entries.append(_history(start, change.to, now, change.cause, change.details))
         update: dict[str, Any] = {
             **(fields or {}),
             "state": change.to.value,
             "updated_at": now,
-            "history": firestore.ArrayUnion(
-                [_history(current, change.to, now, change.cause, change.details)]
-            ),
+            "history": firestore.ArrayUnion(entries),
         }
         if take_slot is not None:
             update["slot"] = take_slot.id

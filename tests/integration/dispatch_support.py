@@ -6,15 +6,19 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import requests
 from google.cloud import firestore
 
 from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.events import EventPublisher
 from launchq.queues import QueueSource, apply_queue
 from launchq.settings import Settings
-from launchq.store import Store
+from launchq.store import Store, utcnow
+from launchq.sweep import Sweeper
+from launchq.vertex import RetryPolicy, VertexClient
 
 
 def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
@@ -60,6 +64,7 @@ class Harness:
     hook: Callable[[str], None] = lambda _p: None
     events_topic: str = ""
     store: Store = field(init=False)
+    _vertex: VertexClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.store = Store(self.db)
@@ -81,9 +86,27 @@ class Harness:
             self.store,
             QueueSource(self.store, settings.queue_cache_seconds),
             EventPublisher(self.project, self.events_topic),
+            vertex_for=lambda _region: self.vertex,
             hook=hook or self.hook,
             sleep=lambda _s: None,
         )
+
+    @property
+    def vertex(self) -> VertexClient:
+        """One client per harness, retrying without sleeping (tests inject faults)."""
+        if self._vertex is None:
+            self._vertex = VertexClient(
+                self.vertex_url, requests.Session(), 10.0, RetryPolicy(sleep=lambda _s: None)
+            )
+        return self._vertex
+
+    @staticmethod
+    def now() -> datetime:
+        return utcnow()
+
+    def sweeper(self) -> Sweeper:
+        dispatcher = self.dispatcher()
+        return Sweeper(self.store, dispatcher, dispatcher.queues)
 
     def apply(self, name: str, config: dict[str, Any]) -> None:
         apply_queue(self.store, name, config)

@@ -80,6 +80,8 @@ def test_transitions() -> None:
     check_transition(ItemState.FAILED, ItemState.QUEUED)  # a retry: new attempt
     with pytest.raises(InvalidTransition, match="SUCCEEDED to QUEUED"):
         check_transition(ItemState.SUCCEEDED, ItemState.QUEUED)
+    with pytest.raises(InvalidTransition, match="REJECTED to QUEUED"):
+        check_transition(ItemState.REJECTED, ItemState.QUEUED)
     with pytest.raises(InvalidTransition):
         check_transition(ItemState.QUEUED, ItemState.RUNNING)
     with pytest.raises(InvalidTransition):

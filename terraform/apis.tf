@@ -1,0 +1,27 @@
+locals {
+  required_apis = toset([
+    "aiplatform.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "required" {
+  for_each = var.enable_apis ? local.required_apis : toset([])
+
+  project = var.project_id
+  service = each.value
+
+  # Other workloads in the project may use these APIs too; destroying launchq must not turn
+  # them off.
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}

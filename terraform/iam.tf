@@ -1,0 +1,185 @@
+# Service accounts and every IAM grant launchq makes. No primitive role, no allUsers or
+# allAuthenticatedUsers, and every grant is on the narrowest resource that works: a topic, a
+# subscription, a Cloud Run service, a service account. Only the Vertex AI custom roles and
+# Firestore's datastore.user are granted on the project (neither has a narrower resource).
+
+resource "google_service_account" "dispatch" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-dispatch"
+  display_name = "launchq dispatcher"
+  description  = "Runtime identity of the launchq dispatch function."
+}
+
+resource "google_service_account" "sweep" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-sweep"
+  display_name = "launchq sweeper"
+  description  = "Runtime identity of the launchq sweep function."
+}
+
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "launchq sweep invoker"
+  description  = "Cloud Scheduler's OIDC identity; may invoke the sweep function and nothing else."
+}
+
+resource "google_service_account" "push" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-push"
+  display_name = "launchq dispatch invoker"
+  description  = "Pub/Sub push OIDC identity; may invoke the dispatch function and nothing else."
+}
+
+resource "google_service_account" "job" {
+  count = var.create_job_service_account ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-job"
+  display_name = "launchq default job runtime"
+  description  = "Identity Vertex AI jobs can run as. Holds no roles from this module: grant it what the training code needs."
+}
+
+# --- Vertex AI: exactly the CustomJob permissions each function uses -------------------------
+# roles/aiplatform.user would also grant models, endpoints, datasets, pipelines, notebooks...
+
+resource "google_project_iam_custom_role" "dispatch" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_dispatcher"
+  title       = "launchq dispatcher"
+  description = "Create Vertex AI custom jobs and look them up by label (idempotent submit)."
+  permissions = [
+    "aiplatform.customJobs.create",
+    "aiplatform.customJobs.get",
+    "aiplatform.customJobs.list",
+  ]
+}
+
+resource "google_project_iam_custom_role" "sweep" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_sweeper"
+  title       = "launchq sweeper"
+  description = "Follow, cancel and (when it admits waiting items into freed slots) create Vertex AI custom jobs."
+  permissions = [
+    "aiplatform.customJobs.cancel",
+    "aiplatform.customJobs.create",
+    "aiplatform.customJobs.get",
+    "aiplatform.customJobs.list",
+  ]
+}
+
+locals {
+  # Maps with fixed keys (not sets): a custom role's name is only known after apply, and
+  # for_each keys must be known at plan time.
+  dispatch_project_roles = {
+    vertex    = google_project_iam_custom_role.dispatch.name # projects/P/roles/<prefix>_dispatcher
+    firestore = "roles/datastore.user"                       # read/write items/ and queues/
+  }
+  sweep_project_roles = {
+    vertex    = google_project_iam_custom_role.sweep.name
+    firestore = "roles/datastore.user"
+  }
+
+  # Service accounts Vertex jobs may run as; the functions get act-as on these only. The
+  # default account's email is spelled out (not read from the resource) so the for_each keys
+  # below are known at plan time.
+  default_job_service_account = "${var.name_prefix}-job@${var.project_id}.iam.gserviceaccount.com"
+  job_service_accounts = toset(concat(
+    var.job_service_accounts,
+    var.create_job_service_account ? [local.default_job_service_account] : [],
+  ))
+  job_act_as = {
+    for pair in setproduct(tolist(local.job_service_accounts), ["dispatch", "sweep"]) :
+    "${pair[1]}:${pair[0]}" => { job = pair[0], function = pair[1] }
+  }
+  function_members = {
+    dispatch = google_service_account.dispatch.member
+    sweep    = google_service_account.sweep.member
+  }
+}
+
+resource "google_project_iam_member" "dispatch" {
+  for_each = local.dispatch_project_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.dispatch.member
+}
+
+resource "google_project_iam_member" "sweep" {
+  for_each = local.sweep_project_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.sweep.member
+}
+
+# Creating a CustomJob whose spec names a service account needs iam.serviceAccounts.actAs on
+# that account (roles/iam.serviceAccountUser), granted on each job account, not the project.
+resource "google_service_account_iam_member" "job_act_as" {
+  for_each = local.job_act_as
+
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value.job}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.function_members[each.value.function]
+
+  depends_on = [google_service_account.job]
+}
+
+# --- Pub/Sub ---------------------------------------------------------------------------------
+
+# Both functions publish state-change CloudEvents to the events topic (REST :publish).
+resource "google_pubsub_topic_iam_member" "events_publisher" {
+  for_each = local.function_members
+
+  project = var.project_id
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+# Dead-lettering: the Pub/Sub service agent publishes the failed message to the dead-letter
+# topic and acknowledges it on the source subscription.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_service_agent
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_pubsub_subscription_iam_member" "dispatch_subscriber" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dispatch.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# Authenticated push: the service agent mints the OIDC token of the push account. Needed for
+# projects that enabled Pub/Sub before 2021-04-08; granted on this one account only.
+resource "google_service_account_iam_member" "push_token_creator" {
+  service_account_id = google_service_account.push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service.required]
+}
+
+# --- Invokers: each function's Cloud Run service, one caller each ----------------------------
+
+resource "google_cloud_run_v2_service_iam_member" "dispatch_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.dispatch.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "sweep_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.sweep.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}

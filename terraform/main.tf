@@ -1,0 +1,40 @@
+# launchq on Google Cloud: Pub/Sub in, a dispatch function that submits Vertex AI CustomJobs,
+# a sweep function Cloud Scheduler calls every minute, all state in Firestore.
+#
+#   publisher -> <prefix>-items --push (OIDC)--> dispatch --> Vertex AI CustomJob
+#                     | after N failed deliveries          |--> Firestore items/, queues/
+#                     v                                    '--> <prefix>-events (CloudEvents)
+#               <prefix>-dead-letter --> <prefix>-dead-letter-sub (kept 7 days)
+#   Cloud Scheduler --HTTP POST (OIDC)--> sweep --> Vertex get/list/cancel/create, Firestore, events
+#
+# Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, outputs.tf.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # Every LAUNCHQ_* variable shared/launchq/settings.py reads, and nothing else:
+  # tests/terraform/test_module.py checks these names against that file. A null value is left
+  # out of the environment, so the code's own default applies (LAUNCHQ_VERTEX_ENDPOINT unset in
+  # production means https://{region}-aiplatform.googleapis.com).
+  launchq_environment = {
+    LAUNCHQ_PROJECT                = var.project_id
+    LAUNCHQ_FIRESTORE_DATABASE     = var.firestore_database
+    LAUNCHQ_QUEUE_TOPIC            = google_pubsub_topic.items.name
+    LAUNCHQ_EVENTS_TOPIC           = google_pubsub_topic.events.name
+    LAUNCHQ_VERTEX_ENDPOINT        = var.vertex_endpoint
+    LAUNCHQ_SUBMIT_LEASE_SECONDS   = tostring(var.submit_lease_seconds)
+    LAUNCHQ_QUEUE_CACHE_SECONDS    = tostring(var.queue_cache_seconds)
+    LAUNCHQ_VERTEX_TIMEOUT_SECONDS = tostring(var.vertex_timeout_seconds)
+  }
+  function_environment = { for name, value in local.launchq_environment : name => value if value != null }
+
+  labels = merge(var.labels, { app = "launchq" })
+
+  # The Pub/Sub service agent: it pushes to the dispatcher, forwards to the dead-letter topic
+  # and acknowledges the forwarded message on the source subscription.
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  archives_dir = coalesce(var.function_archives_dir, "${path.module}/../build/functions")
+}

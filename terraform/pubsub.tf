@@ -1,0 +1,101 @@
+# Topics and subscriptions.
+#
+# The dispatcher is fed by an explicit push subscription instead of the function's Eventarc
+# trigger (event_trigger). Both deliver the same message to the same code, but with
+# event_trigger Eventarc creates the subscription itself under a name that is not known in
+# advance and the google provider exposes neither its name nor a dead-letter setting, so the
+# dead-letter policy, the backoff and the service agent's subscriber grant could not be
+# declared here. With our own subscription every one of them is in code. The function's
+# @functions_framework.cloud_event decorator turns the raw push envelope into the same
+# messagePublished CloudEvent Eventarc would deliver (tests/terraform checks this on the
+# packaged archive).
+
+resource "google_pubsub_topic" "items" {
+  #checkov:skip=CKV_GCP_83:Google-managed encryption at rest. Items carry job specs and metadata, no secrets; CMEK needs a KMS key, key rotation and service-agent grants a deployer opts into, not a module default.
+  project = var.project_id
+  name    = "${var.name_prefix}-items"
+  labels  = local.labels
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_pubsub_topic" "events" {
+  #checkov:skip=CKV_GCP_83:Google-managed encryption at rest. Items carry job specs and metadata, no secrets; CMEK needs a KMS key, key rotation and service-agent grants a deployer opts into, not a module default.
+  project = var.project_id
+  name    = "${var.name_prefix}-events"
+  labels  = local.labels
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_pubsub_topic" "dead_letter" {
+  #checkov:skip=CKV_GCP_83:Google-managed encryption at rest. Items carry job specs and metadata, no secrets; CMEK needs a KMS key, key rotation and service-agent grants a deployer opts into, not a module default.
+  project = var.project_id
+  name    = "${var.name_prefix}-dead-letter"
+  labels  = local.labels
+
+  depends_on = [google_project_service.required]
+}
+
+# A dead-letter topic without a subscription drops what it receives: this one keeps
+# dead-lettered queue items for 7 days for inspection and replay
+# (gcloud pubsub subscriptions pull <prefix>-dead-letter-sub).
+resource "google_pubsub_subscription" "dead_letter" {
+  project = var.project_id
+  name    = "${var.name_prefix}-dead-letter-sub"
+  topic   = google_pubsub_topic.dead_letter.id
+  labels  = local.labels
+
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = "" # never expires, however quiet the queue
+  }
+}
+
+# The dispatcher's trigger: every queue item is pushed, with an OIDC token of the push
+# service account, to the dispatch function. A non-2xx answer (the function raises only for
+# transient errors) is a nack: Pub/Sub retries with exponential backoff and after
+# dispatch_max_delivery_attempts forwards the message to the dead-letter topic.
+resource "google_pubsub_subscription" "dispatch" {
+  project = var.project_id
+  name    = "${var.name_prefix}-dispatch"
+  topic   = google_pubsub_topic.items.id
+  labels  = local.labels
+
+  # For push, the ack deadline is also the request timeout: as long as the function may run.
+  ack_deadline_seconds       = var.dispatch_timeout_seconds
+  message_retention_duration = "604800s"
+
+  push_config {
+    # The topic path in the URL becomes the CloudEvent's source in functions-framework.
+    push_endpoint = "${google_cloudfunctions2_function.dispatch.service_config[0].uri}/${google_pubsub_topic.items.id}"
+
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = google_cloudfunctions2_function.dispatch.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "${var.dispatch_retry_backoff_seconds.minimum}s"
+    maximum_backoff = "${var.dispatch_retry_backoff_seconds.maximum}s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.dispatch_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.dispatch_invoker,
+    google_service_account_iam_member.push_token_creator,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+  ]
+}

@@ -1,0 +1,302 @@
+# Inputs of the launchq module. Every variable has a type, a description and, where a wrong
+# value would only fail at apply time (or worse, at run time), a validation.
+
+variable "project_id" {
+  type        = string
+  description = "Project that holds launchq: its topics, functions, Firestore database, scheduler job and service accounts. Vertex AI jobs are created in this project too."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 lowercase letters, digits, hyphens), not a project number or name."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, the Cloud Scheduler job and the source bucket, e.g. us-central1."
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west4."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name: topics are <prefix>-items, <prefix>-events and <prefix>-dead-letter; service accounts <prefix>-dispatch, <prefix>-sweep, ... Keep it short: service account ids are limited to 30 characters."
+  default     = "launchq"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-16 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that supports them."
+  default     = {}
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the APIs launchq needs (Cloud Functions, Cloud Run, Eventarc, Pub/Sub, Cloud Scheduler, Firestore, Vertex AI, Cloud Build, Artifact Registry, IAM, Storage). Set to false when a platform team manages APIs."
+  default     = true
+}
+
+# --- Firestore -------------------------------------------------------------------------------
+
+variable "create_firestore_database" {
+  type        = bool
+  description = "Create the Firestore (native mode) database. Leave false when the project already has it (a project's (default) database can only be created once)."
+  default     = false
+}
+
+variable "firestore_database" {
+  type        = string
+  description = "Firestore database id launchq uses (LAUNCHQ_FIRESTORE_DATABASE). \"(default)\" or a named database."
+  default     = "(default)"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be \"(default)\" or 4-63 lowercase letters, digits and hyphens starting with a letter."
+  }
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Location of the Firestore database when create_firestore_database is true: a region (us-central1) or multi-region (nam5, eur3). null uses var.region."
+  default     = null
+
+  validation {
+    condition     = var.firestore_location == null || can(regex("^[a-z0-9-]+$", var.firestore_location))
+    error_message = "firestore_location must be a Firestore location id such as nam5, eur3 or us-central1."
+  }
+}
+
+variable "firestore_delete_protection" {
+  type        = bool
+  description = "Turn on delete protection for a database this module creates; a `terraform destroy` then leaves it in place (the provider abandons it)."
+  default     = true
+}
+
+variable "firestore_point_in_time_recovery" {
+  type        = bool
+  description = "Enable point-in-time recovery (7 days of versions, billed as storage) for a database this module creates."
+  default     = false
+}
+
+# --- Functions -------------------------------------------------------------------------------
+
+variable "python_runtime" {
+  type        = string
+  description = "Cloud Functions runtime of both functions. The archives' requirements.txt is pinned from the project's venv; python311 matches the interpreter the packaging test runs."
+  default     = "python311"
+
+  validation {
+    condition     = contains(["python311", "python312", "python313"], var.python_runtime)
+    error_message = "python_runtime must be python311, python312 or python313 (launchq needs Python 3.11+)."
+  }
+}
+
+variable "function_archives_dir" {
+  type        = string
+  description = "Directory holding dispatch.zip and sweep.zip built by `make package`. null means build/functions at the repository root (the module's parent directory)."
+  default     = null
+}
+
+variable "build_service_account" {
+  type        = string
+  description = "Email of the service account Cloud Build uses to build the functions. null keeps the project's default build service account."
+  default     = null
+
+  validation {
+    condition     = var.build_service_account == null || can(regex("^[a-z0-9-]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", var.build_service_account))
+    error_message = "build_service_account must be a service account email."
+  }
+}
+
+variable "dispatch_timeout_seconds" {
+  type        = number
+  description = "Timeout of the dispatch function. It only renders and submits (no polling), so minutes are plenty. Also the push subscription's ack deadline. Must stay below submit_lease_seconds."
+  default     = 300
+
+  validation {
+    condition     = var.dispatch_timeout_seconds >= 10 && var.dispatch_timeout_seconds <= 540 && floor(var.dispatch_timeout_seconds) == var.dispatch_timeout_seconds
+    error_message = "dispatch_timeout_seconds must be a whole number from 10 to 540 (the event-function limit, and below Pub/Sub's 600 s ack deadline)."
+  }
+}
+
+variable "dispatch_memory" {
+  type        = string
+  description = "Memory of the dispatch function, e.g. 512Mi or 1Gi."
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.dispatch_memory))
+    error_message = "dispatch_memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "dispatch_max_instances" {
+  type        = number
+  description = "Upper bound of concurrent dispatch instances (each handles one message at a time). Slots in Firestore, not this number, bound the number of jobs."
+  default     = 20
+
+  validation {
+    condition     = var.dispatch_max_instances >= 1 && var.dispatch_max_instances <= 1000
+    error_message = "dispatch_max_instances must be between 1 and 1000."
+  }
+}
+
+variable "dispatch_max_delivery_attempts" {
+  type        = number
+  description = "Deliveries of one message to the dispatcher before Pub/Sub moves it to the dead-letter topic."
+  default     = 10
+
+  validation {
+    condition     = var.dispatch_max_delivery_attempts >= 5 && var.dispatch_max_delivery_attempts <= 100
+    error_message = "dispatch_max_delivery_attempts must be between 5 and 100 (Pub/Sub's limits)."
+  }
+}
+
+variable "dispatch_retry_backoff_seconds" {
+  type = object({
+    minimum = number
+    maximum = number
+  })
+  description = "Exponential backoff between redeliveries of a message the dispatcher failed (a transient error). Same range as Eventarc's retries by default."
+  default = {
+    minimum = 10
+    maximum = 600
+  }
+
+  validation {
+    condition     = var.dispatch_retry_backoff_seconds.minimum >= 0 && var.dispatch_retry_backoff_seconds.maximum <= 600 && var.dispatch_retry_backoff_seconds.minimum <= var.dispatch_retry_backoff_seconds.maximum
+    error_message = "dispatch_retry_backoff_seconds needs 0 <= minimum <= maximum <= 600."
+  }
+}
+
+variable "sweep_timeout_seconds" {
+  type        = number
+  description = "Timeout of the sweep function; the scheduler's attempt deadline is set to the same value. Must stay below submit_lease_seconds, because the sweep submits jobs too."
+  default     = 300
+
+  validation {
+    condition     = var.sweep_timeout_seconds >= 15 && var.sweep_timeout_seconds <= 1800 && floor(var.sweep_timeout_seconds) == var.sweep_timeout_seconds
+    error_message = "sweep_timeout_seconds must be a whole number from 15 to 1800 (Cloud Scheduler's attempt deadline range for HTTP targets)."
+  }
+}
+
+variable "sweep_memory" {
+  type        = string
+  description = "Memory of the sweep function, e.g. 512Mi or 1Gi."
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.sweep_memory))
+    error_message = "sweep_memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "sweep_schedule" {
+  type        = string
+  description = "Unix-cron schedule of the sweep (Cloud Scheduler's finest resolution is one minute)."
+  default     = "* * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep_schedule))) == 5
+    error_message = "sweep_schedule must be a five-field unix-cron expression such as \"* * * * *\"."
+  }
+}
+
+variable "sweep_time_zone" {
+  type        = string
+  description = "Time zone the sweep schedule is read in (tz database name)."
+  default     = "Etc/UTC"
+}
+
+# --- Runtime settings (the LAUNCHQ_* environment of both functions) --------------------------
+
+variable "submit_lease_seconds" {
+  type        = number
+  description = "LAUNCHQ_SUBMIT_LEASE_SECONDS: how long a claimed item belongs to one submitter. Must be greater than both function timeouts, or a slow but live submitter could be overtaken and a second job created."
+  default     = 600
+
+  validation {
+    condition     = var.submit_lease_seconds > 0
+    error_message = "submit_lease_seconds must be positive."
+  }
+}
+
+variable "queue_cache_seconds" {
+  type        = number
+  description = "LAUNCHQ_QUEUE_CACHE_SECONDS: how long a function instance caches a queue config."
+  default     = 10
+
+  validation {
+    condition     = var.queue_cache_seconds >= 0
+    error_message = "queue_cache_seconds must not be negative."
+  }
+}
+
+variable "vertex_timeout_seconds" {
+  type        = number
+  description = "LAUNCHQ_VERTEX_TIMEOUT_SECONDS: per-request timeout of Vertex AI calls."
+  default     = 30
+
+  validation {
+    condition     = var.vertex_timeout_seconds > 0 && var.vertex_timeout_seconds <= 300
+    error_message = "vertex_timeout_seconds must be in (0, 300]."
+  }
+}
+
+variable "vertex_endpoint" {
+  type        = string
+  description = "LAUNCHQ_VERTEX_ENDPOINT: base URL of Vertex AI. null (the right value in production) leaves it unset, so each job's region picks https://{region}-aiplatform.googleapis.com."
+  default     = null
+
+  validation {
+    condition     = var.vertex_endpoint == null || can(regex("^https?://", var.vertex_endpoint))
+    error_message = "vertex_endpoint must be an http(s) URL or null."
+  }
+}
+
+# --- Vertex AI jobs --------------------------------------------------------------------------
+
+variable "job_service_accounts" {
+  type        = list(string)
+  description = "Emails of the service accounts queue configs run Vertex jobs as (CustomJob serviceAccount). The dispatcher and the sweeper may act as exactly these (plus the optional default job account) and no other."
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.job_service_accounts : can(regex("^[^@\\s]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", email))])
+    error_message = "job_service_accounts must be service account emails (...@PROJECT.iam.gserviceaccount.com)."
+  }
+}
+
+variable "create_job_service_account" {
+  type        = bool
+  description = "Create <prefix>-job, a service account with no roles for Vertex jobs to run as (grant it what your training code reads and writes). The functions may act as it."
+  default     = true
+}
+
+# --- Source bucket ---------------------------------------------------------------------------
+
+variable "source_bucket_name" {
+  type        = string
+  description = "Name of the bucket the function archives are uploaded to. null means <project_id>-<prefix>-functions."
+  default     = null
+
+  validation {
+    condition     = var.source_bucket_name == null || can(regex("^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$", var.source_bucket_name))
+    error_message = "source_bucket_name must be a valid bucket name (3-63 lowercase letters, digits, -, _ and .)."
+  }
+}
+
+variable "source_bucket_force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the source bucket although it still holds archive versions. It only holds build inputs, so true by default."
+  default     = true
+}
