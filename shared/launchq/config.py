@@ -97,7 +97,8 @@ Priority = Annotated[
 # Queue-level settings
 
 RetryReason = Literal["no_capacity", "infrastructure", "quota", "preempted", "start_timeout"]
-QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+QueueName = Annotated[str, Field(pattern=QUEUE_NAME_PATTERN)]
 ProjectId = Annotated[
     str, Field(pattern=r"^(?:\d+|(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9])$")
 ]

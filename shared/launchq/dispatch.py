@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -40,7 +41,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from launchq import vertex as vx
+from launchq.config import QUEUE_NAME_PATTERN
 from launchq.events import EventPublisher, state_changed_event
+from launchq.item import ITEM_ID_PATTERN
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.settings import Settings
@@ -50,6 +53,11 @@ from launchq.store import Conflict, Snapshot, Store, Transition
 log = get_logger(__name__)
 
 ATTEMPT_LABEL = "launchq-attempt"
+# Far below Firestore's 1 MiB document limit, which the stored item (payload plus rendered body
+# plus history) must respect; a real queue item is a few KiB.
+MAX_ITEM_BYTES = 256 * 1024
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+_ITEM_ID = re.compile(ITEM_ID_PATTERN)
 _FIRESTORE_TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -129,6 +137,10 @@ class Dispatcher:
             raise TransientError(f"Firestore unavailable: {exc}") from exc
 
     def _handle(self, message: PubsubMessage) -> DispatchResult:
+        if len(message.data) > MAX_ITEM_BYTES:
+            return self._reject_message(
+                message, f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}"
+            )
         payload, problem = _decode(message.data)
         if problem is not None:
             return self._reject_message(message, problem)
@@ -140,6 +152,16 @@ class Dispatcher:
         if not queue:
             return self._reject_message(
                 message, "no queue: set `queue` in the item or as a message attribute"
+            )
+        # Checked before anything is keyed by them: an id Firestore cannot hold would make
+        # even the rejection fail, and the message would loop until it is dead-lettered.
+        if not _QUEUE_NAME.match(queue):
+            return self._reject_message(message, f"invalid queue name {queue[:100]!r}")
+        if not _ITEM_ID.match(item_id):
+            return self._reject_message(
+                message,
+                f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
+                "starting with a letter or digit",
             )
         existing = self.store.get_item(queue, item_id)
         if not existing.exists:

@@ -18,7 +18,8 @@ from launchq.config import Priority, QueueConfig, is_unicode
 from launchq.templates import Scalar
 from launchq.validation import Issue, ItemError, issues_from_pydantic
 
-ItemId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
+ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN)]
 """Letters, digits and `._:@-`, 1-128 characters: safe as a Firestore document id and a
 Pub/Sub ordering key, and turned into a label value by `launchq.labels.label_value`."""
 

@@ -200,6 +200,10 @@ def test_a_paused_queue_admits_nothing(harness: Harness, standin: StandinServer)
         (b"\x00not json", "not JSON"),
         (b"[1, 2]", "must be a JSON object, got list"),
         (b'{"image_uri": "x"}', "no queue"),
+        (b'{"queue": "a/b", "item_id": "x"}', "invalid queue name 'a/b'"),
+        (b'{"queue": "q1", "item_id": "../etc"}', "invalid item_id '../etc'"),
+        (b'{"queue": "q1", "item_id": "' + b"x" * 2000 + b'"}', "invalid item_id"),
+        (b'{"queue": "q1", "pad": "' + b"x" * 300_000 + b'"}', "the limit is 262144"),
     ],
 )
 def test_undecodable_messages_are_recorded_and_acknowledged(

@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from functions_framework import create_app
@@ -26,6 +24,7 @@ from launchq.events import EVENT_TYPE
 from launchq.standin import StandinServer
 from launchq.store import Store
 from tests.integration.dispatch_support import Harness, item, queue_config
+from tests.support import answers, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,27 +125,12 @@ def test_a_transient_failure_is_a_5xx_so_pubsub_redelivers(
     assert len(standin.admin.jobs()) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture
 def served_dispatcher(
     emulator_stack: EmulatorStack, gcp_project: str, standin: StandinServer, tmp_path: Path
 ) -> Iterator[str]:
     """The dispatch function under functions-framework in its own process, as in `make dev`."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LAUNCHQ_PROJECT": gcp_project,
@@ -170,20 +154,12 @@ def served_dispatcher(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: _answers(url), 30, "functions-framework to listen")
+        wait_until(lambda: answers(url), 30, "functions-framework to listen")
         yield url
     finally:
         proc.terminate()
         proc.wait(10)
         print(log_path.read_text()[-4000:])
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=0.5)
-    except requests.RequestException:
-        return False
-    return True
 
 
 def test_published_items_reach_vertex_through_a_real_push_subscription(
@@ -220,7 +196,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
             (store.get_item("e2e", i).to_dict() or {}).get("state") == "SUBMITTED" for i in ids
         )
 
-    _wait_until(all_submitted, 30, "the pushed items to be submitted")
+    wait_until(all_submitted, 30, "the pushed items to be submitted")
     assert len(standin.admin.jobs()) == 5
     received: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ import hcl2
 import pytest
 import requests
 from hcl2 import SerializationOptions
+
+from tests.support import answers, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "terraform"
@@ -747,29 +748,6 @@ def test_packages_are_reproducible_and_complete(tmp_path: Path, name: str) -> No
 # -- the packaged dispatcher, served from a fresh venv (integration) --------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=0.5)
-    except requests.RequestException:
-        return False
-    return True
-
-
 @pytest.mark.integration
 def test_the_packaged_dispatcher_handles_a_push_in_a_fresh_venv(
     tmp_path: Path,
@@ -834,7 +812,7 @@ def test_the_packaged_dispatcher_handles_a_push_in_a_fresh_venv(
             "PUBSUB_EMULATOR_HOST": os.environ["PUBSUB_EMULATOR_HOST"],
         }
     )
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "functions-framework.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -853,7 +831,7 @@ def test_the_packaged_dispatcher_handles_a_push_in_a_fresh_venv(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: _answers(url), 60, "functions-framework to listen")
+        wait_until(lambda: answers(url), 60, "functions-framework to listen")
         # A raw Pub/Sub push envelope, as the module's push subscription sends it, whose body
         # is not JSON: the dispatcher must ack it (2xx) and record the rejection.
         message_id = unique_id("m")
