@@ -18,6 +18,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
+    # Jobs stay JOB_STATE_QUEUED: what the dispatcher records must not race the scripted
+    # lifecycle (a lookup after a crash rightly records RUNNING if the job got there).
+    standin.admin.set_delays(queued=None)
     return Harness(firestore_db, gcp_project, standin.url)
 
 

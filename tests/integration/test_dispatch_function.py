@@ -43,6 +43,7 @@ def function_env(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    standin.admin.set_delays(queued=None)  # recorded states stay deterministic
     functions.reset()
     yield env
     functions.reset()
@@ -170,6 +171,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
     pubsub_publisher: pubsub_v1.PublisherClient,
     pubsub_subscriber: pubsub_v1.SubscriberClient,
 ) -> None:
+    standin.admin.set_delays(queued=None)
     Harness(firestore_db, gcp_project, standin.url).apply("e2e", queue_config())
     topic = pubsub_publisher.topic_path(gcp_project, "launchq-items")
     events = pubsub_publisher.topic_path(gcp_project, "launchq-events")

@@ -18,11 +18,24 @@ def main() -> None:
 
 
 def _register() -> None:
-    from launchq.cli import emulators, queue, standin
+    # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
+    # aiplatform, rich) only when it runs.
+    from launchq.cli import common, emulators, items, local, queue, standin
 
-    main.add_command(emulators.emulators)
-    main.add_command(standin.vertex_emulator)
-    main.add_command(queue.queue)
+    for command in (
+        items.enqueue,
+        items.ls,
+        items.status,
+        items.cancel,
+        items.watch,
+        queue.queue,
+        local.sweep,
+        local.dev,
+        emulators.emulators,
+        standin.vertex_emulator,
+        common.cli_reference,
+    ):
+        main.add_command(command)
 
 
 _register()

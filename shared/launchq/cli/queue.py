@@ -1,8 +1,8 @@
-"""`launchq queue ...`: work with queue configs offline.
+"""`launchq queue ...`: define and operate queues; validate and render configs offline.
 
 `validate` and `render` need no cloud access: they are what an admin runs before writing a queue
-config, and what a researcher runs to see the exact job an item would become. Later commands
-(apply, get, ls, pause) join the same group and reuse `load_config` and `fail`.
+config, and what a researcher runs to see the exact job an item would become. `apply`, `get`,
+`ls`, `pending`, `pause` and `resume` work on the queues stored in Firestore.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from launchq.validation import LaunchqValidationError
+from launchq.cli.common import (
+    Backends,
+    backend_command,
+    console,
+    duration,
+    emit_json,
+    invalid,
+    json_option,
+)
+from launchq.validation import Issue, LaunchqValidationError
 
 if TYPE_CHECKING:  # imported lazily at run time: `launchq --help` should not load pydantic
     from launchq.config import QueueConfig
@@ -24,7 +33,10 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @click.group("queue")
 def queue() -> None:
-    """Validate and render queue configs (W&B Launch Vertex configs are accepted as is)."""
+    """Define and operate queues; validate and render configs offline.
+
+    W&B Launch Vertex queue configs are accepted as is.
+    """
 
 
 def fail(exc: LaunchqValidationError) -> NoReturn:
@@ -142,3 +154,150 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
     if issues:
         raise ItemError(issues)
     return item.model_copy(update={"template_variables": values})
+
+
+# -- queues in Firestore: apply, get, ls, pending, pause, resume --------------------------------
+# These talk to launchq's Firestore (flags/env in launchq.cli.common); validate/render above
+# stay offline. An invalid file exits 2 here (a validation error of the command's input),
+# whereas `validate` exits 1 (invalidity is the answer to what it was asked).
+
+
+@queue.command("apply")
+@click.argument("file", type=FILE)
+@click.option("--name", help="Queue name (default: the file's `name:`, else its stem).")
+@json_option
+@backend_command
+def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> None:
+    """Create or update a queue from a config file, validated first (every error, exit 2)."""
+    from launchq.config import load_document, name_from_path
+    from launchq.ops import queue_detail
+    from launchq.queues import apply_queue
+    from launchq.validation import ConfigError
+
+    try:
+        raw = load_document(file.read_text(encoding="utf-8"), str(file))
+        if not isinstance(raw, dict):
+            raise ConfigError([Issue("", f"{file} must hold a mapping (a queue config)")])
+        queue_name = name or raw.get("name") or name_from_path(file)
+        config = apply_queue(backends.store, str(queue_name), raw)
+    except LaunchqValidationError as exc:
+        invalid(exc.render())
+    detail = queue_detail(backends.store, str(queue_name))
+    if as_json:
+        emit_json(detail)
+        return
+    limit = "unlimited" if config.unlimited else str(config.max_jobs)
+    paused = ", paused" if detail["paused"] else ""
+    click.echo(f"queue '{queue_name}' applied (max_jobs {limit}{paused})")
+
+
+@queue.command("get")
+@click.argument("name")
+@json_option
+@backend_command
+def get(backends: Backends, name: str, as_json: bool) -> None:
+    """Show a queue: running / max_jobs, waiting, paused, and its config as applied."""
+    import yaml
+
+    from launchq.ops import queue_detail
+
+    detail = queue_detail(backends.store, name)
+    if as_json:
+        emit_json(detail)
+        return
+    click.echo(
+        f"queue {detail['name']}: {detail['running']}/{_limit(detail['max_jobs'])} running, "
+        f"{detail['waiting']} waiting{', paused' if detail['paused'] else ''} "
+        f"(applied {detail['updated_at']})"
+    )
+    click.echo(yaml.safe_dump(detail["config"], sort_keys=False).rstrip())
+
+
+@queue.command("ls")
+@json_option
+@backend_command
+def ls(backends: Backends, as_json: bool) -> None:
+    """List queues: running / max_jobs, waiting, paused."""
+    from rich.table import Table
+
+    from launchq.ops import list_queue_summaries
+
+    rows = list_queue_summaries(backends.store)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table()
+    for column in ("queue", "running", "waiting", "paused"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            f"{row['running']}/{_limit(row['max_jobs'])}",
+            str(row["waiting"]),
+            "[yellow]paused[/yellow]" if row["paused"] else "no",
+        )
+    if not rows:
+        table.caption = "no queues: apply one with `launchq queue apply FILE`"
+    console().print(table)
+
+
+@queue.command("pending")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@json_option
+@backend_command
+def pending(backends: Backends, name: str, limit: int, as_json: bool) -> None:
+    """Waiting items with their position (1 starts next), as admission will take them."""
+    from rich.table import Table
+
+    from launchq.ops import pending_items
+
+    rows = pending_items(backends.store, name, limit)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(title=f"queue {name}: {len(rows)} waiting", title_justify="left")
+    for column in ("position", "item", "priority", "waiting", "attempts", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            "-" if row["position"] is None else str(row["position"]),
+            str(row["item_id"]),
+            str(row["priority"]),
+            duration(row["waiting_s"]),
+            str(row["attempts"]),
+            row["reason"] or (f"backs off until {row['not_before']}" if row["not_before"] else ""),
+        )
+    console().print(table)
+
+
+@queue.command("pause")
+@click.argument("name")
+@json_option
+@backend_command
+def pause(backends: Backends, name: str, as_json: bool) -> None:
+    """Stop admitting items (running jobs continue; items are still accepted)."""
+    _set_paused(backends, name, True, as_json)
+
+
+@queue.command("resume")
+@click.argument("name")
+@json_option
+@backend_command
+def resume(backends: Backends, name: str, as_json: bool) -> None:
+    """Admit items again (the next dispatch or sweep starts what waits)."""
+    _set_paused(backends, name, False, as_json)
+
+
+def _set_paused(backends: Backends, name: str, paused: bool, as_json: bool) -> None:
+    from launchq.ops import set_paused
+
+    summary = set_paused(backends.store, name, paused)
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"queue '{name}' {'paused' if paused else 'resumed'}")
+
+
+def _limit(max_jobs: object) -> str:
+    return "∞" if max_jobs == -1 else str(max_jobs)

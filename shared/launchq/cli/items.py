@@ -1,0 +1,486 @@
+"""`launchq enqueue | ls | status | cancel | watch`: the researcher's side of the queue.
+
+`enqueue` publishes with the real Pub/Sub client, exactly what any other publisher does; the
+dispatcher decides. Before publishing it reads the queue from Firestore to type `--set-var`
+values by the queue's declarations and to check the item, so a typo costs an immediate exit 2
+instead of a REJECTED item (`--no-check` skips the check and lets the dispatcher judge).
+Everything else reads Firestore (`launchq.ops`), the source of truth for items.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from launchq.cli.common import (
+    EXIT_FAILURE,
+    Backends,
+    CliError,
+    backend_command,
+    console,
+    duration,
+    emit_json,
+    invalid,
+    json_option,
+    parse_pairs,
+    styled_state,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from launchq.queues import QueueRuntime
+
+PRIORITIES = ("critical", "high", "medium", "low")
+
+
+def new_item_id() -> str:
+    """Always set one: a publisher retry re-sends with a *new* message id, never a new item id."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+# -- enqueue -------------------------------------------------------------------------------
+
+
+@click.command("enqueue")
+@click.option("--queue", "-q", "queue_name", help="Queue to run on (else the file's `queue`).")
+@click.option("--image", help="Container image (fills ${image_uri}).")
+@click.option(
+    "--set-var",
+    "set_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Template variable, typed by the queue's declaration (repeatable).",
+)
+@click.option("--priority", help="critical, high, medium, low or an integer (lower runs first).")
+@click.option("--item-id", help="Idempotency key (default: a new unique id).")
+@click.option("--display-name", help="The job's display name.")
+@click.option("--command", "command_line", help="Container command, shell-split: 'python t.py'.")
+@click.option("--args", "args_line", help="Container args, shell-split: '--lr 0.1'.")
+@click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Env var (repeatable).")
+@click.option("--label", "label_pairs", multiple=True, metavar="k=v", help="Label (repeatable).")
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Queue item JSON; flags override its fields.",
+)
+@click.option("--no-check", is_flag=True, help="Publish without checking against the queue.")
+@click.option("--wait", is_flag=True, help="Follow the item; exit 1 unless it SUCCEEDED.")
+@click.option("--timeout", type=float, default=3600, show_default=True, help="--wait limit, s.")
+@json_option
+@backend_command
+def enqueue(
+    backends: Backends,
+    queue_name: str | None,
+    image: str | None,
+    set_vars: tuple[str, ...],
+    priority: str | None,
+    item_id: str | None,
+    display_name: str | None,
+    command_line: str | None,
+    args_line: str | None,
+    env_pairs: tuple[str, ...],
+    label_pairs: tuple[str, ...],
+    from_file: Path | None,
+    no_check: bool,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Publish a queue item to the queue topic and print its id.
+
+    The item is checked against the queue first (declared variables, types, what the queue
+    allows); an invalid item exits 2 with every problem. With --wait, follows it to the end.
+    """
+    payload = _load_item_file(from_file) if from_file else {}
+    flags: dict[str, Any] = {
+        "image_uri": image,
+        "display_name": display_name,
+        "command": _split(command_line, "--command"),
+        "args": _split(args_line, "--args"),
+    }
+    payload.update({k: v for k, v in flags.items() if v is not None})
+    if env_pairs:
+        payload["env"] = {**payload.get("env", {}), **parse_pairs(env_pairs, "--env")}
+    if label_pairs:
+        payload["labels"] = {**payload.get("labels", {}), **parse_pairs(label_pairs, "--label")}
+    if priority is not None:
+        payload["priority"] = _priority(priority)
+    queue = queue_name or payload.get("queue")
+    if not isinstance(queue, str) or not queue:
+        invalid('no queue: pass --queue, or set "queue" in the --from-file item')
+    payload["queue"] = queue
+    item_id = item_id or payload.get("item_id") or new_item_id()
+    payload["item_id"] = item_id
+    runtime = _queue_runtime(backends, queue)
+    if set_vars:
+        payload["template_variables"] = {
+            **payload.get("template_variables", {}),
+            **_typed_vars(runtime, set_vars),
+        }
+    if not no_check:
+        _check(runtime, payload, str(item_id))
+    message_id = _publish(backends, payload)
+    if as_json:
+        emit_json(
+            {
+                "item_id": item_id,
+                "queue": queue,
+                "message_id": message_id,
+                "topic": backends.queue_topic_path,
+            }
+        )
+    else:
+        click.echo(item_id)
+    if wait:
+        final = follow(backends, queue, str(item_id), timeout)
+        if final != "SUCCEEDED":
+            raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _load_item_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        invalid(f"{path} is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        invalid(f"{path} must hold a JSON object (a queue item), not {type(data).__name__}")
+    return data
+
+
+def _split(line: str | None, option: str) -> list[str] | None:
+    if line is None:
+        return None
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        invalid(f"{option} {line!r}: {exc}")
+
+
+def _priority(text: str) -> str | int:
+    lowered = text.strip().lower()
+    if lowered in PRIORITIES:
+        return lowered
+    if lowered.isdigit():
+        return int(lowered)
+    return invalid(f"--priority {text!r}: use critical, high, medium, low or an integer >= 0")
+
+
+def _queue_runtime(backends: Backends, queue: str) -> QueueRuntime:
+    from launchq.ops import unknown_queue_message
+
+    runtime = backends.queues.get(queue, fresh=True)
+    if runtime is None:
+        invalid(unknown_queue_message(backends.store, queue))
+    return runtime
+
+
+def _typed_vars(runtime: QueueRuntime, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--set-var k=v` read as the declared type; an undeclared name names the declared ones."""
+    from launchq.templates import coerce_cli_value, value_problem
+
+    declared = runtime.config.template_variables
+    names = ", ".join(sorted(declared)) or "none"
+    values: dict[str, Any] = {}
+    for key, text in parse_pairs(pairs, "--set-var").items():
+        decl = declared.get(key)
+        if decl is None:
+            invalid(
+                f"--set-var {key}: queue {runtime.name!r} declares no template variable "
+                f"{key!r} (declared: {names})"
+            )
+        try:
+            value = coerce_cli_value(decl, text)
+        except ValueError:
+            invalid(f"--set-var {key}={text}: {key!r} is declared as {decl.type}")
+        problem = value_problem(decl, value)
+        if problem:
+            invalid(f"--set-var {key}={text}: {problem}")
+        values[key] = value
+    return values
+
+
+def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None:
+    prepared = runtime.prepare(payload, item_id, datetime.now(UTC))
+    if isinstance(prepared, list):
+        from launchq.validation import ItemError
+
+        invalid(ItemError(prepared).render())
+
+
+def _publish(backends: Backends, payload: dict[str, Any]) -> str:
+    from google.api_core import exceptions as gexc
+
+    data = json.dumps(payload, ensure_ascii=False).encode()
+    topic = backends.queue_topic_path
+    try:
+        future = backends.publisher.publish(
+            topic, data, queue=str(payload["queue"]), item_id=str(payload["item_id"])
+        )
+        return str(future.result(timeout=60))
+    except gexc.NotFound:
+        raise CliError(
+            f"topic {topic} does not exist: create it, or set --queue-topic/LAUNCHQ_QUEUE_TOPIC"
+        ) from None
+
+
+def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str | None:
+    """A live status line on stderr until the item ends; returns its final state."""
+    from launchq.ops import item_summary
+    from launchq.states import TERMINAL_STATES
+
+    terminal = {s.value for s in TERMINAL_STATES}
+    err = console(stderr=True)
+    started = time.monotonic()
+    data: dict[str, Any] = {}
+    with err.status(f"{item_id}: published, waiting for the dispatcher") as status:
+        while time.monotonic() - started < timeout:
+            snap = backends.store.get_item(queue, item_id)
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            state = data.get("state")
+            if state:
+                row = item_summary(data)
+                extra = row["reason"] or row["vertex_state"] or ""
+                status.update(
+                    f"{item_id}: {styled_state(state)} {extra}  "
+                    f"[dim]{duration(time.monotonic() - started)}[/dim]"
+                )
+            if state in terminal:
+                break
+            time.sleep(0.5)
+    state = data.get("state")
+    if state not in terminal:
+        err.print(f"{item_id}: still {state or 'unrecorded'} after {timeout:.0f}s")
+        return None
+    row = item_summary(data)
+    err.print(f"{item_id}: {styled_state(state)} (run time {duration(row['run_time_s'])})")
+    if row["error"]:
+        err.print(f"  error: {row['error']}", markup=False)
+    return str(state)
+
+
+# -- ls ------------------------------------------------------------------------------------
+
+
+@click.command("ls")
+@click.option("--queue", "-q", "queue_name", help="Only this queue.")
+@click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@json_option
+@backend_command
+def ls(
+    backends: Backends, queue_name: str | None, states: tuple[str, ...], limit: int, as_json: bool
+) -> None:
+    """List items, newest first."""
+    from launchq.ops import list_items, parse_states
+
+    try:
+        wanted = parse_states(states)
+    except ValueError as exc:
+        invalid(f"--state: {exc}")
+    rows = list_items(backends.store, queue_name, wanted, limit)
+    if as_json:
+        emit_json(rows)
+        return
+    console().print(items_table(rows))
+
+
+def items_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name in ("item", "state", "queue", "priority", "age", "duration", "attempts", "job id"):
+        table.add_column(name, no_wrap=name in ("item", "state", "job id"))
+    for row in rows:
+        table.add_row(
+            str(row["item_id"]),
+            styled_state(row["state"]),
+            str(row["queue"]),
+            "-" if row["priority"] is None else str(row["priority"]),
+            duration(row["age_s"]),
+            duration(row["run_time_s"]),
+            str(row["attempts"]),
+            row["job_id"] or "-",
+        )
+    if not rows:
+        table.caption = "no items"
+    return table
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+@click.command("status")
+@click.argument("item_id")
+@click.option("--queue", "-q", "queue_name", help="The item's queue (needed if ambiguous).")
+@json_option
+@backend_command
+def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bool) -> None:
+    """Everything about one item: state, error, job links, attempts, history."""
+    from launchq.ops import find_item_data, item_detail
+
+    detail = item_detail(find_item_data(backends.store, item_id, queue_name))
+    if as_json:
+        emit_json(detail)
+        return
+    _print_detail(detail)
+
+
+def _print_detail(d: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    out = console()
+    out.print(f"[bold]{escape(str(d['item_id']))}[/bold]  queue {escape(str(d['queue']))}")
+    out.print(f"  state      {styled_state(d['state'])}  {escape(d['description'] or '')}")
+    if d["reason"]:
+        out.print(f"  reason     {escape(d['reason'])}")
+    out.print(
+        f"  priority   {d['priority'] if d['priority'] is not None else '-'}    "
+        f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
+        f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
+    )
+    job = d["job"]
+    if job:
+        out.print(f"  job        {escape(str(job['name']))} ({job['vertex_state']})")
+        out.print(f"  console    {job['console_url']}", soft_wrap=True)
+        out.print(f"  logs       {job['logs_url']}", soft_wrap=True)
+    error = d["error_detail"]
+    if error:
+        lines = str(error.get("message")).splitlines() or [""]
+        lines += [str(sub.get("message")) for sub in (error.get("errors") or [])[1:]]
+        out.print(f"  [red]error[/red]      {escape(lines[0])}")
+        for line in lines[1:]:
+            out.print(f"             {escape(line)}")
+    if len(d["attempt_list"]) > 1:
+        out.print("  attempts")
+        for attempt in d["attempt_list"]:
+            out.print(f"    #{attempt['n']}  {attempt['created_at']}  {attempt['job_name']}")
+    out.print("  history")
+    start = d["history"][0]["at"] if d["history"] else None
+    for entry in d["history"]:
+        offset = _offset(start, entry["at"])
+        source = entry.get("from") or "·"
+        out.print(
+            f"    {entry['at']}  {offset:>8}  {source} → {styled_state(entry.get('to'))}  "
+            f"[dim]{escape(str(entry.get('cause') or ''))}[/dim]"
+        )
+
+
+def _offset(start: str | None, at: str | None) -> str:
+    if not start or not at:
+        return ""
+    seconds = (datetime.fromisoformat(at) - datetime.fromisoformat(start)).total_seconds()
+    return f"+{duration(seconds)}"
+
+
+# -- cancel --------------------------------------------------------------------------------
+
+
+@click.command("cancel")
+@click.argument("item_id")
+@click.option("--queue", "-q", "queue_name", help="The item's queue (needed if ambiguous).")
+@json_option
+@backend_command
+def cancel(backends: Backends, item_id: str, queue_name: str | None, as_json: bool) -> None:
+    """Cancel an item: a waiting one at once, a submitted one through CancelCustomJob.
+
+    A submitted item shows CANCELLED once the sweep sees Vertex stop the job. Exits 0 when the
+    item is cancelled or the cancel was sent, 1 when it had already ended.
+    """
+    from launchq.ops import find_item_data
+    from launchq.sweep import request_cancel
+
+    queue = queue_name or str(find_item_data(backends.store, item_id)["queue"])
+    try:
+        state = str(request_cancel(backends.store, backends.dispatcher, queue, item_id))
+    except KeyError:
+        raise CliError(f"no item {item_id!r} in queue {queue!r}") from None
+    from launchq.states import TERMINAL_STATES
+
+    ended = state in {s.value for s in TERMINAL_STATES}
+    ok = state == "CANCELLED" or not ended
+    if as_json:
+        emit_json({"item_id": item_id, "queue": queue, "state": state, "cancelled": ok})
+    elif state == "CANCELLED":
+        click.echo(f"{item_id}: CANCELLED")
+    elif ok:
+        click.echo(f"{item_id}: cancel requested ({state}; CANCELLED once Vertex stops the job)")
+    if not ok:
+        raise CliError(f"{item_id} was not cancelled: it had already ended {state}")
+
+
+# -- watch ---------------------------------------------------------------------------------
+
+
+@click.command("watch")
+@click.option("--queue", "-q", "queue_name", help="Only this queue (default: all).")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Refresh, seconds.")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@click.option("--until-done", is_flag=True, help="Exit once every listed item has ended.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON snapshot per line (NDJSON).")
+@backend_command
+def watch(
+    backends: Backends,
+    queue_name: str | None,
+    interval: float,
+    limit: int,
+    until_done: bool,
+    as_json: bool,
+) -> None:
+    """A live-updating table of a queue's items (Ctrl-C stops)."""
+    from rich.console import Group
+    from rich.live import Live
+
+    def snapshot() -> tuple[dict[str, Any], bool]:
+        from launchq.ops import list_items, list_queue_summaries, queue_document, queue_summary
+        from launchq.states import TERMINAL_STATES
+
+        store = backends.store
+        if queue_name:
+            queues = [queue_summary(store, queue_document(store, queue_name))]
+        else:
+            queues = list_queue_summaries(store)
+        items = list_items(store, queue_name, (), limit)
+        ended = {s.value for s in TERMINAL_STATES}
+        done = all(row["state"] in ended for row in items)
+        return {"at": datetime.now(UTC).isoformat(), "queues": queues, "items": items}, done
+
+    if as_json:
+        while True:
+            snap, done = snapshot()
+            click.echo(json.dumps(snap, default=str))
+            if until_done and done:
+                return
+            time.sleep(interval)
+
+    def render(snap: dict[str, Any]) -> Group:
+        from rich.text import Text
+
+        header = "   ".join(
+            f"{q['name']}: {q['running']}/{_max(q['max_jobs'])} running, {q['waiting']} waiting"
+            + (" (paused)" if q["paused"] else "")
+            for q in snap["queues"]
+        )
+        return Group(Text(header or "no queues"), items_table(snap["items"]))
+
+    try:
+        with Live(console=console(), auto_refresh=False) as live:
+            while True:
+                snap, done = snapshot()
+                live.update(render(snap), refresh=True)
+                if until_done and done:
+                    return
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _max(max_jobs: object) -> str:
+    return "∞" if max_jobs == -1 else str(max_jobs)

@@ -1,0 +1,169 @@
+"""`launchq sweep` (one sweep, now) and `launchq dev` (the whole stack in the foreground).
+
+`sweep` runs the same code as the sweep function, in this process, against whatever the flags and
+environment point at: the local stack, or a real project when an operator wants one now rather
+than at the next scheduled minute. `dev` is what `make dev` runs (see launchq.devstack).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+import click
+
+from launchq.cli.common import (
+    EXIT_FAILURE,
+    Backends,
+    CliError,
+    backend_command,
+    console,
+    emit_json,
+    json_option,
+)
+
+
+@click.command("sweep")
+@json_option
+@backend_command
+def sweep(backends: Backends, as_json: bool) -> None:
+    """Run one sweep now: record Vertex job states, refill free slots, retry failures.
+
+    Exits 1 when the sweep reports errors (they are listed).
+    """
+    from launchq.sweep import run_sweep
+
+    summary = run_sweep(backends.store, backends.dispatcher, backends.queues)
+    if as_json:
+        emit_json(summary)
+    else:
+        _print_summary(summary)
+    if summary.get("errors"):
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    if summary.get("skipped"):
+        click.echo(f"sweep skipped: {summary['skipped']}")
+        return
+    counts = ", ".join(
+        f"{summary.get(key, 0)} {key.replace('_', ' ')}"
+        for key in ("items_seen", "transitions", "admitted", "retried")
+    )
+    calls = summary.get("vertex_calls_total", 0)
+    click.echo(f"sweep: {counts}; {calls} Vertex calls in {summary.get('duration_s', 0):.2f}s")
+    for error in summary.get("errors") or []:
+        click.echo(f"  error: {error}", err=True)
+
+
+@click.command("dev")
+@click.option("--free-ports", is_flag=True, help="Pick free ports instead of the fixed ones.")
+@click.option("--project", default="launchq-dev", show_default=True, help="Local project id.")
+@click.option("--sweep-interval", type=float, default=3.0, show_default=True, help="Seconds.")
+@click.option("--quiet", is_flag=True, help="Do not print state changes as they happen.")
+def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> None:
+    """Run the whole stack locally until Ctrl-C (what `make dev` runs).
+
+    Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
+    mode), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the
+    variables that point the CLI at it, then every state change.
+    """
+    from launchq.devstack import DevStack, DevStackError, Ports
+    from launchq.emulators import EmulatorError
+
+    err = console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    stack = DevStack(project, Ports.free() if free_ports else Ports(), sweep_interval)
+    err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
+    try:
+        stack.start()
+    except (EmulatorError, DevStackError) as exc:
+        stack.remove_files()
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        stack.remove_files()
+        raise click.exceptions.Exit(130) from None
+    try:
+        _announce(stack)
+        _follow(stack, quiet)
+    except KeyboardInterrupt:
+        err.print("\nStopping the local stack...")
+    except DevStackError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        stack.stop()
+        stack.remove_files()
+    err.print("Stopped; nothing left running.")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _announce(stack: Any) -> None:
+    err = console(stderr=True)
+    for key, value in stack.env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+    err.print(
+        f"[green]Ready in {stack.startup_seconds:.1f}s[/green]: Firestore "
+        f"{stack.ports.firestore}, Pub/Sub {stack.ports.pubsub}, dispatcher "
+        f"{stack.dispatcher_url}, sweeper {stack.sweeper_url} (every {stack.sweep_interval:g}s), "
+        f"Vertex stand-in {stack.standin_url} (execute mode)."
+    )
+    err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
+    err.print(
+        "Paste the exports above into another shell, then e.g.\n"
+        "  launchq queue apply examples/queues/trainer.yaml\n"
+        "  launchq enqueue --from-file examples/items/train.json --wait\n"
+        "Ctrl-C stops everything."
+    )
+
+
+def _follow(stack: Any, quiet: bool) -> None:
+    """Print state-change events from the events topic; watch the stack's health."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.pubsub_v1 import SubscriberClient
+
+    out = console(stderr=True)
+    subscriber = SubscriberClient()
+    try:
+        while True:
+            stack.check_alive()
+            if quiet:
+                time.sleep(1.0)
+                continue
+            try:
+                response = subscriber.pull(
+                    subscription=stack.events_subscription_path, max_messages=100, timeout=2.0
+                )
+            except (gexc.DeadlineExceeded, gexc.RetryError):
+                continue
+            received = response.received_messages
+            for message in received:
+                out.print(_event_line(message.message.data), markup=False, highlight=False)
+            if received:
+                subscriber.acknowledge(
+                    subscription=stack.events_subscription_path,
+                    ack_ids=[m.ack_id for m in received],
+                )
+            else:
+                time.sleep(0.5)
+    finally:
+        subscriber.close()
+
+
+def _event_line(data: bytes) -> str:
+    try:
+        event = json.loads(data)
+        body = event["data"]
+    except (ValueError, KeyError, TypeError):
+        return f"event: {data[:200]!r}"
+    at = str(event.get("time", ""))[11:23]
+    source = body.get("from") or "·"
+    return f"{at}  {body.get('queue')}/{body.get('item_id')}  {source} → {body.get('to')}  " + str(
+        body.get("cause") or ""
+    )

@@ -1,0 +1,365 @@
+"""`make demo`: launchq's whole story on one machine, in well under a minute, checked.
+
+    python -m launchq.demo            # exit 0 only if every item ended as expected
+
+It starts the local stack on free ports (`launchq.devstack`: emulators, the Vertex stand-in in
+execute mode, the dispatch and sweep functions under functions-framework, a sweep every second),
+then drives it with the real CLI, in this process, printing each command as a user would type
+it:
+
+1. applies examples/queues/default.yaml (the W&B seed config, max_jobs 1) and trainer.yaml
+   (typed template variables, max_jobs 2);
+2. enqueues `demo-train`: examples/trainer/train.py, executed by the stand-in, which writes
+   model.json to AIP_MODEL_DIR (the file is checked);
+3. on the one-slot default queue: `demo-first` holds the slot while `demo-low` (priority low)
+   waits, then `demo-urgent` (critical) arrives and overtakes it (`queue pending` shows the
+   positions; submission order is checked);
+4. `demo-fail`: the trainer exits 3, and the item shows Vertex's error message;
+5. an invalid item: the CLI refuses it before publishing (exit 2, every reason), and the same
+   item published without the check is recorded REJECTED by the dispatcher with its reasons;
+
+follows every transition live, prints a summary table (item, state, attempts, time to submit,
+run time) and the checks, and tears the stack down, verifying nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from launchq.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
+
+TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
+DEFAULT_TIMEOUT = 75.0
+
+
+@dataclass
+class Expected:
+    item_id: str
+    queue: str
+    state: str
+    story: str
+
+
+@dataclass
+class Demo:
+    console: Console
+    stack: DevStack
+    started: float = field(default_factory=time.monotonic)
+    expected: list[Expected] = field(default_factory=list)
+    checks: list[tuple[bool, str]] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:5.1f}s"
+
+    def step(self, text: str) -> None:
+        self.console.print(f"\n[bold cyan]▶ {text}[/bold cyan]  [dim]({self.elapsed()})[/dim]")
+
+    def cli(self, *args: str) -> int:
+        """Run `launchq ARGS` in this process, showing the command line first."""
+        from launchq.cli import main
+
+        self.console.print(f"[bold]$ launchq {shlex.join(args)}[/bold]", highlight=False)
+        try:
+            result = main.main(args=list(args), prog_name="launchq", standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            return int(exc.exit_code)
+        except click.ClickException as exc:  # on stdout, so the story reads in order
+            self.console.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+            return int(exc.exit_code)
+        return int(result) if isinstance(result, int) else 0
+
+    def check(self, ok: bool, text: str) -> None:
+        self.checks.append((ok, text))
+
+    def item(self, queue: str, item_id: str) -> dict[str, Any]:
+        snap = self.stack_store().get_item(queue, item_id)
+        return (snap.to_dict() or {}) if snap.exists else {}
+
+    def stack_store(self) -> Any:
+        if not hasattr(self, "_store"):
+            from google.cloud import firestore
+
+            from launchq.store import Store
+
+            self._store = Store(firestore.Client(project=self.stack.project))
+        return self._store
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            self.print_transitions()
+            time.sleep(0.2)
+        self.console.print(f"[red]timed out waiting for {what}[/red]")
+        return False
+
+    def print_transitions(self) -> None:
+        """Every new history entry of the demo's items, as one line each (oldest first)."""
+        from launchq.ops import history
+
+        lines = []
+        for exp in self.expected:
+            entries = history(self.item(exp.queue, exp.item_id))
+            for entry in entries[self.seen.get(exp.item_id, 0) :]:
+                lines.append((entry.get("at"), exp, entry))
+            self.seen[exp.item_id] = len(entries)
+        for _at, exp, entry in sorted(lines, key=lambda line: str(line[0])):
+            source = entry.get("from") or "·"
+            cause = str(entry.get("cause") or "")
+            self.console.print(
+                f"  [dim]{self.elapsed()}[/dim]  {exp.item_id:<13} {source:>10} → "
+                f"{_styled(entry.get('to'))}  [dim]{cause}[/dim]",
+                highlight=False,
+            )
+
+    # -- the story ----------------------------------------------------------------------------
+
+    def apply_queues(self) -> bool:
+        self.step("Apply two queues: the W&B seed config (max_jobs 1) and a templated one")
+        ok = self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "default.yaml"))) == 0
+        ok &= self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "trainer.yaml"))) == 0
+        self.cli("queue", "ls")
+        return ok
+
+    def enqueue_trainer_items(self) -> None:
+        self.step("Enqueue the real trainer (the stand-in runs it) and one that fails")
+        self.expect("demo-train", "trainer", "SUCCEEDED", "trains, writes model.json")
+        train = _rel(EXAMPLES / "items" / "train.json")
+        self.cli("enqueue", "--from-file", str(train), "--item-id", "demo-train",
+                 "--set-var", "epochs=400")  # fmt: skip
+        self.expect("demo-fail", "trainer", "FAILED", "exits 3: Vertex's error")
+        fail = _rel(EXAMPLES / "items" / "train-fail.json")
+        self.cli("enqueue", "--from-file", str(fail), "--item-id", "demo-fail")
+
+    def enqueue_priority_story(self) -> None:
+        self.step("One slot on `default`: a low-priority item waits, a critical one overtakes it")
+        self._enqueue_default("demo-first", "medium", "--epochs 40 --epoch-seconds 0.1")
+        self.wait_for("demo-first to take the slot", lambda: self._past_queued("demo-first"))
+        self._enqueue_default("demo-low", "low", "--epochs 10 --epoch-seconds 0.05")
+        self.wait_for("demo-low to wait", lambda: self._state("default", "demo-low") == "QUEUED")
+        self._enqueue_default("demo-urgent", "critical", "--epochs 10 --epoch-seconds 0.05")
+        self.wait_for("demo-urgent to wait", lambda: self._waiting("demo-urgent"))
+        self.cli("queue", "pending", "default")
+
+    def _enqueue_default(self, item_id: str, priority: str, args: str) -> None:
+        story = {"demo-first": "holds the only slot", "demo-low": "low: overtaken",
+                 "demo-urgent": "critical: overtakes"}[item_id]  # fmt: skip
+        self.expect(item_id, "default", "SUCCEEDED", story)
+        self.cli(
+            *("enqueue", "-q", "default", "--item-id", item_id, "--priority", priority),
+            *("--image", "python:3.11-slim", "--command", TRAINER_CMD, "--args", args),
+        )
+
+    def enqueue_invalid(self) -> None:
+        self.step("An invalid item: the CLI refuses it; sent anyway, the dispatcher rejects it")
+        invalid = str(_rel(EXAMPLES / "items" / "invalid.json"))
+        code = self.cli("enqueue", "--from-file", invalid, "--item-id", "demo-invalid")
+        self.check(code == 2, f"the CLI refused the invalid item before publishing (exit {code})")
+        self.console.print("[dim]# any other publisher can still send it; --no-check does[/dim]")
+        self.expect("demo-invalid", "trainer", "REJECTED", "invalid: never submitted")
+        self.cli("enqueue", "--from-file", invalid, "--item-id", "demo-invalid", "--no-check")
+
+    def expect(self, item_id: str, queue: str, state: str, story: str) -> None:
+        self.expected.append(Expected(item_id, queue, state, story))
+
+    def follow(self, timeout: float) -> bool:
+        self.step("Follow every item to its end (a sweep runs every second)")
+        return self.wait_for("every item to end", self._all_ended, timeout)
+
+    def _all_ended(self) -> bool:
+        from launchq.states import TERMINAL_STATES
+
+        ended = {s.value for s in TERMINAL_STATES}
+        return all(self._state(e.queue, e.item_id) in ended for e in self.expected)
+
+    def _state(self, queue: str, item_id: str) -> str | None:
+        state = self.item(queue, item_id).get("state")
+        return str(state) if state else None
+
+    def _past_queued(self, item_id: str) -> bool:
+        return self._state("default", item_id) not in (None, "QUEUED")
+
+    def _waiting(self, item_id: str) -> bool:
+        return self._state("default", item_id) == "QUEUED"
+
+    # -- the verdict --------------------------------------------------------------------------
+
+    def summarize(self) -> None:
+        from launchq.ops import item_summary
+
+        self.print_transitions()
+        self.step("Summary")
+        table = Table()
+        for column in ("item", "queue", "story", "expected", "state", "attempts",
+                       "time to submit", "run time"):  # fmt: skip
+            table.add_column(column, no_wrap=column in ("item", "state", "expected"))
+        for exp in self.expected:
+            row = item_summary(self.item(exp.queue, exp.item_id))
+            ok = row["state"] == exp.state
+            self.check(ok, f"{exp.item_id} ended {row['state']} (expected {exp.state})")
+            table.add_row(
+                exp.item_id,
+                exp.queue,
+                exp.story,
+                exp.state,
+                ("" if ok else "✗ ") + _styled(row["state"]),
+                str(row["attempts"]),
+                _secs(row["time_to_submit_s"]),
+                _secs(row["run_time_s"]),
+            )
+        self.console.print(table)
+        self._check_model()
+        self._check_overtaking()
+        self._check_errors()
+        self.cli("status", "demo-fail")
+
+    def _check_model(self) -> None:
+        from launchq.standin.execute import gcs_to_local
+
+        data = self.item("trainer", "demo-train")
+        prefix = (data.get("job_body") or {}).get("jobSpec", {}).get("baseOutputDirectory", {})
+        uri = str(prefix.get("outputUriPrefix", ""))
+        model = Path(gcs_to_local(uri.rstrip("/"), self.stack.work_dir)) / "model" / "model.json"
+        if not uri or not model.is_file():
+            self.check(False, f"demo-train wrote no model file (looked for {model})")
+            return
+        fitted = json.loads(model.read_text())
+        self.check(
+            True,
+            f"demo-train's trainer wrote $AIP_MODEL_DIR/model.json: w={fitted['w']:.2f} "
+            f"b={fitted['b']:.2f} (true 3, 2); the stand-in maps gs:// to {model}",
+        )
+
+    def _check_overtaking(self) -> None:
+        def submitted(item_id: str) -> Any:
+            attempts = self.item("default", item_id).get("attempts") or [{}]
+            return attempts[0].get("created_at")
+
+        urgent, low = submitted("demo-urgent"), submitted("demo-low")
+        ok = urgent is not None and low is not None and urgent < low
+        gap = f"{(low - urgent).total_seconds():.1f}s " if ok else ""
+        self.check(
+            ok, f"demo-urgent (critical) was submitted {gap}before demo-low (low), which came first"
+        )
+
+    def _check_errors(self) -> None:
+        failed = (self.item("trainer", "demo-fail").get("error") or {}).get("message", "")
+        first = str(failed).splitlines()[0] if failed else ""
+        self.check(
+            "non-zero status of 3" in str(failed),
+            f"demo-fail shows Vertex's error: {first or 'none recorded'}",
+        )
+        rejected = self.item("trainer", "demo-invalid").get("error") or {}
+        reasons = [str(e.get("message")) for e in rejected.get("errors") or []]
+        listed = "; ".join(reasons) or "no reason recorded"
+        self.check(bool(reasons), f"demo-invalid was rejected: {listed}")
+
+    def verdict(self) -> bool:
+        self.step("Checks")
+        for ok, text in self.checks:
+            mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+            self.console.print(f"  {mark} {text}", highlight=False)
+        return all(ok for ok, _ in self.checks)
+
+
+def _styled(state: object) -> str:
+    from launchq.cli.common import styled_state
+
+    return styled_state(str(state) if state else None)
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _rel(path: Path) -> Path:
+    """Paths as a user in the checkout would type them."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def run(console: Console, timeout: float, functions_dir: Path) -> bool:
+    console.print(
+        "[bold]launchq demo[/bold]: Pub/Sub in, Vertex AI CustomJobs out, every state in "
+        "Firestore, all on this machine (nothing reaches Google Cloud)."
+    )
+    begun = time.monotonic()
+    stack = DevStack("launchq-demo", Ports.free(), sweep_interval=1.0, functions_dir=functions_dir)
+    console.print(
+        "\n[bold cyan]▶ Start the local stack[/bold cyan]: Pub/Sub + Firestore emulators, the "
+        "Vertex AI stand-in (execute mode), the dispatch and sweep functions under "
+        "functions-framework, a push subscription, a sweep every second"
+    )
+    passed = False
+    try:
+        stack.start()
+        console.print(
+            f"  ready in {stack.startup_seconds:.1f}s: dispatcher {stack.dispatcher_url}, "
+            f"sweeper {stack.sweeper_url}, Vertex stand-in {stack.standin_url}",
+            highlight=False,
+        )
+        demo = Demo(console, stack)
+        if demo.apply_queues():
+            demo.enqueue_trainer_items()
+            demo.enqueue_priority_story()
+            demo.enqueue_invalid()
+            demo.follow(timeout)
+            demo.summarize()
+            passed = demo.verdict()
+        else:
+            console.print("[red]could not apply the example queues[/red]")
+    finally:
+        console.print("\n[bold cyan]▶ Tear down[/bold cyan]")
+        stopped = time.monotonic()
+        stack.stop()
+        left = stack.leftovers()
+        stack.remove_files()
+        if left:
+            passed = False
+            console.print(f"  [red]still running: {', '.join(left)}[/red]")
+        else:
+            console.print(f"  stopped in {time.monotonic() - stopped:.1f}s; no process left behind")
+    total = time.monotonic() - begun
+    if passed:
+        console.print(f"\n[bold green]demo passed[/bold green] in {total:.1f}s: "
+                      "every item ended as expected")  # fmt: skip
+    else:
+        console.print(f"\n[bold red]demo FAILED[/bold red] after {total:.1f}s (see above)")
+    return passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m launchq.demo", description=__doc__)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds to wait for every item to end")  # fmt: skip
+    parser.add_argument("--functions-dir", type=Path, default=FUNCTIONS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    width = None if sys.stdout.isatty() else 130
+    console = Console(width=width, highlight=False)
+    try:
+        return 0 if run(console, args.timeout, args.functions_dir) else 1
+    except KeyboardInterrupt:
+        console.print("interrupted; the stack was stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

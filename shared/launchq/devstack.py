@@ -1,0 +1,470 @@
+"""The whole of launchq on one machine: what `make dev` runs and what the demo and tests start.
+
+    with DevStack(ports=Ports.free()) as stack:     # or Ports() for the documented fixed ports
+        stack.env()                                 # the variables that point the CLI at it
+        ...
+
+Pieces, each as it runs in Google Cloud except for what stands in for a managed service:
+
+- the Pub/Sub and Firestore emulators (`launchq.emulators`), in their own process groups;
+- the Vertex AI stand-in in execute mode (`launchq.standin`), in a thread of this process: it runs
+  each job's container command locally (no Docker), so examples/trainer/train.py really trains;
+- the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
+  (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
+  with the environment a deployment would give them;
+- the queue topic with a push subscription to the dispatcher (endpoint path
+  `/projects/P/topics/T`, which functions-framework turns into a `messagePublished` CloudEvent,
+  as Eventarc does in the cloud), the events topic with a pull subscription for readers;
+- a thread POSTing to the sweep function every `sweep_interval` seconds: Cloud Scheduler's job.
+
+Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
+so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
+8090. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and `LAUNCHQ_EXAMPLES` (this
+checkout's examples/) into the stand-in's environment; Vertex-style `$(VAR)` references in the
+example queue configs use them to find the trainer.
+
+Stopping (`stop`, the context manager, or interpreter exit) stops the sweep loop, the function
+process groups, the stand-in (which kills running jobs) and the emulators, and restores the
+environment: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+
+from launchq.emulators import EmulatorStack, free_port, start_stack
+from launchq.log import get_logger
+from launchq.standin import Delays, StandinServer
+
+log = get_logger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
+EXAMPLES = ROOT / "examples"
+EVENTS_SUBSCRIPTION = "launchq-events-local"
+PUSH_SUBSCRIPTION = "launchq-dispatch-push"
+DEV_PROJECT = "launchq-dev"
+# Execute-mode jobs spend these in QUEUED and PENDING before their process starts.
+DEV_DELAYS = Delays(queued=0.3, pending=0.3, running=5.0, cancelling=0.3)
+_STOP_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class Ports:
+    """0 means "pick a free port at start"."""
+
+    firestore: int = 8080
+    pubsub: int = 8085
+    dispatcher: int = 8081
+    sweeper: int = 8082
+    standin: int = 8090
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(0, 0, 0, 0, 0)
+
+    def resolved(self) -> Ports:
+        return Ports(*(port or free_port() for port in self._values()))
+
+    def _values(self) -> tuple[int, int, int, int, int]:
+        return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin)
+
+
+class DevStackError(RuntimeError):
+    """A piece of the local stack failed to start or died; the message names it and its log."""
+
+
+@dataclass
+class _Function:
+    name: str
+    target: str
+    signature: str
+    port: int
+    log_path: Path
+    functions_dir: Path = FUNCTIONS
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def source(self) -> Path:
+        return self.functions_dir / self.name / "main.py"
+
+
+@dataclass
+class SweepLoop:
+    """Cloud Scheduler's stand-in: POST the sweep function every `interval` seconds."""
+
+    url: str
+    interval: float
+    on_result: Callable[[dict[str, Any]], None] | None = None
+    runs: int = 0
+    failures: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _session: requests.Session = field(default_factory=requests.Session)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sweep-loop", daemon=True)
+        self._thread.start()
+
+    def sweep_now(self) -> dict[str, Any]:
+        response = self._session.post(self.url, json={}, timeout=120)
+        response.raise_for_status()
+        summary: dict[str, Any] = response.json() if response.content else {}
+        return summary
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.last = self.sweep_now()
+                self.runs += 1
+            except (requests.RequestException, ValueError) as exc:
+                self.failures += 1
+                log.warning("sweep call failed", url=self.url, error=str(exc))
+                continue
+            if self.on_result is not None:
+                self.on_result(self.last)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=130)
+        self._session.close()
+
+
+class DevStack:
+    """Start with `start()` (or `with`), stop with `stop()`; see the module docstring."""
+
+    def __init__(
+        self,
+        project: str = DEV_PROJECT,
+        ports: Ports | None = None,
+        sweep_interval: float = 3.0,
+        work_dir: Path | None = None,
+        delays: Delays | None = None,
+        queue_topic: str = "launchq-items",
+        events_topic: str = "launchq-events",
+        on_sweep: Callable[[dict[str, Any]], None] | None = None,
+        functions_dir: Path = FUNCTIONS,
+    ) -> None:
+        self.project = project
+        self.ports = (ports or Ports()).resolved()
+        self.sweep_interval = sweep_interval
+        self._own_dir = Path(tempfile.mkdtemp(prefix="launchq-dev-"))
+        self.work_dir = work_dir or self._own_dir / "vertex"
+        self.log_dir = self._own_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.delays = delays or DEV_DELAYS
+        self.queue_topic = queue_topic
+        self.events_topic = events_topic
+        self.on_sweep = on_sweep
+        self.emulators: EmulatorStack | None = None
+        self.standin: StandinServer | None = None
+        self.sweep_loop: SweepLoop | None = None
+        self.functions = [
+            _Function(
+                "dispatch",
+                "dispatch",
+                "cloudevent",
+                self.ports.dispatcher,
+                self.log_dir / "dispatch.log",
+                functions_dir,
+            ),
+            _Function(
+                "sweep",
+                "sweep",
+                "http",
+                self.ports.sweeper,
+                self.log_dir / "sweep.log",
+                functions_dir,
+            ),
+        ]
+        self._previous_env: dict[str, str | None] = {}
+        self._stopped = False
+        self.startup_seconds = 0.0
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    @property
+    def dispatcher_url(self) -> str:
+        return self.functions[0].url
+
+    @property
+    def sweeper_url(self) -> str:
+        return self.functions[1].url
+
+    @property
+    def standin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.standin}"
+
+    @property
+    def events_subscription_path(self) -> str:
+        return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
+
+    def env(self) -> dict[str, str]:
+        """What a shell needs to point the CLI (and any Google client) at this stack."""
+        return {
+            "LAUNCHQ_PROJECT": self.project,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "PUBSUB_PROJECT_ID": self.project,
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.ports.pubsub}",
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.ports.firestore}",
+            "LAUNCHQ_QUEUE_TOPIC": self.queue_topic,
+            "LAUNCHQ_EVENTS_TOPIC": self.events_topic,
+            "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
+        }
+
+    def _process_env(self) -> dict[str, str]:
+        """The functions' environment: the CLI's, plus what makes a local stack snappy."""
+        return {
+            **self.env(),
+            # A queue applied a moment ago must be visible to the next item at once.
+            "LAUNCHQ_QUEUE_CACHE_SECONDS": "0",
+            "LAUNCHQ_PYTHON": sys.executable,
+            "LAUNCHQ_EXAMPLES": str(EXAMPLES),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        started = time.monotonic()
+        _register(self)
+        try:
+            self._apply_env()
+            for function in self.functions:
+                self._spawn(function)  # they boot while the JVMs do
+            self.emulators = start_stack(
+                self.project, pubsub_port=self.ports.pubsub, firestore_port=self.ports.firestore
+            )
+            self.standin = StandinServer(
+                port=self.ports.standin, mode="execute", delays=self.delays, work_dir=self.work_dir
+            ).start()
+            self._create_topics()
+            for function in self.functions:
+                self._wait_listening(function)
+            self.sweep_loop = SweepLoop(self.sweeper_url, self.sweep_interval, self.on_sweep)
+            self.sweep_loop.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        log.info("local stack ready", seconds=round(self.startup_seconds, 2), **self.env())
+        return self
+
+    def _apply_env(self) -> None:
+        for key, value in self._process_env().items():
+            self._previous_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _spawn(self, function: _Function) -> None:
+        if not function.source.exists():
+            raise DevStackError(f"{function.source} is missing: the {function.name} function")
+        binary = Path(sys.executable).parent / "functions-framework"
+        command = [
+            str(binary),
+            f"--source={function.source}",
+            f"--target={function.target}",
+            f"--signature-type={function.signature}",
+            "--host=127.0.0.1",
+            f"--port={function.port}",
+        ]
+        with function.log_path.open("wb") as log_file:
+            function.process = subprocess.Popen(
+                command,
+                env={**os.environ, **self._process_env()},
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: Ctrl-C reaches us, we stop it in order
+            )
+
+    def _wait_listening(self, function: _Function, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = function.process
+            if process is None or process.poll() is not None:
+                raise DevStackError(
+                    f"the {function.name} function exited at start; log {function.log_path}:\n"
+                    + _tail(function.log_path)
+                )
+            # A TCP connect, not a request: any request to the sweep function runs a sweep.
+            try:
+                with socket.create_connection(("127.0.0.1", function.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise DevStackError(
+            f"the {function.name} function did not listen on {function.url} within {timeout}s"
+        )
+
+    def _create_topics(self) -> None:
+        from google.api_core import exceptions as gexc
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient, types
+
+        publisher = PublisherClient()
+        subscriber = SubscriberClient()
+        try:
+            topic = publisher.topic_path(self.project, self.queue_topic)
+            events = publisher.topic_path(self.project, self.events_topic)
+            for path in (topic, events):
+                with contextlib.suppress(gexc.AlreadyExists):
+                    publisher.create_topic(name=path)
+            with contextlib.suppress(gexc.AlreadyExists):
+                subscriber.create_subscription(name=self.events_subscription_path, topic=events)
+            endpoint = f"{self.dispatcher_url}/projects/{self.project}/topics/{self.queue_topic}"
+            with contextlib.suppress(gexc.AlreadyExists):
+                subscriber.create_subscription(
+                    request={
+                        "name": subscriber.subscription_path(self.project, PUSH_SUBSCRIPTION),
+                        "topic": topic,
+                        "push_config": types.PushConfig(push_endpoint=endpoint),
+                        "ack_deadline_seconds": 60,
+                        "retry_policy": {
+                            "minimum_backoff": {"seconds": 1},
+                            "maximum_backoff": {"seconds": 10},
+                        },
+                    }
+                )
+        finally:
+            subscriber.close()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def check_alive(self) -> None:
+        """Raise DevStackError naming the piece that died (the `dev` command polls this)."""
+        if self.emulators is not None:
+            try:
+                self.emulators.check_alive()
+            except Exception as exc:
+                raise DevStackError(str(exc)) from exc
+        for function in self.functions:
+            if function.process is not None and function.process.poll() is not None:
+                raise DevStackError(
+                    f"the {function.name} function exited with status "
+                    f"{function.process.returncode}; log {function.log_path}:\n"
+                    + _tail(function.log_path)
+                )
+
+    def sweep_now(self) -> dict[str, Any]:
+        if self.sweep_loop is None:
+            raise DevStackError("the stack is not running")
+        return self.sweep_loop.sweep_now()
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything, in reverse order. Idempotent; safe after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.sweep_loop is not None:
+            self.sweep_loop.stop()
+        _stop_processes([f.process for f in self.functions if f.process is not None])
+        if self.standin is not None:
+            self.standin.stop()
+        if self.emulators is not None:
+            self.emulators.stop()
+        for key, value in self._previous_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _unregister(self)
+        log.info("local stack stopped")
+
+    def leftovers(self) -> list[str]:
+        """Pieces with a live process after `stop` (empty when nothing was left behind)."""
+        from launchq.emulators import group_members
+
+        groups = {f"the {f.name} function": f.process.pid for f in self.functions if f.process}
+        if self.emulators is not None:
+            for emulator in self.emulators.emulators:
+                groups[f"the {emulator.spec.title}"] = emulator.pgid
+        return [name for name, pgid in groups.items() if group_members(pgid)]
+
+    def remove_files(self) -> None:
+        """Delete the logs and the stand-in's work dir (job outputs); after `stop`."""
+        import shutil
+
+        shutil.rmtree(self._own_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every group, wait, SIGKILL what is left: gunicorn workers go with their group."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_GRACE
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)  # stragglers in the group, if any
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+_LIVE: set[DevStack] = set()
+_LIVE_LOCK = threading.Lock()
+_ATEXIT: list[bool] = []
+
+
+def _register(stack: DevStack) -> None:
+    with _LIVE_LOCK:
+        if not _ATEXIT:
+            atexit.register(_stop_all)
+            _ATEXIT.append(True)
+        _LIVE.add(stack)
+
+
+def _unregister(stack: DevStack) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(stack)
+
+
+def _stop_all() -> None:
+    for stack in list(_LIVE):
+        stack.stop()

@@ -1,0 +1,359 @@
+"""Read models for people and scripts: item listings, item details, queue summaries, positions.
+
+The dispatcher and the sweep own every state change (`launchq.store`); this module reads what they
+wrote and shapes it for the CLI (`launchq ls/status/watch`, `launchq queue ls/get/pending`) and the
+demo. Every function returns plain JSON-safe dicts (times as RFC 3339 strings, durations as
+seconds), because those dicts *are* the documented `--json` shapes (docs/cli.md): one place
+builds them, so the table and the JSON never disagree.
+
+The one write here is `set_paused`: an operator's switch on the queue document that the
+dispatcher re-reads at every admission (`QueueSource.get(fresh=True)`), so it needs no
+compare-and-swap and touches no item.
+
+Queries and indexes: listing items of one queue (or state) newest first needs composite indexes
+`(queue, enqueued_at DESC)`, `(state, enqueued_at DESC)` and `(queue, state, enqueued_at DESC)` in
+production; the emulator does not enforce them (see docs/data-model.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from google.cloud import firestore
+
+from launchq.states import STATES, TERMINAL_STATES, ItemState
+from launchq.store import ITEMS, Store
+
+DEFAULT_LIMIT = 50
+_MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
+
+
+class NotFound(LookupError):
+    """The item or queue asked about does not exist; the message says what was looked for."""
+
+
+class Ambiguous(LookupError):
+    """An item id exists in more than one queue; the caller must name the queue."""
+
+
+# -- time helpers --------------------------------------------------------------------------
+
+
+def iso(value: object) -> str | None:
+    """RFC 3339 UTC with milliseconds and `Z`, or None (Firestore gives tz-aware datetimes)."""
+    if not isinstance(value, datetime):
+        return None
+    when = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _seconds(start: object, end: object) -> float | None:
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        return round((end - start).total_seconds(), 3)
+    return None
+
+
+def _parse_time(value: object) -> datetime | None:
+    """Vertex times arrive as RFC 3339 strings; Firestore times as datetimes."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+# -- items ---------------------------------------------------------------------------------
+
+
+def history(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Transitions oldest first (ArrayUnion keeps insertion order, sorting makes it certain)."""
+    entries = [dict(e) for e in data.get("history") or [] if isinstance(e, Mapping)]
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(entries, key=lambda e: e["at"] if isinstance(e.get("at"), datetime) else epoch)
+
+
+def timings(data: Mapping[str, Any], now: datetime) -> dict[str, float | None]:
+    """How long the item waited for its (first) submission, and how long its last job ran.
+
+    Run time starts when the job was seen RUNNING (Vertex's `start_time` when the sweep recorded
+    it), else at the submission of the last attempt, since a short job can finish between two
+    sweeps; it ends at the terminal transition, or now for a job still running.
+    """
+    enqueued = data.get("enqueued_at")
+    attempts = [a for a in data.get("attempts") or [] if isinstance(a, Mapping)]
+    submitted = attempts[0].get("created_at") if attempts else None
+    to_submit = _seconds(enqueued, submitted)
+    if not attempts:
+        return {"time_to_submit_s": None, "run_time_s": None}
+    last = attempts[-1]
+    last_submit = last.get("created_at")
+    entries = history(data)
+    job = data.get("job") or {}
+    start = _parse_time(last.get("start_time")) or _parse_time(job.get("start_time"))
+    if start is None:
+        running = [
+            e["at"]
+            for e in entries
+            if e.get("to") == ItemState.RUNNING.value
+            and isinstance(e.get("at"), datetime)
+            and (not isinstance(last_submit, datetime) or e["at"] >= last_submit)
+        ]
+        start = running[0] if running else _parse_time(last_submit)
+    state = data.get("state")
+    end: datetime | None = now
+    if state in {s.value for s in TERMINAL_STATES}:
+        ends = [e.get("at") for e in entries if e.get("to") == state]
+        ends = [at for at in ends if isinstance(at, datetime)]
+        end = (
+            _parse_time(last.get("end_time"))
+            or _parse_time(job.get("end_time"))
+            or (ends[-1] if ends else None)
+        )
+    elif state == ItemState.QUEUED.value:
+        end = None  # waiting for a retry: no job runs
+    return {"time_to_submit_s": to_submit, "run_time_s": _seconds(start, end)}
+
+
+def _error_summary(data: Mapping[str, Any]) -> str | None:
+    error = data.get("error")
+    if not isinstance(error, Mapping):
+        return None
+    message = str(error.get("message") or error.get("reason") or "")
+    path = error.get("path")
+    return f"{path}: {message}" if path and not message.startswith(str(path)) else message
+
+
+def item_summary(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """One row of `launchq ls` (the `--json` shape of each element)."""
+    now = now or datetime.now(UTC)
+    job = data.get("job") or {}
+    job_name = job.get("name")
+    attempts = data.get("attempts") or []
+    return {
+        "item_id": data.get("item_id"),
+        "queue": data.get("queue"),
+        "state": data.get("state"),
+        "priority": data.get("priority"),
+        "enqueued_at": iso(data.get("enqueued_at")),
+        "updated_at": iso(data.get("updated_at")),
+        "age_s": _seconds(data.get("enqueued_at"), now),
+        **timings(data, now),
+        "attempts": len(attempts),
+        "job_name": job_name,
+        "job_id": str(job_name).rsplit("/", 1)[-1] if job_name else None,
+        "vertex_state": job.get("vertex_state"),
+        "reason": data.get("reason"),
+        "error": _error_summary(data),
+    }
+
+
+def item_detail(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Everything about one item (`launchq status --json`)."""
+    now = now or datetime.now(UTC)
+    job = data.get("job") or {}
+    state = str(data.get("state") or "")
+    info = STATES.get(ItemState(state)) if state in ItemState.__members__ else None
+    error = data.get("error")
+    return {
+        **item_summary(data, now),
+        "description": info.description if info else None,
+        "terminal": bool(info and info.terminal),
+        "display_name": data.get("display_name"),
+        "message_id": data.get("message_id"),
+        "job": {
+            "name": job.get("name"),
+            "vertex_state": job.get("vertex_state"),
+            "create_time": job.get("create_time"),
+            "console_url": job.get("console_url"),
+            "logs_url": job.get("logs_url"),
+        }
+        if job
+        else None,
+        "attempt_list": [
+            {"n": a.get("n"), "job_name": a.get("job_name"), "created_at": iso(a.get("created_at"))}
+            for a in data.get("attempts") or []
+            if isinstance(a, Mapping)
+        ],
+        "not_before": iso(data.get("not_before")),
+        "error_detail": _plain(error) if isinstance(error, Mapping) else None,
+        "history": [
+            {
+                **{k: _plain(v) for k, v in entry.items() if k not in ("at", "id")},
+                "at": iso(entry.get("at")),
+            }
+            for entry in history(data)
+        ],
+        "payload": _plain(data.get("payload")),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Firestore values to JSON-safe ones (datetimes become RFC 3339 strings)."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_states(names: Iterable[str]) -> list[ItemState]:
+    """`--state running --state QUEUED` to states; ValueError naming the valid ones."""
+    states: list[ItemState] = []
+    for name in names:
+        try:
+            states.append(ItemState(name.strip().upper()))
+        except ValueError:
+            valid = ", ".join(s.value for s in ItemState)
+            raise ValueError(f"unknown state {name!r} (states: {valid})") from None
+    return states
+
+
+def list_items(
+    store: Store,
+    queue: str | None = None,
+    states: Sequence[ItemState] = (),
+    limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Items newest first, optionally of one queue and/or some states."""
+    query: Any = store.db.collection(ITEMS)
+    if queue is not None:
+        query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
+    if states:
+        values = [s.value for s in states][:_MAX_IN_VALUES]
+        query = query.where(filter=firestore.FieldFilter("state", "in", values))
+    query = query.order_by("enqueued_at", direction=firestore.Query.DESCENDING).limit(limit)
+    now = now or store.clock()
+    return [item_summary(snap.to_dict() or {}, now) for snap in query.stream()]
+
+
+def find_item_data(store: Store, item_id: str, queue: str | None = None) -> dict[str, Any]:
+    """The stored document of an item, looked up by id across queues unless `queue` is given."""
+    if queue is not None:
+        snap = store.get_item(queue, item_id)
+        if not snap.exists:
+            raise NotFound(f"no item {item_id!r} in queue {queue!r}")
+        return snap.to_dict() or {}
+    query = (
+        store.db.collection(ITEMS)
+        .where(filter=firestore.FieldFilter("item_id", "==", item_id))
+        .limit(5)
+    )
+    found = [snap.to_dict() or {} for snap in query.stream()]
+    if not found:
+        raise NotFound(f"no item {item_id!r} in any queue")
+    if len(found) > 1:
+        queues = ", ".join(sorted(str(d.get("queue")) for d in found))
+        raise Ambiguous(f"item id {item_id!r} exists in several queues ({queues}): pass --queue")
+    return found[0]
+
+
+# -- queues --------------------------------------------------------------------------------
+
+
+def _count(query: Any) -> int:
+    # firestore's stubs declare count() as returning a class, not an instance.
+    result: Any = cast(Any, query).count().get()
+    return int(result[0][0].value)
+
+
+def count_waiting(store: Store, queue: str) -> int:
+    query = (
+        store.db.collection(ITEMS)
+        .where(filter=firestore.FieldFilter("queue", "==", queue))
+        .where(filter=firestore.FieldFilter("state", "==", ItemState.QUEUED.value))
+    )
+    return _count(query)
+
+
+def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of `launchq queue ls`: running / max_jobs, waiting, paused."""
+    name = str(document.get("name"))
+    config = document.get("config") or {}
+    return {
+        "name": name,
+        "max_jobs": document.get("max_jobs"),
+        "running": store.count_holding_slots(name),
+        "waiting": count_waiting(store, name),
+        "paused": bool(document.get("paused", False)),
+        "priority": config.get("priority") if isinstance(config, Mapping) else None,
+        "updated_at": iso(document.get("updated_at")),
+    }
+
+
+def list_queue_summaries(store: Store) -> list[dict[str, Any]]:
+    documents = sorted(store.list_queues(), key=lambda d: str(d.get("name")))
+    return [queue_summary(store, d) for d in documents]
+
+
+def queue_document(store: Store, name: str) -> dict[str, Any]:
+    document = store.get_queue(name)
+    if document is None:
+        raise NotFound(unknown_queue_message(store, name))
+    return document
+
+
+def unknown_queue_message(store: Store, name: str) -> str:
+    known = sorted(str(d.get("name")) for d in store.list_queues())
+    listing = ", ".join(known) if known else "none: apply one with `launchq queue apply FILE`"
+    return f"no queue named {name!r} (queues: {listing})"
+
+
+def queue_detail(store: Store, name: str) -> dict[str, Any]:
+    """`launchq queue get --json`: the summary plus the config exactly as applied."""
+    document = queue_document(store, name)
+    return {**queue_summary(store, document), "config": _plain(document.get("config"))}
+
+
+def pending_items(
+    store: Store, queue: str, limit: int = 100, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Waiting items with their position, in the order admission will take them.
+
+    Positions come from `Store.waiting_items` (priority rank, then enqueue time), the very query
+    admission runs, so position 1 is the next item to start. Items backing off after a failure
+    (`not_before` in the future) are not admissible yet: they follow with position null.
+    """
+    queue_document(store, queue)
+    now = now or store.clock()
+    ready = store.waiting_items(queue, limit=limit)
+    rows = []
+    for position, snap in enumerate(ready, start=1):
+        rows.append(_pending_row(snap.to_dict() or {}, position, now))
+    seen = {snap.id for snap in ready}
+    backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
+    later = [s for s in backing_off if s.id not in seen]
+    for snap in later[: max(limit - len(rows), 0)]:
+        rows.append(_pending_row(snap.to_dict() or {}, None, now))
+    return rows
+
+
+def _pending_row(data: Mapping[str, Any], position: int | None, now: datetime) -> dict[str, Any]:
+    return {
+        "position": position,
+        "item_id": data.get("item_id"),
+        "priority": data.get("priority"),
+        "enqueued_at": iso(data.get("enqueued_at")),
+        "waiting_s": _seconds(data.get("enqueued_at"), now),
+        "attempts": len(data.get("attempts") or []),
+        "reason": data.get("reason"),
+        "not_before": iso(data.get("not_before")),
+    }
+
+
+def set_paused(store: Store, name: str, paused: bool) -> dict[str, Any]:
+    """Pause or resume a queue: only the `paused` field changes, the config stays as applied.
+
+    Pausing stops admissions at once (running jobs continue); resuming lets the next dispatch or
+    sweep admit what waits.
+    """
+    queue_document(store, name)
+    store.queue_ref(name).update({"paused": paused, "updated_at": store.clock()})
+    return queue_summary(store, queue_document(store, name))

@@ -1,0 +1,328 @@
+"""The CLI against the real emulators: Click's CliRunner, `--json` shapes, exit codes, errors.
+
+The dispatcher is not running here: `enqueue` is checked by pulling what it published from a
+subscription on the emulator, and items are put into Firestore through the real `Dispatcher`
+(as the dispatch function would) so that `ls`/`status`/`queue pending` read what production
+writes. The full loop (push, functions, sweep) is covered by test_cli_stack.py and the demo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from google.cloud import firestore, pubsub_v1
+
+from launchq.cli import main
+from launchq.standin import StandinServer
+from tests.integration.dispatch_support import Harness, message
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+TRAINER = EXAMPLES / "queues" / "trainer.yaml"
+DEFAULT = EXAMPLES / "queues" / "default.yaml"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_json(*args: str) -> Any:
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+    pubsub_publisher: pubsub_v1.PublisherClient,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    unique_id: Callable[[str], str],
+) -> Iterator[str]:
+    """A queue topic with a pull subscription (what `enqueue` published); returns its path."""
+    topic_id = unique_id("items")
+    monkeypatch.setenv("LAUNCHQ_PROJECT", gcp_project)
+    monkeypatch.setenv("LAUNCHQ_QUEUE_TOPIC", topic_id)
+    monkeypatch.setenv("LAUNCHQ_EVENTS_TOPIC", "")
+    monkeypatch.setenv("LAUNCHQ_VERTEX_ENDPOINT", standin.url)
+    topic = pubsub_publisher.topic_path(gcp_project, topic_id)
+    pubsub_publisher.create_topic(name=topic)
+    subscription = pubsub_subscriber.subscription_path(gcp_project, unique_id("sub"))
+    pubsub_subscriber.create_subscription(name=subscription, topic=topic)
+    yield subscription
+    pubsub_subscriber.delete_subscription(subscription=subscription)
+    pubsub_publisher.delete_topic(topic=topic)
+
+
+def pulled(subscriber: pubsub_v1.SubscriberClient, subscription: str) -> list[Any]:
+    response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
+    return [m.message for m in response.received_messages]
+
+
+# -- queue apply / get / ls / pause / resume -------------------------------------------------
+
+
+def test_queue_apply_get_ls_pause_resume(cli_env: str) -> None:
+    code, out, _ = run("queue", "apply", str(TRAINER))
+    assert code == 0
+    assert out == "queue 'trainer' applied (max_jobs 2)\n"
+    applied = run_json("queue", "apply", str(DEFAULT))
+    assert applied["name"] == "default"  # from the file's stem: the seed config has no name
+    assert applied["max_jobs"] == 1
+
+    detail = run_json("queue", "get", "trainer")
+    assert set(detail) == {
+        "name", "max_jobs", "running", "waiting", "paused", "priority", "updated_at", "config"
+    }  # fmt: skip
+    assert detail["config"]["template_variables"]["epochs"]["type"] == "integer"
+    assert (detail["running"], detail["waiting"], detail["paused"]) == (0, 0, False)
+
+    assert [q["name"] for q in run_json("queue", "ls")] == ["default", "trainer"]
+    assert run_json("queue", "pause", "trainer")["paused"] is True
+    code, out, _ = run("queue", "ls")
+    assert code == 0
+    assert "trainer" in out
+    assert "paused" in out
+    code, out, _ = run("queue", "resume", "trainer")
+    assert (code, out) == (0, "queue 'trainer' resumed\n")
+    assert run_json("queue", "get", "trainer")["paused"] is False
+
+
+def test_queue_apply_of_an_invalid_file_exits_2_listing_every_error(
+    cli_env: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_jobs: 0\nspec: {worker_pool_specs: []}\n")
+    code, out, err = run("queue", "apply", str(bad))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: invalid queue config (")
+    assert "max_jobs: 0 is not allowed" in err
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("spec: [\n")
+    code, _, err = run("queue", "apply", str(malformed))
+    assert code == 2
+    assert "is not valid YAML/JSON" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_queue_is_one_sentence_with_exit_1_for_get_and_2_for_enqueue(
+    cli_env: str,
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    code, _, err = run("queue", "get", "nope")
+    assert code == 1
+    assert err == "error: no queue named 'nope' (queues: trainer)\n"
+    code, _, err = run("enqueue", "-q", "nope", "--image", "img")
+    assert code == 2
+    assert err == "error: no queue named 'nope' (queues: trainer)\n"
+    code, _, err = run("queue", "pause", "nope")
+    assert code == 1
+
+
+# -- enqueue ---------------------------------------------------------------------------------
+
+
+def test_enqueue_publishes_typed_vars_and_sets_attributes(
+    cli_env: str, pubsub_subscriber: pubsub_v1.SubscriberClient
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    code, out, err = run(
+        *("enqueue", "-q", "trainer", "--image", "gcr.io/p/t:1", "--item-id", "run-1"),
+        *("--set-var", "epochs=7", "--set-var", "learning_rate=0.5", "--priority", "high"),
+        *("--env", "WANDB_MODE=offline", "--label", "team=vision", "--args", "--seed 3"),
+    )
+    assert (code, out) == (0, "run-1\n"), err
+    [published] = pulled(pubsub_subscriber, cli_env)
+    assert dict(published.attributes) == {"queue": "trainer", "item_id": "run-1"}
+    payload = json.loads(published.data)
+    assert payload == {
+        "image_uri": "gcr.io/p/t:1",
+        "args": ["--seed", "3"],
+        "env": {"WANDB_MODE": "offline"},
+        "labels": {"team": "vision"},
+        "priority": "high",
+        "queue": "trainer",
+        "item_id": "run-1",
+        "template_variables": {"epochs": 7, "learning_rate": 0.5},
+    }
+
+
+def test_enqueue_json_and_a_generated_item_id(
+    cli_env: str, pubsub_subscriber: pubsub_v1.SubscriberClient, gcp_project: str
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    result = run_json("enqueue", "--from-file", str(EXAMPLES / "items" / "train.json"))
+    assert set(result) == {"item_id", "queue", "message_id", "topic"}
+    assert result["queue"] == "trainer"
+    assert result["topic"].startswith(f"projects/{gcp_project}/topics/items-")
+    [published] = pulled(pubsub_subscriber, cli_env)
+    assert published.attributes["item_id"] == result["item_id"]
+    assert json.loads(published.data)["item_id"] == result["item_id"]
+
+
+def test_enqueue_rejects_bad_set_var_and_invalid_items_before_publishing(
+    cli_env: str, pubsub_subscriber: pubsub_v1.SubscriberClient, tmp_path: Path
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    base = ("enqueue", "-q", "trainer", "--image", "img")
+    code, _, err = run(*base, "--set-var", "gpus=2")
+    assert code == 2
+    assert err == (
+        "error: --set-var gpus: queue 'trainer' declares no template variable 'gpus' "
+        "(declared: epochs, learning_rate, machine)\n"
+    )
+    code, _, err = run(*base, "--set-var", "epochs=many")
+    assert (code, err) == (2, "error: --set-var epochs=many: 'epochs' is declared as integer\n")
+    code, _, err = run(*base, "--set-var", "epochs=0")
+    assert (code, err) == (2, "error: --set-var epochs=0: 0 is below the minimum 1\n")
+    code, _, err = run(*base, "--set-var", "novalue")
+    assert (code, err) == (2, "error: --set-var 'novalue': expected KEY=VALUE\n")
+    code, _, err = run("enqueue", "--from-file", str(EXAMPLES / "items" / "invalid.json"))
+    assert code == 2
+    assert err.startswith("error: invalid queue item (2 errors):\n")
+    assert "env.AIP_MODEL_DIR: reserved" in err
+    malformed = tmp_path / "item.json"
+    malformed.write_text('{"queue": "trainer",')
+    code, _, err = run("enqueue", "--from-file", str(malformed))
+    assert code == 2
+    assert err.startswith(f"error: {malformed} is not valid JSON: ")
+    code, _, err = run("enqueue", "--image", "img")
+    assert code == 2
+    assert "no queue" in err
+    nothing = pubsub_subscriber.pull(subscription=cli_env, max_messages=10, timeout=2)
+    assert list(nothing.received_messages) == []
+
+
+def test_no_check_publishes_an_invalid_item_for_the_dispatcher_to_judge(
+    cli_env: str, pubsub_subscriber: pubsub_v1.SubscriberClient
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    code, out, _ = run(
+        "enqueue", "--from-file", str(EXAMPLES / "items" / "invalid.json"), "--no-check"
+    )
+    assert code == 0
+    assert len(pulled(pubsub_subscriber, cli_env)) == 1
+    assert out.strip()
+
+
+def test_a_missing_topic_and_a_missing_project_are_one_sentence(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("queue", "apply", str(TRAINER))
+    code, _, err = run(
+        "enqueue", "-q", "trainer", "--image", "img", "--queue-topic", "no-such-topic"
+    )
+    assert code == 1
+    assert "topic projects/" in err
+    assert "does not exist" in err
+    monkeypatch.delenv("LAUNCHQ_PROJECT")
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    code, _, err = run("ls")
+    assert code == 2
+    assert err.startswith("error: no GCP project: set LAUNCHQ_PROJECT")
+
+
+# -- ls / status / pending, on what the dispatcher records -------------------------------------
+
+
+def dispatch(harness: Harness, queue: str, item_id: str, **extra: Any) -> None:
+    payload = {"queue": queue, "item_id": item_id, "image_uri": "gcr.io/p/t:1", **extra}
+    harness.dispatcher().handle(message(payload))
+
+
+def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
+    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))
+    for item_id, priority in (("a", "low"), ("b", "low"), ("c", "low"), ("d", "critical")):
+        dispatch(harness, "trainer", item_id, priority=priority)
+    dispatch(harness, "trainer", "bad", template_variables={"epochs": 0})
+
+    rows = run_json("ls")
+    assert [r["item_id"] for r in rows] == ["bad", "d", "c", "b", "a"]  # newest first
+    assert set(rows[0]) == {
+        "item_id", "queue", "state", "priority", "enqueued_at", "updated_at", "age_s",
+        "time_to_submit_s", "run_time_s", "attempts", "job_name", "job_id", "vertex_state",
+        "reason", "error",
+    }  # fmt: skip
+    states = {r["item_id"]: r["state"] for r in rows}
+    assert states == {
+        "a": "SUBMITTED", "b": "SUBMITTED", "c": "QUEUED", "d": "QUEUED", "bad": "REJECTED"
+    }  # fmt: skip
+    assert [r["item_id"] for r in run_json("ls", "--state", "queued")] == ["d", "c"]
+    code, _, err = run("ls", "--state", "sleeping")
+    assert code == 2
+    assert "unknown state 'sleeping'" in err
+
+    pending = run_json("queue", "pending", "trainer")
+    assert [(p["position"], p["item_id"], p["priority"]) for p in pending] == [
+        (1, "d", 0),
+        (2, "c", 3),
+    ]
+    summary = run_json("queue", "get", "trainer")
+    assert (summary["running"], summary["waiting"]) == (2, 2)
+
+    detail = run_json("status", "a")
+    assert detail["state"] == "SUBMITTED"
+    assert detail["job"]["console_url"].startswith("https://console.cloud.google.com/vertex-ai/")
+    assert [h["to"] for h in detail["history"]] == ["QUEUED", "SUBMITTING", "SUBMITTED"]
+    assert detail["attempts"] == 1
+    rejected = run_json("status", "bad", "--queue", "trainer")
+    assert rejected["error"] == "template_variables.epochs: 0 is below the minimum 1"
+
+    code, out, _ = run("ls", "--queue", "trainer")
+    assert code == 0
+    for header in ("item", "state", "queue", "priority", "age", "duration", "attempts", "job id"):
+        assert header in out
+    code, out, _ = run("status", "bad")
+    assert code == 0
+    assert "REJECTED" in out
+    assert "0 is below the minimum 1" in out
+    code, _, err = run("status", "nope")
+    assert (code, err) == (1, "error: no item 'nope' in any queue\n")
+
+
+def test_cancel_a_waiting_item(
+    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))
+    for item_id in ("a", "b", "c"):
+        dispatch(harness, "trainer", item_id)
+    result = run_json("cancel", "c")
+    assert result == {"item_id": "c", "queue": "trainer", "state": "CANCELLED", "cancelled": True}
+    code, out, _ = run("cancel", "a")
+    assert code == 0
+    assert out.startswith("a: cancel requested")
+    assert standin.admin.counters()["CancelCustomJob"] == 1
+    assert run("cancel", "c")[:2] == (0, "c: CANCELLED\n")  # idempotent
+    dispatch(harness, "trainer", "bad", template_variables={"epochs": 0})
+    code, _, err = run("cancel", "bad")
+    assert (code, err) == (1, "error: bad was not cancelled: it had already ended REJECTED\n")
+    code, _, err = run("cancel", "zzz")
+    assert (code, err) == (1, "error: no item 'zzz' in any queue\n")
+
+
+def test_unreachable_emulator_fails_fast_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from launchq.emulators import free_port
+
+    monkeypatch.setenv("LAUNCHQ_PROJECT", "p")
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    code, _, err = run("queue", "ls")
+    assert code == 1
+    assert "cannot reach the Firestore emulator" in err
+    assert "make dev" in err
+    code, _, err = run("queue", "ls", "--debug")
+    assert code == 1
