@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from typing import Any, Self
 
 import requests
 
-from launchq.emulators import EmulatorStack, free_port, start_stack
+from launchq.emulators import EmulatorStack, free_port, start_stack, stop_groups
 from launchq.log import get_logger
 from launchq.standin import Delays, StandinServer
 
@@ -380,7 +379,7 @@ class DevStack:
         self._stopped = True
         if self.sweep_loop is not None:
             self.sweep_loop.stop()
-        _stop_processes([f.process for f in self.functions if f.process is not None])
+        stop_groups([f.process for f in self.functions if f.process is not None], _STOP_GRACE)
         if self.standin is not None:
             self.standin.stop()
         if self.emulators is not None:
@@ -419,25 +418,6 @@ class DevStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every group, wait, SIGKILL what is left: gunicorn workers go with their group."""
-    for process in processes:
-        _signal_group(process, signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_GRACE
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    for process in processes:
-        _signal_group(process, signal.SIGKILL)  # stragglers in the group, if any
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=2)
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -46,7 +46,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -478,26 +478,39 @@ def wait_until_ready(emulators: Iterable[RunningEmulator], timeout: float) -> No
 def stop_emulators(
     emulators: Iterable[RunningEmulator], timeout: float, *, keep_logs: bool = False
 ) -> None:
-    """SIGTERM every group, wait, then SIGKILL whatever is left; reap the direct children.
+    """Stop emulators (see `stop_groups`); reap the direct children, remove the logs.
 
-    All groups are signalled before waiting, so stopping two JVMs costs one shutdown, not two.
     Logs are removed unless `keep_logs` (a failed start keeps them: its error names the file).
     """
     targets = [e for e in emulators if e.owner_pid == os.getpid()]
+    killed = stop_groups([e.process for e in targets], timeout)
     for emulator in targets:
-        _signal_group(emulator.pgid, signal.SIGTERM)
-    _wait_groups_gone(targets, timeout)
-    for emulator in targets:
-        if _group_alive(emulator.pgid):
-            log.warning("emulator ignored SIGTERM, killing", emulator=emulator.name)
-            _signal_group(emulator.pgid, signal.SIGKILL)
-    _wait_groups_gone(targets, 5.0)
-    for emulator in targets:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            emulator.process.wait(timeout=1.0)
+        if emulator.process.pid in killed:
+            log.warning("emulator ignored SIGTERM, killed", emulator=emulator.name)
         _REGISTRY.discard(emulator)
         if not keep_logs:
             _remove_log(emulator.log_path)
+
+
+def stop_groups(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> list[int]:
+    """SIGTERM the process group each process leads, wait, then SIGKILL whatever is left.
+
+    Each process must have been started with `start_new_session=True`, so its pid is its group
+    id and the whole group (a launcher script and its JVM, gunicorn and its workers) goes with
+    it. All groups are signalled before waiting, so stopping two JVMs costs one shutdown, not
+    two. Returns the pids of the groups that had to be killed; their direct children are reaped.
+    """
+    for process in processes:
+        _signal_group(process.pid, signal.SIGTERM)
+    _wait_groups_gone(processes, timeout)
+    killed = [p.pid for p in processes if _group_alive(p.pid)]
+    for pid in killed:
+        _signal_group(pid, signal.SIGKILL)
+    _wait_groups_gone(processes, 5.0)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1.0)
+    return killed
 
 
 def _remove_log(log_path: Path) -> None:
@@ -507,12 +520,12 @@ def _remove_log(log_path: Path) -> None:
         log_path.parent.rmdir()
 
 
-def _wait_groups_gone(emulators: list[RunningEmulator], timeout: float) -> None:
+def _wait_groups_gone(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for emulator in emulators:
-            emulator.process.poll()  # reap the direct child so it does not linger as a zombie
-        if not any(_group_alive(e.pgid) for e in emulators):
+        for process in processes:
+            process.poll()  # reap the direct child so it does not linger as a zombie
+        if not any(_group_alive(p.pid) for p in processes):
             return
         time.sleep(_POLL_INTERVAL)
 
