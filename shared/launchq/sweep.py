@@ -465,7 +465,13 @@ def request_cancel(store: Store, dispatcher: Dispatcher, queue: str, item_id: st
     fields: dict[str, Any] = {"cancel_requested": True, "cancel_reason": "user"}
     job_name = (data.get("job") or {}).get("name")
     if job_name and state is not ItemState.CANCELLING:
-        dispatcher.vertex_for(data["region"]).cancel_custom_job(str(job_name))
+        try:
+            dispatcher.vertex_for(data["region"]).cancel_custom_job(str(job_name))
+        except vx.VertexError as exc:
+            # 400 FAILED_PRECONDITION: the job ended before the cancel reached it. Not an
+            # error: the sweep records how it really ended. Anything else is.
+            if exc.http_status != 400:
+                raise
         fields["cancel_sent_at"] = store.clock()
     store.touch(snap, fields)  # SUBMITTING: the sweep sends the cancel once the job exists
     return state.value

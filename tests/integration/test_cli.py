@@ -51,6 +51,7 @@ def cli_env(
 ) -> Iterator[str]:
     """A queue topic with a pull subscription (what `enqueue` published); returns its path."""
     topic_id = unique_id("items")
+    standin.admin.set_delays(queued=None)  # jobs stay put: no test races the scripted lifecycle
     monkeypatch.setenv("LAUNCHQ_PROJECT", gcp_project)
     monkeypatch.setenv("LAUNCHQ_QUEUE_TOPIC", topic_id)
     monkeypatch.setenv("LAUNCHQ_EVENTS_TOPIC", "")

@@ -439,3 +439,15 @@ def test_the_sweep_function_answers_its_summary(
     assert body["transitions"] == 1
     assert body["vertex_calls_total"] == 1
     assert harness.item_data("q", "a")["state"] == "SUCCEEDED"
+
+
+def test_a_cancel_that_races_the_jobs_end_is_not_an_error(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q", queue_config())
+    submit(harness, "q", "a")
+    standin.admin.set_state(job_name(harness, "q", "a"), "JOB_STATE_SUCCEEDED")  # not swept yet
+    assert request_cancel(harness.store, harness.dispatcher(), "q", "a") == "SUBMITTED"
+    harness.sweeper().run()
+    data = harness.item_data("q", "a")
+    assert data["state"] == "SUCCEEDED"  # how it really ended; a user cancel is not retried
