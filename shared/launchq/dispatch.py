@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -47,7 +46,7 @@ from launchq.item import ITEM_ID_PATTERN
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.settings import Settings
-from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
+from launchq.states import STATES, ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Conflict, Snapshot, Store, Transition
 
 log = get_logger(__name__)
@@ -126,7 +125,6 @@ class Dispatcher:
         )
         self.hook = hook
         self.sleep = sleep
-        self._lock = threading.Lock()
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -431,11 +429,25 @@ class Dispatcher:
         }
         attempts = list((current.to_dict() or {}).get("attempts", []))
         attempts.append({"n": data["attempt"], "job_name": name, "created_at": self.store.clock()})
+        fields: dict[str, Any] = {
+            "job": job_fields,
+            "attempts": attempts,
+            "claim": None,
+            "needs_lookup": False,
+        }
+        # A repair's lookup can find a job that has already ended: record its end, free the
+        # slot in the same write (the sweep never polls a terminal item, so nobody else would).
+        terminal = STATES[new_state].terminal
+        if terminal and job.get("error"):
+            fields["error"] = _error(
+                "vertex", str(job["error"].get("message", "")), None, code=job["error"].get("code")
+            )
         try:
             self.store.transition(
                 current,
                 Transition(new_state, "submitted", {"job_name": name}),
-                {"job": job_fields, "attempts": attempts, "claim": None, "needs_lookup": False},
+                fields,
+                release_slot=terminal,
             )
         except Conflict:
             return False

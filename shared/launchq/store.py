@@ -131,6 +131,40 @@ class Store:
         )
         return list(query.stream())
 
+    def held_slots(self, queue: str) -> list[Snapshot]:
+        query = (
+            self.queue_ref(queue)
+            .collection(SLOTS)
+            .where(filter=firestore.FieldFilter("holder", "!=", None))
+        )
+        return list(query.stream())
+
+    def free_leaked_slot(self, slot: Snapshot) -> bool:
+        """Free `slot` if its holder no longer holds a slot (or no longer exists).
+
+        Holding a slot and being in a slot-holding state change together in one batch, so a
+        mismatch is a leak (a bug, or a hand-edited document). The slot is freed only if it is
+        unchanged since `slot` was read, so this can never race a claim.
+        """
+        data = slot.to_dict() or {}
+        holder = data.get("holder")
+        if holder is None:
+            return False
+        item = self.db.collection(ITEMS).document(holder).get()
+        if item.exists and ItemState((item.to_dict() or {})["state"]) in SLOT_STATES:
+            return False
+        batch = self.db.batch()
+        if data.get("retire"):
+            batch.delete(slot.reference, option=self._unchanged(slot))
+        else:
+            update = {"holder": None, "since": self.clock()}
+            batch.update(slot.reference, update, option=self._unchanged(slot))
+        try:
+            self._commit(batch)
+        except Conflict:
+            return False
+        return True
+
     def slot_holders(self, queue: str) -> dict[str, str | None]:
         return {
             s.id: (s.to_dict() or {}).get("holder")

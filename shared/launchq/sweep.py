@@ -130,6 +130,7 @@ class SweepSummary:
     repaired: int = 0
     cancelled_start_timeout: int = 0
     cancels_sent: int = 0
+    slots_freed: int = 0
     errors: list[str] = field(default_factory=list)
     vertex_calls: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -189,7 +190,9 @@ class Sweeper:
                 self._observe(item, job, summary)
         for item in submitting:
             self._repair(item, summary)
+        active_ids = {s.id for s in active}
         for queue in sorted({(s.to_dict() or {})["queue"] for s in active} | self._queue_names()):
+            self._free_leaked_slots(queue, active_ids, summary)
             runtime = self.queues.get(queue)
             if runtime is not None and runtime.config.region:
                 self._client(runtime.config.region)  # so admission's calls are counted too
@@ -198,6 +201,20 @@ class Sweeper:
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
+
+    def _free_leaked_slots(self, queue: str, active: set[str], summary: SweepSummary) -> None:
+        """A safety net: capacity held by an item that no longer runs is given back."""
+        for slot in self.store.held_slots(queue):
+            if (slot.to_dict() or {}).get("holder") in active:
+                continue  # the common case: no extra read
+            if self.store.free_leaked_slot(slot):
+                summary.slots_freed += 1
+                log.warning(
+                    "freed a leaked slot",
+                    queue=queue,
+                    slot=slot.id,
+                    item_id=(slot.to_dict() or {}).get("holder"),
+                )
 
     def _queue_names(self) -> set[str]:
         return {str(q.get("name")) for q in self.store.list_queues() if q.get("name")}

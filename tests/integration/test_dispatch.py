@@ -302,3 +302,27 @@ def test_an_ambiguous_create_is_looked_up_not_repeated(
     assert data["state"] == ItemState.SUBMITTED.value
     assert data["job"]["name"] == all_jobs(standin)[0]["name"]
     assert standin.admin.counters()["ListCustomJobs"] >= 1
+
+
+def test_a_repair_that_finds_a_finished_job_frees_its_slot(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("one", queue_config(max_jobs=1))
+    harness.lease_seconds = 0.0
+
+    def crash(at: str) -> None:
+        if at == "created":
+            raise SimulatedCrash(at)
+
+    with pytest.raises(SimulatedCrash):
+        harness.dispatcher(hook=crash).handle(message(item("one", "a")))
+    [job] = all_jobs(standin)
+    standin.admin.set_state(job["name"], "JOB_STATE_FAILED", error=(3, "exit 3"))
+    harness.dispatcher().handle(message(item("one", "a")))  # redelivery repairs it
+    data = harness.item_data("one", "a")
+    assert data["state"] == ItemState.FAILED.value
+    assert data["error"]["message"] == "exit 3"
+    assert data["slot"] is None
+    assert harness.store.slot_holders("one") == {"00000": None}
+    harness.dispatcher().handle(message(item("one", "b")))
+    assert harness.item_data("one", "b")["state"] == ItemState.SUBMITTED.value

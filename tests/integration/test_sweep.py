@@ -451,3 +451,18 @@ def test_a_cancel_that_races_the_jobs_end_is_not_an_error(
     harness.sweeper().run()
     data = harness.item_data("q", "a")
     assert data["state"] == "SUCCEEDED"  # how it really ended; a user cancel is not retried
+
+
+def test_a_leaked_slot_is_given_back(harness: Harness, standin: StandinServer) -> None:
+    harness.apply("one", queue_config(max_jobs=1))
+    submit(harness, "one", "done")
+    submit(harness, "one", "waiting")
+    # Simulate a leak: the holder ends without releasing its slot (a bug or a manual edit).
+    harness.store.item_ref("one", "done").update({"state": "SUCCEEDED"})
+    assert harness.store.slot_holders("one") == {"00000": "one~done"}
+    summary = harness.sweeper().run()
+    assert summary.slots_freed == 1
+    assert summary.admitted == 1
+    assert harness.item_data("one", "waiting")["state"] == "SUBMITTED"
+    assert harness.store.slot_holders("one") == {"00000": "one~waiting"}
+    assert harness.sweeper().run().slots_freed == 0  # a live holder keeps its slot
