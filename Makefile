@@ -69,3 +69,14 @@ package: bootstrap
 terraform-check: bootstrap
 	terraform fmt -check -recursive terraform
 	$(BIN)/pytest tests/terraform -m "not integration"
+
+.PHONY: bench bench-smoke
+
+## All five benchmarks at full size on a fresh local stack (about 10 minutes): writes
+## bench/results/latest.json and the table in docs/performance.md, and prints the table.
+bench: bootstrap
+	$(BIN)/python -m bench.run
+
+## The same at tiny sizes (about 30 s): prints the table, writes nothing.
+bench-smoke: bootstrap
+	$(BIN)/python -m bench.run --smoke

@@ -1,0 +1,205 @@
+"""Overhead over the I/O floor: the dispatcher's time per item vs the calls it cannot avoid.
+
+Exactly-once submission of one item needs, at the very least, three round trips: one Firestore
+compare-and-swap that makes this process the item's owner (here: `create()` of the item
+document, which fails if it exists), one CreateCustomJob, and one Firestore write recording the
+job. The floor makes exactly those calls, with the same document (payload, rendered job body)
+and job body, through the same Firestore client and Vertex session as the dispatcher.
+
+Per round, three things run back to back, so load changes hit them alike:
+`Dispatcher.handle` with the events topic on (the production default), the same with events
+off, and the floor. Ratio = median dispatcher time / median floor time. Firestore RPCs, documents
+read and writes are counted on the wire (`bench.common.FirestoreCounter`) per item. A separate
+run of the dispatcher under pyinstrument gives the top self-time entries.
+
+    .venv/bin/python -m bench.overhead --items 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import requests
+
+from bench.common import (
+    PARENT,
+    FirestoreCounter,
+    Stack,
+    item,
+    local_stack,
+    queue_config,
+)
+from launchq.dispatch import Dispatcher, PubsubMessage
+from launchq.events import EventPublisher
+from launchq.queues import QueueSource, apply_queue
+from launchq.settings import Settings
+from launchq.store import Store, item_doc_id
+from launchq.vertex import VertexClient
+
+QUEUE = "overhead"
+
+
+def _message(item_id: str) -> PubsubMessage:
+    return PubsubMessage(json.dumps(item(QUEUE, item_id)).encode(), {}, uuid.uuid4().hex)
+
+
+def _dispatcher(stack: Stack, project: str, store: Store, vertex: VertexClient, events: str) -> Any:
+    settings = Settings(project=project, events_topic=events, vertex_endpoint=stack.vertex_url)
+    return Dispatcher(
+        settings,
+        store,
+        QueueSource(store, settings.queue_cache_seconds),
+        EventPublisher(project, events),
+        vertex_for=lambda _region: vertex,
+    )
+
+
+class Floor:
+    """The three unavoidable calls, made directly."""
+
+    def __init__(self, store: Store, vertex: VertexClient, template: dict[str, Any]) -> None:
+        self.store = store
+        self.vertex = vertex
+        self.template = template
+
+    def run(self, item_id: str) -> None:
+        ref = self.store.db.collection("items").document(item_doc_id(QUEUE + "-floor", item_id))
+        document = {**self.template, "item_id": item_id, "state": "SUBMITTING"}
+        ref.create(document)  # the compare-and-swap: exactly one creator wins
+        body = {**self.template["job_body"], "displayName": item_id}
+        job = self.vertex.create_custom_job(PARENT, body)
+        ref.update({"state": "SUBMITTED", "job": {"name": job["name"]}})
+
+
+def _self_times(profiler: Any, top: int) -> list[dict[str, Any]]:
+    """Self time per function (wall clock, so I/O waits show where they block)."""
+    totals: dict[str, float] = defaultdict(float)
+    root = profiler.last_session.root_frame()
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        children = frame.children
+        # pyinstrument 5 puts a frame's own time in a synthetic "[self]" child.
+        own = frame.time - sum(c.time for c in children if not c.is_synthetic)
+        key = f"{frame.function} ({frame.file_path_short}:{frame.line_no})"
+        totals[key] += own
+        stack.extend(c for c in children if not c.is_synthetic)
+    total = root.time or 1.0
+    return [
+        {"function": k, "self_s": round(v, 3), "share": round(v / total, 3)}
+        for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    ]
+
+
+def _profile(dispatcher: Dispatcher, count: int, top: int) -> dict[str, Any]:
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return {"skipped": "pyinstrument is not installed (bench/run.py installs it)"}
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    cpu = time.process_time()
+    for n in range(count):
+        dispatcher.handle(_message(f"prof-{n:05d}"))
+    cpu = time.process_time() - cpu
+    profiler.stop()
+    return {
+        "items": count,
+        "cpu_ms_per_item": round(cpu / count * 1000, 2),
+        "top_self_time": _self_times(profiler, top),
+    }
+
+
+def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[str, Any]:
+    project = stack.new_project()
+    stack.apply_env(project)
+    stack.pubsub(project).create_topic("launchq-events")
+    stack.admin.reset(delays={"queued": None})
+    store = Store(stack.firestore(project))
+    apply_queue(store, QUEUE, queue_config())
+    vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
+    with_events = _dispatcher(stack, project, store, vertex, "launchq-events")
+    without_events = _dispatcher(stack, project, store, vertex, "")
+    logging.disable(logging.INFO)  # the JSON log lines are not what is measured
+    try:
+        for n in range(5):  # warm-up: connections, caches, the queue config
+            with_events.handle(_message(f"warm-a-{n}"))
+            without_events.handle(_message(f"warm-b-{n}"))
+        template = store.get_item(QUEUE, "warm-a-0").to_dict() or {}
+        template = {k: template[k] for k in ("queue", "payload", "job_body", "parent", "region")}
+        floor = Floor(store, vertex, template)
+        floor.run("warm-floor")
+        timings: dict[str, list[float]] = {"dispatch": [], "dispatch_no_events": [], "floor": []}
+        counts: dict[str, dict[str, Any]] = {}
+        with FirestoreCounter() as counter:
+            runners = {
+                "dispatch": lambda i: with_events.handle(_message(f"d-{i}")),
+                "dispatch_no_events": lambda i: without_events.handle(_message(f"n-{i}")),
+                "floor": lambda i: floor.run(f"f-{i}"),
+            }
+            rpcs: dict[str, dict[str, float]] = {k: defaultdict(float) for k in runners}
+            cpu: dict[str, float] = dict.fromkeys(runners, 0.0)
+            for n in range(items):
+                for name, run in runners.items():
+                    counter.reset()
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    run(f"{n:05d}")
+                    timings[name].append(time.perf_counter() - started)
+                    cpu[name] += time.process_time() - cpu_started
+                    snap = counter.snapshot()
+                    for key, value in snap["rpcs"].items():
+                        rpcs[name][key] += value
+                    rpcs[name]["docs_read"] += snap["docs_read"]
+                    rpcs[name]["writes"] += snap["writes"]
+            for name in runners:
+                counts[name] = {k: round(v / items, 2) for k, v in rpcs[name].items()}
+                counts[name]["cpu_ms"] = round(cpu[name] / items * 1000, 2)
+        creates = stack.admin.counters().get("CreateCustomJob", 0)
+        profile = _profile(with_events, profile_items, top=15)
+    finally:
+        logging.disable(logging.NOTSET)
+
+    def ms(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "median": round(statistics.median(ordered) * 1000, 2),
+            "p90": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 2),
+            "mean": round(statistics.fmean(ordered) * 1000, 2),
+        }
+
+    result: dict[str, Any] = {
+        "items": items,
+        "vertex_creates_total": creates,
+        "ms_per_item": {k: ms(v) for k, v in timings.items()},
+        "per_item": counts,
+        "events_published_per_item": 3,
+    }
+    floor_ms = result["ms_per_item"]["floor"]["median"]
+    result["ratio"] = round(result["ms_per_item"]["dispatch"]["median"] / floor_ms, 2)
+    result["ratio_no_events"] = round(
+        result["ms_per_item"]["dispatch_no_events"]["median"] / floor_ms, 2
+    )
+    result["goals"] = {"ratio_max": 1.3}
+    result["met"] = {"ratio": result["ratio"] <= 1.3}
+    result["profile"] = profile
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--profile-items", type=int, default=100)
+    args = parser.parse_args()
+    with local_stack() as stack:
+        print(json.dumps(measure(stack, args.items, args.profile_items), indent=2))
+
+
+if __name__ == "__main__":
+    main()

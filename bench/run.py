@@ -1,0 +1,280 @@
+"""Run all five benchmarks on one local stack; write bench/results/latest.json and the table.
+
+    .venv/bin/python -m bench.run            # full size (make bench): JSON, docs table, printed
+    .venv/bin/python -m bench.run --smoke    # tiny sizes, prints the table, writes nothing
+
+The table goes between the `<!-- bench:results -->` markers of docs/performance.md (the rest of
+that page is prose and is left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import admission, cold_start, overhead, publish_latency, sweep_scaling
+from bench.common import ROOT, Stack, load_average, local_stack, machine
+
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+FULL: dict[str, dict[str, Any]] = {
+    "cold_start": {"runs": 7},
+    "publish_latency": {"items": 1000, "rate": 5.0},
+    "overhead": {"items": 200, "profile_items": 100},
+    "sweep_scaling": {"counts": [100, 1000, 10_000]},
+    "admission": {"items": 500, "max_jobs": 10, "min_run": 0.2, "max_run": 2.0},
+}
+SMOKE: dict[str, dict[str, Any]] = {
+    "cold_start": {"runs": 1, "profile": False},
+    "publish_latency": {"items": 8, "rate": 20.0, "burst": False},
+    "overhead": {"items": 4, "profile_items": 3},
+    "sweep_scaling": {"counts": [20]},
+    "admission": {"items": 12, "max_jobs": 3, "min_run": 0.05, "max_run": 0.3},
+}
+
+
+def _sweeps(stack: Stack, counts: list[int]) -> dict[str, Any]:
+    return {str(n): sweep_scaling.measure(stack, n) for n in counts}
+
+
+RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "cold_start": cold_start.measure,
+    "publish_latency": publish_latency.measure,
+    "overhead": overhead.measure,
+    "sweep_scaling": _sweeps,
+    "admission": admission.measure,
+}
+
+
+def ensure_profiler() -> None:
+    """pyinstrument is a benchmark-only tool: installed into the venv on first use."""
+    if importlib.util.find_spec("pyinstrument") is None:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "pyinstrument>=5"], check=False
+        )
+
+
+def run_all(
+    stack: Stack, sizes: dict[str, dict[str, Any]], only: list[str] | None = None
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, runner in RUNNERS.items():
+        if only and name not in only:
+            continue
+        load_before = load_average()
+        started = time.perf_counter()
+        result = runner(stack, **sizes[name])
+        result["_meta"] = {
+            "wall_s": round(time.perf_counter() - started, 1),
+            "load_before": load_before,
+            "load_after": load_average(),
+            "parameters": sizes[name],
+        }
+        results[name] = result
+        stack.cleanup()
+    return results
+
+
+def _fmt_met(value: bool | None) -> str:
+    return "—" if value is None else ("met" if value else "**missed**")
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+    if c := results.get("cold_start"):
+        d, b = c["dispatch"], c["aiplatform_import"]
+        rows += [
+            (
+                "1 cold start",
+                f"spawn → first event handled, median of {c['runs']}",
+                f"{d['ready_s_median']:.2f} s vs {b['ready_s_median']:.2f} s "
+                f"(`import google.cloud.aiplatform`): ratio **{c['time_ratio']:.2f}**",
+                "≤ 0.25",
+                _fmt_met(c["met"]["time"]),
+            ),
+            (
+                "",
+                "peak RSS",
+                f"{d['peak_rss_mb_median']:.0f} MB vs {b['peak_rss_mb_median']:.0f} MB: "
+                f"ratio **{c['memory_ratio']:.2f}**",
+                "≤ 0.5",
+                _fmt_met(c["met"]["memory"]),
+            ),
+            (
+                "",
+                "of which import / first event",
+                f"{d['import_s_median']:.2f} s / {d['first_event_s_median']:.2f} s",
+                "",
+                "",
+            ),
+        ]
+    if p := results.get("publish_latency"):
+        paced = p["paced"]
+        lat = paced["latency_ms"]
+        rows.append(
+            (
+                "2 publish → create",
+                f"{paced['items']} items paced at {paced['publish_rate_per_s']:g}/s, "
+                "1 dispatcher process",
+                f"p50 **{lat['p50']:.0f} ms**, p95 {lat['p95']:.0f} ms, "
+                f"p99 **{lat['p99']:.0f} ms**",
+                "p50 ≤ 100, p99 ≤ 300 ms",
+                _fmt_met(p["met"]["p50"] and p["met"]["p99"]),
+            )
+        )
+        if burst := p.get("burst"):
+            lat = burst["latency_ms"]
+            rows.append(
+                (
+                    "",
+                    f"{burst['items']} items at once (throughput)",
+                    f"**{burst['items_per_s']:.1f} items/s**; latency p50 {lat['p50']:.0f} ms, "
+                    f"p99 {lat['p99']:.0f} ms (queueing)",
+                    "",
+                    "",
+                )
+            )
+    if o := results.get("overhead"):
+        ms = o["ms_per_item"]
+        per = o["per_item"]["dispatch"]
+        rows += [
+            (
+                "3 overhead",
+                "dispatcher per item / I/O floor (median)",
+                f"{ms['dispatch']['median']:.1f} ms / {ms['floor']['median']:.1f} ms: "
+                f"ratio **{o['ratio']:.2f}** (events off: {o['ratio_no_events']:.2f})",
+                "≤ 1.3",
+                _fmt_met(o["met"]["ratio"]),
+            ),
+            (
+                "",
+                "round trips per item",
+                f"Firestore {per.get('batch_get_documents', 0):g} reads + "
+                f"{per.get('commit', 0):g} commits, 1 Vertex create, "
+                f"{o['events_published_per_item']} event publishes (floor: 2 commits + 1 create)",
+                "",
+                "",
+            ),
+        ]
+    if s := results.get("sweep_scaling"):
+        counts = [k for k in s if k.isdigit()]
+        for n in counts:
+            r = s[n]
+            q, b, naive = r["quiet_sweep"], r["busy_sweep"], r["naive_get_per_item"]
+            met = r.get("met", {})
+            rows.append(
+                (
+                    "4 sweep" if n == counts[0] else "",
+                    f"N = {int(n):,} active items",
+                    f"quiet: {q['vertex_calls']} Vertex calls, {q['firestore_docs_read']:,} reads, "
+                    f"{q['firestore_writes']} writes, {q['wall_s']:.1f} s; "
+                    + (
+                        f"busy: {b['vertex_calls']} calls, {b['firestore_writes']:,} writes, "
+                        f"{b['wall_s']:.1f} s; "
+                        if b
+                        else ""
+                    )
+                    + f"naive: {naive['vertex_calls']:,} GETs, {naive['wall_s']:.1f} s",
+                    "≤ 100 calls, ≤ 30 s" if met else "",
+                    (
+                        f"calls {_fmt_met(met['vertex_calls'])}, "
+                        f"quiet {_fmt_met(met['wall_s_quiet'])}, "
+                        f"busy {_fmt_met(met['wall_s_busy'])}"
+                    )
+                    if met
+                    else "",
+                )
+            )
+    if a := results.get("admission"):
+        w = a["slot_wait_ms"]
+        rows += [
+            (
+                "5 admission",
+                f"{a['items']} items, max_jobs {a['max_jobs']}, jobs run "
+                f"{a['job_run_s'][0]:g} to {a['job_run_s'][1]:g} s",
+                f"max concurrency **{a['max_concurrency_exact']}** (sampled every 50 ms: "
+                f"{a['max_concurrency_sampled']}); {a['jobs_created']} jobs, "
+                f"{a['items_succeeded']} items SUCCEEDED",
+                f"≤ {a['max_jobs']}",
+                _fmt_met(a["met"]["max_concurrency"]),
+            ),
+            (
+                "",
+                "freed slot → next create",
+                f"p50 {w.get('p50', 0):.0f} ms, p95 {w.get('p95', 0):.0f} ms, "
+                f"max {w.get('max', 0):.0f} ms (sweeps back to back, median "
+                f"{a['sweep_s_median']} s each)",
+                "",
+                "",
+            ),
+        ]
+    lines = [
+        "| measurement | what | result | goal | |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+    return "\n".join(lines)
+
+
+def machine_block(info: dict[str, Any], results: dict[str, Any]) -> str:
+    loads = {k: v["_meta"]["load_before"] for k, v in results.items() if "_meta" in v}
+    load_lines = "\n".join(f"| {k} | {' / '.join(map(str, v))} |" for k, v in loads.items())
+    return (
+        f"Measured {info['date']} with `{info['command']}`.\n\n"
+        "```\n"
+        f"$ nproc\n{info['nproc']}\n"
+        f"$ free -h\n{info['free_h']}\n"
+        f"$ python -V\n{info['python_V']}\n"
+        f"$ uname -a\n{info['uname_a']}\n"
+        f"cpu: {info['cpu_model']}\n"
+        "```\n\n"
+        "Load average (1 / 5 / 15 min) when each measurement started:\n\n"
+        "| measurement | load |\n|---|---|\n" + load_lines + "\n"
+    )
+
+
+def write_doc(text: str, path: Path = DOC) -> None:
+    block = f"{BEGIN}\n{text}\n{END}"
+    if path.exists() and BEGIN in path.read_text():
+        current = path.read_text()
+        head, rest = current.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1] if END in rest else ""
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(f"# Performance\n\n{block}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; writes nothing")
+    parser.add_argument("--only", nargs="+", choices=list(RUNNERS), help="run only these")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    ensure_profiler()
+    sizes = SMOKE if args.smoke else FULL
+    info = machine()
+    info["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    info["command"] = "make bench" if not args.smoke else "python -m bench.run --smoke"
+    with local_stack() as stack:
+        results = run_all(stack, sizes, args.only)
+    info["load_average_at_end"] = load_average()
+    text = table(results) + "\n\n" + machine_block(info, results)
+    print(text)
+    if not args.smoke and not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+        write_doc(text)
+        print(f"\nwrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Each benchmark once, at a tiny size, on the test session's emulators and stand-in.
+
+This proves the benchmarks still run and return sane structures (`make bench` runs them at full
+size). It never asserts a timing: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from bench import admission, cold_start, overhead, publish_latency, run, sweep_scaling
+from bench.common import Stack
+from launchq.emulators import EmulatorStack
+from launchq.standin import StandinServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(emulator_stack: EmulatorStack, standin: StandinServer) -> Iterator[Stack]:
+    bench_stack = Stack.from_parts(
+        emulator_stack.project,
+        emulator_stack.firestore.host_port,
+        emulator_stack.pubsub.host_port,
+        standin.url,
+    )
+    saved = dict(os.environ)  # the benchmarks point the environment at their own projects
+    try:
+        yield bench_stack
+    finally:
+        bench_stack.cleanup()
+        bench_stack.admin.close()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
+    results = run.run_all(stack, run.SMOKE)
+    assert set(results) == set(run.RUNNERS)
+
+    cold = results["cold_start"]
+    assert cold["jobs_created"] == cold["runs"] == 1
+    assert cold["dispatch"]["ready_s_median"] > 0
+    assert cold["dispatch"]["peak_rss_mb_median"] > 10
+    assert cold["aiplatform_import"]["peak_rss_mb_median"] > 10
+    assert cold["time_ratio"] > 0
+    assert cold["memory_ratio"] > 0
+
+    latency = results["publish_latency"]["paced"]
+    assert latency["items"] == latency["latency_ms"]["n"] == run.SMOKE["publish_latency"]["items"]
+    assert latency["latency_ms"]["p50"] > 0
+    assert latency["duplicate_jobs"] == 0
+
+    over = results["overhead"]
+    assert over["per_item"]["floor"]["commit"] == 2
+    assert over["per_item"]["dispatch"]["commit"] >= 2
+    assert over["per_item"]["dispatch"]["batch_get_documents"] > 0
+    assert over["vertex_creates_total"] > 0
+    assert over["ratio"] > 0
+    assert over["profile"]["top_self_time"]
+
+    (sweep,) = (results["sweep_scaling"][k] for k in results["sweep_scaling"] if k.isdigit())
+    assert sweep["quiet_sweep"]["items_seen"] == sweep["items"]
+    assert sweep["busy_sweep"]["transitions"] == sweep["items"]
+    assert 0 < sweep["quiet_sweep"]["vertex_calls"] <= 2
+    assert sweep["busy_sweep"]["firestore_writes"] >= sweep["items"]
+    assert sweep["quiet_sweep"]["firestore_docs_read"] >= sweep["items"]
+    assert sweep["naive_get_per_item"]["vertex_calls"] == sweep["items"]
+
+    adm = results["admission"]
+    assert adm["all_finished"]
+    assert adm["jobs_created"] == adm["items"] == adm["items_succeeded"]
+    assert 0 < adm["max_concurrency_exact"] <= adm["max_jobs"]
+    assert adm["max_concurrency_sampled"] <= adm["max_jobs"]
+    assert adm["slot_wait_ms"]["n"] == adm["items"] - adm["max_jobs"]
+    assert adm["sweeps"] > 0
+
+    table = run.table(results)
+    assert table.count("\n") >= 8
+    assert "cold start" in table
+
+
+def test_the_firestore_counter_counts_what_goes_over_the_wire(stack: Stack) -> None:
+    from bench.common import FirestoreCounter
+
+    project = stack.new_project()
+    db = stack.firestore(project)
+    with FirestoreCounter() as counter:
+        db.collection("c").document("a").create({"x": 1})
+        db.collection("c").document("a").get()
+        list(db.collection("c").stream())
+    snap = counter.snapshot()
+    assert snap["rpcs"] == {"commit": 1, "batch_get_documents": 1, "run_query": 1}
+    assert snap["writes"] == 1
+    assert snap["docs_read"] == 2
+
+
+def test_sweep_scaling_keeps_its_script_entry_point() -> None:
+    assert callable(sweep_scaling.main)
+    assert callable(cold_start.importtime_profile)
+    assert admission._max_overlap([(0, 2), (1, 3), (2, 4)]) == 2
+    assert publish_latency.QUEUE
+    assert overhead.QUEUE
