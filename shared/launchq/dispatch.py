@@ -27,12 +27,14 @@ the entry point turns into a 500 so Pub/Sub redelivers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -125,14 +127,35 @@ class Dispatcher:
         )
         self.hook = hook
         self.sleep = sleep
+        self._local = threading.local()  # the event batch of the dispatch on this thread
 
     # -- entry ----------------------------------------------------------------------------
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
         try:
-            return self._handle(message)
+            with self.event_batch():
+                return self._handle(message)
         except _FIRESTORE_TRANSIENT as exc:
             raise TransientError(f"Firestore unavailable: {exc}") from exc
+
+    @contextlib.contextmanager
+    def event_batch(self) -> Iterator[None]:
+        """Collect the state-change events of one dispatch (or sweep); publish them together.
+
+        One Pub/Sub request instead of one per transition (measured: three synchronous
+        publishes were 8-11 ms of a 36 ms dispatch). They are published when the block ends,
+        also when it raises: every event stands for a transition already committed.
+        """
+        if getattr(self._local, "events", None) is not None:
+            yield  # nested: the outer block publishes
+            return
+        self._local.events = []
+        try:
+            yield
+        finally:
+            events, self._local.events = self._local.events, None
+            if events:
+                self.events.publish_many(events)
 
     def _handle(self, message: PubsubMessage) -> DispatchResult:
         if len(message.data) > MAX_ITEM_BYTES:
@@ -161,25 +184,22 @@ class Dispatcher:
                 f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
                 "starting with a letter or digit",
             )
-        existing = self.store.get_item(queue, item_id)
-        if not existing.exists:
-            result = self._record(queue, item_id, payload, message)
-            if result is not None:
-                return result
-        else:
-            redelivered = self._redelivered(existing)
-            if redelivered is not None:
-                return redelivered
-        submitted = self.admit(queue, own_item_id=item_id)
+        # No read first: create() fails if the item exists, and only a redelivery pays for the
+        # read that follows.
+        outcome = self._record(queue, item_id, payload, message)
+        if isinstance(outcome, DispatchResult):
+            return outcome
+        submitted = self.admit(queue, own_item=outcome)
         return DispatchResult("recorded", item_id, queue, submitted)
 
     def _record(
         self, queue: str, item_id: str, payload: dict[str, Any], message: PubsubMessage
-    ) -> DispatchResult | None:
+    ) -> DispatchResult | Snapshot:
+        """Record a new item: its snapshot when it is QUEUED, else what became of it."""
         runtime = self.queues.get(queue)
         received = {"payload": payload, "message_id": message.message_id}
         if runtime is None:
-            self._create(
+            rejected = self._create(
                 queue,
                 item_id,
                 ItemState.REJECTED,
@@ -189,6 +209,8 @@ class Dispatcher:
                 },
                 cause="rejected: unknown queue",
             )
+            if rejected is None:
+                return self._redelivered(self.store.get_item(queue, item_id))
             return DispatchResult("rejected", item_id, queue, detail="unknown queue")
         prepared = runtime.prepare(payload, item_id, self.store.clock())
         if isinstance(prepared, list):
@@ -197,7 +219,7 @@ class Dispatcher:
                 for e in prepared
             ]
             first = errors[0]
-            self._create(
+            rejected = self._create(
                 queue,
                 item_id,
                 ItemState.REJECTED,
@@ -207,6 +229,8 @@ class Dispatcher:
                 },
                 cause="rejected: invalid item",
             )
+            if rejected is None:
+                return self._redelivered(self.store.get_item(queue, item_id))
             return DispatchResult("rejected", item_id, queue, detail=first["message"])
         created = self._create(
             queue,
@@ -215,14 +239,13 @@ class Dispatcher:
             {**received, **_item_fields(prepared, runtime)},
             cause="accepted",
         )
-        if not created:
-            existing = self.store.get_item(queue, item_id)
-            return self._redelivered(existing)
+        if created is None:
+            return self._redelivered(self.store.get_item(queue, item_id))
         self.hook("recorded")
-        return None
+        return created
 
-    def _redelivered(self, item: Snapshot) -> DispatchResult | None:
-        """A message for an item we already know. Returns None when admission should run."""
+    def _redelivered(self, item: Snapshot) -> DispatchResult | Snapshot:
+        """A message for an item we already know: the item itself if it still waits."""
         data = item.to_dict() or {}
         state = ItemState(data["state"])
         queue, item_id = data["queue"], data["item_id"]
@@ -230,14 +253,14 @@ class Dispatcher:
             self.repair_submitting(item)
             return DispatchResult("repaired", item_id, queue)
         if state is ItemState.QUEUED:
-            return None  # try to admit again: maybe a slot is free now
+            return item  # try to admit again: maybe a slot is free now
         return DispatchResult("duplicate", item_id, queue, detail=f"already {state}")
 
     def _create(
         self, queue: str, item_id: str, state: ItemState, fields: dict[str, Any], cause: str
-    ) -> bool:
+    ) -> Snapshot | None:
         created = self.store.create_item(queue, item_id, {**fields, "state": state.value}, cause)
-        if created:
+        if created is not None:
             log.info(cause, item_id=item_id, queue=queue, state=state.value)
             self.publish_transition(queue, item_id, None, state, cause)
         return created
@@ -261,11 +284,11 @@ class Dispatcher:
 
     # -- admission (shared with the sweep) ------------------------------------------------
 
-    def admit(self, queue: str, budget: int = 16, own_item_id: str | None = None) -> list[str]:
+    def admit(self, queue: str, budget: int = 16, own_item: Snapshot | None = None) -> list[str]:
         """Claim and submit waiting items while the queue has free slots; returns item ids.
 
         On an unlimited queue every waiting item is admitted, so order cannot matter: a
-        dispatcher claims just the item it received (`own_item_id`) instead of racing every
+        dispatcher claims just the item it received (`own_item`) instead of racing every
         other instance for the head of the queue (measured: 300 items x 3 deliveries on 24
         threads took 26.8 s that way, dominated by contended waiting-set queries). The sweep
         admits whatever else waits there.
@@ -273,8 +296,8 @@ class Dispatcher:
         runtime = self.queues.get(queue, fresh=True)
         if runtime is None or runtime.paused:
             return []
-        if runtime.max_jobs < 0 and own_item_id is not None:
-            return self._admit_own(queue, own_item_id)
+        if runtime.max_jobs < 0 and own_item is not None:
+            return self._admit_own(own_item)
         submitted: list[str] = []
         conflicts = 0
         while len(submitted) < budget and conflicts < 8:
@@ -297,8 +320,7 @@ class Dispatcher:
                 submitted.append((claimed.to_dict() or {})["item_id"])
         return submitted
 
-    def _admit_own(self, queue: str, item_id: str) -> list[str]:
-        item = self.store.get_item(queue, item_id)
+    def _admit_own(self, item: Snapshot) -> list[str]:
         data = item.to_dict() or {}
         not_before = data.get("not_before")
         if data.get("state") != ItemState.QUEUED.value or (
@@ -307,7 +329,7 @@ class Dispatcher:
             return []
         claimed = self._claim_first([item], [None])
         if claimed is not None and self.submit_claimed(claimed):
-            return [item_id]
+            return [str(data["item_id"])]
         return []
 
     def _claim_first(
@@ -319,7 +341,7 @@ class Dispatcher:
             data = item.to_dict() or {}
             claim = self._new_claim()
             try:
-                self.store.transition(
+                claimed = self.store.transition(
                     item,
                     Transition(ItemState.SUBMITTING, "admitted: slot free"),
                     {"claim": claim, "attempt": int(data.get("attempt", 0)) + 1, "reason": None},
@@ -331,7 +353,7 @@ class Dispatcher:
                 data["queue"], data["item_id"], ItemState.QUEUED, ItemState.SUBMITTING, "admitted"
             )
             self.hook("claimed")
-            return self.store.item_ref(data["queue"], data["item_id"]).get()
+            return claimed
         return None
 
     def _new_claim(self) -> dict[str, Any]:
@@ -351,7 +373,7 @@ class Dispatcher:
         """Take over an item whose submitter died: look the job up first, create only if absent."""
         data = item.to_dict() or {}
         try:
-            self.store.transition(
+            claimed = self.store.transition(
                 item,
                 Transition(ItemState.SUBMITTING, "repair: submit lease expired"),
                 {"claim": self._new_claim(), "needs_lookup": True},
@@ -359,7 +381,7 @@ class Dispatcher:
         except Conflict:
             return False
         log.warning("repairing a stuck submission", item_id=data["item_id"], queue=data["queue"])
-        return self.submit_claimed(self.store.item_ref(data["queue"], data["item_id"]).get())
+        return self.submit_claimed(claimed)
 
     def submit_claimed(self, item: Snapshot) -> bool:
         """Create (or find) the job of a claimed item and record it. True if recorded."""
@@ -372,13 +394,13 @@ class Dispatcher:
             if exc.transient:
                 self._release_lease(data)
                 raise TransientError(str(exc)) from exc
-            self._fail_submission(data, exc)
+            self._fail_submission(item, exc)
             return False
         except Exception:
             self._release_lease(data)
             raise
         self.hook("created")
-        return self._record_job(data, job)
+        return self._record_job(item, job)
 
     def _create_or_find(
         self, client: vx.VertexClient, data: Mapping[str, Any], body: dict[str, Any]
@@ -413,11 +435,13 @@ class Dispatcher:
         jobs = list(client.list_custom_jobs(parent, flt, page_size=10))
         return jobs[0] if jobs else None
 
-    def _record_job(self, data: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
-        current = self.store.item_ref(data["queue"], data["item_id"]).get()
-        claim = (current.to_dict() or {}).get("claim") or {}
-        if current.to_dict() is None or claim.get("id") != data["claim"]["id"]:
-            return False  # somebody repaired it meanwhile; they record the same job
+    def _record_job(self, current: Snapshot, job: Mapping[str, Any]) -> bool:
+        """SUBMITTING -> the job's state, on the snapshot the claim wrote.
+
+        If anyone touched the item since (a repair that took over), the precondition fails and
+        this records nothing: they record the same job.
+        """
+        data = current.to_dict() or {}
         new_state = item_state_for_vertex(job.get("state"))
         name = str(job["name"])
         job_fields = {
@@ -427,7 +451,7 @@ class Dispatcher:
             "console_url": vx.console_url(name, data["region"], data["project"]),
             "logs_url": vx.logs_url(name, data["project"]),
         }
-        attempts = list((current.to_dict() or {}).get("attempts", []))
+        attempts = list(data.get("attempts", []))
         attempts.append({"n": data["attempt"], "job_name": name, "created_at": self.store.clock()})
         fields: dict[str, Any] = {
             "job": job_fields,
@@ -462,8 +486,8 @@ class Dispatcher:
         )
         return True
 
-    def _fail_submission(self, data: Mapping[str, Any], exc: vx.VertexError) -> None:
-        current = self.store.item_ref(data["queue"], data["item_id"]).get()
+    def _fail_submission(self, current: Snapshot, exc: vx.VertexError) -> None:
+        data = current.to_dict() or {}
         error = _error(
             "vertex_rejected", exc.message, None, status=exc.status, http_status=exc.http_status
         )
@@ -520,7 +544,11 @@ class Dispatcher:
             cause=cause,
             details=details,
         )
-        self.events.publish(event)
+        buffered = getattr(self._local, "events", None)
+        if buffered is not None:
+            buffered.append(event)
+        else:
+            self.events.publish(event)
 
 
 def _decode(data: bytes) -> tuple[dict[str, Any] | None, str | None]:

@@ -4,7 +4,8 @@
 it): the config is validated strictly first, so the dispatcher never meets an invalid queue.
 `QueueSource` gives the dispatcher and the sweep a `QueueRuntime` per queue name, cached for
 `queue_cache_seconds` so a burst of items costs one Firestore read per queue, not one per item.
-Admission decisions re-read the queue (`fresh=True`): pausing takes effect at once.
+Admission decisions use a config at most a second old (`fresh=True`): pausing takes effect
+within a second.
 """
 
 from __future__ import annotations
@@ -84,8 +85,15 @@ def apply_queue(store: Store, name: str, raw: Mapping[str, Any]) -> QueueConfig:
     return config
 
 
+FRESH_SECONDS = 1.0
+
+
 class QueueSource:
-    """Queue configs by name, with a short per-process cache."""
+    """Queue configs by name, with a short per-process cache.
+
+    `fresh=True` (admission decisions) accepts a config at most `FRESH_SECONDS` old, so pausing
+    a queue stops admissions within a second without one extra read per dispatched item.
+    """
 
     def __init__(
         self, store: Store, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -100,7 +108,8 @@ class QueueSource:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and not fresh and now - cached[0] < self._ttl:
+        max_age = min(self._ttl, FRESH_SECONDS) if fresh else self._ttl
+        if cached is not None and now - cached[0] < max_age:
             return cached[1]
         document = self._store.get_queue(name)
         runtime = None

@@ -179,8 +179,10 @@ class Store:
     def get_item(self, queue: str, item_id: str) -> Snapshot:
         return self.item_ref(queue, item_id).get()
 
-    def create_item(self, queue: str, item_id: str, fields: dict[str, Any], cause: str) -> bool:
-        """Record a new item; False if it already exists (a redelivery), without touching it."""
+    def create_item(
+        self, queue: str, item_id: str, fields: dict[str, Any], cause: str
+    ) -> Snapshot | None:
+        """Record a new item and return it; None if it already exists (a redelivery)."""
         now = self.clock()
         state = ItemState(fields["state"])
         document = {
@@ -191,11 +193,12 @@ class Store:
             "updated_at": now,
             "history": [_history(None, state, now, cause, None)],
         }
+        ref = self.item_ref(queue, item_id)
         try:
-            self.item_ref(queue, item_id).create(document)
+            result = ref.create(document)
         except gexc.AlreadyExists:
-            return False
-        return True
+            return None
+        return _written(ref, document, result.update_time)
 
     def waiting_items(self, queue: str, limit: int) -> list[Snapshot]:
         """QUEUED items of a queue in admission order: priority rank, then enqueue time.
@@ -297,11 +300,13 @@ class Store:
         *,
         take_slot: Snapshot | None = None,
         release_slot: bool = False,
-    ) -> None:
+    ) -> Snapshot:
         """Move an item to `change.to` if nobody changed it since `item` was read.
 
         Taking or releasing a slot happens in the same atomic batch, so a slot is held exactly
         while the item is in a slot-holding state. Raises Conflict when a precondition fails.
+        Returns the item as written, with the commit's update time: the next compare-and-swap
+        can start from it without reading the document again.
         """
         data = item.to_dict() or {}
         current = ItemState(data["state"])
@@ -334,15 +339,19 @@ class Store:
             )
         if release_slot and data.get("slot") is not None:
             self._release(batch, data, item.id, now)
-        self._commit(batch)
+        results = self._commit(batch)
+        written = {**data, **update, "history": [*data.get("history", []), *entries]}
+        return _written(item.reference, written, results[0].update_time)
 
-    def touch(self, item: Snapshot, fields: dict[str, Any]) -> None:
+    def touch(self, item: Snapshot, fields: dict[str, Any]) -> Snapshot:
         """Update fields without a state change, under the same precondition."""
+        update = {**fields, "updated_at": self.clock()}
         batch = self.db.batch()
-        batch.update(
-            item.reference, {**fields, "updated_at": self.clock()}, option=self._unchanged(item)
+        batch.update(item.reference, update, option=self._unchanged(item))
+        results = self._commit(batch)
+        return _written(
+            item.reference, {**(item.to_dict() or {}), **update}, results[0].update_time
         )
-        self._commit(batch)
 
     def _release(
         self, batch: firestore.WriteBatch, data: dict[str, Any], holder: str, now: datetime
@@ -360,11 +369,18 @@ class Store:
         return self.db.write_option(last_update_time=snap.update_time)
 
     @staticmethod
-    def _commit(batch: firestore.WriteBatch) -> None:
+    def _commit(batch: firestore.WriteBatch) -> list[Any]:
         try:
-            batch.commit()
+            return list(batch.commit())
         except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted) as exc:
             raise Conflict(str(exc)) from exc
+
+
+def _written(ref: firestore.DocumentReference, data: dict[str, Any], update_time: Any) -> Snapshot:
+    """A snapshot of what was just written, as a read would return it (same update time)."""
+    return DocumentSnapshot(
+        ref, data, exists=True, read_time=update_time, create_time=None, update_time=update_time
+    )
 
 
 def _slot_id(index: int) -> str:

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ LEASE_NAME = "sweep"
 LEASE_SECONDS = 300.0
 MAX_FALLBACK_GETS = 50
 LIST_PAGE_SIZE = 1000
+WRITERS = 8  # concurrent transition writers (Firestore clients are thread-safe)
 # Jobs created slightly before the oldest item recorded its create time are still found.
 _CREATE_TIME_SLACK = timedelta(minutes=5)
 _ITEM_FIELDS = (
@@ -135,6 +137,12 @@ class SweepSummary:
     vertex_calls: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
+    def merge(self, other: SweepSummary) -> None:
+        """Add the counts and errors of a worker's part of the sweep."""
+        for name in ("transitions", "retried", "cancelled_start_timeout", "cancels_sent"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["vertex_calls_total"] = sum(self.vertex_calls.values())
@@ -166,7 +174,8 @@ class Sweeper:
             return summary
         self._clients.clear()
         try:
-            self._sweep(summary)
+            with self.dispatcher.event_batch():
+                self._sweep(summary)
         finally:
             self.store.release_lease(LEASE_NAME, holder)
             summary.vertex_calls = self._calls_made()
@@ -184,10 +193,8 @@ class Sweeper:
         polled = [s for s in active if _state(s) in POLLED_STATES]
         submitting = [s for s in active if _state(s) is ItemState.SUBMITTING]
         jobs = self._read_jobs(polled, summary)
-        for item in polled:
-            job = jobs.get(_job_id(item))
-            if job is not None:
-                self._observe(item, job, summary)
+        observed = [(item, jobs[_job_id(item)]) for item in polled if _job_id(item) in jobs]
+        self._observe_all(observed, summary)
         for item in submitting:
             self._repair(item, summary)
         active_ids = {s.id for s in active}
@@ -215,6 +222,28 @@ class Sweeper:
                     slot=slot.id,
                     item_id=(slot.to_dict() or {}).get("holder"),
                 )
+
+    def _observe_all(
+        self, observed: list[tuple[Snapshot, dict[str, Any]]], summary: SweepSummary
+    ) -> None:
+        """Record what Vertex reported, `WRITERS` items at a time.
+
+        Each item's write is its own compare-and-swap, independent of the others, so they can
+        go concurrently (measured: 10,000 changed items took 70 s one by one on the local stack).
+        Each worker keeps its own summary and its own event batch: no shared counters.
+        """
+        chunks = [observed[start::WRITERS] for start in range(WRITERS)]
+
+        def work(chunk: list[tuple[Snapshot, dict[str, Any]]]) -> SweepSummary:
+            local = SweepSummary()
+            with self.dispatcher.event_batch():
+                for item, job in chunk:
+                    self._observe(item, job, local)
+            return local
+
+        with ThreadPoolExecutor(WRITERS) as pool:
+            for local in pool.map(work, [c for c in chunks if c]):
+                summary.merge(local)
 
     def _queue_names(self) -> set[str]:
         return {str(q.get("name")) for q in self.store.list_queues() if q.get("name")}

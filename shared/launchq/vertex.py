@@ -187,7 +187,10 @@ def client_for(base_url: str, timeout: float = 30.0) -> VertexClient:
 
 def _session_for(base_url: str) -> requests.Session:
     if base_url.startswith("http://"):
-        return requests.Session()
+        session = requests.Session()
+        # A loopback emulator needs no proxy; not asking the environment saves ~1 ms a request.
+        session.trust_env = False
+        return session
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
 
