@@ -294,13 +294,13 @@ def styled_state(state: str | None) -> str:
     return f"[{style}]{text}[/{style}]" if style else text
 
 
-def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+def parse_pairs(pairs: tuple[str, ...], option: str, metavar: str = "KEY=VALUE") -> dict[str, str]:
     """`K=V` pairs of a repeatable option; exit 2 naming the malformed one."""
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            invalid(f"{option} {pair!r}: expected KEY=VALUE")
+            invalid(f"{option} {pair!r}: expected {metavar}")
         values[key.strip()] = value
     return values
 

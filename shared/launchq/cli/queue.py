@@ -21,6 +21,7 @@ from launchq.cli.common import (
     emit_json,
     invalid,
     json_option,
+    parse_pairs,
 )
 from launchq.validation import Issue, LaunchqValidationError
 
@@ -75,16 +76,6 @@ def validate(file: Path, name: str | None) -> None:
     click.echo(f"{file}: valid queue '{config.name}' (max_jobs {limit}{state})")
 
 
-def parse_set_vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--set-var")
-        values[key.strip()] = value
-    return values
-
-
 @queue.command("render")
 @click.argument("file", type=FILE)
 @click.option("--item", "item_file", type=FILE, required=True, help="Queue item JSON file.")
@@ -113,7 +104,7 @@ def render_command(
 
     config = load_config(file, name)
     try:
-        item = _load_item(item_file, config, parse_set_vars(set_vars))
+        item = _load_item(item_file, config, parse_pairs(set_vars, "--set-var", "NAME=VALUE"))
         context = RenderContext(
             now=(now or datetime.now(UTC)).replace(tzinfo=UTC),
             item_id=item.item_id or item_id or "local-render",
