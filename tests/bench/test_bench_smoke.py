@@ -57,7 +57,9 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     over = results["overhead"]
     assert over["per_item"]["floor"]["commit"] == 2
     assert over["per_item"]["dispatch"]["commit"] >= 2
-    assert over["per_item"]["dispatch"]["batch_get_documents"] > 0
+    # A new item is recorded, claimed and recorded again without reading it back: each
+    # compare-and-swap starts from the previous write (only a redelivery reads).
+    assert over["per_item"]["dispatch"].get("batch_get_documents", 0) < 1
     assert over["vertex_creates_total"] > 0
     assert over["ratio"] > 0
     assert over["profile"]["top_self_time"]
