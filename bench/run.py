@@ -10,10 +10,7 @@ that page is prose and is left alone).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,14 +50,6 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "sweep_scaling": _sweeps,
     "admission": admission.measure,
 }
-
-
-def ensure_profiler() -> None:
-    """pyinstrument is a benchmark-only tool: installed into the venv on first use."""
-    if importlib.util.find_spec("pyinstrument") is None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "pyinstrument>=5"], check=False
-        )
 
 
 def run_all(
@@ -259,7 +248,6 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(RUNNERS), help="run only these")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    ensure_profiler()
     sizes = SMOKE if args.smoke else FULL
     info = machine()
     info["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
