@@ -47,7 +47,13 @@ from typing import Any, Self
 
 import requests
 
-from launchq.emulators import EmulatorStack, free_port, start_stack, stop_groups
+from launchq.emulators import (
+    EmulatorStack,
+    EmulatorStartError,
+    free_ports,
+    start_stack,
+    stop_groups,
+)
 from launchq.log import get_logger
 from launchq.standin import Delays, StandinServer
 
@@ -79,7 +85,12 @@ class Ports:
         return cls(0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
-        return Ports(*(port or free_port() for port in self._values()))
+        picked = iter(free_ports(sum(1 for port in self._values() if not port)))
+        return Ports(*(port or next(picked) for port in self._values()))
+
+    @property
+    def any_free(self) -> bool:
+        return 0 in self._values()
 
     def _values(self) -> tuple[int, int, int, int, int]:
         return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin)
@@ -167,7 +178,8 @@ class DevStack:
         functions_dir: Path = FUNCTIONS,
     ) -> None:
         self.project = project
-        self.ports = (ports or Ports()).resolved()
+        self._requested = ports or Ports()
+        self.ports = self._requested.resolved()
         self.sweep_interval = sweep_interval
         self._own_dir = Path(tempfile.mkdtemp(prefix="launchq-dev-"))
         self.work_dir = work_dir or self._own_dir / "vertex"
@@ -180,24 +192,8 @@ class DevStack:
         self.emulators: EmulatorStack | None = None
         self.standin: StandinServer | None = None
         self.sweep_loop: SweepLoop | None = None
-        self.functions = [
-            _Function(
-                "dispatch",
-                "dispatch",
-                "cloudevent",
-                self.ports.dispatcher,
-                self.log_dir / "dispatch.log",
-                functions_dir,
-            ),
-            _Function(
-                "sweep",
-                "sweep",
-                "http",
-                self.ports.sweeper,
-                self.log_dir / "sweep.log",
-                functions_dir,
-            ),
-        ]
+        self.functions_dir = functions_dir
+        self.functions = self._new_functions()
         self._previous_env: dict[str, str | None] = {}
         self._stopped = False
         self.startup_seconds = 0.0
@@ -246,7 +242,48 @@ class DevStack:
 
     # -- start --------------------------------------------------------------------------------
 
-    def start(self) -> Self:
+    def _new_functions(self) -> list[_Function]:
+        return [
+            _Function(
+                "dispatch",
+                "dispatch",
+                "cloudevent",
+                self.ports.dispatcher,
+                self.log_dir / "dispatch.log",
+                self.functions_dir,
+            ),
+            _Function(
+                "sweep",
+                "sweep",
+                "http",
+                self.ports.sweeper,
+                self.log_dir / "sweep.log",
+                self.functions_dir,
+            ),
+        ]
+
+    def start(self, attempts: int = 3) -> Self:
+        """Start everything. With picked ports, a port taken between picking it and a JVM
+        binding it (another process won the race) means starting again on new ones."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except EmulatorStartError as exc:
+                if not (exc.is_bind_failure and self._requested.any_free and attempt < attempts):
+                    raise
+                log.warning("a picked port was taken; starting again on new ones", attempt=attempt)
+                self._reset()
+        raise AssertionError("unreachable")
+
+    def _reset(self) -> None:
+        """After a failed (and stopped) start: new ports, nothing running, ready to start."""
+        self.ports = self._requested.resolved()
+        self.functions = self._new_functions()
+        self.emulators = self.standin = self.sweep_loop = None
+        self._previous_env = {}
+        self._stopped = False
+
+    def _start_once(self) -> Self:
         started = time.monotonic()
         _register(self)
         try:

@@ -232,10 +232,19 @@ def _is_executable(candidate: Path) -> bool:
 
 def free_port(host: str = LOOPBACK) -> int:
     """A port the kernel considers free right now (a tiny race remains; start_stack retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """`count` distinct free ports: every socket stays bound until all are picked, because two
+    bind-and-close calls in a row may be handed the same port."""
+    with contextlib.ExitStack() as sockets:
+        ports = []
+        for _ in range(count):
+            sock = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def new_project_id(prefix: str = "launchq-test") -> str:

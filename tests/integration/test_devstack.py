@@ -1,0 +1,51 @@
+"""The dev stack on picked ports survives losing a port race (seen once in CI: the Firestore
+emulator's port was taken between picking it and the JVM binding it)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from launchq import devstack
+from launchq.devstack import DevStack, Ports
+from launchq.emulators import new_project_id
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
+    taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = devstack.free_ports
+    calls: list[list[int]] = []
+
+    def first_pick_loses_the_race(count: int) -> list[int]:
+        ports = real(count)
+        if not calls:
+            ports[0] = taken_port  # Ports' first field is Firestore's
+        calls.append(ports)
+        return ports
+
+    monkeypatch.setattr(devstack, "free_ports", first_pick_loses_the_race)
+    stack = DevStack(new_project_id("launchq-race"), Ports.free(), sweep_interval=5.0)
+    assert stack.ports.firestore == taken_port
+    try:
+        stack.start()
+        assert len(calls) == 2
+        assert stack.ports.firestore != taken_port
+        assert stack.emulators is not None
+        assert stack.emulators.firestore.port == stack.ports.firestore
+    finally:
+        stack.stop()
+        assert stack.leftovers() == []
+        stack.remove_files()
