@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import functools
 import os
 import secrets
@@ -340,27 +339,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGKILL the child when its parent dies (None elsewhere).
+def _die_with_parent(command: list[str]) -> list[str]:
+    """`command` run so that Linux SIGKILLs it when its parent dies (unchanged elsewhere).
 
-    The libc function is resolved here, in the parent, so the child only makes one system call
-    between fork and exec (no imports or locks there).
+    Through util-linux's `setpriv --pdeathsig`, which sets the signal and then execs the
+    launcher, rather than a `preexec_fn` calling prctl: a preexec_fn forces a real fork() of a
+    process whose gRPC threads (the test session's Firestore and Pub/Sub clients) run their fork
+    handlers in the child, and those aborted the child before exec (SIGABRT, seen in CI).
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+    setpriv = shutil.which("setpriv")
+    if not sys.platform.startswith("linux") or setpriv is None:
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 # --------------------------------------------------------------------------- one emulator
@@ -438,13 +428,12 @@ def launch(
     env = {**os.environ, "JAVA": str(install.java)}  # the Firestore launcher honours $JAVA
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command,
+            _die_with_parent(command),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - a single prctl, see _die_with_parent
         )
     emulator = RunningEmulator(spec, LOOPBACK, port, process, log_path)
     _REGISTRY.add(emulator)
