@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from launchq.emulators import new_project_id, reset_firestore, start_stack
 from launchq.standin import AdminClient
@@ -41,28 +42,12 @@ PARENT = f"projects/{VERTEX_PROJECT}/locations/{REGION}"
 
 
 def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
-    """W&B's default Vertex queue config (setup-vertex.mdx), with a project, region, bucket."""
-    return {
-        "project": VERTEX_PROJECT,
-        "region": REGION,
-        "max_jobs": max_jobs,
-        "spec": {
-            "worker_pool_specs": [
-                {
-                    "machine_spec": {
-                        "machine_type": "n1-standard-4",
-                        "accelerator_type": "ACCELERATOR_TYPE_UNSPECIFIED",
-                        "accelerator_count": 0,
-                    },
-                    "replica_count": 1,
-                    "container_spec": {"image_uri": "${image_uri}"},
-                }
-            ],
-            "staging_bucket": "gs://launchq-bench-staging",
-        },
-        "run": {"restart_job_on_worker_restart": False},
-        **extra,
-    }
+    """The seed's default Vertex queue config (examples/queues/default.yaml), for the
+    benchmark's project, region and bucket."""
+    seed = ROOT / "examples" / "queues" / "default.yaml"
+    config: dict[str, Any] = yaml.safe_load(seed.read_text())
+    config["spec"]["staging_bucket"] = "gs://launchq-bench-staging"
+    return {**config, "project": VERTEX_PROJECT, "region": REGION, "max_jobs": max_jobs, **extra}
 
 
 def item(queue: str, item_id: str) -> dict[str, Any]:

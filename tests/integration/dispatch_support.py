@@ -7,9 +7,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 from google.cloud import firestore
 
 from launchq.dispatch import Dispatcher, PubsubMessage
@@ -20,28 +22,19 @@ from launchq.store import Store, utcnow
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
 
+SEED_QUEUE = Path(__file__).resolve().parents[2] / "examples" / "queues" / "default.yaml"
+
 
 def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
-    """The seed's default Vertex queue config, with a bucket, project and region."""
+    """The seed's default Vertex queue config (examples/queues/default.yaml), for the tests'
+    project, region and bucket."""
+    config: dict[str, Any] = yaml.safe_load(SEED_QUEUE.read_text())
+    config["spec"]["staging_bucket"] = "gs://launchq-test-staging"
     return {
+        **config,
         "project": "launchq-test",
         "region": "us-central1",
         "max_jobs": max_jobs,
-        "spec": {
-            "worker_pool_specs": [
-                {
-                    "machine_spec": {
-                        "machine_type": "n1-standard-4",
-                        "accelerator_type": "ACCELERATOR_TYPE_UNSPECIFIED",
-                        "accelerator_count": 0,
-                    },
-                    "replica_count": 1,
-                    "container_spec": {"image_uri": "${image_uri}"},
-                }
-            ],
-            "staging_bucket": "gs://launchq-test-staging",
-        },
-        "run": {"restart_job_on_worker_restart": False},
         **extra,
     }
 
