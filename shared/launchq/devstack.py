@@ -50,6 +50,7 @@ import requests
 from launchq.emulators import (
     EmulatorStack,
     EmulatorStartError,
+    die_with_parent,
     free_ports,
     start_stack,
     stop_groups,
@@ -327,7 +328,9 @@ class DevStack:
         ]
         with function.log_path.open("wb") as log_file:
             function.process = subprocess.Popen(
-                command,
+                # If this process is killed outright, its servers go too (a sweep blocked on a
+                # dead emulator otherwise ignores SIGTERM while gunicorn drains it).
+                die_with_parent(command),
                 env={**os.environ, **self._process_env()},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

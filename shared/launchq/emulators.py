@@ -339,7 +339,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _die_with_parent(command: list[str]) -> list[str]:
+def die_with_parent(command: list[str]) -> list[str]:
     """`command` run so that Linux SIGKILLs it when its parent dies (unchanged elsewhere).
 
     Through util-linux's `setpriv --pdeathsig`, which sets the signal and then execs the
@@ -428,7 +428,7 @@ def launch(
     env = {**os.environ, "JAVA": str(install.java)}  # the Firestore launcher honours $JAVA
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            _die_with_parent(command),
+            die_with_parent(command),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
