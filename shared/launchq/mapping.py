@@ -17,7 +17,7 @@ the dispatch function's cold-start path.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -666,29 +666,23 @@ def _segments(target: str) -> list[tuple[str, bool]]:
 
 
 def _set(body: dict[str, Any], target: str, index: tuple[int, ...], value: Any) -> None:
-    node: Any = body
+    *path, (name, is_list) = _segments(target)
     indices = iter(index)
-    parts = _segments(target)
-    for position, (name, is_list) in enumerate(parts):
-        last = position == len(parts) - 1
-        if last and not is_list:
-            node[name] = value
-            return
-        if is_list:
-            items = node.setdefault(name, [])
-            at = next(indices)
-            while len(items) <= at:
-                items.append({})
-            node = items[at]
-        else:
-            node = node.setdefault(name, {})
+    node = _descend(body, path, indices)
+    if is_list:  # a list target only gets its element created
+        _descend(node, [(name, True)], indices)
+    else:
+        node[name] = value
 
 
 def _ensure_element(body: dict[str, Any], target: str, index: tuple[int, ...]) -> None:
     """Create the list element at `index` even if it stays `{}` (an unused pool position)."""
-    node: Any = body
-    indices = iter(index)
-    for name, is_list in _segments(target):
+    _descend(body, _segments(target), iter(index))
+
+
+def _descend(node: Any, segments: list[tuple[str, bool]], indices: Iterator[int]) -> Any:
+    """Descend along `segments`, creating missing maps and list elements; the last node."""
+    for name, is_list in segments:
         if is_list:
             items = node.setdefault(name, [])
             at = next(indices)
@@ -697,3 +691,4 @@ def _ensure_element(body: dict[str, Any], target: str, index: tuple[int, ...]) -
             node = items[at]
         else:
             node = node.setdefault(name, {})
+    return node
