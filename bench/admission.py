@@ -41,12 +41,13 @@ from bench.common import (
 )
 from launchq.dispatch import Dispatcher
 from launchq.events import EventPublisher
-from launchq.queues import QueueSource, apply_queue
+from launchq.queues import QueueSource
 from launchq.settings import Settings
-from launchq.standin.lifecycle import TERMINAL
 from launchq.store import Store
 from launchq.sweep import Sweeper
 from launchq.vertex import VertexClient
+from launchq_cli.configs import apply_queue
+from launchq_local.standin.lifecycle import TERMINAL
 
 QUEUE = "admission"
 TOPIC = "launchq-items"

@@ -123,8 +123,8 @@ def importtime_profile(stderr: str, top: int = 12) -> dict[str, Any]:
 
 def measure(stack: Stack, runs: int = 5, profile: bool = True) -> dict[str, Any]:
     project = stack.new_project()
-    from launchq.queues import apply_queue
     from launchq.store import Store
+    from launchq_cli.configs import apply_queue
 
     apply_queue(Store(stack.firestore(project)), QUEUE, queue_config())
     stack.pubsub(project).create_topic("launchq-events")

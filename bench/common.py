@@ -30,8 +30,8 @@ from typing import Any
 import requests
 import yaml
 
-from launchq.emulators import new_project_id, reset_firestore, start_stack
-from launchq.standin import AdminClient
+from launchq_local.emulators import new_project_id, reset_firestore, start_stack
+from launchq_local.standin import AdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DISPATCH_SOURCE = str(ROOT / "functions" / "dispatch" / "main.py")
@@ -155,7 +155,7 @@ def free_port() -> int:
 
 _STANDIN_MAIN = """
 import logging, sys
-from launchq.standin import StandinServer
+from launchq_local.standin import StandinServer
 logging.disable(logging.INFO)
 StandinServer(port=int(sys.argv[1])).serve_forever()
 """

@@ -38,10 +38,11 @@ from bench.common import (
 )
 from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.events import EventPublisher
-from launchq.queues import QueueSource, apply_queue
+from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import Store, item_doc_id
 from launchq.vertex import VertexClient
+from launchq_cli.configs import apply_queue
 
 QUEUE = "overhead"
 

@@ -37,8 +37,8 @@ from bench.common import (
     wait_until,
 )
 from launchq.labels import ITEM_LABEL, job_labels
-from launchq.queues import apply_queue
 from launchq.store import Store
+from launchq_cli.configs import apply_queue
 
 QUEUE = "latency"
 TOPIC = "launchq-items"

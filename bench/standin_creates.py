@@ -26,7 +26,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient, StandinServer
+from launchq_local.standin import AdminClient, StandinServer
 
 PARENT = "projects/bench-project/locations/us-central1"
 
@@ -88,7 +88,7 @@ def _standin_process() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    entry = "from launchq.cli import main; main()"
+    entry = "from launchq_cli import main; main()"
     cmd = [sys.executable, "-c", entry, "vertex-emulator", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

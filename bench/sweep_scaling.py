@@ -25,11 +25,12 @@ from bench.common import FirestoreCounter, Stack, local_stack
 from launchq.dispatch import Dispatcher
 from launchq.events import EventPublisher
 from launchq.labels import job_labels
-from launchq.queues import QueueSource, apply_queue
+from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import ITEMS, Store, item_doc_id, utcnow
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
+from launchq_cli.configs import apply_queue
 
 QUEUE = {
     "project": "launchq-bench",

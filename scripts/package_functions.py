@@ -3,12 +3,15 @@
 Each archive holds, at its root:
 
 - the function's own directory (`functions/<name>/`: at least `main.py` with the entry point),
-- the `launchq` package, copied from `shared/launchq/` (no `__pycache__`, no `*.pyc`),
-- `requirements.txt`: launchq's runtime dependencies (`[project].dependencies` in
-  pyproject.toml) and everything they pull in, each pinned (`==`) to the version installed in
-  the environment running this script (`importlib.metadata`). The dev extra
-  (pytest, ruff, mypy, ...) is not part of it. The Cloud Functions Python buildpack installs
-  exactly these versions, so production runs what the tests ran.
+- the runtime core, the packages named in `[tool.launchq].function-packages` of pyproject.toml
+  (today only `launchq`, copied from `shared/launchq/`; no `__pycache__`, no `*.pyc`). The CLI
+  (`launchq_cli`) and the local stack (`launchq_local`) are never shipped;
+- `requirements.txt`: the distributions named in `[tool.launchq].function-requirements` (an
+  allow-list: the core's own imports) and everything they pull in, each pinned (`==`) to the
+  version installed in the environment running this script (`importlib.metadata`), under the
+  version constraint `[project].dependencies` gives it. The CLI's dependencies (click, rich,
+  PyYAML, Pub/Sub, aiplatform) and the dev extra are not part of it. The Cloud Functions Python
+  buildpack installs exactly these versions, so production runs what the tests ran.
 
 The archives are reproducible: entries are sorted, every timestamp is 1980-01-01 00:00, modes
 and compression are fixed, so building twice from the same tree and environment gives
@@ -38,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("dispatch", "sweep")
 DISTRIBUTION = "launchq"
 PYPROJECT = ROOT / "pyproject.toml"
-PACKAGE_DIR = ROOT / "shared" / "launchq"
+SHARED = ROOT / "shared"
 DEFAULT_OUT = ROOT / "build" / "functions"
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -61,11 +64,35 @@ def _marker_holds(marker: Marker | None, extras: Iterable[str]) -> bool:
     return any(marker.evaluate({"extra": extra}) for extra in extras)
 
 
-def project_dependencies(pyproject: Path = PYPROJECT) -> list[Requirement]:
-    """`[project].dependencies` of pyproject.toml: launchq's runtime needs, no extras."""
+def _pyproject(pyproject: Path = PYPROJECT) -> dict[str, object]:
     with pyproject.open("rb") as f:
-        project = tomllib.load(f)["project"]
-    return [Requirement(raw) for raw in project.get("dependencies", [])]
+        return tomllib.load(f)
+
+
+def function_packages(pyproject: Path = PYPROJECT) -> list[str]:
+    """The import packages a function archive contains (`[tool.launchq].function-packages`)."""
+    table = _pyproject(pyproject)["tool"]["launchq"]  # type: ignore[index]
+    return list(table["function-packages"])
+
+
+def project_dependencies(pyproject: Path = PYPROJECT) -> list[Requirement]:
+    """The runtime core's requirements: the allow-listed names, with pyproject's constraints.
+
+    Every name in `[tool.launchq].function-requirements` must be one of `[project].dependencies`
+    (so the version constraint is written once); an unknown name is an error, not a silent pin.
+    """
+    data = _pyproject(pyproject)
+    declared = {
+        canonicalize_name(req.name): req
+        for req in map(Requirement, data["project"]["dependencies"])  # type: ignore[index]
+    }
+    wanted = data["tool"]["launchq"]["function-requirements"]  # type: ignore[index]
+    missing = [name for name in wanted if canonicalize_name(name) not in declared]
+    if missing:
+        raise PackagingError(
+            f"function-requirements {missing} are not in [project].dependencies of {pyproject}"
+        )
+    return [declared[canonicalize_name(name)] for name in wanted]
 
 
 def runtime_requirements(roots: Iterable[Requirement] | None = None) -> list[str]:
@@ -138,10 +165,11 @@ def archive_entries(name: str, requirements: bytes) -> dict[str, bytes]:
                 f"{path}: requirements are generated from pyproject.toml, remove this file"
             )
         entries[arcname] = path.read_bytes()
-    for arcname, path in _tree(PACKAGE_DIR, "launchq/"):
-        if arcname in entries:
-            raise PackagingError(f"{function_dir} and shared/launchq both provide {arcname}")
-        entries[arcname] = path.read_bytes()
+    for package in function_packages():
+        for arcname, path in _tree(SHARED / package, f"{package}/"):
+            if arcname in entries:
+                raise PackagingError(f"{function_dir} and shared/{package} both provide {arcname}")
+            entries[arcname] = path.read_bytes()
     entries["requirements.txt"] = requirements
     return entries
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -338,51 +337,6 @@ def is_unicode(data: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def validate_queue_config(data: object, *, name: str | None = None) -> QueueConfig:
-    """`parse_queue_config` plus a strict `aiplatform_v1.CustomJob` parse of the default render.
-
-    Imports aiplatform (seconds): for write time (CLI, apply), not for the dispatch hot path.
-    """
-    config = parse_queue_config(data, name=name)
-    from launchq.render import strict_issues
-
-    issues = strict_issues(config)
-    if issues:
-        raise ConfigError(issues)
-    return config
-
-
-def load_queue_config(
-    data: object, *, name: str | None = None, strict: bool = False
-) -> QueueConfig:
-    """Load a stored or submitted config: `parse_queue_config`, or `validate_queue_config` when
-    `strict` (write time; imports aiplatform). Raises `ConfigError`."""
-    check = validate_queue_config if strict else parse_queue_config
-    return check(data, name=name)
-
-
-def load_document(text: str, source: str = "<config>") -> object:
-    """Parse YAML (JSON is YAML) into plain data; syntax errors become a `ConfigError`."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([Issue("", f"{source} is not valid YAML/JSON: {exc}")]) from None
-
-
-def name_from_path(path: Path) -> str:
-    """A queue name from a file name: `gpu-queue.yaml` -> `gpu-queue`."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).strip("-._") or "queue"
-
-
-def load_queue_file(path: Path, *, strict: bool = True) -> QueueConfig:
-    """Read and validate a queue config file; the name defaults to the file's stem."""
-    data = load_document(path.read_text(encoding="utf-8"), str(path))
-    check = validate_queue_config if strict else parse_queue_config
-    return check(data, name=name_from_path(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Queues as the functions see them: stored in Firestore, validated, cached briefly.
 
-`apply_queue` is the one way a queue config gets into Firestore (the CLI's `queue apply` calls
-it): the config is validated strictly first, so the dispatcher never meets an invalid queue.
+`launchq_cli.configs.apply_queue` is the one way a queue config gets into Firestore (the CLI's
+`queue apply` calls it): the config is validated strictly first, so the dispatcher never meets an
+invalid queue.
 `QueueSource` gives the dispatcher and the sweep a `QueueRuntime` per queue name, cached for
 `queue_cache_seconds` so a burst of items costs one Firestore read per queue, not one per item.
 Admission decisions use a config at most a second old (`fresh=True`): pausing takes effect
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from launchq.config import QueueConfig, load_queue_config
+from launchq.config import QueueConfig, parse_queue_config
 from launchq.item import parse_item
 from launchq.render import RenderContext, render
 from launchq.store import Store
@@ -74,17 +75,6 @@ class QueueRuntime:
         )
 
 
-def apply_queue(store: Store, name: str, raw: Mapping[str, Any]) -> QueueConfig:
-    """Validate a queue config and write it (create or update). Raises ConfigError."""
-    config = load_queue_config(raw, name=name, strict=True)
-    store.put_queue(
-        name,
-        {"config": dict(raw), "paused": config.paused},
-        max_jobs=config.max_jobs,
-    )
-    return config
-
-
 FRESH_SECONDS = 1.0
 
 
@@ -114,7 +104,7 @@ class QueueSource:
         document = self._store.get_queue(name)
         runtime = None
         if document is not None:
-            config = load_queue_config(document["config"], name=name)
+            config = parse_queue_config(document["config"], name=name)
             runtime = QueueRuntime(name, _with_state(config, document))
         with self._lock:
             self._cache[name] = (now, runtime)

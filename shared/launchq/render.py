@@ -38,7 +38,7 @@ from launchq.templates import (
     sample_value,
     substitute,
 )
-from launchq.validation import PARSE, ConfigError, Issue, ItemError, LaunchqValidationError
+from launchq.validation import ConfigError, Issue, ItemError, LaunchqValidationError
 
 RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_")
 RESERVED_ENV_NAMES = frozenset({"TF_CONFIG", "CLUSTER_SPEC"})
@@ -325,34 +325,4 @@ def placeholder_issues(config: QueueConfig) -> list[Issue]:
         render_placeholder(config)
     except LaunchqValidationError as exc:
         return list(exc.issues)
-    return []
-
-
-def to_custom_job(body: Mapping[str, Any]) -> Any:
-    """Parse `body` strictly as `aiplatform_v1.CustomJob` (unknown fields, bad enums fail).
-
-    Imports aiplatform (seconds): never on the dispatch hot path. Raises
-    `google.protobuf.json_format.ParseError`.
-    """
-    from google.cloud import aiplatform_v1
-    from google.protobuf import json_format
-
-    message = aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob())
-    json_format.Parse(json.dumps(body), message)
-    return aiplatform_v1.CustomJob.wrap(message)
-
-
-def strict_issues(config: QueueConfig) -> list[Issue]:
-    """The default render of `config`, parsed strictly; [] when Vertex would accept the body."""
-    from google.protobuf import json_format
-
-    try:
-        job = render_placeholder(config)
-    except LaunchqValidationError as exc:
-        return list(exc.issues)
-    try:
-        to_custom_job(job.body)
-    except json_format.ParseError as exc:
-        return [Issue("spec", f"the rendered job does not parse as a Vertex CustomJob: {exc}",
-                      code=PARSE)]  # fmt: skip
     return []

@@ -13,8 +13,8 @@ import pytest
 
 from bench import admission, cold_start, overhead, publish_latency, run, sweep_scaling
 from bench.common import Stack
-from launchq.emulators import EmulatorStack
-from launchq.standin import StandinServer
+from launchq_local.emulators import EmulatorStack
+from launchq_local.standin import StandinServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,12 @@ from google.cloud import firestore
 
 from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.events import EventPublisher
-from launchq.queues import QueueSource, apply_queue
+from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import Store, utcnow
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
+from launchq_cli.configs import apply_queue
 
 SEED_QUEUE = Path(__file__).resolve().parents[2] / "examples" / "queues" / "default.yaml"
 

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 from google.cloud import firestore, pubsub_v1
 
-from launchq.cli import main
-from launchq.standin import StandinServer
+from launchq_cli import main
+from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, message
 
 pytestmark = pytest.mark.integration
@@ -317,7 +317,7 @@ def test_cancel_a_waiting_item(
 
 
 def test_unreachable_emulator_fails_fast_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from launchq.emulators import free_port
+    from launchq_local.emulators import free_port
 
     monkeypatch.setenv("LAUNCHQ_PROJECT", "p")
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")

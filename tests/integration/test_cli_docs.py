@@ -4,8 +4,8 @@ Regenerate after changing a command:
 
     python - <<'PY'
     from pathlib import Path
-    from launchq.cli import main
-    from launchq.cli.common import REFERENCE_MARKER, render_reference
+    from launchq_cli import main
+    from launchq_cli.common import REFERENCE_MARKER, render_reference
     doc = Path("docs/cli.md"); head = doc.read_text().split(REFERENCE_MARKER)[0]
     doc.write_text(head + REFERENCE_MARKER + "\n\n" + render_reference(main))
     PY
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from launchq.cli import main
-from launchq.cli.common import REFERENCE_MARKER, render_reference
+from launchq_cli import main
+from launchq_cli.common import REFERENCE_MARKER, render_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 

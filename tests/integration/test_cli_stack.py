@@ -1,4 +1,4 @@
-"""The CLI against the whole local stack (`launchq.devstack`, free ports): the real loop.
+"""The CLI against the whole local stack (`launchq_local.devstack`, free ports): the real loop.
 
 Pub/Sub pushes to the dispatch function, the stand-in executes examples/trainer/train.py, the
 sweep function (called every second) records the outcome; `enqueue --wait`, `sweep` and `watch`
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launchq.cli import main
-from launchq.devstack import DevStack, Ports
-from launchq.emulators import new_project_id
+from launchq_cli import main
+from launchq_local.devstack import DevStack, Ports
+from launchq_local.emulators import new_project_id
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

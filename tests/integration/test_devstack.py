@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from launchq import devstack
-from launchq.devstack import DevStack, Ports
-from launchq.emulators import new_project_id
+from launchq_local import devstack
+from launchq_local.devstack import DevStack, Ports
+from launchq_local.emulators import new_project_id
 
 pytestmark = pytest.mark.integration
 

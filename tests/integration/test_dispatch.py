@@ -9,8 +9,8 @@ import pytest
 from google.cloud import firestore
 
 from launchq.dispatch import SimulatedCrash, TransientError
-from launchq.standin import StandinServer
 from launchq.states import SLOT_STATES, ItemState
+from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, item, message, queue_config
 
 pytestmark = pytest.mark.integration

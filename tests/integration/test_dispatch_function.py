@@ -19,10 +19,10 @@ from functions_framework import create_app
 from google.cloud import firestore, pubsub_v1
 
 from launchq import functions
-from launchq.emulators import EmulatorStack
 from launchq.events import EVENT_TYPE
-from launchq.standin import StandinServer
 from launchq.store import Store
+from launchq_local.emulators import EmulatorStack
+from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, item, queue_config
 from tests.support import answers, free_port, wait_until
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from google.cloud import firestore, pubsub_v1
 
-from launchq.emulators import EmulatorStack, start_stack
+from launchq_local.emulators import EmulatorStack, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +267,7 @@ def test_stopping_a_stack_leaves_no_process() -> None:
 _LIBRARY_SCRIPT = textwrap.dedent(
     """\
     import json, sys, time
-    from launchq.emulators import start_stack
+    from launchq_local.emulators import start_stack
     stack = start_stack()
     print(json.dumps({"pgids": [e.pgid for e in stack.emulators],
                       "ports": [e.port for e in stack.emulators]}), flush=True)

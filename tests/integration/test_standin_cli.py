@@ -14,14 +14,14 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient
+from launchq_local.standin import AdminClient
 from tests.fixtures.standin import make_job, wait_for_state
 
 pytestmark = pytest.mark.integration
 
 
 def test_cli_serves_and_ctrl_c_kills_executed_jobs(tmp_path: Path) -> None:
-    entry = "from launchq.cli import main; main()"
+    entry = "from launchq_cli import main; main()"
     command = [sys.executable, "-c", entry, "vertex-emulator", "--port", "0", "--mode", "execute"]
     command += ["--work-dir", str(tmp_path), "--queued-delay", "0", "--pending-delay", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ import pytest
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient, StandinServer
+from launchq_local.standin import AdminClient, StandinServer
 from tests.fixtures.standin import TEST_PROJECT, make_job, wait_for_state
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient, StandinServer
+from launchq_local.standin import AdminClient, StandinServer
 from tests.fixtures.standin import make_job
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from google.api_core import exceptions
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient, StandinServer
-from launchq.standin.names import project_number
+from launchq_local.standin import AdminClient, StandinServer
+from launchq_local.standin.names import project_number
 from tests.fixtures.standin import TEST_PROJECT, make_job, wait_for_state
 
 pytestmark = pytest.mark.integration

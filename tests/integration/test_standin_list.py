@@ -9,7 +9,7 @@ from google.api_core import exceptions
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient
+from launchq_local.standin import AdminClient
 from tests.fixtures.standin import make_job
 
 pytestmark = pytest.mark.integration

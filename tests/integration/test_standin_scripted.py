@@ -7,7 +7,7 @@ import time
 import pytest
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq.standin import AdminClient, AdminError
+from launchq_local.standin import AdminClient, AdminError
 from tests.fixtures.standin import make_job, wait_for_state
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from types import ModuleType
 
 import pytest
 
-from launchq.standin import AdminClient
-from launchq.standin.names import project_number
+from launchq_local.standin import AdminClient
+from launchq_local.standin.names import project_number
 from tests.fixtures.standin import TEST_PROJECT
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from google.cloud import firestore
 
 from launchq import functions
 from launchq.dispatch import SimulatedCrash
-from launchq.standin import StandinServer
 from launchq.states import ItemState
 from launchq.sweep import request_cancel
+from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, item, message, queue_config
 
 pytestmark = pytest.mark.integration

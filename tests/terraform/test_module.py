@@ -684,6 +684,22 @@ def test_checkov_passes_with_only_reviewed_skips() -> None:
 # -- packaging --------------------------------------------------------------------------------
 
 DEV_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "ruff", "mypy", "python-hcl2", "checkov"}
+# What only the CLI or the local stack needs (and what aiplatform drags in): never in an archive.
+CLI_ONLY = {
+    "rich",
+    "pyyaml",
+    "google-cloud-pubsub",
+    "google-cloud-aiplatform",
+    "google-cloud-bigquery",
+    "google-cloud-storage",
+    "google-cloud-resource-manager",
+    "shapely",
+}
+
+
+def _files(name: str) -> list[Path]:
+    base = ROOT / "functions" / name
+    return [p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
 def _package(out: Path, *names: str) -> dict[str, Path]:
@@ -725,6 +741,10 @@ def test_packages_are_reproducible_and_complete(tmp_path: Path, name: str) -> No
         assert "main.py" in names
         assert archive.read("main.py") == (ROOT / "functions" / name / "main.py").read_bytes()
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        # Only the runtime core: the function's own files and `launchq/`, nothing of the CLI
+        # (`launchq_cli`) or the local stack (`launchq_local`).
+        own = {p.relative_to(ROOT / "functions" / name).as_posix() for p in _files(name)}
+        assert {n.split("/")[0] for n in names if n not in own} == {"launchq", "requirements.txt"}
         shipped = {n.removeprefix("launchq/") for n in names if n.startswith("launchq/")}
         source = ROOT / "shared" / "launchq"
         expected = {
@@ -740,6 +760,8 @@ def test_packages_are_reproducible_and_complete(tmp_path: Path, name: str) -> No
     assert all(line.startswith("#") or "==" in line for line in requirements if line)
     assert "launchq" not in pins  # its source is in the archive
     assert not DEV_TOOLS & set(pins), f"dev tools in requirements: {DEV_TOOLS & set(pins)}"
+    cli_only = CLI_ONLY & set(pins)
+    assert not cli_only, f"CLI / local-stack dependencies in requirements: {cli_only}"
     for dist, version in pins.items():
         assert metadata.version(dist) == version
     assert {"functions-framework", "google-cloud-firestore", "requests"} <= set(pins)

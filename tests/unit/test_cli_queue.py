@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from launchq.cli import main
+from launchq_cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SEED = DATA / "queues" / "seed_default.yaml"

@@ -14,15 +14,14 @@ import pytest
 from launchq.config import (
     DEFAULT_PRIORITY,
     QueueConfig,
-    load_document,
     parse_queue_config,
     priority_rank,
     queue_config_json_schema,
     schema_text,
-    validate_queue_config,
 )
 from launchq.item import queue_item_json_schema
 from launchq.validation import ConfigError
+from launchq_cli.configs import load_document, validate_queue_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +133,7 @@ def test_max_jobs_accepted(max_jobs: int) -> None:
 
 
 def test_every_corpus_config_is_valid() -> None:
-    from launchq.config import load_queue_file
+    from launchq_cli.configs import load_queue_file
 
     for path in sorted((ROOT / "tests/data/queues").glob("*.yaml")):
         load_queue_file(path)
@@ -421,6 +420,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
 ) -> None:
     """If the models ever let through a body protobuf rejects, write-time validation says so."""
     from launchq import render
+    from launchq_cli import configs
 
     real = render.render_placeholder
 
@@ -430,7 +430,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
             {**job.body, "bogus": 1}, job.project, job.region, job.parent, job.body_hash
         )
 
-    monkeypatch.setattr(render, "render_placeholder", broken)
+    monkeypatch.setattr(configs, "render_placeholder", broken)
     parse_queue_config(seed())  # the cheap path has no protobuf
     [issue] = errors(seed(), strict=True)
     assert issue.startswith("spec: the rendered job does not parse as a Vertex CustomJob: ")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from launchq import emulators
-from launchq.emulators import (
+from launchq_local import emulators
+from launchq_local.emulators import (
     EmulatorInstall,
     EmulatorNotInstalled,
     EmulatorStartError,

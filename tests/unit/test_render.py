@@ -18,8 +18,9 @@ from launchq.labels import (
     label_value,
     queue_filter,
 )
-from launchq.render import RenderContext, RenderedJob, render, target_pools, to_custom_job
+from launchq.render import RenderContext, RenderedJob, render, target_pools
 from launchq.validation import ConfigError, ItemError
+from launchq_cli.configs import to_custom_job
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 POOL: dict[str, Any] = {

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from launchq.config import QueueConfig, load_queue_file
+from launchq.config import QueueConfig
 from launchq.item import QueueItem, parse_item
-from launchq.render import RenderContext, RenderedJob, render, to_custom_job
+from launchq.render import RenderContext, RenderedJob, render
+from launchq_cli.configs import load_queue_file, to_custom_job
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 QUEUES = sorted((DATA / "queues").glob("*.yaml"))

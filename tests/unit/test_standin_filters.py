@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from launchq.standin.filters import Subject, compile_filter, parse_rfc3339_us
-from launchq.standin.wire import ApiError
+from launchq_local.standin.filters import Subject, compile_filter, parse_rfc3339_us
+from launchq_local.standin.wire import ApiError
 
 JOB = Subject(
     display_name="train-resnet",

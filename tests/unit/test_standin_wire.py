@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from google.cloud.aiplatform_v1 import types
 
-from launchq.standin import lifecycle
-from launchq.standin.jobs import decode_token, encode_token
-from launchq.standin.lifecycle import Delays, Outcome, Transition
-from launchq.standin.names import new_id, project_number
-from launchq.standin.wire import ApiError, parse_message
+from launchq_local.standin import lifecycle
+from launchq_local.standin.jobs import decode_token, encode_token
+from launchq_local.standin.lifecycle import Delays, Outcome, Transition
+from launchq_local.standin.names import new_id, project_number
+from launchq_local.standin.wire import ApiError, parse_message
 
 
 def _parse(body: dict[str, object]) -> object:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from launchq.config import parse_queue_config
 from launchq.item import QueueItem
 from launchq.mapping import ACCELERATOR_TYPES, SCHEDULING_STRATEGIES
-from launchq.render import RenderContext, render, target_pools, to_custom_job
+from launchq.render import RenderContext, render, target_pools
 from launchq.templates import (
     Macro,
     TemplateVariable,
@@ -25,6 +25,7 @@ from launchq.templates import (
     references,
     substitute,
 )
+from launchq_cli.configs import to_custom_job
 
 
 def test_parse_segments() -> None:

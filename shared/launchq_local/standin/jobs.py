@@ -27,11 +27,11 @@ from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 from google.protobuf import empty_pb2
 
 from launchq.log import get_logger
-from launchq.standin import execute, lifecycle
-from launchq.standin.filters import Predicate, Subject
-from launchq.standin.lifecycle import Delays, Outcome, Transition
-from launchq.standin.names import Parent, new_id, not_found
-from launchq.standin.wire import ApiError, invalid_argument
+from launchq_local.standin import execute, lifecycle
+from launchq_local.standin.filters import Predicate, Subject
+from launchq_local.standin.lifecycle import Delays, Outcome, Transition
+from launchq_local.standin.names import Parent, new_id, not_found
+from launchq_local.standin.wire import ApiError, invalid_argument
 
 log = get_logger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import requests
 
-from launchq.standin.faults import Method
-from launchq.standin.lifecycle import state_name
+from launchq_local.standin.faults import Method
+from launchq_local.standin.lifecycle import state_name
 
 _UNSET: Any = object()
 

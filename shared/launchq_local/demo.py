@@ -1,8 +1,8 @@
 """`make demo`: launchq's whole story on one machine, in well under a minute, checked.
 
-    python -m launchq.demo            # exit 0 only if every item ended as expected
+    python -m launchq_local.demo            # exit 0 only if every item ended as expected
 
-It starts the local stack on free ports (`launchq.devstack`: emulators, the Vertex stand-in in
+It starts the local stack on free ports (`launchq_local.devstack`: emulators, the Vertex stand-in in
 execute mode, the dispatch and sweep functions under functions-framework, a sweep every second),
 then drives it with the real CLI, in this process, printing each command as a user would type
 it:
@@ -38,7 +38,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from launchq.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
+from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
 
 TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
 DEFAULT_TIMEOUT = 75.0
@@ -71,7 +71,7 @@ class Demo:
 
     def cli(self, *args: str) -> int:
         """Run `launchq ARGS` in this process, showing the command line first."""
-        from launchq.cli import main
+        from launchq_cli import main
 
         self.console.print(f"[bold]$ launchq {shlex.join(args)}[/bold]", highlight=False)
         try:
@@ -111,7 +111,7 @@ class Demo:
 
     def print_transitions(self) -> None:
         """Every new history entry of the demo's items, as one line each (oldest first)."""
-        from launchq.ops import history
+        from launchq_cli.ops import history
 
         lines = []
         for exp in self.expected:
@@ -201,7 +201,7 @@ class Demo:
     # -- the verdict --------------------------------------------------------------------------
 
     def summarize(self) -> None:
-        from launchq.ops import item_summary
+        from launchq_cli.ops import item_summary
 
         self.print_transitions()
         self.step("Summary")
@@ -230,7 +230,7 @@ class Demo:
         self.cli("status", "demo-fail")
 
     def _check_model(self) -> None:
-        from launchq.standin.execute import gcs_to_local
+        from launchq_local.standin.execute import gcs_to_local
 
         data = self.item("trainer", "demo-train")
         prefix = (data.get("job_body") or {}).get("jobSpec", {}).get("baseOutputDirectory", {})
@@ -279,7 +279,7 @@ class Demo:
 
 
 def _styled(state: object) -> str:
-    from launchq.cli.common import styled_state
+    from launchq_cli.common import styled_state
 
     return styled_state(str(state) if state else None)
 
@@ -347,7 +347,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launchq.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launchq_local.demo", description=__doc__)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for every item to end")  # fmt: skip
     parser.add_argument("--functions-dir", type=Path, default=FUNCTIONS, help=argparse.SUPPRESS)

@@ -212,8 +212,8 @@ def as_cli_error(exc: Exception) -> CliError:
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
-    from launchq.ops import Ambiguous, NotFound
     from launchq.validation import LaunchqValidationError
+    from launchq_cli.ops import Ambiguous, NotFound
 
     if isinstance(exc, LaunchqValidationError):
         return InvalidInput(exc.render())
@@ -340,6 +340,6 @@ def render_reference(group: click.Group) -> str:
 @click.command("cli-reference", hidden=True)
 def cli_reference() -> None:
     """Print the Markdown CLI reference (the generated part of docs/cli.md)."""
-    from launchq.cli import main
+    from launchq_cli import main
 
     click.echo(render_reference(main), nl=False)

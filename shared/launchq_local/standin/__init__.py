@@ -1,6 +1,6 @@
 """A local stand-in for the Vertex AI v1 CustomJob REST API, driven by the unmodified clients.
 
-    from launchq.standin import StandinServer
+    from launchq_local.standin import StandinServer
 
     with StandinServer() as server:               # a free loopback port, background thread
         client = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
@@ -15,8 +15,8 @@ See docs/vertex-standin.md.
 
 from __future__ import annotations
 
-from launchq.standin.admin import AdminClient, AdminError
-from launchq.standin.lifecycle import Delays
-from launchq.standin.server import StandinServer
+from launchq_local.standin.admin import AdminClient, AdminError
+from launchq_local.standin.lifecycle import Delays
+from launchq_local.standin.server import StandinServer
 
 __all__ = ["AdminClient", "AdminError", "Delays", "StandinServer"]

@@ -2,7 +2,7 @@
 
 The `export` lines go to stdout (copy them into another shell); progress and log locations go
 to stderr, so stdout stays machine-readable. Ctrl-C or SIGTERM stops both emulators and every
-Java process under them (see `launchq.emulators`).
+Java process under them (see `launchq_local.emulators`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import FrameType
 
 import click
 
-from launchq.emulators import EmulatorError, EmulatorStack, start_stack
+from launchq_local.emulators import EmulatorError, EmulatorStack, start_stack
 
 _WATCH_INTERVAL = 0.5
 

@@ -6,9 +6,10 @@
 
 Pieces, each as it runs in Google Cloud except for what stands in for a managed service:
 
-- the Pub/Sub and Firestore emulators (`launchq.emulators`), in their own process groups;
-- the Vertex AI stand-in in execute mode (`launchq.standin`), in a thread of this process: it runs
-  each job's container command locally (no Docker), so examples/trainer/train.py really trains;
+- the Pub/Sub and Firestore emulators (`launchq_local.emulators`), in their own process groups;
+- the Vertex AI stand-in in execute mode (`launchq_local.standin`), in a thread of this process:
+  it runs each job's container command locally (no Docker), so examples/trainer/train.py
+  really trains;
 - the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
   (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
   with the environment a deployment would give them;
@@ -47,7 +48,8 @@ from typing import Any, Self
 
 import requests
 
-from launchq.emulators import (
+from launchq.log import get_logger
+from launchq_local.emulators import (
     EmulatorStack,
     EmulatorStartError,
     die_with_parent,
@@ -55,8 +57,7 @@ from launchq.emulators import (
     start_stack,
     stop_groups,
 )
-from launchq.log import get_logger
-from launchq.standin import Delays, StandinServer
+from launchq_local.standin import Delays, StandinServer
 
 log = get_logger(__name__)
 
@@ -434,7 +435,7 @@ class DevStack:
 
     def leftovers(self) -> list[str]:
         """Pieces with a live process after `stop` (empty when nothing was left behind)."""
-        from launchq.emulators import group_members
+        from launchq_local.emulators import group_members
 
         groups = {f"the {f.name} function": f.process.pid for f in self.functions if f.process}
         if self.emulators is not None:

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from launchq.standin.lifecycle import STATE_NAMES
-from launchq.standin.wire import ApiError, invalid_argument
+from launchq_local.standin.lifecycle import STATE_NAMES
+from launchq_local.standin.wire import ApiError, invalid_argument
 
 _COMPARATORS = ("<=", ">=", "!=", "=", "<", ">", ":")
 _KEYWORDS = {"AND", "OR", "NOT"}

@@ -1,7 +1,7 @@
 """The `launchq` command line.
 
 The root group only wires sub-commands together; each concern lives in its own module under
-`launchq.cli` and is imported when its command runs, so `launchq --help` stays fast.
+`launchq_cli` and is imported when its command runs, so `launchq --help` stays fast.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
 def _register() -> None:
     # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
     # aiplatform, rich) only when it runs.
-    from launchq.cli import common, emulators, items, local, queue, standin
+    from launchq_cli import common, emulators, items, local, queue, standin
 
     for command in (
         items.enqueue,

@@ -13,17 +13,17 @@ from typing import Any
 from google.cloud.aiplatform_v1 import types
 from werkzeug.wrappers import Request, Response
 
-from launchq.standin.filters import compile_filter
-from launchq.standin.jobs import (
+from launchq_local.standin.filters import compile_filter
+from launchq_local.standin.jobs import (
     CustomJobPb,
     JobStore,
     decode_token,
     encode_token,
     query_fingerprint,
 )
-from launchq.standin.names import job_id_from, parent_from
-from launchq.standin.validation import clear_output_only, validate_custom_job
-from launchq.standin.wire import (
+from launchq_local.standin.names import job_id_from, parent_from
+from launchq_local.standin.validation import clear_output_only, validate_custom_job
+from launchq_local.standin.wire import (
     ApiError,
     invalid_argument,
     load_json_object,

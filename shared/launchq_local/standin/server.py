@@ -20,13 +20,13 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from launchq.log import get_logger
-from launchq.standin import admin_api, api
-from launchq.standin.admin import AdminClient
-from launchq.standin.admin_api import Defaults
-from launchq.standin.faults import FaultBook
-from launchq.standin.jobs import JobStore, Mode
-from launchq.standin.lifecycle import Delays
-from launchq.standin.wire import ApiError
+from launchq_local.standin import admin_api, api
+from launchq_local.standin.admin import AdminClient
+from launchq_local.standin.admin_api import Defaults
+from launchq_local.standin.faults import FaultBook
+from launchq_local.standin.jobs import JobStore, Mode
+from launchq_local.standin.lifecycle import Delays
+from launchq_local.standin.wire import ApiError
 
 log = get_logger(__name__)
 

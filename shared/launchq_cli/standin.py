@@ -61,7 +61,7 @@ def vertex_emulator(
     log_level: str,
 ) -> None:
     """Serve the Vertex AI v1 CustomJob REST API locally (Ctrl-C stops it)."""
-    from launchq.standin import Delays, StandinServer
+    from launchq_local.standin import Delays, StandinServer
 
     configure(getattr(logging, log_level.upper(), logging.INFO))
     try:

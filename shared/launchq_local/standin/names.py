@@ -12,7 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from launchq.standin.wire import ApiError, invalid_argument
+from launchq_local.standin.wire import ApiError, invalid_argument
 
 _MIN_ID = 10**18  # 19 digits, below the int64 maximum of 9223372036854775807
 _ID_SPAN = 9 * 10**18 - _MIN_ID

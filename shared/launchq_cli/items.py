@@ -4,7 +4,7 @@
 dispatcher decides. Before publishing it reads the queue from Firestore to type `--set-var`
 values by the queue's declarations and to check the item, so a typo costs an immediate exit 2
 instead of a REJECTED item (`--no-check` skips the check and lets the dispatcher judge).
-Everything else reads Firestore (`launchq.ops`), the source of truth for items.
+Everything else reads Firestore (`launchq_cli.ops`), the source of truth for items.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from launchq.cli.common import (
+from launchq_cli.common import (
     EXIT_FAILURE,
     Backends,
     CliError,
@@ -174,7 +174,7 @@ def _priority(text: str) -> str | int:
 
 
 def _queue_runtime(backends: Backends, queue: str) -> QueueRuntime:
-    from launchq.ops import unknown_queue_message
+    from launchq_cli.ops import unknown_queue_message
 
     runtime = backends.queues.get(queue, fresh=True)
     if runtime is None:
@@ -233,8 +233,8 @@ def _publish(backends: Backends, payload: dict[str, Any]) -> str:
 
 def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str | None:
     """A live status line on stderr until the item ends; returns its final state."""
-    from launchq.ops import item_summary
     from launchq.states import TERMINAL_STATES
+    from launchq_cli.ops import item_summary
 
     terminal = {s.value for s in TERMINAL_STATES}
     err = console(stderr=True)
@@ -279,7 +279,7 @@ def ls(
     backends: Backends, queue_name: str | None, states: tuple[str, ...], limit: int, as_json: bool
 ) -> None:
     """List items, newest first."""
-    from launchq.ops import list_items, parse_states
+    from launchq_cli.ops import list_items, parse_states
 
     try:
         wanted = parse_states(states)
@@ -324,7 +324,7 @@ def items_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
 @backend_command
 def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bool) -> None:
     """Everything about one item: state, error, job links, attempts, history."""
-    from launchq.ops import find_item_data, item_detail
+    from launchq_cli.ops import find_item_data, item_detail
 
     detail = item_detail(find_item_data(backends.store, item_id, queue_name))
     if as_json:
@@ -394,8 +394,8 @@ def cancel(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     A submitted item shows CANCELLED once the sweep sees Vertex stop the job. Exits 0 when the
     item is cancelled or the cancel was sent, 1 when it had already ended.
     """
-    from launchq.ops import find_item_data
     from launchq.sweep import request_cancel
+    from launchq_cli.ops import find_item_data
 
     queue = queue_name or str(find_item_data(backends.store, item_id)["queue"])
     try:
@@ -439,8 +439,8 @@ def watch(
     from rich.live import Live
 
     def snapshot() -> tuple[dict[str, Any], bool]:
-        from launchq.ops import list_items, list_queue_summaries, queue_document, queue_summary
         from launchq.states import TERMINAL_STATES
+        from launchq_cli.ops import list_items, list_queue_summaries, queue_document, queue_summary
 
         store = backends.store
         if queue_name:

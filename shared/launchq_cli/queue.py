@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from launchq.cli.common import (
+from launchq.validation import Issue, LaunchqValidationError
+from launchq_cli.common import (
     Backends,
     backend_command,
     console,
@@ -23,7 +24,6 @@ from launchq.cli.common import (
     json_option,
     parse_pairs,
 )
-from launchq.validation import Issue, LaunchqValidationError
 
 if TYPE_CHECKING:  # imported lazily at run time: `launchq --help` should not load pydantic
     from launchq.config import QueueConfig
@@ -51,8 +51,9 @@ def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> 
 
     `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
     """
-    from launchq.config import load_document, name_from_path, parse_queue_config
-    from launchq.config import validate_queue_config as validate_config
+    from launchq.config import parse_queue_config
+    from launchq_cli.configs import load_document, name_from_path
+    from launchq_cli.configs import validate_queue_config as validate_config
 
     check = validate_config if strict else parse_queue_config
     try:
@@ -148,7 +149,7 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
 
 
 # -- queues in Firestore: apply, get, ls, pending, pause, resume --------------------------------
-# These talk to launchq's Firestore (flags/env in launchq.cli.common); validate/render above
+# These talk to launchq's Firestore (flags/env in launchq_cli.common); validate/render above
 # stay offline. An invalid file exits 2 here (a validation error of the command's input),
 # whereas `validate` exits 1 (invalidity is the answer to what it was asked).
 
@@ -160,10 +161,9 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
 @backend_command
 def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> None:
     """Create or update a queue from a config file, validated first (every error, exit 2)."""
-    from launchq.config import load_document, name_from_path
-    from launchq.ops import queue_detail
-    from launchq.queues import apply_queue
     from launchq.validation import ConfigError
+    from launchq_cli.configs import apply_queue, load_document, name_from_path
+    from launchq_cli.ops import queue_detail
 
     try:
         raw = load_document(file.read_text(encoding="utf-8"), str(file))
@@ -190,7 +190,7 @@ def get(backends: Backends, name: str, as_json: bool) -> None:
     """Show a queue: running / max_jobs, waiting, paused, and its config as applied."""
     import yaml
 
-    from launchq.ops import queue_detail
+    from launchq_cli.ops import queue_detail
 
     detail = queue_detail(backends.store, name)
     if as_json:
@@ -211,7 +211,7 @@ def ls(backends: Backends, as_json: bool) -> None:
     """List queues: running / max_jobs, waiting, paused."""
     from rich.table import Table
 
-    from launchq.ops import list_queue_summaries
+    from launchq_cli.ops import list_queue_summaries
 
     rows = list_queue_summaries(backends.store)
     if as_json:
@@ -241,7 +241,7 @@ def pending(backends: Backends, name: str, limit: int, as_json: bool) -> None:
     """Waiting items with their position (1 starts next), as admission will take them."""
     from rich.table import Table
 
-    from launchq.ops import pending_items
+    from launchq_cli.ops import pending_items
 
     rows = pending_items(backends.store, name, limit)
     if as_json:
@@ -281,7 +281,7 @@ def resume(backends: Backends, name: str, as_json: bool) -> None:
 
 
 def _set_paused(backends: Backends, name: str, paused: bool, as_json: bool) -> None:
-    from launchq.ops import set_paused
+    from launchq_cli.ops import set_paused
 
     summary = set_paused(backends.store, name, paused)
     if as_json:

@@ -1,8 +1,8 @@
 """Handlers for the stand-in's own admin API under `/emulator/v1/` (JSON in, JSON out).
 
-Documented endpoint by endpoint in docs/vertex-standin.md; `launchq.standin.admin` is the typed
-client. Bad input is a 400 in the same Google envelope as the Vertex surface, so one error path
-serves both.
+Documented endpoint by endpoint in docs/vertex-standin.md; `launchq_local.standin.admin` is the
+typed client. Bad input is a 400 in the same Google envelope as the Vertex surface, so one error
+path serves both.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from launchq.standin import lifecycle
-from launchq.standin.faults import FaultBook
-from launchq.standin.jobs import MODES, JobStore, Mode
-from launchq.standin.lifecycle import Delays, Outcome
-from launchq.standin.wire import ApiError, load_json_object
+from launchq_local.standin import lifecycle
+from launchq_local.standin.faults import FaultBook
+from launchq_local.standin.jobs import MODES, JobStore, Mode
+from launchq_local.standin.lifecycle import Delays, Outcome
+from launchq_local.standin.wire import ApiError, load_json_object
 
 
 @dataclass

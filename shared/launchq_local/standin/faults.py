@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from launchq.standin.wire import HTTP_FOR_STATUS, STATUS_FOR_HTTP, ApiError
+from launchq_local.standin.wire import HTTP_FOR_STATUS, STATUS_FOR_HTTP, ApiError
 
 Method = Literal[
     "CreateCustomJob",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launchq.standin.wire import ApiError, invalid_argument
+from launchq_local.standin.wire import ApiError, invalid_argument
 
 # Raw protobuf messages (`types.CustomJob.pb(...)`): proto-plus wrappers are bypassed for speed,
 # and the generated pb2 classes carry no useful static types.

@@ -2,7 +2,7 @@
 
 `sweep` runs the same code as the sweep function, in this process, against whatever the flags and
 environment point at: the local stack, or a real project when an operator wants one now rather
-than at the next scheduled minute. `dev` is what `make dev` runs (see launchq.devstack).
+than at the next scheduled minute. `dev` is what `make dev` runs (see launchq_local.devstack).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from launchq.cli.common import (
+from launchq_cli.common import (
     EXIT_FAILURE,
     Backends,
     CliError,
@@ -72,8 +72,8 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     mode), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the
     variables that point the CLI at it, then every state change.
     """
-    from launchq.devstack import DevStack, DevStackError, Ports
-    from launchq.emulators import EmulatorError
+    from launchq_local.devstack import DevStack, DevStackError, Ports
+    from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)

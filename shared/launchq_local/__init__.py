@@ -1,0 +1,10 @@
+"""launchq's local stack: everything that runs only on a laptop or in CI, never in a function.
+
+- `standin`: a stand-in for the Vertex AI CustomJob REST API (`launchq vertex-emulator`);
+- `emulators`: the Pub/Sub and Firestore emulators, started and stopped as one harness;
+- `devstack`: the whole loop on one machine (`launchq dev`);
+- `demo`: the story `make demo` tells.
+
+Nothing in `launchq` (the runtime core the Cloud Functions archives contain) imports this
+package; `tests/unit/test_packaging.py` checks it.
+"""
