@@ -39,13 +39,11 @@ from bench.common import (
     queue_config,
     served_dispatcher,
 )
-from launchq.dispatch import Dispatcher
-from launchq.events import EventPublisher
-from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import Store
 from launchq.sweep import Sweeper
 from launchq.vertex import VertexClient
+from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 from launchq_local.standin.lifecycle import TERMINAL
 
@@ -128,7 +126,7 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
-def measure(  # noqa: PLR0915
+def measure(
     stack: Stack,
     items: int = 500,
     max_jobs: int = 10,
@@ -150,12 +148,9 @@ def measure(  # noqa: PLR0915
         project=project, events_topic="launchq-events", vertex_endpoint=stack.vertex_url
     )
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
-    queues = QueueSource(store, settings.queue_cache_seconds)
-    dispatcher = Dispatcher(
-        settings, store, queues, EventPublisher(project, "launchq-events"), lambda _r: vertex
-    )
+    app = build(settings, store=store, vertex_for=lambda _r: vertex)
     monitor = Monitor(stack, min_run, max_run, seed)
-    sweeps = SweepLoop(Sweeper(store, dispatcher, queues), sweep_interval)
+    sweeps = SweepLoop(app.sweeper, sweep_interval)
     logging.disable(logging.INFO)
     started = time.time()
     try:

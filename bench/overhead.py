@@ -37,11 +37,10 @@ from bench.common import (
     queue_config,
 )
 from launchq.dispatch import Dispatcher, PubsubMessage
-from launchq.events import EventPublisher
-from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import Store, item_doc_id
 from launchq.vertex import VertexClient
+from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 
 QUEUE = "overhead"
@@ -53,13 +52,7 @@ def _message(item_id: str) -> PubsubMessage:
 
 def _dispatcher(stack: Stack, project: str, store: Store, vertex: VertexClient, events: str) -> Any:
     settings = Settings(project=project, events_topic=events, vertex_endpoint=stack.vertex_url)
-    return Dispatcher(
-        settings,
-        store,
-        QueueSource(store, settings.queue_cache_seconds),
-        EventPublisher(project, events),
-        vertex_for=lambda _region: vertex,
-    )
+    return build(settings, store=store, vertex_for=lambda _region: vertex).dispatcher
 
 
 class Floor:
@@ -131,7 +124,7 @@ def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[st
         for n in range(5):  # warm-up: connections, caches, the queue config
             with_events.handle(_message(f"warm-a-{n}"))
             without_events.handle(_message(f"warm-b-{n}"))
-        template = store.get_item(QUEUE, "warm-a-0").to_dict() or {}
+        template = store.item_document(QUEUE, "warm-a-0") or {}
         template = {k: template[k] for k in ("queue", "payload", "job_body", "parent", "region")}
         floor = Floor(store, vertex, template)
         floor.run("warm-floor")

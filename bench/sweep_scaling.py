@@ -17,19 +17,18 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import requests
 
 from bench.common import FirestoreCounter, Stack, local_stack
-from launchq.dispatch import Dispatcher
-from launchq.events import EventPublisher
 from launchq.labels import job_labels
-from launchq.queues import QueueSource
 from launchq.settings import Settings
 from launchq.store import ITEMS, Store, item_doc_id, utcnow
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
+from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 
 QUEUE = {
@@ -147,15 +146,14 @@ def measure(stack: Stack, count: int, busy: bool = True) -> dict[str, Any]:
     settings = Settings(
         project=project, events_topic="launchq-events", vertex_endpoint=stack.vertex_url
     )
-    queues = QueueSource(store, 10.0)
-    dispatcher = Dispatcher(
-        settings, store, queues, EventPublisher(project, "launchq-events"), lambda _r: client
+    app = build(
+        replace(settings, queue_cache_seconds=10.0), store=store, vertex_for=lambda _r: client
     )
     apply_queue(store, "bench", QUEUE)
     started = time.perf_counter()
     seed(store, client, "bench", count)
     seed_s = time.perf_counter() - started
-    sweeper = Sweeper(store, dispatcher, queues)
+    sweeper = app.sweeper
     logging.disable(logging.INFO)  # one JSON log line per transition is not what is measured
     try:
         with FirestoreCounter() as counter:

@@ -33,8 +33,32 @@ from launchq.log import get_logger
 log = get_logger(__name__)
 
 EVENT_TYPE = "dev.launchq.item.state_changed"
+# A message reused an item id with a different payload: the first item stands, nothing changed.
+CONFLICT_EVENT_TYPE = "dev.launchq.item.conflict"
 _SCOPES = ("https://www.googleapis.com/auth/pubsub",)
 MAX_PER_REQUEST = 1000  # Pub/Sub accepts at most 1,000 messages (and 10 MB) per publish
+
+
+def item_event(
+    event_type: str,
+    *,
+    queue: str | None,
+    item_id: str,
+    data: Mapping[str, Any],
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """A structured-mode CloudEvent (a JSON object) about one item."""
+    at = at or datetime.now(UTC)
+    return {
+        "specversion": "1.0",
+        "id": uuid.uuid4().hex,
+        "type": event_type,
+        "source": f"//launchq/queues/{queue or '_unknown'}",
+        "subject": item_id,
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": {"queue": queue, "item_id": item_id, **data},
+    }
 
 
 def state_changed_event(
@@ -47,25 +71,9 @@ def state_changed_event(
     at: datetime | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The structured-mode CloudEvent (a JSON object) for one transition."""
-    at = at or datetime.now(UTC)
-    return {
-        "specversion": "1.0",
-        "id": uuid.uuid4().hex,
-        "type": EVENT_TYPE,
-        "source": f"//launchq/queues/{queue or '_unknown'}",
-        "subject": item_id,
-        "time": at.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": {
-            "queue": queue,
-            "item_id": item_id,
-            "from": from_state,
-            "to": to_state,
-            "cause": cause,
-            **(details or {}),
-        },
-    }
+    """The CloudEvent for one transition."""
+    data = {"from": from_state, "to": to_state, "cause": cause, **(details or {})}
+    return item_event(EVENT_TYPE, queue=queue, item_id=item_id, data=data, at=at)
 
 
 class EventPublisher:

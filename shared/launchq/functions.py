@@ -1,26 +1,26 @@
-"""What the Cloud Functions entry points call: event parsing and per-process wiring.
+"""What the Cloud Functions entry points call: event parsing and the per-process wiring.
 
-The objects built here (Firestore client, HTTP sessions, queue cache) live as long as the
-function instance, so warm invocations reuse connections. They are built on the first event, not
-at import, so a cold start pays only for what the first event needs.
+The objects (`launchq.wiring.Launchq`: Firestore client, HTTP sessions, queue cache) live as
+long as the function instance, so warm invocations reuse connections. They are built on the
+first event, not at import, so a cold start pays only for what the first event needs.
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from launchq import log as logsetup
-from launchq.dispatch import Dispatcher, DispatchResult, PubsubMessage
+from launchq.dispatch import DispatchResult, PubsubMessage
 from launchq.log import get_logger
 
 if TYPE_CHECKING:
-    from launchq.sweep import Sweeper
+    from launchq.wiring import Launchq
 
 log = get_logger(__name__)
-_lock = threading.RLock()  # sweeper() builds the dispatcher() under it
-_instances: dict[str, Any] = {}
+_lock = threading.Lock()
+_built: dict[str, Launchq] = {}  # the process's one Launchq, under "app"
 
 
 def message_from_event_data(data: dict[str, Any]) -> PubsubMessage:
@@ -40,65 +40,37 @@ def message_from_event_data(data: dict[str, Any]) -> PubsubMessage:
     )
 
 
-def dispatcher() -> Dispatcher:
+def app() -> Launchq:
+    """This process's launchq, built from the environment on first use."""
     with _lock:
-        if "dispatcher" not in _instances:
-            _instances["dispatcher"] = _build_dispatcher()
-        return cast(Dispatcher, _instances["dispatcher"])
+        if "app" not in _built:
+            from launchq.settings import Settings
+            from launchq.wiring import build
+
+            logsetup.configure()
+            _built["app"] = build(Settings.from_env())
+        return _built["app"]
 
 
 def reset() -> None:
     """Forget the process-wide objects (tests change the environment between stacks)."""
     with _lock:
-        _instances.clear()
-
-
-def _build_dispatcher() -> Dispatcher:
-    from google.cloud import firestore
-
-    from launchq.events import EventPublisher
-    from launchq.queues import QueueSource
-    from launchq.settings import Settings
-    from launchq.store import Store
-
-    logsetup.configure()
-    settings = Settings.from_env()
-    store = Store(firestore.Client(project=settings.project, database=settings.firestore_database))
-    return Dispatcher(
-        settings,
-        store,
-        QueueSource(store, settings.queue_cache_seconds),
-        EventPublisher(settings.project, settings.events_topic),
-    )
+        _built.clear()
 
 
 def handle_pubsub_event(data: dict[str, Any]) -> DispatchResult:
-    """Dispatch one event. Raises on transient failure so the platform redelivers."""
+    """Dispatch one event. Raises on infrastructure trouble so the platform redelivers."""
     message = message_from_event_data(data)
-    result = dispatcher().handle(message)
+    result = app().dispatcher.handle(message)
     log.info(
         "message handled",
-        outcome=result.outcome,
+        outcome=result.outcome.value,
         item_id=result.item_id,
         queue=result.queue,
         message_id=message.message_id,
         submitted=result.submitted or None,
     )
     return result
-
-
-def sweeper() -> Sweeper:
-    with _lock:
-        if "sweeper" not in _instances:
-            _instances["sweeper"] = _build_sweeper()
-        return cast("Sweeper", _instances["sweeper"])
-
-
-def _build_sweeper() -> Sweeper:
-    from launchq.sweep import Sweeper
-
-    dispatch = dispatcher()
-    return Sweeper(dispatch.store, dispatch, dispatch.queues)
 
 
 def handle_sweep_request() -> tuple[dict[str, Any], int]:
@@ -108,5 +80,4 @@ def handle_sweep_request() -> tuple[dict[str, Any], int]:
     in the summary and logged at ERROR; they do not fail the request, because the next sweep
     simply retries them and a 5xx would only make Cloud Scheduler run a second sweep now.
     """
-    summary = sweeper().run().as_dict()
-    return summary, 200
+    return app().sweeper.run().as_dict(), 200

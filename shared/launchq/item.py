@@ -14,14 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from launchq.config import Priority, QueueConfig, is_unicode
+from launchq.config import QueueConfig
+from launchq.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash, is_unicode
 from launchq.templates import Scalar
 from launchq.validation import Issue, ItemError, issues_from_pydantic
 
-ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN)]
-"""Letters, digits and `._:@-`, 1-128 characters: safe as a Firestore document id and a
-Pub/Sub ordering key, and turned into a label value by `launchq.labels.label_value`."""
+__all__ = ["ITEM_ID_PATTERN", "QueueItem", "canonical_hash", "parse_item", "payload_hash"]
 
 
 class QueueItem(BaseModel):
@@ -79,6 +77,16 @@ def parse_item(raw: str | bytes | dict[str, Any]) -> QueueItem:
         return QueueItem.model_validate(data)
     except ValidationError as exc:
         raise ItemError(issues_from_pydantic(exc, QueueItem)) from None
+
+
+def payload_hash(item: QueueItem) -> str:
+    """What identifies an item's payload: the canonical JSON of the validated item.
+
+    Not the rendered body, which holds a render-time timestamp. The dispatcher stores it; a
+    message reusing an item id with another hash is a conflict, not a redelivery, and
+    `launchq enqueue` computes the same hash to refuse such a reuse before publishing.
+    """
+    return canonical_hash(item.model_dump(mode="json"))
 
 
 def queue_item_json_schema() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from launchq.config import QueueConfig, parse_queue_config
-from launchq.item import parse_item
+from launchq.item import parse_item, payload_hash
 from launchq.render import RenderContext, render
 from launchq.store import Store
 from launchq.validation import ConfigError, Issue, ItemError
@@ -31,6 +31,7 @@ class PreparedItem:
 
     body: dict[str, Any]
     body_hash: str
+    payload_hash: str
     parent: str
     project: str
     region: str
@@ -66,6 +67,7 @@ class QueueRuntime:
         return PreparedItem(
             body=job.body,
             body_hash=job.body_hash,
+            payload_hash=payload_hash(item),
             parent=job.parent,
             project=job.project,
             region=job.region,

@@ -26,9 +26,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from launchq.errors import SettingsError
 
-class SettingsError(ValueError):
-    """A required variable is missing or malformed."""
+__all__ = ["Settings", "SettingsError"]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from launchq.errors import InvalidTransition
+
 
 class ItemState(StrEnum):
     """Where a queue item is. Stored in Firestore by value (the upper-case name)."""
@@ -32,6 +34,25 @@ class ItemState(StrEnum):
     EXPIRED = "EXPIRED"
     PARTIALLY_SUCCEEDED = "PARTIALLY_SUCCEEDED"
     REJECTED = "REJECTED"
+
+    # What a state means, SkyPilot-style: read from the table below, so there is one truth.
+    @property
+    def info(self) -> StateInfo:
+        return STATES[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        """The item is over: nothing will change it again (except a retry's new attempt)."""
+        return STATES[self].terminal
+
+    @property
+    def holds_slot(self) -> bool:
+        """The item counts against the queue's `max_jobs`."""
+        return STATES[self].holds_slot
+
+    @property
+    def has_job(self) -> bool:
+        return STATES[self].has_job
 
 
 @dataclass(frozen=True)
@@ -105,15 +126,11 @@ TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.EXPIRED: frozenset({ItemState.QUEUED}),
     ItemState.SUCCEEDED: frozenset(),
     # Only a cancel launchq made itself (start timeout) is retried; a user's cancel never is
-    # (launchq.sweep.failure_class decides).
+    # (launchq.failures.failure_class decides).
     ItemState.CANCELLED: frozenset({ItemState.QUEUED}),
     ItemState.PARTIALLY_SUCCEEDED: frozenset(),
     ItemState.REJECTED: frozenset(),
 }
-
-
-class InvalidTransition(ValueError):
-    """A code path tried to move an item along an edge the table does not have."""
 
 
 def check_transition(current: ItemState, new: ItemState) -> None:

@@ -24,17 +24,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from urllib.parse import quote
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_document import DocumentSnapshot
 
+from launchq.errors import Conflict
+from launchq.records import (
+    Changes,
+    Claim,
+    ItemRecord,
+    JobRef,
+    Slot,
+    admission_order,
+    item_doc_id,
+)
 from launchq.states import SLOT_STATES, ItemState, check_transition
+
+__all__ = ["Conflict", "Store", "Transition", "item_doc_id", "utcnow"]
 
 QUEUES = "queues"
 LEASES = "leases"
@@ -48,15 +59,6 @@ Snapshot = DocumentSnapshot[firestore.DocumentReference]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def item_doc_id(queue: str, item_id: str) -> str:
-    """Doc ids cannot contain '/', so the item id is percent-encoded; `~` separates the queue."""
-    return f"{queue}~{quote(item_id, safe='')}"
-
-
-class Conflict(Exception):
-    """A compare-and-swap lost against a concurrent writer: re-read and decide again."""
 
 
 @dataclass(frozen=True)
@@ -122,48 +124,53 @@ class Store:
                     writer.batch().update(snap.reference, {"retire": True})
         writer.flush()
 
-    def free_slots(self, queue: str, limit: int) -> list[Snapshot]:
+    def free_slots(self, queue: str, limit: int) -> list[Slot]:
         query = (
             self.queue_ref(queue)
             .collection(SLOTS)
             .where(filter=firestore.FieldFilter("holder", "==", None))
             .limit(limit)
         )
-        return list(query.stream())
+        return [_slot(queue, snap) for snap in query.stream()]
 
-    def held_slots(self, queue: str) -> list[Snapshot]:
+    def held_slots(self, queue: str) -> list[Slot]:
         query = (
             self.queue_ref(queue)
             .collection(SLOTS)
             .where(filter=firestore.FieldFilter("holder", "!=", None))
         )
-        return list(query.stream())
+        return [_slot(queue, snap) for snap in query.stream()]
 
-    def free_leaked_slot(self, slot: Snapshot) -> bool:
+    def free_leaked_slot(self, slot: Slot) -> bool:
         """Free `slot` if its holder no longer holds a slot (or no longer exists).
 
         Holding a slot and being in a slot-holding state change together in one batch, so a
         mismatch is a leak (a bug, or a hand-edited document). The slot is freed only if it is
         unchanged since `slot` was read, so this can never race a claim.
         """
-        data = slot.to_dict() or {}
-        holder = data.get("holder")
-        if holder is None:
+        if slot.holder is None:
             return False
-        item = self.db.collection(ITEMS).document(holder).get()
+        item = self.db.collection(ITEMS).document(slot.holder).get()
         if item.exists and ItemState((item.to_dict() or {})["state"]) in SLOT_STATES:
             return False
+        ref = self._slot_ref(slot)
         batch = self.db.batch()
-        if data.get("retire"):
-            batch.delete(slot.reference, option=self._unchanged(slot))
+        option = self.db.write_option(last_update_time=slot.version)
+        if slot.retire:
+            batch.delete(ref, option=option)
         else:
-            update = {"holder": None, "since": self.clock()}
-            batch.update(slot.reference, update, option=self._unchanged(slot))
+            batch.update(ref, {"holder": None, "since": self.clock()}, option=option)
         try:
             self._commit(batch)
         except Conflict:
             return False
         return True
+
+    def _slot_ref(self, slot: Slot) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = (
+            self.queue_ref(slot.queue).collection(SLOTS).document(slot.id)
+        )
+        return ref
 
     def slot_holders(self, queue: str) -> dict[str, str | None]:
         return {
@@ -176,17 +183,26 @@ class Store:
     def item_ref(self, queue: str, item_id: str) -> firestore.DocumentReference:
         return self.db.collection(ITEMS).document(item_doc_id(queue, item_id))
 
-    def get_item(self, queue: str, item_id: str) -> Snapshot:
-        return self.item_ref(queue, item_id).get()
+    def get_item(self, queue: str, item_id: str) -> ItemRecord | None:
+        snap = self.item_ref(queue, item_id).get()
+        return _record(snap) if snap.exists else None
+
+    def item_document(self, queue: str, item_id: str) -> dict[str, Any] | None:
+        """The stored document as it is, for display (`status --json`) and tests."""
+        snap = self.item_ref(queue, item_id).get()
+        return (snap.to_dict() or {}) if snap.exists else None
 
     def create_item(
-        self, queue: str, item_id: str, fields: dict[str, Any], cause: str
-    ) -> Snapshot | None:
-        """Record a new item and return it; None if it already exists (a redelivery)."""
+        self, queue: str, item_id: str, state: ItemState, fields: Mapping[str, Any], cause: str
+    ) -> ItemRecord | None:
+        """Record a new item and return it; None if it already exists (a redelivery).
+
+        `fields` are the new item's stored fields (the dispatcher's, already made storable).
+        """
         now = self.clock()
-        state = ItemState(fields["state"])
         document = {
             **fields,
+            "state": state.value,
             "queue": queue,
             "item_id": item_id,
             "enqueued_at": now,
@@ -198,16 +214,15 @@ class Store:
             result = ref.create(document)
         except gexc.AlreadyExists:
             return None
-        return _written(ref, document, result.update_time)
+        return _from_document(document, result.update_time)
 
-    def waiting_items(self, queue: str, limit: int) -> list[Snapshot]:
-        """QUEUED items of a queue in admission order: priority rank, then enqueue time.
+    def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]:
+        """QUEUED items of a queue in admission order (`launchq.records.admission_order`).
 
         Needs the composite index (queue ASC, state ASC, priority ASC, enqueued_at ASC), declared
         in firestore.indexes.json. Items backing off after a failure carry `not_before`; they are
         filtered here rather than in the query so the index stays one.
         """
-        now = self.clock()
         query = (
             self.db.collection(ITEMS)
             .where(filter=firestore.FieldFilter("queue", "==", queue))
@@ -216,19 +231,14 @@ class Store:
             .order_by("enqueued_at")
             .limit(limit)
         )
-        ready = []
-        for snap in query.stream():
-            not_before = (snap.to_dict() or {}).get("not_before")
-            if not_before is None or not_before <= now:
-                ready.append(snap)
-        return ready
+        return admission_order([_record(snap) for snap in query.stream()], self.clock())
 
     def items_in_states(
         self,
         states: Iterable[ItemState],
         queue: str | None = None,
         fields: Sequence[str] | None = None,
-    ) -> Iterator[Snapshot]:
+    ) -> Iterator[ItemRecord]:
         """Items in any of `states` (at most 30, Firestore's `in` limit).
 
         `fields` projects the read: the sweep reads 10,000 active items a minute and needs none
@@ -240,7 +250,37 @@ class Store:
             query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
         if fields is not None:
             query = query.select(list(fields))
-        return iter(query.stream())
+        return (_record(snap) for snap in query.stream())
+
+    def recent_items(
+        self, queue: str | None, states: Sequence[ItemState], limit: int
+    ) -> list[ItemRecord]:
+        """Newest first, optionally of one queue and in some states (the CLI's `ls`)."""
+        query: Any = self.db.collection(ITEMS)
+        if queue:
+            query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
+        if states:
+            values = [s.value for s in states]
+            query = query.where(filter=firestore.FieldFilter("state", "in", values))
+        query = query.order_by("enqueued_at", direction=firestore.Query.DESCENDING).limit(limit)
+        return [_record(snap) for snap in query.stream()]
+
+    def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]:
+        """Items called `item_id` in any queue (the CLI resolves an id without its queue)."""
+        query = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("item_id", "==", item_id))
+            .limit(limit)
+        )
+        return [_record(snap) for snap in query.stream()]
+
+    def count_waiting(self, queue: str) -> int:
+        query = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("queue", "==", queue))
+            .where(filter=firestore.FieldFilter("state", "==", ItemState.QUEUED.value))
+        )
+        return _count(query)
 
     def count_holding_slots(self, queue: str) -> int:
         query = (
@@ -248,9 +288,10 @@ class Store:
             .where(filter=firestore.FieldFilter("queue", "==", queue))
             .where(filter=firestore.FieldFilter("state", "in", [s.value for s in SLOT_STATES]))
         )
-        # firestore's stubs declare count() as returning a class, not an instance.
-        result: Any = cast(Any, query).count().get()
-        return int(result[0][0].value)
+        return _count(query)
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        self.queue_ref(queue).update({"paused": paused, "updated_at": self.clock()})
 
     # -- leases -------------------------------------------------------------------------
 
@@ -268,7 +309,7 @@ class Store:
         lease = {"holder": holder, "until": now + timedelta(seconds=seconds), "taken_at": now}
         batch = self.db.batch()
         if snap.exists:
-            batch.update(ref, lease, option=self._unchanged(snap))
+            batch.update(ref, lease, option=self._unchanged(snap.update_time))
         else:
             batch.create(ref, lease)
         try:
@@ -285,7 +326,9 @@ class Store:
             # Clearing the holder frees it whatever the clocks say (not `until = now`, which a
             # sweeper with a skewed clock would turn into a lease that is still running).
             batch.update(
-                ref, {"holder": None, "released_at": self.clock()}, option=self._unchanged(snap)
+                ref,
+                {"holder": None, "released_at": self.clock()},
+                option=self._unchanged(snap.update_time),
             )
             with contextlib.suppress(Conflict):  # somebody took it over: theirs now
                 self._commit(batch)
@@ -294,13 +337,13 @@ class Store:
 
     def transition(
         self,
-        item: Snapshot,
+        item: ItemRecord,
         change: Transition,
-        fields: dict[str, Any] | None = None,
+        changes: Changes | None = None,
         *,
-        take_slot: Snapshot | None = None,
+        take_slot: Slot | None = None,
         release_slot: bool = False,
-    ) -> Snapshot:
+    ) -> ItemRecord:
         """Move an item to `change.to` if nobody changed it since `item` was read.
 
         Taking or releasing a slot happens in the same atomic batch, so a slot is held exactly
@@ -308,19 +351,17 @@ class Store:
         Returns the item as written, with the commit's update time: the next compare-and-swap
         can start from it without reading the document again.
         """
-        data = item.to_dict() or {}
-        current = ItemState(data["state"])
         now = self.clock()
         entries = []
-        start = current
+        start = item.state
         if change.via is not None:
-            check_transition(current, change.via)
-            entries.append(_history(current, change.via, now, change.via_cause, change.details))
+            check_transition(item.state, change.via)
+            entries.append(_history(item.state, change.via, now, change.via_cause, change.details))
             start = change.via
         check_transition(start, change.to)
         entries.append(_history(start, change.to, now, change.cause, change.details))
         update: dict[str, Any] = {
-            **(fields or {}),
+            **_storage(changes or {}),
             "state": change.to.value,
             "updated_at": now,
             "history": firestore.ArrayUnion(entries),
@@ -329,44 +370,45 @@ class Store:
             update["slot"] = take_slot.id
         elif release_slot:
             update["slot"] = None
+        ref = self.item_ref(item.queue, item.item_id)
         batch = self.db.batch()
-        batch.update(item.reference, update, option=self._unchanged(item))
+        batch.update(ref, update, option=self._unchanged(item.version))
         if take_slot is not None:
             batch.update(
-                take_slot.reference,
-                {"holder": item.id, "since": now},
-                option=self._unchanged(take_slot),
+                self._slot_ref(take_slot),
+                {"holder": item.doc_id, "since": now},
+                option=self._unchanged(take_slot.version),
             )
-        if release_slot and data.get("slot") is not None:
-            self._release(batch, data, item.id, now)
+        if release_slot and item.slot is not None:
+            self._release(batch, item, now)
         results = self._commit(batch)
-        written = {**data, **update, "history": [*data.get("history", []), *entries]}
-        return _written(item.reference, written, results[0].update_time)
+        history = [*item.stored.get("history", []), *entries]
+        written = {**item.stored, **update, "history": history}
+        return _from_document(written, results[0].update_time)
 
-    def touch(self, item: Snapshot, fields: dict[str, Any]) -> Snapshot:
+    def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
         """Update fields without a state change, under the same precondition."""
-        update = {**fields, "updated_at": self.clock()}
+        update = {**_storage(changes), "updated_at": self.clock()}
         batch = self.db.batch()
-        batch.update(item.reference, update, option=self._unchanged(item))
+        ref = self.item_ref(item.queue, item.item_id)
+        batch.update(ref, update, option=self._unchanged(item.version))
         results = self._commit(batch)
-        return _written(
-            item.reference, {**(item.to_dict() or {}), **update}, results[0].update_time
-        )
+        return _from_document({**item.stored, **update}, results[0].update_time)
 
-    def _release(
-        self, batch: firestore.WriteBatch, data: dict[str, Any], holder: str, now: datetime
-    ) -> None:
-        slot_ref = self.queue_ref(data["queue"]).collection(SLOTS).document(data["slot"])
+    def _release(self, batch: firestore.WriteBatch, item: ItemRecord, now: datetime) -> None:
+        assert item.slot is not None
+        slot_ref = self.queue_ref(item.queue).collection(SLOTS).document(item.slot)
         slot = slot_ref.get()
-        if not slot.exists or (slot.to_dict() or {}).get("holder") != holder:
+        if not slot.exists or (slot.to_dict() or {}).get("holder") != item.doc_id:
             return  # already released (a repaired double release is harmless)
         if (slot.to_dict() or {}).get("retire"):
-            batch.delete(slot_ref, option=self._unchanged(slot))
+            batch.delete(slot_ref, option=self._unchanged(slot.update_time))
         else:
-            batch.update(slot_ref, {"holder": None, "since": now}, option=self._unchanged(slot))
+            update = {"holder": None, "since": now}
+            batch.update(slot_ref, update, option=self._unchanged(slot.update_time))
 
-    def _unchanged(self, snap: Snapshot) -> Any:
-        return self.db.write_option(last_update_time=snap.update_time)
+    def _unchanged(self, version: datetime | None) -> Any:
+        return self.db.write_option(last_update_time=version)
 
     @staticmethod
     def _commit(batch: firestore.WriteBatch) -> list[Any]:
@@ -376,11 +418,63 @@ class Store:
             raise Conflict(str(exc)) from exc
 
 
-def _written(ref: firestore.DocumentReference, data: dict[str, Any], update_time: Any) -> Snapshot:
-    """A snapshot of what was just written, as a read would return it (same update time)."""
-    return DocumentSnapshot(
-        ref, data, exists=True, read_time=update_time, create_time=None, update_time=update_time
+# -- the one conversion between documents and records --------------------------------------
+
+
+def _record(snap: Snapshot) -> ItemRecord:
+    return _from_document(snap.to_dict() or {}, snap.update_time)
+
+
+def _from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:
+    claim, job = data.get("claim"), data.get("job")
+    return ItemRecord(
+        queue=data["queue"],
+        item_id=data["item_id"],
+        state=ItemState(data["state"]),
+        version=version,
+        attempt=int(data.get("attempt") or 0),
+        claim=Claim(claim["id"], claim["until"]) if claim else None,
+        job=JobRef(**job) if job and job.get("name") else None,
+        error=data.get("error"),
+        slot=data.get("slot"),
+        priority=int(data.get("priority") or 0),
+        payload_hash=data.get("payload_hash"),
+        job_body=data.get("job_body"),
+        parent=data.get("parent"),
+        project=data.get("project"),
+        region=data.get("region"),
+        reason=data.get("reason"),
+        not_before=data.get("not_before"),
+        needs_lookup=bool(data.get("needs_lookup")),
+        cancel_requested=bool(data.get("cancel_requested")),
+        cancel_reason=data.get("cancel_reason"),
+        cancel_sent_at=data.get("cancel_sent_at"),
+        enqueued_at=data.get("enqueued_at"),
+        attempts=tuple(data.get("attempts") or ()),
+        stored=data,
     )
+
+
+def _storage(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`Changes` as Firestore values: claims and job references become maps."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if isinstance(value, Claim | JobRef):
+            out[key] = asdict(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _slot(queue: str, snap: Snapshot) -> Slot:
+    data = snap.to_dict() or {}
+    return Slot(queue, snap.id, data.get("holder"), bool(data.get("retire")), snap.update_time)
+
+
+def _count(query: Any) -> int:
+    # firestore's stubs declare count() as returning a class, not an instance.
+    result: Any = cast(Any, query).count().get()
+    return int(result[0][0].value)
 
 
 def _slot_id(index: int) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from launchq.errors import LaunchqError
+
 # Issue codes: stable strings a caller (or a test) can match on without parsing messages.
 UNKNOWN_KEY = "unknown_key"
 MISSING = "missing"
@@ -52,7 +54,7 @@ class Issue:
         return f"{text}; {self.suggestion}" if self.suggestion else text
 
 
-class LaunchqValidationError(Exception):
+class LaunchqValidationError(LaunchqError):
     """A document was rejected; `issues` lists every problem found, not only the first."""
 
     kind = "document"

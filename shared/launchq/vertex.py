@@ -33,6 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from launchq.errors import LaunchqError
 from launchq.log import get_logger
 
 log = get_logger(__name__)
@@ -42,8 +43,11 @@ _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
-class VertexError(Exception):
-    """An error answer from Vertex (or no answer at all: `http_status` 0)."""
+class VertexError(LaunchqError):
+    """An error answer from Vertex (or no answer at all: `http_status` 0).
+
+    `transient`: worth retrying (quota, server-side trouble, or the network).
+    """
 
     def __init__(self, http_status: int, status: str, message: str, method: str) -> None:
         super().__init__(f"{method}: {http_status} {status}: {message}")
@@ -51,11 +55,7 @@ class VertexError(Exception):
         self.status = status
         self.message = message
         self.method = method
-
-    @property
-    def transient(self) -> bool:
-        """Worth retrying: quota, server-side trouble, or the network."""
-        return self.http_status == 0 or self.http_status in _TRANSIENT_HTTP
+        self.transient = http_status == 0 or http_status in _TRANSIENT_HTTP
 
     @property
     def ambiguous(self) -> bool:

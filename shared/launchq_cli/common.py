@@ -32,11 +32,9 @@ if TYPE_CHECKING:  # the clients are imported when first used: `--help` stays fa
     from google.cloud.pubsub_v1 import PublisherClient
     from rich.console import Console
 
-    from launchq.dispatch import Dispatcher
-    from launchq.events import EventPublisher
-    from launchq.queues import QueueSource
     from launchq.settings import Settings
     from launchq.store import Store
+    from launchq.wiring import Launchq
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -109,28 +107,20 @@ class Backends:
         return client
 
     @cached_property
+    def app(self) -> Launchq:
+        """launchq's units wired like the functions' (`launchq.wiring`), on this CLI's Firestore.
+
+        The queue cache is off: a command acts on the config as stored now.
+        """
+        from dataclasses import replace
+
+        from launchq.wiring import build
+
+        return build(replace(self.settings, queue_cache_seconds=0.0), db=self.db)
+
+    @property
     def store(self) -> Store:
-        from launchq.store import Store
-
-        return Store(self.db)
-
-    @cached_property
-    def queues(self) -> QueueSource:
-        from launchq.queues import QueueSource
-
-        return QueueSource(self.store, 0.0)
-
-    @cached_property
-    def events(self) -> EventPublisher:
-        from launchq.events import EventPublisher
-
-        return EventPublisher(self.settings.project, self.settings.events_topic)
-
-    @cached_property
-    def dispatcher(self) -> Dispatcher:
-        from launchq.dispatch import Dispatcher
-
-        return Dispatcher(self.settings, self.store, self.queues, self.events)
+        return self.app.store
 
     @cached_property
     def publisher(self) -> PublisherClient:

@@ -127,6 +127,7 @@ def enqueue(
         }
     if not no_check:
         _check(runtime, payload, str(item_id))
+        _refuse_reuse(backends, queue, str(item_id), payload)
     message_id = _publish(backends, payload)
     if as_json:
         emit_json(
@@ -176,7 +177,7 @@ def _priority(text: str) -> str | int:
 def _queue_runtime(backends: Backends, queue: str) -> QueueRuntime:
     from launchq_cli.ops import unknown_queue_message
 
-    runtime = backends.queues.get(queue, fresh=True)
+    runtime = backends.app.queues.get(queue, fresh=True)
     if runtime is None:
         invalid(unknown_queue_message(backends.store, queue))
     return runtime
@@ -215,6 +216,26 @@ def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None
         invalid(ItemError(prepared).render())
 
 
+def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[str, Any]) -> None:
+    """Refuse to publish another payload under an item id that is already taken.
+
+    The dispatcher would acknowledge it and change nothing (a conflict, docs/message-format.md):
+    saying so here, before publishing, is kinder. The same payload again is allowed (it is what
+    a retrying publisher does) and stays a no-op.
+    """
+    from launchq.item import parse_item, payload_hash
+
+    existing = backends.store.get_item(queue, item_id)
+    if existing is None or existing.payload_hash is None:
+        return
+    if payload_hash(parse_item(payload)) != existing.payload_hash:
+        invalid(
+            f"item id {item_id!r} is already taken in queue {queue!r} by a different payload "
+            f"(it is {existing.state.value}); publishing would change nothing: choose another "
+            "--item-id, or omit it to get a new one"
+        )
+
+
 def _publish(backends: Backends, payload: dict[str, Any]) -> str:
     from google.api_core import exceptions as gexc
 
@@ -242,8 +263,7 @@ def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str 
     data: dict[str, Any] = {}
     with err.status(f"{item_id}: published, waiting for the dispatcher") as status:
         while time.monotonic() - started < timeout:
-            snap = backends.store.get_item(queue, item_id)
-            data = (snap.to_dict() or {}) if snap.exists else {}
+            data = backends.store.item_document(queue, item_id) or {}
             state = data.get("state")
             if state:
                 row = item_summary(data)
@@ -394,13 +414,13 @@ def cancel(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     A submitted item shows CANCELLED once the sweep sees Vertex stop the job. Exits 0 when the
     item is cancelled or the cancel was sent, 1 when it had already ended.
     """
-    from launchq.sweep import request_cancel
+    from launchq.errors import NotFound as UnknownItem
     from launchq_cli.ops import find_item_data
 
     queue = queue_name or str(find_item_data(backends.store, item_id)["queue"])
     try:
-        state = str(request_cancel(backends.store, backends.dispatcher, queue, item_id))
-    except KeyError:
+        state = backends.app.canceller.request(queue, item_id).value
+    except UnknownItem:
         raise CliError(f"no item {item_id!r} in queue {queue!r}") from None
     from launchq.states import TERMINAL_STATES
 

@@ -35,9 +35,7 @@ def sweep(backends: Backends, as_json: bool) -> None:
 
     Exits 1 when the sweep reports errors (they are listed).
     """
-    from launchq.sweep import run_sweep
-
-    summary = run_sweep(backends.store, backends.dispatcher, backends.queues)
+    summary = backends.app.sweeper.run().as_dict()
     if as_json:
         emit_json(summary)
     else:

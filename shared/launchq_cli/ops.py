@@ -19,12 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from google.cloud import firestore
+from typing import Any
 
 from launchq.states import STATES, TERMINAL_STATES, ItemState
-from launchq.store import ITEMS, Store
+from launchq.store import Store
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
@@ -223,30 +221,19 @@ def list_items(
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Items newest first, optionally of one queue and/or some states."""
-    query: Any = store.db.collection(ITEMS)
-    if queue is not None:
-        query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
-    if states:
-        values = [s.value for s in states][:_MAX_IN_VALUES]
-        query = query.where(filter=firestore.FieldFilter("state", "in", values))
-    query = query.order_by("enqueued_at", direction=firestore.Query.DESCENDING).limit(limit)
+    records = store.recent_items(queue, list(states)[:_MAX_IN_VALUES], limit)
     now = now or store.clock()
-    return [item_summary(snap.to_dict() or {}, now) for snap in query.stream()]
+    return [item_summary(record.stored, now) for record in records]
 
 
 def find_item_data(store: Store, item_id: str, queue: str | None = None) -> dict[str, Any]:
     """The stored document of an item, looked up by id across queues unless `queue` is given."""
     if queue is not None:
-        snap = store.get_item(queue, item_id)
-        if not snap.exists:
+        document = store.item_document(queue, item_id)
+        if document is None:
             raise NotFound(f"no item {item_id!r} in queue {queue!r}")
-        return snap.to_dict() or {}
-    query = (
-        store.db.collection(ITEMS)
-        .where(filter=firestore.FieldFilter("item_id", "==", item_id))
-        .limit(5)
-    )
-    found = [snap.to_dict() or {} for snap in query.stream()]
+        return document
+    found = [dict(record.stored) for record in store.items_with_id(item_id, limit=5)]
     if not found:
         raise NotFound(f"no item {item_id!r} in any queue")
     if len(found) > 1:
@@ -258,21 +245,6 @@ def find_item_data(store: Store, item_id: str, queue: str | None = None) -> dict
 # -- queues --------------------------------------------------------------------------------
 
 
-def _count(query: Any) -> int:
-    # firestore's stubs declare count() as returning a class, not an instance.
-    result: Any = cast(Any, query).count().get()
-    return int(result[0][0].value)
-
-
-def count_waiting(store: Store, queue: str) -> int:
-    query = (
-        store.db.collection(ITEMS)
-        .where(filter=firestore.FieldFilter("queue", "==", queue))
-        .where(filter=firestore.FieldFilter("state", "==", ItemState.QUEUED.value))
-    )
-    return _count(query)
-
-
 def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
     """One row of `launchq queue ls`: running / max_jobs, waiting, paused."""
     name = str(document.get("name"))
@@ -281,7 +253,7 @@ def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
         "name": name,
         "max_jobs": document.get("max_jobs"),
         "running": store.count_holding_slots(name),
-        "waiting": count_waiting(store, name),
+        "waiting": store.count_waiting(name),
         "paused": bool(document.get("paused", False)),
         "priority": config.get("priority") if isinstance(config, Mapping) else None,
         "updated_at": iso(document.get("updated_at")),
@@ -325,13 +297,13 @@ def pending_items(
     now = now or store.clock()
     ready = store.waiting_items(queue, limit=limit)
     rows = []
-    for position, snap in enumerate(ready, start=1):
-        rows.append(_pending_row(snap.to_dict() or {}, position, now))
-    seen = {snap.id for snap in ready}
+    for position, record in enumerate(ready, start=1):
+        rows.append(_pending_row(record.stored, position, now))
+    seen = {record.doc_id for record in ready}
     backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
-    later = [s for s in backing_off if s.id not in seen]
-    for snap in later[: max(limit - len(rows), 0)]:
-        rows.append(_pending_row(snap.to_dict() or {}, None, now))
+    later = [r for r in backing_off if r.doc_id not in seen]
+    for record in later[: max(limit - len(rows), 0)]:
+        rows.append(_pending_row(record.stored, None, now))
     return rows
 
 
@@ -355,5 +327,5 @@ def set_paused(store: Store, name: str, paused: bool) -> dict[str, Any]:
     sweep admit what waits.
     """
     queue_document(store, name)
-    store.queue_ref(name).update({"paused": paused, "updated_at": store.clock()})
+    store.set_paused(name, paused)
     return queue_summary(store, queue_document(store, name))

@@ -87,8 +87,7 @@ class Demo:
         self.checks.append((ok, text))
 
     def item(self, queue: str, item_id: str) -> dict[str, Any]:
-        snap = self.stack_store().get_item(queue, item_id)
-        return (snap.to_dict() or {}) if snap.exists else {}
+        return dict(self.stack_store().item_document(queue, item_id) or {})
 
     def stack_store(self) -> Any:
         if not hasattr(self, "_store"):

@@ -1,10 +1,14 @@
-"""Helpers for dispatcher tests: a Dispatcher wired to the emulators and the stand-in."""
+"""Helpers for dispatcher tests: launchq wired to the emulators and the stand-in.
+
+Crashes are injected from outside, through the seams every unit already has: a store whose
+writes succeed and then "kill the process" (`SimulatedCrash`), and a Vertex client whose create
+succeeds and then does the same. Production code carries no test hooks.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +20,77 @@ from google.cloud import firestore
 
 from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.events import EventPublisher
-from launchq.queues import QueueSource
+from launchq.records import Changes, ItemRecord, Slot
 from launchq.settings import Settings
-from launchq.store import Store, utcnow
+from launchq.states import ItemState
+from launchq.store import Store, Transition, utcnow
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
+from launchq.wiring import Launchq, build
 from launchq_cli.configs import apply_queue
 
 SEED_QUEUE = Path(__file__).resolve().parents[2] / "examples" / "queues" / "default.yaml"
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here. A BaseException, so no `except Exception` can tidy up after it:
+    a real crash does not run cleanup either."""
+
+
+# Where a dispatcher can die, in the order it gets there.
+CRASH_POINTS = ("recorded", "claimed", "created")
+
+
+class CrashingStore(Store):
+    """A store that dies right after committing the write at `point`."""
+
+    def __init__(self, db: firestore.Client, point: str) -> None:
+        super().__init__(db)
+        self.point = point
+
+    def create_item(
+        self, queue: str, item_id: str, state: ItemState, fields: Any, cause: str
+    ) -> ItemRecord | None:
+        created = super().create_item(queue, item_id, state, fields, cause)
+        if self.point == "recorded" and created is not None and state is ItemState.QUEUED:
+            raise SimulatedCrash("recorded")
+        return created
+
+    def transition(
+        self,
+        item: ItemRecord,
+        change: Transition,
+        changes: Changes | None = None,
+        *,
+        take_slot: Slot | None = None,
+        release_slot: bool = False,
+    ) -> ItemRecord:
+        written = super().transition(
+            item, change, changes, take_slot=take_slot, release_slot=release_slot
+        )
+        if self.point == "claimed" and change.to is ItemState.SUBMITTING:
+            raise SimulatedCrash("claimed")
+        return written
+
+
+class CrashingVertex(VertexClient):
+    """A Vertex client that dies right after CreateCustomJob succeeded."""
+
+    def create_custom_job(self, parent: str, body: dict[str, Any]) -> dict[str, Any]:
+        super().create_custom_job(parent, body)
+        raise SimulatedCrash("created")
+
+
+class RecordingPublisher(EventPublisher):
+    """Keeps the events instead of publishing them (what a test asserts on)."""
+
+    def __init__(self) -> None:
+        super().__init__("test", "")
+        self.sent: list[dict[str, Any]] = []
+
+    def publish_many(self, events: list[dict[str, Any]]) -> int:
+        self.sent.extend(events)
+        return len(events)
 
 
 def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
@@ -55,7 +122,6 @@ class Harness:
     project: str
     vertex_url: str
     lease_seconds: float = 600.0
-    hook: Callable[[str], None] = lambda _p: None
     events_topic: str = ""
     store: Store = field(init=False)
     _vertex: VertexClient | None = field(init=False, default=None)
@@ -73,17 +139,26 @@ class Harness:
             vertex_timeout_seconds=10.0,
         )
 
-    def dispatcher(self, hook: Callable[[str], None] | None = None) -> Dispatcher:
-        settings = self.settings()
-        return Dispatcher(
-            settings,
-            self.store,
-            QueueSource(self.store, settings.queue_cache_seconds),
-            EventPublisher(self.project, self.events_topic),
-            vertex_for=lambda _region: self.vertex,
-            hook=hook or self.hook,
+    def app(self, crash_at: str | None = None, events: EventPublisher | None = None) -> Launchq:
+        """launchq as the functions build it, on the emulators; `crash_at` one of CRASH_POINTS."""
+        vertex = self.vertex
+        store = self.store
+        if crash_at == "created":
+            vertex = CrashingVertex(
+                self.vertex_url, requests.Session(), 10.0, RetryPolicy(sleep=lambda _s: None)
+            )
+        elif crash_at is not None:
+            store = CrashingStore(self.db, crash_at)
+        return build(
+            self.settings(),
+            store=store,
+            vertex_for=lambda _region: vertex,
+            events=events or EventPublisher(self.project, self.events_topic),
             sleep=lambda _s: None,
         )
+
+    def dispatcher(self, crash_at: str | None = None) -> Dispatcher:
+        return self.app(crash_at).dispatcher
 
     @property
     def vertex(self) -> VertexClient:
@@ -99,13 +174,12 @@ class Harness:
         return utcnow()
 
     def sweeper(self) -> Sweeper:
-        dispatcher = self.dispatcher()
-        return Sweeper(self.store, dispatcher, dispatcher.queues)
+        return self.app().sweeper
 
     def apply(self, name: str, config: dict[str, Any]) -> None:
         apply_queue(self.store, name, config)
 
     def item_data(self, queue: str, item_id: str) -> dict[str, Any]:
-        snap = self.store.get_item(queue, item_id)
-        assert snap.exists, f"item {queue}/{item_id} was not recorded"
-        return snap.to_dict() or {}
+        document = self.store.item_document(queue, item_id)
+        assert document is not None, f"item {queue}/{item_id} was not recorded"
+        return document

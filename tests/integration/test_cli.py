@@ -327,3 +327,35 @@ def test_unreachable_emulator_fails_fast_with_the_fix(monkeypatch: pytest.Monkey
     assert "make dev" in err
     code, _, err = run("queue", "ls", "--debug")
     assert code == 1
+
+
+def test_enqueue_refuses_a_taken_item_id_with_another_payload(
+    cli_env: str,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+) -> None:
+    """The dispatcher would acknowledge and ignore it (a conflict): the CLI says so up front."""
+
+    def take() -> list[Any]:
+        response = pubsub_subscriber.pull(subscription=cli_env, max_messages=10, timeout=10)
+        if response.received_messages:
+            pubsub_subscriber.acknowledge(
+                subscription=cli_env, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+        return [m.message for m in response.received_messages]
+
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))
+    base = ("enqueue", "-q", "trainer", "--item-id", "taken", "--set-var", "epochs=2")
+    assert run(*base, "--image", "gcr.io/p/t:1")[0] == 0
+    [published] = take()
+    # What the dispatch function does with it: the item is recorded.
+    harness.dispatcher().handle(message(json.loads(published.data)))
+    # The same payload again is a retry: allowed (the dispatcher treats it as a redelivery).
+    assert run(*base, "--image", "gcr.io/p/t:1")[0] == 0
+    assert len(take()) == 1
+    code, _, err = run(*base, "--image", "gcr.io/p/t:2")
+    assert code == 2
+    assert "item id 'taken' is already taken in queue 'trainer' by a different payload" in err

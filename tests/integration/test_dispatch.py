@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from google.cloud import firestore
 
-from launchq.dispatch import SimulatedCrash, TransientError
+from launchq.dispatch import DispatchOutcome
+from launchq.errors import InfrastructureError
+from launchq.events import CONFLICT_EVENT_TYPE
 from launchq.states import SLOT_STATES, ItemState
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, item, message, queue_config
+from tests.integration.dispatch_support import (
+    CRASH_POINTS,
+    Harness,
+    RecordingPublisher,
+    SimulatedCrash,
+    item,
+    message,
+    queue_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,9 +87,6 @@ def test_fifty_concurrent_deliveries_of_one_item_make_one_job(
     assert data["attempt"] == 1
 
 
-CRASH_POINTS = ["recorded", "claimed", "created"]
-
-
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_crash_at_every_step_then_redelivery_makes_one_job(
     harness: Harness, standin: StandinServer, point: str
@@ -86,12 +94,10 @@ def test_a_crash_at_every_step_then_redelivery_makes_one_job(
     harness.apply("q1", queue_config())
     harness.lease_seconds = 0.0  # the dead dispatcher's lease is over at once
 
-    def crash(at: str) -> None:
-        if at == point:
-            raise SimulatedCrash(at)
+    crash = point
 
     with pytest.raises(SimulatedCrash):
-        harness.dispatcher(hook=crash).handle(message(item("q1", "crashy"), message_id="m-1"))
+        harness.dispatcher(crash_at=crash).handle(message(item("q1", "crashy"), message_id="m-1"))
     # Pub/Sub redelivers (same message id), to a fresh process.
     result = harness.dispatcher().handle(message(item("q1", "crashy"), message_id="m-1"))
     assert result.outcome in {"recorded", "repaired"}
@@ -111,12 +117,10 @@ def test_a_crash_inside_the_lease_leaves_the_item_visibly_submitting(
 ) -> None:
     harness.apply("q1", queue_config())
 
-    def crash(at: str) -> None:
-        if at == "claimed":
-            raise SimulatedCrash(at)
+    crash = "claimed"
 
     with pytest.raises(SimulatedCrash):
-        harness.dispatcher(hook=crash).handle(message(item("q1", "x")))
+        harness.dispatcher(crash_at=crash).handle(message(item("q1", "x")))
     result = harness.dispatcher().handle(message(item("q1", "x")))
     assert result.outcome == "duplicate"
     assert harness.item_data("q1", "x")["state"] == ItemState.SUBMITTING.value
@@ -147,8 +151,7 @@ def test_max_jobs_is_never_exceeded_by_concurrent_dispatchers(
         list(pool.map(lambda p: dispatchers[p[0] % 8].handle(p[1]), enumerate(msgs)))
     assert len(all_jobs(standin)) == 3
     states = [
-        (s.to_dict() or {})["state"]
-        for s in harness.store.items_in_states(ItemState, queue="small")
+        record.state.value for record in harness.store.items_in_states(ItemState, queue="small")
     ]
     assert sum(ItemState(s) in SLOT_STATES for s in states) == 3
     assert states.count(ItemState.QUEUED.value) == 47
@@ -175,16 +178,17 @@ def test_freed_slot_goes_to_highest_priority_then_oldest(
     order = []
     for _ in range(4):
         _finish(harness, "one", order[-1] if order else "first")
-        order.extend(dispatcher.admit("one"))
+        order.extend(harness.app().admission.admit("one"))
     assert order == ["high-new", "medium-old", "medium-new", "low-old"]
 
 
 def _finish(harness: Harness, queue: str, item_id: str) -> None:
     from launchq.store import Transition
 
-    snap = harness.store.get_item(queue, item_id)
+    record = harness.store.get_item(queue, item_id)
+    assert record is not None
     harness.store.transition(
-        snap, Transition(ItemState.SUCCEEDED, "test: job ended"), release_slot=True
+        record, Transition(ItemState.SUCCEEDED, "test: job ended"), release_slot=True
     )
 
 
@@ -280,7 +284,7 @@ def test_persistent_transient_errors_raise_for_redelivery_then_one_job(
 ) -> None:
     harness.apply("q1", queue_config())
     standin.admin.add_fault(["CreateCustomJob"], http_status=status, count=4)
-    with pytest.raises(TransientError):
+    with pytest.raises(InfrastructureError):
         harness.dispatcher().handle(message(item("q1", "a")))
     data = harness.item_data("q1", "a")
     assert data["state"] == ItemState.SUBMITTING.value
@@ -310,12 +314,10 @@ def test_a_repair_that_finds_a_finished_job_frees_its_slot(
     harness.apply("one", queue_config(max_jobs=1))
     harness.lease_seconds = 0.0
 
-    def crash(at: str) -> None:
-        if at == "created":
-            raise SimulatedCrash(at)
+    crash = "created"
 
     with pytest.raises(SimulatedCrash):
-        harness.dispatcher(hook=crash).handle(message(item("one", "a")))
+        harness.dispatcher(crash_at=crash).handle(message(item("one", "a")))
     [job] = all_jobs(standin)
     standin.admin.set_state(job["name"], "JOB_STATE_FAILED", error=(3, "exit 3"))
     harness.dispatcher().handle(message(item("one", "a")))  # redelivery repairs it
@@ -326,3 +328,33 @@ def test_a_repair_that_finds_a_finished_job_frees_its_slot(
     assert harness.store.slot_holders("one") == {"00000": None}
     harness.dispatcher().handle(message(item("one", "b")))
     assert harness.item_data("one", "b")["state"] == ItemState.SUBMITTED.value
+
+
+def test_a_reused_item_id_with_another_payload_is_a_visible_conflict(
+    harness: Harness, standin: StandinServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same id, same payload: a redelivery (no-op). Same id, other payload: the first item
+    stands, nothing changes, and the conflict is logged with both hashes and published."""
+    harness.apply("q1", queue_config())
+    events = RecordingPublisher()
+    dispatcher = harness.app(events=events).dispatcher
+    assert dispatcher.handle(message(item("q1", "a"))).outcome == DispatchOutcome.RECORDED
+    first = harness.item_data("q1", "a")
+    # A redelivery, even with other key order and whitespace, is not a conflict.
+    reordered = json.dumps(dict(reversed(list(item("q1", "a").items()))), indent=2).encode()
+    assert dispatcher.handle(message(reordered)).outcome == DispatchOutcome.DUPLICATE
+    other = dispatcher.handle(message(item("q1", "a", image_uri="gcr.io/p/other:2")))
+    assert other.outcome == DispatchOutcome.CONFLICT
+    after = harness.item_data("q1", "a")
+    assert after == first  # not one field written
+    assert after["payload"]["image_uri"] == "gcr.io/p/trainer:1"
+    assert after["payload_hash"] == first["payload_hash"]
+    assert len(all_jobs(standin)) == 1
+    [conflict] = [e for e in events.sent if e["type"] == CONFLICT_EVENT_TYPE]
+    assert conflict["subject"] == "a"
+    assert conflict["data"]["stored_hash"] == first["payload_hash"]
+    assert conflict["data"]["received_hash"] != first["payload_hash"]
+    # A rejected item's id is taken too: another payload under it is a conflict, not a retry.
+    assert dispatcher.handle(message(item("q1", "bad", env={"AIP_X": "1"}))).outcome == "rejected"
+    assert dispatcher.handle(message(item("q1", "bad"))).outcome == DispatchOutcome.CONFLICT
+    assert harness.item_data("q1", "bad")["state"] == ItemState.REJECTED.value

@@ -72,8 +72,8 @@ def test_eventarc_cloudevents_are_dispatched(
     headers, body = (to_structured if mode == "structured" else to_binary)(event)
     response = client.post("/", headers=headers, data=body)
     assert response.status_code == 200
-    snap = Store(firestore_db).get_item("q1", f"ev-{mode}")
-    assert (snap.to_dict() or {})["state"] == "SUBMITTED"
+    document = Store(firestore_db).item_document("q1", f"ev-{mode}")
+    assert (document or {})["state"] == "SUBMITTED"
 
 
 def test_the_emulators_raw_push_envelope_is_dispatched(
@@ -93,8 +93,8 @@ def test_the_emulators_raw_push_envelope_is_dispatched(
         },
     )
     assert response.status_code == 200
-    snap = Store(firestore_db).get_item("q1", "raw-push")
-    assert (snap.to_dict() or {})["state"] == "SUBMITTED"
+    document = Store(firestore_db).item_document("q1", "raw-push")
+    assert (document or {})["state"] == "SUBMITTED"
 
 
 def test_a_bad_message_is_acknowledged_not_retried(
@@ -106,8 +106,8 @@ def test_a_bad_message_is_acknowledged_not_retried(
         json={"subscription": "s", "message": {"data": _b64({"no": "queue"}), "messageId": "9"}},
     )
     assert response.status_code == 200  # a 2xx is an ack: Pub/Sub will not loop on it
-    snap = Store(firestore_db).get_item("_unroutable", "_message-9")
-    assert (snap.to_dict() or {})["state"] == "REJECTED"
+    document = Store(firestore_db).item_document("_unroutable", "_message-9")
+    assert (document or {})["state"] == "REJECTED"
 
 
 def test_a_transient_failure_is_a_5xx_so_pubsub_redelivers(
@@ -194,9 +194,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
     store = Store(firestore_db)
 
     def all_submitted() -> bool:
-        return all(
-            (store.get_item("e2e", i).to_dict() or {}).get("state") == "SUBMITTED" for i in ids
-        )
+        return all((store.item_document("e2e", i) or {}).get("state") == "SUBMITTED" for i in ids)
 
     wait_until(all_submitted, 30, "the pushed items to be submitted")
     assert len(standin.admin.jobs()) == 5

@@ -11,11 +11,10 @@ from functions_framework import create_app
 from google.cloud import firestore
 
 from launchq import functions
-from launchq.dispatch import SimulatedCrash
+from launchq.errors import NotFound
 from launchq.states import ItemState
-from launchq.sweep import request_cancel
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, item, message, queue_config
+from tests.integration.dispatch_support import Harness, SimulatedCrash, item, message, queue_config
 
 pytestmark = pytest.mark.integration
 NO_BACKOFF = {"backoff_initial_seconds": 0, "backoff_max_seconds": 0}
@@ -89,9 +88,10 @@ def test_a_state_launchq_does_not_know_is_recorded_and_keeps_its_slot(
     harness.apply("q", queue_config(max_jobs=1))
     submit(harness, "q", "a")
     sweeper = harness.sweeper()
-    snap = harness.store.get_item("q", "a")
+    record = harness.store.get_item("q", "a")
+    assert record is not None
     summary = sweeper.run()  # warm-up: nothing changed
-    sweeper._observe(snap, {"name": job_name(harness, "q", "a"), "state": 42}, summary)
+    sweeper._observe(record, {"name": job_name(harness, "q", "a"), "state": 42}, summary)
     data = harness.item_data("q", "a")
     assert data["state"] == ItemState.UNKNOWN.value
     assert data["job"]["vertex_state"] == "UNRECOGNIZED(42)"
@@ -303,8 +303,8 @@ def test_cancel_a_waiting_item(harness: Harness, standin: StandinServer) -> None
     harness.apply("one", queue_config(max_jobs=1))
     submit(harness, "one", "running")
     submit(harness, "one", "waiting")
-    dispatcher = harness.dispatcher()
-    assert request_cancel(harness.store, dispatcher, "one", "waiting") == "CANCELLED"
+    harness.dispatcher()
+    assert harness.app().canceller.request("one", "waiting") == "CANCELLED"
     assert harness.item_data("one", "waiting")["state"] == "CANCELLED"
     assert len(standin.admin.jobs()) == 1
 
@@ -319,7 +319,7 @@ def test_cancel_a_submitted_item_goes_through_vertex_and_is_never_retried(
     if vertex_state != "JOB_STATE_QUEUED":
         standin.admin.set_state(name, vertex_state)
         harness.sweeper().run()
-    request_cancel(harness.store, harness.dispatcher(), "q", "a")
+    harness.app().canceller.request("q", "a")
     assert standin.admin.counters()["CancelCustomJob"] == 1
     deadline = time.monotonic() + 5
     while harness.item_data("q", "a")["state"] != "CANCELLED" and time.monotonic() < deadline:
@@ -337,10 +337,10 @@ def test_cancel_a_finished_item_changes_nothing(harness: Harness, standin: Stand
     submit(harness, "q", "a")
     standin.admin.set_state(job_name(harness, "q", "a"), "JOB_STATE_SUCCEEDED")
     harness.sweeper().run()
-    assert request_cancel(harness.store, harness.dispatcher(), "q", "a") == "SUCCEEDED"
+    assert harness.app().canceller.request("q", "a") == "SUCCEEDED"
     assert standin.admin.counters()["CancelCustomJob"] == 0
-    with pytest.raises(KeyError):
-        request_cancel(harness.store, harness.dispatcher(), "q", "nope")
+    with pytest.raises(NotFound):
+        harness.app().canceller.request("q", "nope")
 
 
 def test_cancel_while_submitting_is_sent_once_the_job_exists(
@@ -349,13 +349,11 @@ def test_cancel_while_submitting_is_sent_once_the_job_exists(
     harness.apply("q", queue_config())
     harness.lease_seconds = 0.0
 
-    def crash(at: str) -> None:
-        if at == "created":
-            raise SimulatedCrash(at)
+    crash = "created"
 
     with pytest.raises(SimulatedCrash):
-        harness.dispatcher(hook=crash).handle(message(item("q", "a")))
-    assert request_cancel(harness.store, harness.dispatcher(), "q", "a") == "SUBMITTING"
+        harness.dispatcher(crash_at=crash).handle(message(item("q", "a")))
+    assert harness.app().canceller.request("q", "a") == "SUBMITTING"
     first = harness.sweeper().run()  # repairs: finds the job by label and records it
     assert first.repaired == 1
     harness.sweeper().run()  # sends the cancel
@@ -369,13 +367,8 @@ def test_a_dead_dispatchers_submission_is_repaired_exactly_once(
     harness.apply("q", queue_config())
     harness.lease_seconds = 0.0
     for point in ("claimed", "created"):
-
-        def crash(at: str, point: str = point) -> None:
-            if at == point:
-                raise SimulatedCrash(at)
-
         with pytest.raises(SimulatedCrash):
-            harness.dispatcher(hook=crash).handle(message(item("q", point)))
+            harness.dispatcher(crash_at=point).handle(message(item("q", point)))
         assert harness.item_data("q", point)["state"] == "SUBMITTING"
     summary = harness.sweeper().run()
     assert summary.repaired == 2
@@ -447,7 +440,7 @@ def test_a_cancel_that_races_the_jobs_end_is_not_an_error(
     harness.apply("q", queue_config())
     submit(harness, "q", "a")
     standin.admin.set_state(job_name(harness, "q", "a"), "JOB_STATE_SUCCEEDED")  # not swept yet
-    assert request_cancel(harness.store, harness.dispatcher(), "q", "a") == "SUBMITTED"
+    assert harness.app().canceller.request("q", "a") == "SUBMITTED"
     harness.sweeper().run()
     data = harness.item_data("q", "a")
     assert data["state"] == "SUCCEEDED"  # how it really ended; a user cancel is not retried

@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 
 from launchq.config import (
-    DEFAULT_PRIORITY,
     QueueConfig,
     parse_queue_config,
-    priority_rank,
-    queue_config_json_schema,
-    schema_text,
 )
+from launchq.fields import DEFAULT_PRIORITY, priority_rank
 from launchq.item import queue_item_json_schema
+from launchq.schemas import queue_config_json_schema, schema_text
 from launchq.validation import ConfigError
 from launchq_cli.configs import load_document, validate_queue_config
 

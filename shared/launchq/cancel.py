@@ -1,0 +1,50 @@
+"""Cancelling an item: a waiting one at once, a submitted one through CancelCustomJob.
+
+The sweep records CANCELLED when Vertex reports it; a cancelled item is never retried. An item in
+SUBMITTING has no job name yet: the request is recorded and the sweep sends the cancel once the
+job exists.
+"""
+
+from __future__ import annotations
+
+from launchq import vertex as vx
+from launchq.errors import NotFound
+from launchq.recorder import Recorder
+from launchq.states import ItemState
+from launchq.store import Store, Transition
+from launchq.submission import VertexFor
+
+
+class Canceller:
+    def __init__(self, store: Store, recorder: Recorder, vertex_for: VertexFor) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.vertex_for = vertex_for
+
+    def request(self, queue: str, item_id: str) -> ItemState:
+        """Cancel `item_id`; its state afterwards. Raises `NotFound` for an unknown item."""
+        item = self.store.get_item(queue, item_id)
+        if item is None:
+            raise NotFound(f"no item {item_id!r} in queue {queue!r}")
+        if item.state.is_terminal:
+            return item.state
+        if item.state is ItemState.QUEUED:
+            self.recorder.transition(
+                item, Transition(ItemState.CANCELLED, "cancelled by user"), {"reason": None}
+            )
+            return ItemState.CANCELLED
+        sent_at = None
+        if item.job is not None and item.state is not ItemState.CANCELLING:
+            try:
+                self.vertex_for(str(item.region)).cancel_custom_job(item.job.name)
+            except vx.VertexError as exc:
+                # 400 FAILED_PRECONDITION: the job ended before the cancel reached it. Not an
+                # error: the sweep records how it really ended. Anything else is.
+                if exc.http_status != 400:
+                    raise
+            sent_at = self.store.clock()
+        self.recorder.touch(
+            item,
+            {"cancel_requested": True, "cancel_reason": "user", "cancel_sent_at": sent_at},
+        )
+        return item.state

@@ -1,0 +1,129 @@
+"""The recorder: a state change is a history entry, a log line and an event, always together.
+
+Every transition the dispatcher, the sweep or a cancel makes goes through here, so no path can
+commit a state without logging and publishing it. Events are batched per invocation
+(`Recorder.batch`): one Pub/Sub request instead of one per transition (measured: three
+synchronous publishes were 8-11 ms of a 36 ms dispatch). They are published when the block ends,
+also when it raises: every event stands for a transition already committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from launchq.events import EventPublisher, item_event, state_changed_event
+from launchq.log import get_logger
+from launchq.records import Changes, ItemRecord, Slot
+from launchq.states import ItemState
+from launchq.store import Store, Transition
+
+log = get_logger(__name__)
+
+
+class Recorder:
+    def __init__(self, store: Store, events: EventPublisher) -> None:
+        self.store = store
+        self.events = events
+        self._local = threading.local()  # the event batch of the invocation on this thread
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect the events of one invocation (or one sweep worker); publish them together."""
+        if getattr(self._local, "events", None) is not None:
+            yield  # nested: the outer block publishes
+            return
+        self._local.events = []
+        try:
+            yield
+        finally:
+            events, self._local.events = self._local.events, None
+            if events:
+                self.events.publish_many(events)
+
+    def create(
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Mapping[str, Any],
+        cause: str,
+    ) -> ItemRecord | None:
+        """Record a new item; None if it exists already (nothing is logged or published then)."""
+        created = self.store.create_item(queue, item_id, state, fields, cause)
+        if created is not None:
+            log.info(cause, item_id=item_id, queue=queue, state=state.value)
+            self._publish(queue, item_id, None, state, cause)
+        return created
+
+    def transition(
+        self,
+        item: ItemRecord,
+        change: Transition,
+        changes: Changes | None = None,
+        *,
+        take_slot: Slot | None = None,
+        release_slot: bool = False,
+        level: str = "info",
+    ) -> ItemRecord:
+        """Commit a state change (compare-and-swap), then log and publish it.
+
+        Raises `launchq.errors.Conflict` when someone changed the item since it was read: then
+        nothing was committed, logged or published.
+        """
+        written = self.store.transition(
+            item, change, changes, take_slot=take_slot, release_slot=release_slot
+        )
+        job = written.job.name if written.job else None
+        getattr(log, level)(
+            change.cause,
+            item_id=item.item_id,
+            queue=item.queue,
+            job_name=job,
+            state=change.to.value,
+        )
+        previous = item.state
+        if change.via is not None:
+            self._publish(
+                item.queue, item.item_id, previous, change.via, change.via_cause, change.details
+            )
+            previous = change.via
+        self._publish(item.queue, item.item_id, previous, change.to, change.cause, change.details)
+        return written
+
+    def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
+        """Fields without a state change (a cancel request, a lease release): no event."""
+        return self.store.touch(item, changes)
+
+    def notice(self, event_type: str, queue: str, item_id: str, **data: Any) -> None:
+        """Something worth an event that is not a state change (e.g. a payload conflict)."""
+        self._emit(item_event(event_type, queue=queue, item_id=item_id, data=data))
+
+    def _publish(
+        self,
+        queue: str,
+        item_id: str,
+        from_state: ItemState | None,
+        to_state: ItemState,
+        cause: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._emit(
+            state_changed_event(
+                queue=queue,
+                item_id=item_id,
+                from_state=from_state.value if from_state else None,
+                to_state=to_state.value,
+                cause=cause,
+                details=details,
+            )
+        )
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        buffered = getattr(self._local, "events", None)
+        if buffered is not None:
+            buffered.append(event)
+        else:
+            self.events.publish(event)

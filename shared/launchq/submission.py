@@ -1,0 +1,219 @@
+"""Submission: the exactly-once unit. Claim an item, create (or find) its job, record it.
+
+1. **Claim** (`claim`): QUEUED -> SUBMITTING with a `Claim` (a lease) and, on a limited queue, a
+   slot, in one compare-and-swap. Only the winner goes on.
+2. **Create or find** (`submit`), outside any transaction: CreateCustomJob with the stored body
+   plus the attempt's labels. Create is retried in-process only for transient errors, and after
+   an ambiguous one (no answer, 5xx) only after looking the job up by its labels, because the
+   create may have happened.
+3. **Record**: SUBMITTING -> the job's state, on the version the claim wrote. If anyone touched
+   the item since (a repair that took over), the precondition fails and this records nothing:
+   they record the same job.
+4. **Repair** (`repair`): a submitter that dies leaves the item visibly SUBMITTING until its lease
+   ends; whoever repairs it (a redelivery or the sweep) looks the job up by labels first and
+   records it if it exists, so a crash between create and record never yields a second job.
+5. **Release** (`_release_lease`): after a failure we know of, the lease is ended at once so the
+   next delivery repairs without waiting.
+
+A permanent Vertex refusal (400/403/404) fails the item and frees its slot; a transient one
+raises `InfrastructureError` for a redelivery.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from launchq import vertex as vx
+from launchq.errors import Conflict, InfrastructureError
+from launchq.log import get_logger
+from launchq.recorder import Recorder
+from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot, error_record
+from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
+from launchq.store import Store, Transition
+
+log = get_logger(__name__)
+
+ATTEMPT_LABEL = "launchq-attempt"
+CREATE_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+VertexFor = Callable[[str], vx.VertexClient]
+
+
+def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
+    """The job body of one attempt: the stored body plus the `launchq-attempt` label."""
+    labels = {**body.get("labels", {}), ATTEMPT_LABEL: str(attempt)}
+    return {**body, "labels": labels}
+
+
+def label_filter(body: Mapping[str, Any]) -> str:
+    """The List filter that finds exactly the job of this item's attempt (AIP-160, AND)."""
+    labels = body.get("labels", {})
+    keys = sorted(k for k in labels if k.startswith("launchq-"))
+    return " AND ".join(f'labels.{k}="{labels[k]}"' for k in keys)
+
+
+class Submitter:
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder,
+        vertex_for: VertexFor,
+        lease_seconds: float,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.vertex_for = vertex_for
+        self.lease_seconds = lease_seconds
+        self.sleep = sleep
+
+    def _new_claim(self) -> Claim:
+        return Claim.new(self.store.clock(), self.lease_seconds, uuid.uuid4().hex)
+
+    def claim(self, item: ItemRecord, slot: Slot | None) -> ItemRecord | None:
+        """QUEUED -> SUBMITTING (taking `slot`, if any); None if another claimer won."""
+        try:
+            return self.recorder.transition(
+                item,
+                Transition(ItemState.SUBMITTING, "admitted: slot free"),
+                {"claim": self._new_claim(), "attempt": item.attempt + 1, "reason": None},
+                take_slot=slot,
+            )
+        except Conflict:
+            return None
+
+    def repair(self, item: ItemRecord) -> bool:
+        """Take over an item whose submitter died: look the job up first, create only if absent.
+
+        `item` must be a full read (the sweep's projected reads have no job body).
+        """
+        try:
+            claimed = self.store.transition(
+                item,
+                Transition(ItemState.SUBMITTING, "repair: submit lease expired"),
+                {"claim": self._new_claim(), "needs_lookup": True},
+            )
+        except Conflict:
+            return False
+        log.warning("repairing a stuck submission", item_id=item.item_id, queue=item.queue)
+        return self.submit(claimed)
+
+    def submit(self, item: ItemRecord) -> bool:
+        """Create (or find) the job of a claimed item and record it. True if recorded."""
+        assert item.job_body is not None, "a full read is needed"
+        assert item.region is not None
+        body = with_attempt(item.job_body, item.attempt)
+        client = self.vertex_for(item.region)
+        try:
+            job = self._create_or_find(client, item, body)
+        except vx.VertexError as exc:
+            if exc.transient:
+                self._release_lease(item)
+                raise InfrastructureError(str(exc)) from exc
+            self._fail(item, exc)
+            return False
+        except BaseException:
+            self._release_lease(item)
+            raise
+        return self._record_job(item, job)
+
+    def _create_or_find(
+        self, client: vx.VertexClient, item: ItemRecord, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        parent = str(item.parent)
+        if item.needs_lookup:
+            found = self._find(client, parent, body)
+            if found is not None:
+                return found
+        delays = iter(CREATE_RETRY_DELAYS)
+        while True:
+            try:
+                return client.create_custom_job(parent, body)
+            except vx.VertexError as exc:
+                delay = next(delays, None)
+                if not exc.transient or delay is None:
+                    raise
+                log.warning("create failed; retrying", item_id=item.item_id, error=str(exc))
+                self.sleep(delay + random.uniform(0, delay / 2))
+                if exc.ambiguous:
+                    found = self._find(client, parent, body)
+                    if found is not None:
+                        return found
+
+    @staticmethod
+    def _find(
+        client: vx.VertexClient, parent: str, body: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        jobs = list(client.list_custom_jobs(parent, label_filter(body), page_size=10))
+        return jobs[0] if jobs else None
+
+    def _record_job(self, current: ItemRecord, job: Mapping[str, Any]) -> bool:
+        new_state = item_state_for_vertex(job.get("state"))
+        name = str(job["name"])
+        region, project = str(current.region), str(current.project)
+        ref = JobRef(
+            name=name,
+            vertex_state=vertex_state_name(job.get("state")),
+            create_time=job.get("createTime"),
+            console_url=vx.console_url(name, region, project),
+            logs_url=vx.logs_url(name, project),
+        )
+        attempts = [
+            *current.attempts,
+            {"n": current.attempt, "job_name": name, "created_at": self.store.clock()},
+        ]
+        terminal = new_state.is_terminal
+        changes: Changes = {
+            "job": ref,
+            "attempts": attempts,
+            "claim": None,
+            "needs_lookup": False,
+        }
+        # A repair's lookup can find a job that has already ended: record its end, free the
+        # slot in the same write (the sweep never polls a terminal item, so nobody else would).
+        if terminal and job.get("error"):
+            error = job["error"]
+            changes["error"] = error_record(
+                "vertex", str(error.get("message", "")), code=error.get("code")
+            )
+        try:
+            self.recorder.transition(
+                current,
+                Transition(new_state, "submitted", {"job_name": name}),
+                changes,
+                release_slot=terminal,
+            )
+        except Conflict:
+            return False
+        return True
+
+    def _fail(self, current: ItemRecord, exc: vx.VertexError) -> None:
+        error = error_record(
+            "vertex_rejected", exc.message, status=exc.status, http_status=exc.http_status
+        )
+        try:
+            self.recorder.transition(
+                current,
+                Transition(ItemState.FAILED, f"Vertex rejected the job: {exc.status}"),
+                {"error": error, "claim": None},
+                release_slot=True,
+                level="error",
+            )
+        except Conflict:
+            return
+
+    def _release_lease(self, item: ItemRecord) -> None:
+        """After a failure we know of, let the next delivery repair at once (with a lookup)."""
+        try:
+            current = self.store.get_item(item.queue, item.item_id)
+            mine = item.claim.id if item.claim else None
+            if current is not None and current.claim is not None and current.claim.id == mine:
+                self.store.touch(
+                    current,
+                    {"claim": current.claim.ended_at(self.store.clock()), "needs_lookup": True},
+                )
+        except Exception as exc:  # the lease then simply runs out
+            log.warning("could not release a submit lease", item_id=item.item_id, error=str(exc))

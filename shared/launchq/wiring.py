@@ -1,0 +1,93 @@
+"""The composition root: settings -> clients -> units, built in one place.
+
+The functions, the CLI, the tests and the benchmarks all build launchq through `build`, so a unit
+is constructed one way everywhere; what differs is passed in (a Firestore client for the
+emulator, a Vertex client without sleeps, a clock). Clients are created lazily by the callers
+that need them: building the units does no I/O.
+
+    settings = Settings.from_env()
+    app = build(settings)
+    app.dispatcher.handle(message)
+    app.sweeper.run()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from launchq import vertex as vx
+from launchq.admission import Admission
+from launchq.cancel import Canceller
+from launchq.dispatch import Dispatcher
+from launchq.events import EventPublisher
+from launchq.queues import QueueSource
+from launchq.recorder import Recorder
+from launchq.settings import Settings
+from launchq.store import Clock, Store, utcnow
+from launchq.submission import Submitter, VertexFor
+from launchq.sweep import Sweeper
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+
+@dataclass(frozen=True)
+class Launchq:
+    """Every unit of one process, wired to the same store, queues, recorder and clients."""
+
+    settings: Settings
+    store: Store
+    queues: QueueSource
+    events: EventPublisher
+    recorder: Recorder
+    vertex_for: VertexFor
+    submitter: Submitter
+    admission: Admission
+    dispatcher: Dispatcher
+    sweeper: Sweeper
+    canceller: Canceller
+
+
+def build(
+    settings: Settings,
+    *,
+    db: firestore.Client | None = None,
+    vertex_for: VertexFor | None = None,
+    events: EventPublisher | None = None,
+    clock: Clock = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    store: Store | None = None,
+) -> Launchq:
+    """Wire launchq from `settings`; every keyword replaces one dependency (tests, benchmarks)."""
+    if store is None:
+        if db is None:
+            from google.cloud import firestore
+
+            db = firestore.Client(project=settings.project, database=settings.firestore_database)
+        store = Store(db, clock)
+    if vertex_for is None:
+
+        def vertex_for(region: str) -> vx.VertexClient:
+            return vx.client_for(settings.vertex_base_url(region), settings.vertex_timeout_seconds)
+
+    events = events or EventPublisher(settings.project, settings.events_topic)
+    queues = QueueSource(store, settings.queue_cache_seconds)
+    recorder = Recorder(store, events)
+    submitter = Submitter(store, recorder, vertex_for, settings.submit_lease_seconds, sleep)
+    admission = Admission(store, queues, submitter, sleep)
+    return Launchq(
+        settings=settings,
+        store=store,
+        queues=queues,
+        events=events,
+        recorder=recorder,
+        vertex_for=vertex_for,
+        submitter=submitter,
+        admission=admission,
+        dispatcher=Dispatcher(store, queues, recorder, admission, submitter),
+        sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for),
+        canceller=Canceller(store, recorder, vertex_for),
+    )
