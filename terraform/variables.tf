@@ -309,7 +309,7 @@ variable "queues" {
   validation {
     condition = alltrue(flatten([
       for queue in values(var.queues) : [
-        for email in queue.job_service_accounts : can(regex("^[^@\\s]+@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", email))
+        for email in queue.job_service_accounts : can(regex("^[a-z][a-z0-9-]*@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", email))
       ]
     ]))
     error_message = "job_service_accounts of a queue must be service account emails (...@PROJECT.iam.gserviceaccount.com), without the serviceAccount: prefix."
