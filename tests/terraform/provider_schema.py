@@ -359,9 +359,9 @@ def check_directory(directory: Path) -> list[str]:
 
 def check_parsed(files: dict[str, dict[str, Any]], cache: Path | None = None) -> list[str]:
     found = [use for where, parsed in files.items() for use in uses(parsed, where)]
-    refs = [ref for parsed in files.values() for ref in references(parsed)]
+    refs = [(where, *ref) for where, parsed in files.items() for ref in references(parsed)]
     wanted = {module_name(u.kind, u.type_name) for u in found}
-    wanted |= {module_name(kind, type_name) for kind, type_name, _, _ in refs}
+    wanted |= {module_name(kind, type_name) for _, kind, type_name, _, _ in refs}
     known = schemas(wanted, cache)
     declared = {(u.kind, u.type_name, u.name) for u in found}
 
@@ -373,17 +373,17 @@ def check_parsed(files: dict[str, dict[str, Any]], cache: Path | None = None) ->
             problems.append(f"{label}: no such {use.kind} type in google {PROVIDER_VERSION}")
             continue
         problems += check_body(use.body, schema, label, top=True)
-    for kind, type_name, name, steps in refs:
-        address = f"{'data.' if kind == 'data' else ''}{type_name}.{name}"
+    for where, kind, type_name, name, steps in refs:
+        address = f"{where}: {'data.' if kind == 'data' else ''}{type_name}.{name}"
         if (kind, type_name, name) not in declared:
-            problems.append(f"reference to {address}, which this configuration does not declare")
+            problems.append(f"{address}: read, but this configuration does not declare it")
             continue
         node = known[module_name(kind, type_name)]
         for step in steps:
             if node is None:
                 break
             if step not in node.attributes:
-                problems.append(f"reference {address}...{step}: no attribute `{step}`")
+                problems.append(f"{address} read as ...{step}: no attribute `{step}`")
                 break
             node = node.blocks.get(step)
     return sorted(set(problems))
@@ -391,9 +391,12 @@ def check_parsed(files: dict[str, dict[str, Any]], cache: Path | None = None) ->
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parents[2] / "terraform"
+    failed = False
     for directory in (root, *sorted(p for p in (root / "examples").iterdir() if p.is_dir())):
         problems = check_directory(directory)
+        failed = failed or bool(problems)
         print(f"{directory}: {len(problems)} problem(s)")
         for problem in problems:
             print(f"  {problem}")
     print(f"cache: {cache_dir()}")
+    sys.exit(1 if failed else 0)

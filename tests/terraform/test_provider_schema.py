@@ -119,7 +119,11 @@ def test_a_correct_configuration_passes(schema_cache: Path) -> None:
         ("google_service_account.push.email", "google_service_account.push.emial", "`emial`"),
         ("this.number", "this.numbr", "no attribute `numbr`"),
         ("oidc_token[0].service_account_email\n", "oidc_token[0].audiense\n", "`audiense`"),
-        ("depends_on = [google_pubsub_topic.t]", "depends_on = [google_pubsub_topic.u]", "not"),
+        (
+            "depends_on = [google_pubsub_topic.t]",
+            "depends_on = [google_pubsub_topic.u]",
+            "not declare",
+        ),
     ],
     ids=[
         "argument",

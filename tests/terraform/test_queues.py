@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from launchq.config import QUEUE_NAME_PATTERN
 from tests.terraform.test_module import (
+    EXAMPLE,
     MODULE,
     ROOT,
     _iam_grants,
@@ -371,3 +372,10 @@ def test_deploy_docs_name_every_role_the_module_grants_and_every_persona(
     for persona in ("Researcher", "Operator", "Platform admin", "How to add a team"):
         assert persona in doc, f"docs/deploy.md does not mention {persona!r}"
     assert "submitted_by" in doc  # the unverified-identity caveat
+
+
+def test_the_example_passes_queues_through_with_the_modules_type(tf: dict[str, Any]) -> None:
+    example = parse_dir(EXAMPLE)
+    modules = {name: body for entry in example["module"] for name, body in entry.items()}
+    assert modules["launchq"]["queues"] == "${var.queues}"
+    assert variables(example)["queues"]["type"] == variables(tf)["queues"]["type"]
