@@ -197,6 +197,14 @@ LOCALS_TO_EVALUATE = (
 )
 
 
+STAND_IN_IDS = {
+    "google_pubsub_topic.queue[queue].id": (
+        '"projects/${var.project_id}/topics/${local.queue_topic_prefix}${queue}"'
+    ),
+    "one(google_pubsub_topic.items[*].id)": '"projects/${var.project_id}/topics/shared-stand-in"',
+}
+
+
 def _local_source(name: str) -> str:
     """`name = <expression>` as written in a locals block of the module (fmt-normalised)."""
     for path in sorted(MODULE.glob("*.tf")):
@@ -218,6 +226,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("queues-harness")
     (directory / "variables.tf").write_text((MODULE / "variables.tf").read_text())
     body = "\n".join(_local_source(name) for name in LOCALS_TO_EVALUATE)
+    # dispatch_topics reads the topics' ids, known only after apply: stand in for them with
+    # the ids they will have, and fail if the expression no longer reads them this way.
+    topics = _local_source("dispatch_topics")
+    for resource_id, stand_in in STAND_IN_IDS.items():
+        assert resource_id in topics, f"dispatch_topics no longer reads {resource_id}"
+        topics = topics.replace(resource_id, stand_in)
+    body += "\n" + topics
     (directory / "locals.tf").write_text(f"locals {{\n{body}\n}}\n")
     _terraform(directory, "init", "-input=false", "-backend=false")
     return directory
@@ -379,3 +394,33 @@ def test_the_example_passes_queues_through_with_the_modules_type(tf: dict[str, A
     modules = {name: body for entry in example["module"] for name, body in entry.items()}
     assert modules["launchq"]["queues"] == "${var.queues}"
     assert variables(example)["queues"]["type"] == variables(tf)["queues"]["type"]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-queue-only", "with-shared-topic"])
+def test_each_queue_topic_and_the_opted_in_shared_one_get_a_subscription(
+    harness: Path, shared: bool
+) -> None:
+    topics = _evaluate(
+        harness,
+        {"vision": {}, "nlp.v2": {"publishers": ["group:nlp@example.com"]}},
+        "local.dispatch_topics",
+        shared_items_topic=shared,
+    )
+    expected = {
+        "vision": {
+            "topic": "projects/my-ml-project/topics/launchq-q-vision",
+            "subscription": "launchq-dispatch-q-vision",
+        },
+        "nlp.v2": {
+            "topic": "projects/my-ml-project/topics/launchq-q-nlp.v2",
+            "subscription": "launchq-dispatch-q-nlp.v2",
+        },
+    }
+    if shared:
+        expected["_shared"] = {
+            "topic": "projects/my-ml-project/topics/shared-stand-in",
+            "subscription": "launchq-dispatch",
+        }
+    assert topics == expected
+    for value in topics.values():
+        assert pubsub_name_ok(value["subscription"])
