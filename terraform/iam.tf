@@ -47,8 +47,11 @@ resource "google_project_iam_custom_role" "dispatch" {
   project     = var.project_id
   role_id     = "${replace(var.name_prefix, "-", "_")}_dispatcher"
   title       = "launchq dispatcher"
-  description = "Create Vertex AI custom jobs and look them up by label (idempotent submit)."
+  description = "Create Vertex AI custom jobs and look them up by label (idempotent submit); cancel them on a cancel message from the queue's topic."
+  # cancel: a researcher cancels by publishing a control message to the queue's topic, and the
+  # dispatcher sends CancelCustomJob with its own identity (researchers hold no Vertex role).
   permissions = [
+    "aiplatform.customJobs.cancel",
     "aiplatform.customJobs.create",
     "aiplatform.customJobs.get",
     "aiplatform.customJobs.list",

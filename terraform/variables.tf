@@ -24,7 +24,7 @@ variable "region" {
 
 variable "name_prefix" {
   type        = string
-  description = "Prefix of every resource name: topics are <prefix>-items, <prefix>-events and <prefix>-dead-letter; service accounts <prefix>-dispatch, <prefix>-sweep, ... Keep it short: service account ids are limited to 30 characters."
+  description = "Prefix of resource names: topics <prefix>-events, <prefix>-dead-letter (and <prefix>-items when shared_items_topic is true); subscriptions <prefix>-dispatch-q-<queue>; service accounts <prefix>-dispatch, <prefix>-sweep, ... Not of the queue topics, always launchq-q-<queue> (the CLI derives them from the queue name). Keep it short: service account ids are limited to 30 characters."
   default     = "launchq"
 
   validation {

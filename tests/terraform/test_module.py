@@ -11,6 +11,9 @@ The google provider cannot be downloaded here, so nothing runs `terraform init/p
 - checkov with the module's inline skips (each must carry a reason, and be one reviewed here).
   checkov lives in its own venv (`<venv>/tools/checkov`, created on first use): every release
   pins packaging<24, which this project's environment cannot have;
+- who may launch onto which queue (per-queue topics, subscriptions and grants, the `queues`
+  variable run through `terraform plan/console`) is in test_queues.py; every google resource,
+  argument and block name against the provider's schema in test_provider_schema.py;
 - the archives `make package` builds are byte-identical across builds, and the packaged
   dispatcher, unpacked into a fresh venv with only its requirements.txt, serves a Pub/Sub push
   under functions-framework against the emulators (integration).
@@ -72,6 +75,8 @@ ALLOWED_ROLES = {
 }
 CUSTOM_ROLE_PERMISSIONS = {
     "dispatch": {
+        # cancel: cancel messages arrive on the queue topics, handled by the dispatcher.
+        "aiplatform.customJobs.cancel",
         "aiplatform.customJobs.create",
         "aiplatform.customJobs.get",
         "aiplatform.customJobs.list",
