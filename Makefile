@@ -56,7 +56,7 @@ demo: bootstrap
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: package terraform-check
+.PHONY: package terraform-check provider-schema
 
 ## Cloud Functions source archives for Terraform: build/functions/{dispatch,sweep}.zip.
 ## Reproducible (sorted entries, fixed timestamps): two builds of one tree are byte-identical.
@@ -65,7 +65,8 @@ package: bootstrap
 
 ## The Terraform module's offline checks (the google provider is never downloaded): fmt,
 ## structural tests, checkov (installed on first use into its own venv, $(VENV)/tools/checkov),
-## packaging reproducibility.
+## every resource/argument/block name against the provider schema (below), packaging
+## reproducibility.
 terraform-check: bootstrap
 	terraform fmt -check -recursive terraform
 	$(BIN)/pytest tests/terraform -m "not integration"
@@ -80,3 +81,9 @@ bench: bootstrap
 ## The same at tiny sizes (about 30 s): prints the table, writes nothing.
 bench-smoke: bootstrap
 	$(BIN)/python -m bench.run --smoke
+
+## The google provider's schema for tests/terraform/test_provider_schema.py: npm packs the pinned
+## @cdktf/provider-google once (31.7 MB, needs npm) into $(VENV)/tools/provider-google-schema and
+## checks terraform/ against it. The tests do the same on first use; this only does it up front.
+provider-schema: bootstrap
+	$(BIN)/python -m tests.terraform.provider_schema

@@ -47,8 +47,11 @@ resource "google_project_iam_custom_role" "dispatch" {
   project     = var.project_id
   role_id     = "${replace(var.name_prefix, "-", "_")}_dispatcher"
   title       = "launchq dispatcher"
-  description = "Create Vertex AI custom jobs and look them up by label (idempotent submit)."
+  description = "Create Vertex AI custom jobs and look them up by label (idempotent submit); cancel them on a cancel message from the queue's topic."
+  # cancel: a researcher cancels by publishing a control message to the queue's topic, and the
+  # dispatcher sends CancelCustomJob with its own identity (researchers hold no Vertex role).
   permissions = [
+    "aiplatform.customJobs.cancel",
     "aiplatform.customJobs.create",
     "aiplatform.customJobs.get",
     "aiplatform.customJobs.list",
@@ -86,6 +89,7 @@ locals {
   default_job_service_account = "${var.name_prefix}-job@${var.project_id}.iam.gserviceaccount.com"
   job_service_accounts = toset(concat(
     var.job_service_accounts,
+    flatten([for queue in values(var.queues) : queue.job_service_accounts]),
     var.create_job_service_account ? [local.default_job_service_account] : [],
   ))
   job_act_as = {
@@ -115,7 +119,9 @@ resource "google_project_iam_member" "sweep" {
 }
 
 # Creating a CustomJob whose spec names a service account needs iam.serviceAccounts.actAs on
-# that account (roles/iam.serviceAccountUser), granted on each job account, not the project.
+# that account (roles/iam.serviceAccountUser), granted on each job account, not the project:
+# the accounts of var.job_service_accounts, of every queue in var.queues, and the default one.
+# Researchers never get it: the dispatcher submits the job with its own identity.
 resource "google_service_account_iam_member" "job_act_as" {
   for_each = local.job_act_as
 
@@ -149,11 +155,19 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   depends_on = [google_project_service.required]
 }
 
+# On every dispatch subscription (one per queue topic, and the shared one).
 resource "google_pubsub_subscription_iam_member" "dispatch_subscriber" {
+  for_each = local.dispatch_topics
+
   project      = var.project_id
-  subscription = google_pubsub_subscription.dispatch.name
+  subscription = google_pubsub_subscription.dispatch[each.key].name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+}
+
+moved {
+  from = google_pubsub_subscription_iam_member.dispatch_subscriber
+  to   = google_pubsub_subscription_iam_member.dispatch_subscriber["_shared"]
 }
 
 # Authenticated push: the service agent mints the OIDC token of the push account. Needed for
@@ -182,4 +196,47 @@ resource "google_cloud_run_v2_service_iam_member" "sweep_invoker" {
   name     = google_cloudfunctions2_function.sweep.service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.scheduler.member
+}
+
+# --- Who may launch onto which queue ---------------------------------------------------------
+# Launching onto a queue, and cancelling an item of it, is publishing to the queue's topic:
+# roles/pubsub.publisher on that one topic, never on the project (a project-level publisher
+# could launch onto every queue). The dispatcher acts on the message with its own credentials,
+# so publishers need neither Vertex AI nor Firestore write access.
+
+locals {
+  queue_publishers = merge([
+    for queue, spec in var.queues : {
+      for member in toset(spec.publishers) : "${queue} ${member}" => { queue = queue, member = member }
+    }
+  ]...)
+
+  # Everyone who may publish to some queue may read launchq's state (read-only).
+  state_viewers = toset(flatten([for spec in values(var.queues) : spec.publishers]))
+}
+
+resource "google_pubsub_topic_iam_member" "queue_publisher" {
+  for_each = local.queue_publishers
+
+  project = var.project_id
+  topic   = google_pubsub_topic.queue[each.value.queue].name
+  role    = "roles/pubsub.publisher"
+  member  = each.value.member
+}
+
+# roles/datastore.viewer for `launchq status/ls/watch`. Firestore has no resource narrower than
+# a database to grant on; the condition keeps the grant to launchq's database when the project
+# has others.
+resource "google_project_iam_member" "state_viewer" {
+  for_each = var.grant_publishers_state_viewer ? local.state_viewers : toset([])
+
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = each.value
+
+  condition {
+    title       = "launchq state only"
+    description = "Read-only access to the Firestore database launchq keeps its state in."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
+  }
 }

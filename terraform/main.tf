@@ -1,10 +1,13 @@
 # launchq on Google Cloud: Pub/Sub in, a dispatch function that submits Vertex AI CustomJobs,
 # a sweep function Cloud Scheduler calls every minute, all state in Firestore.
 #
-#   publisher -> <prefix>-items --push (OIDC)--> dispatch --> Vertex AI CustomJob
+#   publisher -> launchq-q-<queue> --push (OIDC)--> dispatch --> Vertex AI CustomJob
 #                     | after N failed deliveries          |--> Firestore items/, queues/
 #                     v                                    '--> <prefix>-events (CloudEvents)
 #               <prefix>-dead-letter --> <prefix>-dead-letter-sub (kept 7 days)
+#
+# A publisher may launch onto a queue when it holds roles/pubsub.publisher on that queue's topic
+# (var.queues); the shared <prefix>-items topic is an opt-in (var.shared_items_topic).
 #   Cloud Scheduler --HTTP POST (OIDC)--> sweep --> Vertex get/list/cancel/create, Firestore, events
 #
 # Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, outputs.tf.
@@ -21,7 +24,7 @@ locals {
   launchq_environment = {
     LAUNCHQ_PROJECT                = var.project_id
     LAUNCHQ_FIRESTORE_DATABASE     = var.firestore_database
-    LAUNCHQ_QUEUE_TOPIC            = google_pubsub_topic.items.name
+    LAUNCHQ_QUEUE_TOPIC            = one(google_pubsub_topic.items[*].name)
     LAUNCHQ_EVENTS_TOPIC           = google_pubsub_topic.events.name
     LAUNCHQ_VERTEX_ENDPOINT        = var.vertex_endpoint
     LAUNCHQ_SUBMIT_LEASE_SECONDS   = tostring(var.submit_lease_seconds)
@@ -31,6 +34,29 @@ locals {
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 
   labels = merge(var.labels, { app = "launchq" })
+
+  # The queue topic naming rule, launchq-q-<queue>. Fixed, not derived from name_prefix: the CLI
+  # computes a queue's topic from the queue name alone.
+  queue_topic_prefix = "launchq-q-"
+
+  # Every topic the dispatcher is fed from: one per queue, plus the shared topic when enabled.
+  # "_shared" cannot clash with a queue: queue names start with a letter or digit.
+  dispatch_topics = merge(
+    {
+      for queue in keys(var.queues) : queue => {
+        topic        = google_pubsub_topic.queue[queue].id
+        subscription = "${var.name_prefix}-dispatch-q-${queue}"
+      }
+    },
+    {
+      for key, value in {
+        _shared = {
+          topic        = one(google_pubsub_topic.items[*].id)
+          subscription = "${var.name_prefix}-dispatch"
+        }
+      } : key => value if var.shared_items_topic
+    },
+  )
 
   # The Pub/Sub service agent: it pushes to the dispatcher, forwards to the dead-letter topic
   # and acknowledges the forwarded message on the source subscription.

@@ -1,6 +1,11 @@
+output "queue_topics" {
+  description = "The topic of each queue in var.queues (launchq-q-<queue>), keyed by queue name. Publishing to it launches onto that queue."
+  value       = { for queue, topic in google_pubsub_topic.queue : queue => topic.name }
+}
+
 output "queue_topic" {
-  description = "Topic queue items are published to (LAUNCHQ_QUEUE_TOPIC)."
-  value       = google_pubsub_topic.items.name
+  description = "The shared topic every queue can be launched onto (LAUNCHQ_QUEUE_TOPIC), or null unless shared_items_topic is true."
+  value       = one(google_pubsub_topic.items[*].name)
 }
 
 output "events_topic" {
@@ -18,9 +23,9 @@ output "dead_letter_subscription" {
   value       = google_pubsub_subscription.dead_letter.name
 }
 
-output "dispatch_subscription" {
-  description = "Push subscription that feeds the dispatch function."
-  value       = google_pubsub_subscription.dispatch.name
+output "dispatch_subscriptions" {
+  description = "The push subscriptions that feed the dispatch function, keyed by queue name (\"_shared\" for the shared topic)."
+  value       = { for key, subscription in google_pubsub_subscription.dispatch : key => subscription.name }
 }
 
 output "dispatch_function_url" {
@@ -60,10 +65,15 @@ output "source_bucket" {
 }
 
 output "publish_example" {
-  description = "A gcloud command that publishes one queue item (replace queue and image)."
-  value       = <<-EOT
-    gcloud pubsub topics publish ${google_pubsub_topic.items.name} --project=${var.project_id} \
-      --attribute=item_id=first-run-001,queue=default \
-      --message='{"queue": "default", "item_id": "first-run-001", "image_uri": "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest", "command": ["python", "-c", "print(42)"]}'
+  description = "A gcloud command that publishes one queue item to the first queue's topic (replace the image), or to the shared topic when there is no queue."
+  value       = local.example_topic == null ? null : <<-EOT
+    gcloud pubsub topics publish ${local.example_topic} --project=${var.project_id} \
+      --attribute=item_id=first-run-001,queue=${local.example_queue} \
+      --message='{"queue": "${local.example_queue}", "item_id": "first-run-001", "image_uri": "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest", "command": ["python", "-c", "print(42)"]}'
   EOT
+}
+
+locals {
+  example_queue = try(sort(keys(var.queues))[0], "default")
+  example_topic = length(var.queues) > 0 ? "${local.queue_topic_prefix}${local.example_queue}" : one(google_pubsub_topic.items[*].name)
 }

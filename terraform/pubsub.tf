@@ -1,5 +1,8 @@
 # Topics and subscriptions.
 #
+# A topic per queue (var.queues): publisher on a queue's topic is what lets someone launch onto
+# that queue. The shared <prefix>-items topic exists only when var.shared_items_topic is true.
+#
 # The dispatcher is fed by an explicit push subscription instead of the function's Eventarc
 # trigger (event_trigger). Both deliver the same message to the same code, but with
 # event_trigger Eventarc creates the subscription itself under a name that is not known in
@@ -10,8 +13,26 @@
 # messagePublished CloudEvent Eventarc would deliver (tests/terraform checks this on the
 # packaged archive).
 
+# One topic per queue, launchq-q-<queue> (the CLI derives the same name from the queue name, so
+# name_prefix does not apply). Publishing to it is launching onto that queue, or cancelling on
+# it: roles/pubsub.publisher on this topic alone is the gate (iam.tf).
+resource "google_pubsub_topic" "queue" {
+  #checkov:skip=CKV_GCP_83:Google-managed encryption at rest. Items carry job specs and metadata, no secrets; CMEK needs a KMS key, key rotation and service-agent grants a deployer opts into, not a module default.
+  for_each = var.queues
+
+  project = var.project_id
+  name    = "${local.queue_topic_prefix}${each.key}"
+  labels  = local.labels
+
+  depends_on = [google_project_service.required]
+}
+
+# The single shared topic every queue can be launched onto (today's behaviour before per-queue
+# topics): only when var.shared_items_topic opts in, for single-team installs.
 resource "google_pubsub_topic" "items" {
   #checkov:skip=CKV_GCP_83:Google-managed encryption at rest. Items carry job specs and metadata, no secrets; CMEK needs a KMS key, key rotation and service-agent grants a deployer opts into, not a module default.
+  count = var.shared_items_topic ? 1 : 0
+
   project = var.project_id
   name    = "${var.name_prefix}-items"
   labels  = local.labels
@@ -55,14 +76,19 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-# The dispatcher's trigger: every queue item is pushed, with an OIDC token of the push
-# service account, to the dispatch function. A non-2xx answer (the function raises only for
-# transient errors) is a nack: Pub/Sub retries with exponential backoff and after
-# dispatch_max_delivery_attempts forwards the message to the dead-letter topic.
+# The dispatcher's trigger, one push subscription per topic above (a queue's topic, and the
+# shared topic when enabled). One resource for all of them, so every topic is pushed with the
+# same OIDC identity, backoff and dead-letter policy by construction. Every item is pushed, with
+# an OIDC token of the push service account, to the dispatch function. A non-2xx answer (the
+# function raises only for transient errors) is a nack: Pub/Sub retries with exponential
+# backoff and after dispatch_max_delivery_attempts forwards the message to the dead-letter
+# topic.
 resource "google_pubsub_subscription" "dispatch" {
+  for_each = local.dispatch_topics
+
   project = var.project_id
-  name    = "${var.name_prefix}-dispatch"
-  topic   = google_pubsub_topic.items.id
+  name    = each.value.subscription
+  topic   = each.value.topic
   labels  = local.labels
 
   # For push, the ack deadline is also the request timeout: as long as the function may run.
@@ -71,7 +97,7 @@ resource "google_pubsub_subscription" "dispatch" {
 
   push_config {
     # The topic path in the URL becomes the CloudEvent's source in functions-framework.
-    push_endpoint = "${google_cloudfunctions2_function.dispatch.service_config[0].uri}/${google_pubsub_topic.items.id}"
+    push_endpoint = "${google_cloudfunctions2_function.dispatch.service_config[0].uri}/${each.value.topic}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
@@ -98,4 +124,11 @@ resource "google_pubsub_subscription" "dispatch" {
     google_service_account_iam_member.push_token_creator,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
+}
+
+# Installs from before per-queue topics had one unkeyed subscription on the shared topic; with
+# shared_items_topic = true they keep it (same name) instead of recreating it.
+moved {
+  from = google_pubsub_subscription.dispatch
+  to   = google_pubsub_subscription.dispatch["_shared"]
 }

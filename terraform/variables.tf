@@ -24,7 +24,7 @@ variable "region" {
 
 variable "name_prefix" {
   type        = string
-  description = "Prefix of every resource name: topics are <prefix>-items, <prefix>-events and <prefix>-dead-letter; service accounts <prefix>-dispatch, <prefix>-sweep, ... Keep it short: service account ids are limited to 30 characters."
+  description = "Prefix of resource names: topics <prefix>-events, <prefix>-dead-letter (and <prefix>-items when shared_items_topic is true); subscriptions <prefix>-dispatch-q-<queue>; service accounts <prefix>-dispatch, <prefix>-sweep, ... Not of the queue topics, always launchq-q-<queue> (the CLI derives them from the queue name). Keep it short: service account ids are limited to 30 characters."
   default     = "launchq"
 
   validation {
@@ -261,6 +261,71 @@ variable "vertex_endpoint" {
     condition     = var.vertex_endpoint == null || can(regex("^https?://", var.vertex_endpoint))
     error_message = "vertex_endpoint must be an http(s) URL or null."
   }
+}
+
+# --- Queues and who may launch onto them ----------------------------------------------------
+
+variable "queues" {
+  type = map(object({
+    publishers           = optional(list(string), [])
+    job_service_accounts = optional(list(string), [])
+  }))
+  description = <<-EOT
+    Queues and who may launch onto each, keyed by queue name (the `name` of its queue config).
+    Each queue gets the topic launchq-q-<queue>, a push subscription feeding it to the
+    dispatcher, and roles/pubsub.publisher on that topic for each of `publishers` (IAM members:
+    user:..., group:... or serviceAccount:...). Publishing is what lets a person, group or CI
+    account launch onto the queue and cancel on it. `job_service_accounts` are the emails the
+    queue's config runs Vertex jobs as; the dispatcher and the sweeper may act as exactly those
+    (plus var.job_service_accounts and the default job account).
+  EOT
+  default     = {}
+
+  # launchq's own queue-name rule: QUEUE_NAME_PATTERN in shared/launchq/config.py (a test
+  # checks the two stay equal).
+  validation {
+    condition     = alltrue([for name in keys(var.queues) : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", name))])
+    error_message = "Each queue name must be 1-100 letters, digits, '.', '_' or '-' and start with a letter or digit (launchq's queue-name rule)."
+  }
+
+  # Pub/Sub's topic-name rule applied to launchq-q-<queue>: 3-255 characters, starting with a
+  # letter, from [A-Za-z0-9-_.~+%], not starting with "goog". Every name the rule above allows
+  # passes (tests/terraform/test_queues.py proves it); this keeps the plan failing, not the
+  # apply, should the queue-name rule ever be widened.
+  validation {
+    condition     = alltrue([for name in keys(var.queues) : can(regex("^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", "launchq-q-${name}")) && !startswith(lower("launchq-q-${name}"), "goog")])
+    error_message = "Each queue name must form a valid Pub/Sub topic name launchq-q-<queue>: at most 245 characters from letters, digits and - _ . ~ + %."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for queue in values(var.queues) : [
+        for member in queue.publishers : can(regex("^(user|group|serviceAccount):[^@\\s:]+@[^@\\s]+\\.[a-z]+$", member))
+      ]
+    ]))
+    error_message = "publishers must be IAM members of the form user:EMAIL, group:EMAIL or serviceAccount:EMAIL: named principals, never everyone or a whole domain."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for queue in values(var.queues) : [
+        for email in queue.job_service_accounts : can(regex("^[a-z][a-z0-9-]*@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", email))
+      ]
+    ]))
+    error_message = "job_service_accounts of a queue must be service account emails (...@PROJECT.iam.gserviceaccount.com), without the serviceAccount: prefix."
+  }
+}
+
+variable "shared_items_topic" {
+  type        = bool
+  description = "Also create the single shared topic <prefix>-items (and its push subscription) that every queue can be launched onto: the pre-per-queue behaviour, for single-team installs. Anyone with publisher on it may launch onto any queue, so it is off by default and grants nobody anything."
+  default     = false
+}
+
+variable "grant_publishers_state_viewer" {
+  type        = bool
+  description = "Grant every queue publisher roles/datastore.viewer on launchq's Firestore database (an IAM condition on the database name), so `launchq status/ls/watch` work for them. Read-only: it reads every queue's items, not only their own queues'."
+  default     = true
 }
 
 # --- Vertex AI jobs --------------------------------------------------------------------------

@@ -11,6 +11,9 @@ The google provider cannot be downloaded here, so nothing runs `terraform init/p
 - checkov with the module's inline skips (each must carry a reason, and be one reviewed here).
   checkov lives in its own venv (`<venv>/tools/checkov`, created on first use): every release
   pins packaging<24, which this project's environment cannot have;
+- who may launch onto which queue (per-queue topics, subscriptions and grants, the `queues`
+  variable run through `terraform plan/console`) is in test_queues.py; every google resource,
+  argument and block name against the provider's schema in test_provider_schema.py;
 - the archives `make package` builds are byte-identical across builds, and the packaged
   dispatcher, unpacked into a fresh venv with only its requirements.txt, serves a Pub/Sub push
   under functions-framework against the emulators (integration).
@@ -51,6 +54,7 @@ CHECKOV_VERSION = "3.3.30"
 # Reviewed checkov skips: check id -> the resources it may be skipped on.
 REVIEWED_SKIPS = {
     "CKV_GCP_83": {
+        "google_pubsub_topic.queue",
         "google_pubsub_topic.items",
         "google_pubsub_topic.events",
         "google_pubsub_topic.dead_letter",
@@ -61,14 +65,18 @@ REVIEWED_SKIPS = {
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 ALLOWED_ROLES = {
     "roles/datastore.user",  # Firestore documents (both functions)
-    "roles/pubsub.publisher",  # events topic (functions), dead-letter topic (service agent)
-    "roles/pubsub.subscriber",  # dispatch subscription (service agent, for dead-lettering)
+    "roles/datastore.viewer",  # queue publishers: read-only state, launchq's database only
+    # events topic (functions), dead-letter topic (service agent), a queue's topic (publishers)
+    "roles/pubsub.publisher",
+    "roles/pubsub.subscriber",  # dispatch subscriptions (service agent, for dead-lettering)
     "roles/iam.serviceAccountUser",  # act-as on job service accounts only
     "roles/iam.serviceAccountTokenCreator",  # service agent mints the push OIDC token
     "roles/run.invoker",  # each function's Cloud Run service, one caller each
 }
 CUSTOM_ROLE_PERMISSIONS = {
     "dispatch": {
+        # cancel: cancel messages arrive on the queue topics, handled by the dispatcher.
+        "aiplatform.customJobs.cancel",
         "aiplatform.customJobs.create",
         "aiplatform.customJobs.get",
         "aiplatform.customJobs.list",
@@ -442,7 +450,9 @@ def test_act_as_is_granted_on_job_accounts_only(tf: dict[str, Any]) -> None:
 
 def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[str, Any]) -> None:
     grants = resources(tf, "google_project_iam_member")
-    assert set(grants) == {"dispatch", "sweep"}
+    assert set(grants) == {"dispatch", "sweep", "state_viewer"}
+    # Publishers' read-only state (tests/terraform/test_queues.py checks its condition).
+    assert grants.pop("state_viewer")["role"] == "roles/datastore.viewer"
     for name, body in grants.items():
         assert body["for_each"] == f"${{local.{name}_project_roles}}"
         assert body["member"] == f"${{google_service_account.{name}.member}}"
@@ -474,9 +484,15 @@ def test_the_dispatch_trigger_retries_and_dead_letters(tf: dict[str, Any]) -> No
     if "event_trigger" in function:  # an Eventarc trigger could not carry a dead-letter policy
         pytest.fail("dispatch has an event_trigger; the module feeds it by a push subscription")
     sub = resource(tf, "google_pubsub_subscription", "dispatch")
-    assert refers_to(sub["topic"], "google_pubsub_topic.items")
+    # One resource for every topic (queues' and the shared one): same policy by construction.
+    assert sub["for_each"] == "${local.dispatch_topics}"
+    assert sub["topic"] == "${each.value.topic}"
+    topics = locals_(tf)["dispatch_topics"]
+    assert refers_to(topics, "google_pubsub_topic.queue")
+    assert refers_to(topics, "google_pubsub_topic.items")
     push = block(sub, "push_config")
     assert refers_to(push["push_endpoint"], "google_cloudfunctions2_function.dispatch")
+    assert push["push_endpoint"].endswith("/${each.value.topic}")
     oidc = block(push, "oidc_token")
     assert refers_to(oidc["service_account_email"], "google_service_account.push.email")
     assert refers_to(oidc["audience"], "google_cloudfunctions2_function.dispatch")
@@ -510,7 +526,9 @@ def test_the_pubsub_service_agent_can_dead_letter(tf: dict[str, Any]) -> None:
     assert publisher["role"] == "roles/pubsub.publisher"
     assert refers_to(publisher["member"], agent)
     subscriber = resource(tf, "google_pubsub_subscription_iam_member", "dispatch_subscriber")
-    assert refers_to(subscriber["subscription"], "google_pubsub_subscription.dispatch")
+    # On every dispatch subscription, not only one of them.
+    assert subscriber["for_each"] == "${local.dispatch_topics}"
+    assert subscriber["subscription"] == "${google_pubsub_subscription.dispatch[each.key].name}"
     assert subscriber["role"] == "roles/pubsub.subscriber"
     assert refers_to(subscriber["member"], agent)
 
@@ -521,7 +539,11 @@ def test_both_functions_may_publish_events_and_nothing_else(tf: dict[str, Any]) 
     assert refers_to(events["topic"], "google_pubsub_topic.events")
     assert events["role"] == "roles/pubsub.publisher"
     assert refers_to(events["for_each"], "local.function_members")
-    assert set(grants) == {"events_publisher", "dead_letter_publisher"}
+    assert set(grants) == {"events_publisher", "dead_letter_publisher", "queue_publisher"}
+    # The third is the publishers' grant on their queues' topics (tests/terraform/test_queues.py).
+    assert not any(
+        refers_to(v, "google_service_account") for v in strings(grants["queue_publisher"])
+    )
 
 
 # -- Scheduler --------------------------------------------------------------------------------

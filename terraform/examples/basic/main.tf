@@ -1,5 +1,6 @@
 # The smallest useful launchq deployment: everything in one project, the (default) Firestore
-# database created by the module, one default job service account.
+# database created by the module, one default job service account, and one topic per queue in
+# `queues` with the publishers who may launch onto it.
 #
 #   make package                                     # from the repository root
 #   cd terraform/examples/basic
@@ -40,6 +41,15 @@ variable "job_service_accounts" {
   default     = []
 }
 
+variable "queues" {
+  type = map(object({
+    publishers           = optional(list(string), [])
+    job_service_accounts = optional(list(string), [])
+  }))
+  description = "Queue name -> who may launch onto it (IAM members) and the service accounts its jobs run as. Each queue gets the topic launchq-q-<queue>."
+  default     = {}
+}
+
 provider "google" {
   project = var.project_id
   region  = var.region
@@ -52,11 +62,12 @@ module "launchq" {
   region                    = var.region
   create_firestore_database = var.create_firestore_database
   job_service_accounts      = var.job_service_accounts
+  queues                    = var.queues
 }
 
-output "queue_topic" {
-  description = "Publish queue items here."
-  value       = module.launchq.queue_topic
+output "queue_topics" {
+  description = "Each queue's topic: publishing to it launches onto that queue."
+  value       = module.launchq.queue_topics
 }
 
 output "events_topic" {
