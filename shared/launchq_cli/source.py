@@ -107,7 +107,7 @@ class PackedSource:
 # --------------------------------------------------------------------------- choosing files
 
 
-def ignore_spec(root: Path, extra: Iterable[str] = ()) -> pathspec.PathSpec:
+def ignore_spec(root: Path, extra: Iterable[str] = ()) -> pathspec.GitIgnoreSpec:
     """The built-in ignore list, then `.launchqignore`, then `extra` (later lines win)."""
     lines = list(DEFAULT_IGNORES)
     ignore_file = root / IGNORE_FILE
@@ -142,7 +142,7 @@ def git_files(root: Path) -> list[str] | None:
     return sorted(name for name in names if (root / name).is_file())
 
 
-def walk_files(root: Path, spec: pathspec.PathSpec) -> list[str]:
+def walk_files(root: Path, spec: pathspec.GitIgnoreSpec) -> list[str]:
     """Every file under `root` the spec does not ignore; ignored directories are not entered."""
     found: list[str] = []
     for current, dirs, files in os.walk(root, followlinks=False):

@@ -123,11 +123,11 @@ class GcsEmulator:
     def client(self, project: str = "launchq-local") -> Any:
         """A `google.cloud.storage.Client` on this emulator, with anonymous credentials."""
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+        from google.cloud.storage import Client
 
-        return storage.Client(
+        return Client(
             project=project,
-            credentials=AnonymousCredentials(),
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             client_options={"api_endpoint": self.url},
         )
 
