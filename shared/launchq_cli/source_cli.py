@@ -69,7 +69,7 @@ def push(
             "generated_project": packed.generated_project,
         }
         if not dry_run:
-            uploader = SourceUploader(_client(project), bucket_name, progress=not as_json)
+            uploader = SourceUploader(storage_client(project), bucket_name, progress=not as_json)
             result = uploader.upload(packed)
             report.update(
                 uri=result.uri,
@@ -90,7 +90,8 @@ def push(
         click.echo(f"  {path}")
 
 
-def _client(project: str | None) -> Any:
+def storage_client(project: str | None) -> Any:
+    """The emulator's (anonymous) when STORAGE_EMULATOR_HOST is set, else ADC's."""
     from google.cloud.storage import Client
 
     project = project or os.environ.get("LAUNCHQ_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
