@@ -440,7 +440,7 @@ class SourceUploader:
 
 
 class _ProgressContext:
-    """A rich progress bar over the upload when it is big enough; a no-op otherwise."""
+    """A rich progress bar (on stderr) over an upload big enough to watch; a no-op otherwise."""
 
     def __init__(self, total: int, label: str) -> None:
         self._total = total
@@ -451,6 +451,7 @@ class _ProgressContext:
     def __enter__(self) -> Callable[[int], None]:
         if self._total < PROGRESS_THRESHOLD:
             return lambda _n: None
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -463,6 +464,8 @@ class _ProgressContext:
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
+            # stderr: stdout carries what scripts read (an item id, --json).
+            console=Console(stderr=True),
             transient=True,
         )
         self._progress.start()

@@ -334,3 +334,34 @@ def test_requirements_parsing(tmp_path: Path) -> None:
         "torch==2.3  # gpu\n# comment\n\n--extra-index-url x\n-e .\nrich\n"
     )
     assert source.read_requirements(tmp_path) == ["torch==2.3", "rich"]
+
+
+def test_counting_reader_counts_and_seeks() -> None:
+    import io
+
+    seen: list[int] = []
+    reader = source._CountingReader(io.BytesIO(b"abcdefgh"), seen.append)
+    assert reader.read(3) == b"abc"
+    assert reader.read() == b"defgh"
+    reader.seek(0)
+    assert reader.tell() == 0
+    buffer = bytearray(4)
+    assert reader.readinto(buffer) == 4
+    assert bytes(buffer) == b"abcd"
+    assert reader.count == 12  # re-reads after a seek are bytes handed over again
+    assert seen == [3, 5, 4]
+
+
+def test_progress_bar_only_for_big_uploads(capsys: pytest.CaptureFixture[str]) -> None:
+    small = source._ProgressContext(source.PROGRESS_THRESHOLD - 1, "small")
+    with small as advance:
+        advance(10)
+    assert small._progress is None
+    big = source._ProgressContext(source.PROGRESS_THRESHOLD, "big")
+    with big as advance:
+        advance(source.PROGRESS_THRESHOLD // 2)
+        (task,) = big._progress.tasks
+        assert task.completed == source.PROGRESS_THRESHOLD // 2
+        assert task.total == source.PROGRESS_THRESHOLD
+    out, _err = capsys.readouterr()
+    assert out == ""  # never on stdout, which carries item ids and --json
