@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.emulators",
+    "tests.fixtures.gcs",
     "tests.fixtures.standin",
 ]

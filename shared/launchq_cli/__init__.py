@@ -20,7 +20,7 @@ def main() -> None:
 def _register() -> None:
     # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
     # aiplatform, rich) only when it runs.
-    from launchq_cli import common, emulators, items, local, queue, standin
+    from launchq_cli import common, emulators, items, local, queue, source_cli, standin
 
     for command in (
         items.enqueue,
@@ -29,6 +29,7 @@ def _register() -> None:
         items.cancel,
         items.watch,
         queue.queue,
+        source_cli.source,
         local.sweep,
         local.dev,
         emulators.emulators,

@@ -10,8 +10,10 @@ Everything else reads Firestore (`launchq_cli.ops`), the source of truth for ite
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +73,18 @@ def new_item_id() -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Queue item JSON; flags override its fields.",
 )
+@click.option(
+    "--source",
+    "source_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run this directory's code: packed, uploaded once, sent as the item's `source`.",
+)
+@click.option("--module", help="With --source: the module Vertex runs (`python -m MODULE`).")
+@click.option(
+    "--source-bucket",
+    help="With --source: bucket for the archive (else $LAUNCHQ_SOURCE_BUCKET, else the "
+    "queue's spec.staging_bucket).",
+)
 @click.option("--no-check", is_flag=True, help="Publish without checking against the queue.")
 @click.option("--wait", is_flag=True, help="Follow the item; exit 1 unless it SUCCEEDED.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="--wait limit, s.")
@@ -89,6 +103,9 @@ def enqueue(
     env_pairs: tuple[str, ...],
     label_pairs: tuple[str, ...],
     from_file: Path | None,
+    source_dir: Path | None,
+    module: str | None,
+    source_bucket: str | None,
     no_check: bool,
     wait: bool,
     timeout: float,
@@ -120,6 +137,10 @@ def enqueue(
     item_id = item_id or payload.get("item_id") or new_item_id()
     payload["item_id"] = item_id
     runtime = _queue_runtime(backends, queue)
+    if source_dir is not None:
+        payload["source"] = _push_source(runtime, source_dir, module, source_bucket, as_json)
+    elif module or source_bucket:
+        invalid("--module and --source-bucket only go with --source")
     if set_vars:
         payload["template_variables"] = {
             **payload.get("template_variables", {}),
@@ -144,6 +165,35 @@ def enqueue(
         final = follow(backends, queue, str(item_id), timeout)
         if final != "SUCCEEDED":
             raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def _push_source(
+    runtime: QueueRuntime, directory: Path, module: str | None, bucket: str | None, quiet: bool
+) -> dict[str, str]:
+    """Pack and upload (once) `directory`; the item's `{uri, sha256, module}` source block."""
+    from launchq_cli.source import SourceError, SourceUploader, pack
+    from launchq_cli.source_cli import storage_client
+
+    if not module:
+        invalid("--source needs --module: the module Vertex runs, e.g. trainer.task")
+    staging = runtime.config.spec.get("staging_bucket")
+    chosen = bucket or os.environ.get("LAUNCHQ_SOURCE_BUCKET") or staging
+    if not isinstance(chosen, str) or not chosen:
+        invalid(
+            f"--source: no bucket; pass --source-bucket, set LAUNCHQ_SOURCE_BUCKET, or give "
+            f"queue {runtime.name!r} a spec.staging_bucket"
+        )
+    with tempfile.TemporaryDirectory(prefix="launchq-source-") as scratch:
+        try:
+            packed = pack(directory, Path(scratch))
+        except SourceError as exc:
+            invalid(f"--source: {exc}")
+        name = chosen.removeprefix("gs://").split("/", 1)[0]
+        result = SourceUploader(storage_client(None), name, progress=not quiet).upload(packed)
+    if not quiet:
+        sent = "already uploaded" if result.already_present else f"{result.bytes_sent:,} bytes sent"
+        click.echo(f"source {result.uri} ({sent})", err=True)
+    return {"uri": result.uri, "sha256": result.sha256, "module": module}
 
 
 def _load_item_file(path: Path) -> dict[str, Any]:

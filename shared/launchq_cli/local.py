@@ -110,7 +110,8 @@ def _announce(stack: Any) -> None:
         f"[green]Ready in {stack.startup_seconds:.1f}s[/green]: Firestore "
         f"{stack.ports.firestore}, Pub/Sub {stack.ports.pubsub}, dispatcher "
         f"{stack.dispatcher_url}, sweeper {stack.sweeper_url} (every {stack.sweep_interval:g}s), "
-        f"Vertex stand-in {stack.standin_url} (execute mode)."
+        f"Vertex stand-in {stack.standin_url} (execute mode), GCS emulator "
+        f"http://127.0.0.1:{stack.ports.gcs}."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
     err.print(

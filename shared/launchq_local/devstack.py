@@ -7,6 +7,8 @@
 Pieces, each as it runs in Google Cloud except for what stands in for a managed service:
 
 - the Pub/Sub and Firestore emulators (`launchq_local.emulators`), in their own process groups;
+- the GCS emulator (fake-gcs-server, `launchq_local.gcs`), where `enqueue --source` uploads and
+  from which the stand-in installs python-package jobs;
 - the Vertex AI stand-in in execute mode (`launchq_local.standin`), in a thread of this process:
   it runs each job's container command locally (no Docker), so examples/trainer/train.py
   really trains;
@@ -20,9 +22,9 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
 so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and `LAUNCHQ_EXAMPLES` (this
-checkout's examples/) into the stand-in's environment; Vertex-style `$(VAR)` references in the
-example queue configs use them to find the trainer.
+8090, GCS 4443. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and
+`LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment; Vertex-style
+`$(VAR)` references in the example queue configs use them to find the trainer.
 
 Stopping (`stop`, the context manager, or interpreter exit) stops the sweep loop, the function
 process groups, the stand-in (which kills running jobs) and the emulators, and restores the
@@ -57,6 +59,7 @@ from launchq_local.emulators import (
     start_stack,
     stop_groups,
 )
+from launchq_local.gcs import GcsEmulator, start_gcs
 from launchq_local.standin import Delays, StandinServer
 
 log = get_logger(__name__)
@@ -67,6 +70,7 @@ EXAMPLES = ROOT / "examples"
 EVENTS_SUBSCRIPTION = "launchq-events-local"
 PUSH_SUBSCRIPTION = "launchq-dispatch-push"
 DEV_PROJECT = "launchq-dev"
+DEV_BUCKET = "launchq-demo-staging"  # examples/queues/*.yaml's spec.staging_bucket
 # Execute-mode jobs spend these in QUEUED and PENDING before their process starts.
 DEV_DELAYS = Delays(queued=0.3, pending=0.3, running=5.0, cancelling=0.3)
 _STOP_GRACE = 5.0
@@ -81,10 +85,11 @@ class Ports:
     dispatcher: int = 8081
     sweeper: int = 8082
     standin: int = 8090
+    gcs: int = 4443
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -94,8 +99,8 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int]:
-        return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin)
+    def _values(self) -> tuple[int, int, int, int, int, int]:
+        return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin, self.gcs)
 
 
 class DevStackError(RuntimeError):
@@ -193,6 +198,7 @@ class DevStack:
         self.on_sweep = on_sweep
         self.emulators: EmulatorStack | None = None
         self.standin: StandinServer | None = None
+        self.gcs: GcsEmulator | None = None
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -229,6 +235,7 @@ class DevStack:
             "LAUNCHQ_QUEUE_TOPIC": self.queue_topic,
             "LAUNCHQ_EVENTS_TOPIC": self.events_topic,
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
         }
 
     def _process_env(self) -> dict[str, str]:
@@ -282,6 +289,7 @@ class DevStack:
         self.ports = self._requested.resolved()
         self.functions = self._new_functions()
         self.emulators = self.standin = self.sweep_loop = None
+        self.gcs = None
         self._previous_env = {}
         self._stopped = False
 
@@ -295,6 +303,9 @@ class DevStack:
             self.emulators = start_stack(
                 self.project, pubsub_port=self.ports.pubsub, firestore_port=self.ports.firestore
             )
+            self.gcs = start_gcs(port=self.ports.gcs, root=self._own_dir / "gcs")
+            # The example queues' staging bucket: `enqueue --source` uploads there by default.
+            self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.standin = StandinServer(
                 port=self.ports.standin, mode="execute", delays=self.delays, work_dir=self.work_dir
             ).start()
@@ -398,6 +409,11 @@ class DevStack:
                 self.emulators.check_alive()
             except Exception as exc:
                 raise DevStackError(str(exc)) from exc
+        if self.gcs is not None and not self.gcs.is_running():
+            raise DevStackError(
+                f"the GCS emulator exited; log {self.gcs.emulator.log_path}:\n"
+                + self.gcs.emulator.log_tail()
+            )
         for function in self.functions:
             if function.process is not None and function.process.poll() is not None:
                 raise DevStackError(
@@ -423,6 +439,8 @@ class DevStack:
         stop_groups([f.process for f in self.functions if f.process is not None], _STOP_GRACE)
         if self.standin is not None:
             self.standin.stop()
+        if self.gcs is not None:
+            self.gcs.stop()
         if self.emulators is not None:
             self.emulators.stop()
         for key, value in self._previous_env.items():
@@ -441,6 +459,8 @@ class DevStack:
         if self.emulators is not None:
             for emulator in self.emulators.emulators:
                 groups[f"the {emulator.spec.title}"] = emulator.pgid
+        if self.gcs is not None:
+            groups[f"the {self.gcs.emulator.spec.title}"] = self.gcs.emulator.pgid
         return [name for name, pgid in groups.items() if group_members(pgid)]
 
     def remove_files(self) -> None:

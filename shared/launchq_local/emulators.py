@@ -679,6 +679,12 @@ _REGISTRY = _Registry()
 _HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def register(emulator: RunningEmulator) -> None:
+    """Have `stop_all` (at exit, on SIGTERM/SIGHUP) stop an emulator started outside `launch`."""
+    _install_cleanup_handlers()
+    _REGISTRY.add(emulator)
+
+
 def stop_all(timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
     """Stop every emulator still running from this process (atexit and signal hook)."""
     live = _REGISTRY.snapshot()

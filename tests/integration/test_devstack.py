@@ -45,6 +45,10 @@ def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
         assert stack.ports.firestore != taken_port
         assert stack.emulators is not None
         assert stack.emulators.firestore.port == stack.ports.firestore
+        # The GCS emulator is part of the stack, with the example queues' staging bucket.
+        assert stack.gcs is not None
+        assert stack.env()["STORAGE_EMULATOR_HOST"] == stack.gcs.url
+        assert stack.gcs.client().bucket(devstack.DEV_BUCKET).exists()
     finally:
         stack.stop()
         assert stack.leftovers() == []

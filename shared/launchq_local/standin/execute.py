@@ -1,9 +1,10 @@
 """Execute mode: run a job's first worker pool as a local process, the way Vertex would start it.
 
 There is no Docker here, so the image is recorded and not run: the container's `command` + `args`
-(or `python -m python_module args` for a Python package spec, with this interpreter) run as a
-subprocess in its own process group, so that cancel can kill the whole tree. The environment is
-the stand-in's own environment, then the container's `env` (with `$(VAR)` references expanded, as
+(or, for a Python package spec, `python -m python_module args`, after installing `package_uris`
+from the GCS emulator into a per-job venv: `launchq_local.standin.pyrun`) run as a subprocess in
+its own process group, so that cancel can kill the whole tree. The environment is the stand-in's
+own environment, then the container's `env` (with `$(VAR)` references expanded, as
 Vertex/Kubernetes do), then the variables Vertex sets: `AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR` and
 `AIP_TENSORBOARD_LOG_DIR` derived from `base_output_directory` (`{base}/model/`,
 `{base}/checkpoints/`, `{base}/logs/`), with `gs://bucket/path` mapped to `{work_dir}/gcs/bucket/
@@ -113,7 +114,14 @@ def prepare(job: Any, job_id: str, work_dir: Path) -> ExecRun:
     if pool.WhichOneof("task") == "python_package_spec":
         spec = pool.python_package_spec
         own = {v.name: v.value for v in spec.env}
-        command = [sys.executable, "-m", spec.python_module, *spec.args]
+        if spec.package_uris:  # fetched from the GCS emulator and installed: see pyrun
+            # Imported here: the job runs `python -m ...pyrun`, and runpy warns when the
+            # package import has already loaded the module it is about to run.
+            from launchq_local.standin import pyrun
+
+            command = pyrun.runner_argv(spec, job_dir, work_dir)
+        else:
+            command = [sys.executable, "-m", spec.python_module, *spec.args]
     else:
         spec = pool.container_spec
         own = {v.name: v.value for v in spec.env}

@@ -1,0 +1,1 @@
+"""A tiny trainer shipped as source: `launchq enqueue --source examples/source-trainer`."""
