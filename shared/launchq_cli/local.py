@@ -8,14 +8,17 @@ than at the next scheduled minute. `dev` is what `make dev` runs (see launchq_lo
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import signal
+import sys
 import time
 from types import FrameType
 from typing import Any
 
 import click
 
+from launchq.log import configure
 from launchq_cli.common import (
     EXIT_FAILURE,
     Backends,
@@ -65,7 +68,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--project", default="launchq-dev", show_default=True, help="Local project id.")
 @click.option("--sweep-interval", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--quiet", is_flag=True, help="Do not print state changes as they happen.")
-def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Structured JSON logs on stderr from this level (info: each start and stop step).",
+)
+def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_level: str) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
@@ -76,7 +86,12 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    configure(getattr(logging, log_level.upper()), sys.stderr)
+    # SIGTERM (and a closed terminal's SIGHUP) stop the stack exactly as Ctrl-C does: this
+    # handler is in place before the emulators start, so theirs defers to it (see
+    # launchq_local.emulators) and the stop below runs in order.
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
     stack = DevStack(project, Ports.free() if free_ports else Ports(), sweep_interval)
     err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
     try:
@@ -95,9 +110,15 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     except DevStackError as exc:
         raise CliError(str(exc)) from None
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the orderly stop short (it takes seconds).
+        for signum in (signal.SIGINT, *_STOP_SIGNALS):
+            signal.signal(signum, signal.SIG_IGN)
         stack.stop()
         stack.remove_files()
     err.print("Stopped; nothing left running.")
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
