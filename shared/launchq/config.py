@@ -259,6 +259,14 @@ def deep_issues(config: QueueConfig) -> list[Issue]:
     if retry.backoff_max_seconds < retry.backoff_initial_seconds:
         issues.append(Issue("retry.backoff_max_seconds", "is below backoff_initial_seconds"))
     issues += reference_issues(config)
+    if not issues:
+        # The common case (every dispatch cold start parses valid configs): render the config
+        # itself. Copying it first, as `_render_issues` does, made this about twice as slow.
+        from launchq.render import placeholder_issues  # render imports this module
+
+        found = placeholder_issues(config)
+        if not any(_is_structural(issue) for issue in found):
+            return found
     return issues + _render_issues(config, broken)
 
 
