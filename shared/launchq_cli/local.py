@@ -87,7 +87,7 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_
 
     err = console(stderr=True)
     configure(getattr(logging, log_level.upper()), sys.stderr)
-    # SIGTERM (and a closed terminal's SIGHUP) stop the stack exactly as Ctrl-C does: this
+    # Ctrl-C, SIGTERM and a closed terminal's SIGHUP all stop the stack the same way. This
     # handler is in place before the emulators start, so theirs defers to it (see
     # launchq_local.emulators) and the stop below runs in order.
     for signum in _STOP_SIGNALS:
@@ -110,19 +110,26 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_
     except DevStackError as exc:
         raise CliError(str(exc)) from None
     finally:
-        # A second Ctrl-C or SIGTERM must not cut the orderly stop short (it takes seconds).
-        for signum in (signal.SIGINT, *_STOP_SIGNALS):
-            signal.signal(signum, signal.SIG_IGN)
+        _ignore_stop_signals()
         stack.stop()
         stack.remove_files()
     err.print("Stopped; nothing left running.")
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _ignore_stop_signals()
     raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    """A second Ctrl-C or SIGTERM must not cut the orderly stop short: it takes seconds, and
+    stopped half-way it would leave processes behind (also when the first one came while the
+    stack was still starting, whose clean-up is the same stop)."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _announce(stack: Any) -> None:

@@ -74,10 +74,15 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
     return lines
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGTERM, signal.SIGTERM)],
+    ids=lambda signals: "-then-".join(s.name for s in signals),
+)
 def test_dev_stops_in_seconds_in_order_and_leaves_nothing(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signals: tuple[signal.Signals, ...]
 ) -> None:
+    """One signal, or an impatient second one while it stops (ignored: the stop finishes)."""
     stderr_path = tmp_path / "dev.stderr"
     command = [str(LAUNCHQ), "dev", "--free-ports", "--quiet", "--sweep-interval", "0.2"]
     command += ["--log-level", "info", "--project", "launchq-stop-test"]
@@ -105,13 +110,15 @@ def test_dev_stops_in_seconds_in_order_and_leaves_nothing(
         assert len(groups) >= 4, (pids, groups)
         assert len(pids) >= 6, pids
 
-        os.kill(dev.pid, signum)
         started = time.monotonic()
+        for signum in signals:
+            os.kill(dev.pid, signum)
+            time.sleep(0.3)
         try:
             code = dev.wait(timeout=STOP_BUDGET_S + 20)
         except subprocess.TimeoutExpired:
             pytest.fail(
-                f"launchq dev still running {STOP_BUDGET_S + 20:.0f}s after {signum.name}:\n"
+                f"launchq dev still running {STOP_BUDGET_S + 20:.0f}s after {signals}:\n"
                 + _stderr(stderr_path)[-3000:]
             )
         took = time.monotonic() - started
