@@ -53,6 +53,7 @@ from launchq.validation import (
     Issue,
     issues_from_pydantic,
     join_path,
+    last_key,
     parent_path,
 )
 
@@ -324,11 +325,14 @@ def _is_structural(issue: Issue) -> bool:
 
 
 def _meant_key(issue: Issue) -> str | None:
-    """The key an unknown key's suggestion names (`did you mean 'image_uri'?`), if exactly one."""
-    if issue.code != UNKNOWN_KEY or not issue.suggestion:
+    """The key a misspelt key stands for, when its suggestion names one at the same place:
+    `did you mean 'image_uri'?`, `use 'machine_type' (keys are snake_case)`. Not for a key that
+    belongs elsewhere (`'timeout' goes under 'run'`, `set 'region' at the top level ...`)."""
+    suggestion = issue.suggestion or ""
+    if issue.code != UNKNOWN_KEY or not suggestion.startswith(("did you mean '", "use '")):
         return None
-    keys = re.findall(r"'(\w+)'", issue.suggestion)
-    return keys[0] if len(keys) == 1 else None
+    meant = suggestion.split("'")[1]
+    return meant if meant != last_key(issue.path) and re.fullmatch(r"\w+", meant) else None
 
 
 def _sibling(path: str, key: str) -> str:

@@ -173,6 +173,22 @@ def test_one_mistake_one_message() -> None:
     ]
 
 
+def test_keys_that_belong_elsewhere_are_dropped_and_the_rest_still_checked() -> None:
+    data = without_container(base())
+    data["spec"]["location"] = "us-central1"  # hint: 'region', at the top level
+    data["spec"]["timeout"] = 3600  # hint: goes under 'run'
+    data["run"]["base_output_dir"] = "gs://my-bucket/out"  # hint: goes under 'spec'
+    assert errors(data) == [
+        "spec: unknown key 'location'; set 'region' at the top level of the queue config, "
+        "beside 'spec'",
+        "spec: unknown key 'timeout'; 'timeout' goes under 'run' (it is a CustomJob.submit() "
+        "argument)",
+        "run: unknown key 'base_output_dir'; 'base_output_dir' goes under 'spec' (it is a "
+        "CustomJob constructor argument)",
+        NO_CONTAINER,
+    ]
+
+
 def test_a_key_with_no_suggestion_is_dropped_and_the_rest_still_checked() -> None:
     data = without_container(base())
     pool(data, 0)["container_spec"]["zzz"] = 1
