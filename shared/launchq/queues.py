@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from launchq.config import QueueConfig, parse_queue_config
+from launchq.config import QueueConfig
 from launchq.item import parse_item, payload_hash
+from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, render
 from launchq.store import Store
 from launchq.validation import ConfigError, Issue, ItemError

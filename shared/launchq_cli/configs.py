@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from launchq.config import QueueConfig, parse_queue_config
+from launchq.config import QueueConfig
+from launchq.queue_checks import parse_queue_config
 from launchq.render import render_placeholder
 from launchq.store import Store
 from launchq.validation import PARSE, ConfigError, Issue, LaunchqValidationError

@@ -8,14 +8,17 @@ than at the next scheduled minute. `dev` is what `make dev` runs (see launchq_lo
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import signal
+import sys
 import time
 from types import FrameType
 from typing import Any
 
 import click
 
+from launchq.log import configure
 from launchq_cli.common import (
     EXIT_FAILURE,
     Backends,
@@ -63,7 +66,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--project", default="launchq-dev", show_default=True, help="Local project id.")
 @click.option("--sweep-interval", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--quiet", is_flag=True, help="Do not print state changes as they happen.")
-def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Structured JSON logs on stderr from this level (info: each start and stop step).",
+)
+def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_level: str) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
@@ -74,7 +84,12 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    configure(getattr(logging, log_level.upper()), sys.stderr)
+    # Ctrl-C, SIGTERM and a closed terminal's SIGHUP all stop the stack the same way. This
+    # handler is in place before the emulators start, so theirs defers to it (see
+    # launchq_local.emulators) and the stop below runs in order.
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
     stack = DevStack(project, Ports.free() if free_ports else Ports(), sweep_interval)
     err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
     try:
@@ -93,13 +108,26 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     except DevStackError as exc:
         raise CliError(str(exc)) from None
     finally:
+        _ignore_stop_signals()
         stack.stop()
         stack.remove_files()
     err.print("Stopped; nothing left running.")
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _ignore_stop_signals()
     raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    """A second Ctrl-C or SIGTERM must not cut the orderly stop short: it takes seconds, and
+    stopped half-way it would leave processes behind (also when the first one came while the
+    stack was still starting, whose clean-up is the same stop)."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _announce(stack: Any) -> None:

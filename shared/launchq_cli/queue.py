@@ -51,7 +51,7 @@ def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> 
 
     `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
     """
-    from launchq.config import parse_queue_config
+    from launchq.queue_checks import parse_queue_config
     from launchq_cli.configs import load_document, name_from_path
     from launchq_cli.configs import validate_queue_config as validate_config
 
@@ -87,8 +87,16 @@ def validate(file: Path, name: str | None) -> None:
     metavar="NAME=VALUE",
     help="Set a template variable (repeatable); overrides the item's value.",
 )
-@click.option("--project", help="GCP project when the queue config sets none.")
-@click.option("--region", help="Vertex AI region when the queue config sets none.")
+@click.option(
+    "--project",
+    help="GCP project when the queue config sets none (default: $GOOGLE_CLOUD_PROJECT, "
+    "$CLOUDSDK_CORE_PROJECT, else gcloud's core/project).",
+)
+@click.option(
+    "--region",
+    help="Vertex AI region when the queue config sets none (default: $CLOUDSDK_AI_REGION, "
+    "$CLOUDSDK_COMPUTE_REGION, else gcloud's ai/region, else compute/region).",
+)
 @click.option("--item-id", help="Item id when the item has none (default: 'local-render').")
 @click.option(
     "--now",
@@ -100,11 +108,17 @@ def render_command(
     file: Path, item_file: Path, set_vars: tuple[str, ...], project: str | None,
     region: str | None, item_id: str | None, now: datetime | None, name: str | None,
 ) -> None:  # fmt: skip
-    """Print the CustomJob JSON an item would be submitted as (REST form, exactly as sent)."""
+    """Print the CustomJob JSON an item would be submitted as (REST form, exactly as sent).
+
+    Project and region come from the queue config, else the flags, else where gcloud finds them
+    (environment, then gcloud's active configuration, read offline); a default taken from there
+    is named on stderr.
+    """
     from launchq.render import RenderContext, render
 
     config = load_config(file, name)
     try:
+        project, region = _job_location(config, project, region)
         item = _load_item(item_file, config, parse_pairs(set_vars, "--set-var", "NAME=VALUE"))
         context = RenderContext(
             now=(now or datetime.now(UTC)).replace(tzinfo=UTC),
@@ -119,6 +133,38 @@ def render_command(
     click.echo(f"# POST https://{job.region}-aiplatform.googleapis.com/v1/{job.parent}/customJobs",
                err=True)  # fmt: skip
     click.echo(job.to_json())
+
+
+def _job_location(
+    config: QueueConfig, project: str | None, region: str | None
+) -> tuple[str | None, str | None]:
+    """The render's default project and region: flags, else gcloud's defaults (noted on stderr).
+
+    Looked up only when the config and the flags leave them open: the config always wins, as it
+    does in the dispatcher. Raises ConfigError naming every place that was looked at.
+    """
+    from launchq.validation import ConfigError
+    from launchq_cli.gcloud_defaults import default_project, default_region, where_to_set
+
+    issues: list[Issue] = []
+    chosen: dict[str, str | None] = {}
+    for kind, configured, flag, lookup in (
+        ("project", config.project, project, default_project),
+        ("region", config.region, region, default_region),
+    ):
+        chosen[kind] = flag
+        if configured or flag:
+            continue
+        found = lookup()
+        if found is None:
+            issues.append(Issue(kind, "not set in the queue config, and no default was found",
+                                where_to_set(kind)))  # fmt: skip
+            continue
+        chosen[kind] = found.value
+        click.echo(f"# {kind} {found.value} (from {found.source})", err=True)
+    if issues:
+        raise ConfigError(issues)
+    return chosen["project"], chosen["region"]
 
 
 def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> QueueItem:

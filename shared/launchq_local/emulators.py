@@ -21,9 +21,10 @@ Design choices, and why:
   not hit the JVMs half-way through our orderly shutdown, and stopping it means signalling the
   whole process group: the Firestore launcher is a shell script that forks `java` instead of
   exec'ing it, so killing only the direct child would orphan the JVM.
-- Every started emulator is registered for clean-up at interpreter exit and on SIGTERM/SIGHUP;
-  on Linux the direct child also gets `PR_SET_PDEATHSIG`, which covers a SIGKILLed parent for
-  the Pub/Sub JVM (its launcher exec's java) and the Firestore launcher script.
+- Every started emulator is registered for clean-up at interpreter exit and on SIGTERM/SIGHUP
+  (after the process's own handler, if it has one: its orderly stop comes first); on Linux the
+  direct child also gets `PR_SET_PDEATHSIG`, which covers a SIGKILLed parent for the Pub/Sub JVM
+  (its launcher exec's java) and the Firestore launcher script.
 - A missing gcloud, Java or emulator component raises `EmulatorNotInstalled`, whose message names
   the missing piece and the command that installs it. Callers must not turn it into a skip.
 """
@@ -697,8 +698,14 @@ def stop_all(timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
 def _install_cleanup_handlers() -> None:
     """Register atexit once, and SIGTERM/SIGHUP handlers when we are on the main thread.
 
-    A handler someone else installed is chained to, not replaced; the default action is
-    re-raised after clean-up so the process still dies "by SIGTERM" for its parent.
+    A handler someone else installed is chained to, not replaced, and runs *first*: a process
+    with its own handler has its own orderly stop (`launchq dev` stops its sweep loop and
+    functions before the emulators they call). Stopping the emulators before that handler ran
+    left a sweep hanging on a dead Firestore and made `launchq dev` take two minutes to stop on
+    SIGTERM. When that handler raises (KeyboardInterrupt, SystemExit), the owner's stop runs and
+    atexit catches whatever it leaves; when it returns, the emulators are stopped here. Without
+    a handler, the default action is re-raised after clean-up so the process still dies "by
+    SIGTERM" for its parent.
     """
     atexit.register(stop_all)
     if threading.current_thread() is not threading.main_thread():
@@ -715,10 +722,11 @@ _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | N
 
 def _make_handler(previous: _Handler) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop_all()
         if callable(previous):
-            previous(signum, frame)
+            previous(signum, frame)  # may raise: then the owner stops us in its own order
+            stop_all()
             return
+        stop_all()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 

@@ -52,6 +52,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_the_core_has_no_import_cycle() -> None:
+    assert cycles(import_graph()) == []
+
+
 def test_the_sweep_and_the_dispatcher_are_siblings() -> None:
     graph = import_graph()
     assert "launchq.dispatch" not in graph["launchq.sweep"]

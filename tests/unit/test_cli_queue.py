@@ -171,14 +171,6 @@ def test_render_item_errors(tmp_path: Path) -> None:
     assert "env.AIP_MODEL_DIR: reserved" in err
 
 
-def test_render_needs_a_project() -> None:
-    code, _, err = invoke(
-        "queue", "render", str(SEED), "--item", str(DATA / "items" / "default.json")
-    )
-    assert code == 1
-    assert "project: not set in the queue config, and the deployment gives no default" in err
-
-
 def test_queue_group_help_lists_commands() -> None:
     code, out, _ = invoke("queue", "--help")
     assert code == 0

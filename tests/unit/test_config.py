@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from launchq.config import (
-    QueueConfig,
-    parse_queue_config,
-)
+from launchq.config import QueueConfig
 from launchq.fields import DEFAULT_PRIORITY, priority_rank
 from launchq.item import queue_item_json_schema
+from launchq.queue_checks import parse_queue_config
 from launchq.schemas import queue_config_json_schema, schema_text
 from launchq.validation import ConfigError
 from launchq_cli.configs import load_document, validate_queue_config
@@ -91,11 +90,17 @@ def test_run_is_optional() -> None:
     assert parse_queue_config(data).run == {}
 
 
-def test_model_validate_runs_every_check() -> None:
+def test_the_model_checks_its_shape_and_the_checks_module_renders() -> None:
+    """The model no longer validates itself by rendering (that made config and render import
+    each other): `QueueConfig.model_validate` checks the document's shape, `parse_queue_config`
+    everything."""
     data = seed()
-    pool(data)["machine_spec"]["machineType"] = "x"
+    pool(data)["machine_spec"]["machineType"] = "x"  # only a render finds this one
+    QueueConfig.model_validate(data)
     with pytest.raises(ConfigError):
-        QueueConfig.model_validate(data)
+        parse_queue_config(data)
+    with pytest.raises(ValidationError):
+        QueueConfig.model_validate({**seed(), "max_jobs": 0})
 
 
 @pytest.mark.parametrize(
@@ -467,7 +472,7 @@ def test_importing_the_dispatch_modules_does_not_import_aiplatform() -> None:
     code = (
         "import sys, launchq.render, launchq.config, launchq.item, launchq.mapping, "
         "launchq.templates, launchq.labels, launchq.validation\n"
-        "from launchq.config import parse_queue_config\n"
+        "from launchq.queue_checks import parse_queue_config\n"
         "bad = sorted(m for m in sys.modules if m.startswith('google.cloud.aiplatform') "
         "or m.startswith('google.protobuf') or m == 'vertexai')\n"
         "print(','.join(bad))"
@@ -481,7 +486,7 @@ def test_importing_the_dispatch_modules_does_not_import_aiplatform() -> None:
 def test_parse_and_render_do_not_import_aiplatform() -> None:
     code = (
         "import sys, json, datetime\n"
-        "from launchq.config import parse_queue_config\n"
+        "from launchq.queue_checks import parse_queue_config\n"
         "from launchq.item import parse_item\n"
         "from launchq.render import render, RenderContext\n"
         f"config = parse_queue_config({seed()!r}, name='q')\n"

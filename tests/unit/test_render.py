@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from launchq.config import parse_queue_config
 from launchq.item import QueueItem, parse_item
 from launchq.labels import (
     ITEM_LABEL,
@@ -18,6 +17,7 @@ from launchq.labels import (
     label_value,
     queue_filter,
 )
+from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, RenderedJob, render, target_pools
 from launchq.validation import ConfigError, ItemError
 from launchq_cli.configs import to_custom_job

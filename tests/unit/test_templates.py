@@ -12,9 +12,9 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from launchq.config import parse_queue_config
 from launchq.item import QueueItem
 from launchq.mapping import ACCELERATOR_TYPES, SCHEDULING_STRATEGIES
+from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, render, target_pools
 from launchq.templates import (
     Macro,
