@@ -30,6 +30,13 @@ from launchq.log import get_logger
 from launchq_local.standin import execute, lifecycle
 from launchq_local.standin.filters import Predicate, Subject
 from launchq_local.standin.lifecycle import Delays, Outcome, Transition
+from launchq_local.standin.limits import (
+    Limits,
+    RateWindow,
+    demand,
+    quota_exceeded,
+    rate_exceeded,
+)
 from launchq_local.standin.names import Parent, new_id, not_found
 from launchq_local.standin.wire import ApiError, invalid_argument
 
@@ -91,6 +98,7 @@ class JobRecord:
     plan: list[Transition]
     run: execute.ExecRun | None = None
     rule_id: str | None = None
+    demand: dict[str, int] = field(default_factory=dict)  # quota held while active
     _applied: int = 0
 
     @property
@@ -204,6 +212,8 @@ class JobStore:
     mode: Mode = "scripted"
     delays: Delays = field(default_factory=Delays)
     kill_grace: float = 2.0
+    limits: Limits = field(default_factory=Limits)
+    rate: RateWindow = field(default_factory=RateWindow)
     _jobs: dict[str, JobRecord] = field(default_factory=dict)
     _seqs: list[int] = field(default_factory=list)  # ascending; parallel to _order
     _order: list[JobRecord] = field(default_factory=list)
@@ -215,9 +225,18 @@ class JobStore:
 
     # ---- Vertex API ---------------------------------------------------------------------
 
+    def charge_create(self, parent: Parent) -> None:
+        """The creation rate limit, charged before the request is parsed (see limits.py)."""
+        rpm = self.limits.create_requests_per_minute
+        if not self.rate.admit((parent.number, parent.location), rpm):
+            assert rpm is not None
+            raise rate_exceeded(parent.number, parent.location, rpm)
+
     def create(self, parent: Parent, job: Any) -> Any:
         now = time.time()
+        need = demand(job)
         with self._lock:
+            self._check_quota(parent, need, now)
             job_id = self._unused_id()
             job.name = f"{parent.name}/customJobs/{job_id}"
             job.create_time.FromMicroseconds(_us(now))
@@ -237,6 +256,7 @@ class JobStore:
                 history=[],
                 plan=[],
                 rule_id=rule.id if rule else None,
+                demand=need,
             )
             record.append(lifecycle.QUEUED, now)
             if mode == "scripted":
@@ -416,7 +436,25 @@ class JobStore:
             if delays is not None:
                 self.delays = delays
 
-    def reset(self, mode: Mode, delays: Delays) -> None:
+    def set_limits(self, new: Limits) -> None:
+        """New limits apply to the next create; jobs already admitted keep running."""
+        with self._lock:
+            self.limits = new
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Quota held by active jobs, per `projects/N/locations/L` and metric."""
+        now = time.time()
+        with self._lock:
+            found: dict[str, dict[str, int]] = {}
+            for record in self._order:
+                record.materialize(now)
+                if record.demand and record.state not in lifecycle.TERMINAL:
+                    held = found.setdefault(record.parent.name, {})
+                    for metric, amount in record.demand.items():
+                        held[metric] = held.get(metric, 0) + amount
+            return {name: dict(sorted(held.items())) for name, held in sorted(found.items())}
+
+    def reset(self, mode: Mode, delays: Delays, new_limits: Limits | None = None) -> None:
         """Forget everything and kill every executed process (their watchers record nothing)."""
         with self._lock:
             for record in self._order:
@@ -427,6 +465,9 @@ class JobStore:
             self._operations.clear()
             self._rules.clear()
             self.mode, self.delays = mode, delays
+            if new_limits is not None:
+                self.limits = new_limits
+            self.rate.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -438,6 +479,29 @@ class JobStore:
             return len(self._order)
 
     # ---- internals ----------------------------------------------------------------------
+
+    def _check_quota(self, parent: Parent, need: dict[str, int], now: float) -> None:
+        """429 if admitting `need` would take any limited metric of the region over its limit.
+
+        A scan of the region's jobs per create, only while quotas are set: it keeps usage
+        exact without bookkeeping on every (lazily materialized) state change.
+        """
+        quotas = self.limits.quotas
+        wanted = {m: n for m, n in need.items() if m in quotas}
+        if not wanted:
+            return
+        held = dict.fromkeys(wanted, 0)
+        for record in self._order:
+            if record.parent != parent or not record.demand:
+                continue
+            record.materialize(now)
+            if record.state in lifecycle.TERMINAL:
+                continue
+            for metric in wanted:
+                held[metric] += record.demand.get(metric, 0)
+        over = sorted(m for m, n in wanted.items() if held[m] + n > quotas[m])
+        if over:
+            raise quota_exceeded(over)
 
     def _unused_id(self) -> str:
         while (job_id := new_id()) in self._jobs:
