@@ -25,6 +25,7 @@ from launchq_cli.common import (
     emit_json,
     json_option,
 )
+from launchq_cli.standin import limit_options, vertex_limits
 
 
 @click.command("sweep")
@@ -65,7 +66,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--project", default="launchq-dev", show_default=True, help="Local project id.")
 @click.option("--sweep-interval", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--quiet", is_flag=True, help="Do not print state changes as they happen.")
-def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> None:
+@limit_options("vertex-")
+def dev(
+    free_ports: bool,
+    project: str,
+    sweep_interval: float,
+    quiet: bool,
+    quotas: tuple[str, ...],
+    create_rpm: int | None,
+) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
@@ -77,7 +86,10 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
 
     err = console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
-    stack = DevStack(project, Ports.free() if free_ports else Ports(), sweep_interval)
+    limits = vertex_limits(quotas, create_rpm)
+    stack = DevStack(
+        project, Ports.free() if free_ports else Ports(), sweep_interval, limits=limits
+    )
     err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
     try:
         stack.start()

@@ -58,6 +58,7 @@ from launchq_local.emulators import (
     stop_groups,
 )
 from launchq_local.standin import Delays, StandinServer
+from launchq_local.standin.limits import Limits
 
 log = get_logger(__name__)
 
@@ -178,8 +179,10 @@ class DevStack:
         events_topic: str = "launchq-events",
         on_sweep: Callable[[dict[str, Any]], None] | None = None,
         functions_dir: Path = FUNCTIONS,
+        limits: Limits | None = None,
     ) -> None:
         self.project = project
+        self.limits = limits  # Vertex quotas/rate limit for the stand-in (none by default)
         self._requested = ports or Ports()
         self.ports = self._requested.resolved()
         self.sweep_interval = sweep_interval
@@ -296,7 +299,11 @@ class DevStack:
                 self.project, pubsub_port=self.ports.pubsub, firestore_port=self.ports.firestore
             )
             self.standin = StandinServer(
-                port=self.ports.standin, mode="execute", delays=self.delays, work_dir=self.work_dir
+                port=self.ports.standin,
+                mode="execute",
+                delays=self.delays,
+                work_dir=self.work_dir,
+                limits=self.limits,
             ).start()
             self._create_topics()
             for function in self.functions:
