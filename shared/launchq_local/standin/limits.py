@@ -204,7 +204,8 @@ class Limits:
         unknown = set(body) - {"quotas", "createRequestsPerMinute"}
         if unknown:
             raise ValueError(f"unknown limits field(s): {sorted(unknown)}")
-        quotas = body.get("quotas") or {}
+        quotas = body.get("quotas")
+        quotas = {} if quotas is None else quotas
         if not isinstance(quotas, dict):
             raise ValueError('quotas must map metric names to limits: {"metric": 16}')
         rpm = body.get("createRequestsPerMinute")
