@@ -88,7 +88,7 @@ def test_the_exact_error_body_on_the_wire(standin: StandinServer, standin_parent
 def test_usage_is_released_when_a_job_ends(
     job_client: JobServiceClient, standin_parent: str, standin_admin: AdminClient
 ) -> None:
-    standin_admin.set_delays(running=None, cancelling=0.5)
+    standin_admin.set_delays(running=None, cancelling=1.0)
     standin_admin.set_limits(quotas={A100: 8})
     first = create(job_client, standin_parent, gpu_job(8))
     with pytest.raises(exceptions.TooManyRequests, match=A100):
@@ -108,8 +108,9 @@ def test_usage_is_released_when_a_job_ends(
 def test_a_scripted_success_releases_usage_on_its_own(
     job_client: JobServiceClient, standin_parent: str, standin_admin: AdminClient
 ) -> None:
+    standin_admin.set_delays(running=1.0)
     standin_admin.set_limits(quotas={A100: 8})
-    first = create(job_client, standin_parent, gpu_job(8))  # TEST_DELAYS: done in ~0.6 s
+    first = create(job_client, standin_parent, gpu_job(8))  # SUCCEEDED after ~1.1 s
     with pytest.raises(exceptions.TooManyRequests):
         create(job_client, standin_parent, gpu_job(8))
     wait_for_state(job_client, first.name, "JOB_STATE_SUCCEEDED")
@@ -334,6 +335,7 @@ SWEEP_MASK = [
 def test_generated_client_sends_read_mask_and_gets_trimmed_jobs(
     job_client: JobServiceClient, standin_parent: str, standin_admin: AdminClient
 ) -> None:
+    standin_admin.set_delays(queued=None)  # never RUNNING, so never a start_time
     created = create(job_client, standin_parent, make_job("a", labels={"team": "x"}))
     standin_admin.set_state(created.name, "FAILED", (8, "Resources are insufficient in region"))
     request = types.ListCustomJobsRequest(
