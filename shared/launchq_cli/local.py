@@ -85,8 +85,8 @@ def dev(
     from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
+    limits = vertex_limits(quotas, create_rpm)  # a bad flag fails before anything starts
     signal.signal(signal.SIGTERM, _interrupt)
-    limits = vertex_limits(quotas, create_rpm)
     stack = DevStack(
         project, Ports.free() if free_ports else Ports(), sweep_interval, limits=limits
     )

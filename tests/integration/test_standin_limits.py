@@ -4,15 +4,22 @@ jobs, the job-creation rate limit, and `readMask` on ListCustomJobs."""
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from google.api_core import exceptions
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from launchq.vertex import RetryPolicy, VertexClient, VertexError
+from launchq_cli import main
 from launchq_local.standin import AdminClient, AdminError, StandinServer
 from launchq_local.standin.names import project_number
 from tests.fixtures.standin import TEST_PROJECT, make_job, wait_for_state
@@ -420,3 +427,43 @@ def test_core_client_list_sends_read_mask(
     assert all(set(job) == {"name", "state", "labels", "createTime"} for job in trimmed)
     full = list(client.list_custom_jobs(standin_parent))
     assert all("jobSpec" in job for job in full)
+
+
+# ---- the CLI -----------------------------------------------------------------------------
+
+
+def test_vertex_emulator_flags_set_the_limits(tmp_path: Path) -> None:
+    entry = "from launchq_cli import main; main()"
+    command = [sys.executable, "-c", entry, "vertex-emulator", "--port", "0"]
+    command += ["--quota", f"aiplatform.googleapis.com/{A100}=0", "--quota", f"{L4}=4"]
+    command += ["--create-requests-per-minute", "30", "--work-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert match is not None
+        admin = AdminClient(match.group(0))
+        limits = admin.limits()
+        assert limits["quotas"] == {A100: 0, L4: 4}
+        assert limits["createRequestsPerMinute"] == 30
+        admin.reset()  # the flags are the startup limits, so reset keeps them
+        assert admin.limits()["quotas"] == {A100: 0, L4: 4}
+        admin.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["vertex-emulator", "--quota", "custom_model_training_nvidia_a100=1"], "unknown quota"),
+        (["vertex-emulator", "--quota", f"{A100}"], "is not METRIC=N"),
+        (["vertex-emulator", "--create-requests-per-minute", "0"], "x>=1"),
+        (["dev", "--vertex-quota", f"{A100}=-2"], "is not METRIC=N"),
+    ],
+)
+def test_bad_limit_flags_are_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output
