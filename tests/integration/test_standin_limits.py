@@ -8,7 +8,9 @@ import re
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import requests
@@ -225,6 +227,49 @@ def test_a_stockout_stays_a_scripted_outcome(
     failed = wait_for_state(job_client, job.name, "JOB_STATE_FAILED")
     assert failed.error.message == "Resources are insufficient in region"
     create(job_client, standin_parent, gpu_job(8))  # the failed job released its GPUs
+
+
+def test_concurrent_creates_never_overshoot_a_quota(
+    standin: StandinServer, standin_parent: str
+) -> None:
+    standin.admin.set_delays(running=None)
+    standin.admin.set_limits(quotas={A100: 8})
+    client = VertexClient(standin.url, requests.Session())
+    body = json.loads(types.CustomJob.to_json(gpu_job(1)))
+
+    def attempt(_: int) -> int:
+        """200, or the error's HTTP status."""
+        try:
+            client.create_custom_job(standin_parent, body)
+        except VertexError as exc:
+            return exc.http_status
+        return 200
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(attempt, range(24)))
+    assert sorted(statuses) == [200] * 8 + [429] * 16
+    assert len(standin.admin.jobs()) == 8
+
+
+def test_the_high_level_sdk_submit_raises_on_quota(
+    vertex_sdk: ModuleType, standin_admin: AdminClient
+) -> None:
+    standin_admin.set_limits(quotas={L4: 2})
+    pools = [
+        {
+            "machine_spec": {
+                "machine_type": "g2-standard-12",
+                "accelerator_type": "NVIDIA_L4",
+                "accelerator_count": 1,
+            },
+            "replica_count": 3,
+            "container_spec": {"image_uri": "gcr.io/launchq-test/img:1"},
+        }
+    ]
+    job = vertex_sdk.CustomJob(display_name="sdk-l4", worker_pool_specs=pools)
+    with pytest.raises(exceptions.TooManyRequests, match=f"aiplatform.googleapis.com/{L4}$"):
+        job.submit()
+    assert standin_admin.jobs() == []
 
 
 # ---- the creation rate limit -------------------------------------------------------------
