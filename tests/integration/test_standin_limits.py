@@ -318,6 +318,10 @@ def test_rate_limit_is_a_sliding_60s_window(
     )
     assert error.metadata["quota_location"] == "us-central1"
     assert error.metadata["quota_limit_value"] == "3"
+    assert [detail["@type"] for detail in error.details] == [
+        "type.googleapis.com/google.rpc.ErrorInfo",
+        "type.googleapis.com/google.rpc.Help",
+    ]
     assert len(standin_admin.jobs()) == 3
     clock.now = 1059.9  # the create at 1000 is still inside the window
     with pytest.raises(exceptions.TooManyRequests):

@@ -88,7 +88,7 @@ RATE_METRIC = f"{SERVICE}/job_or_lro_submission_requests"
 RATE_METRIC_DISPLAY = "Job or LRO submission requests"
 RATE_LIMIT_DISPLAY = "Job or LRO submission requests per minute per region"
 RATE_LIMIT_NAME = "JobOrLroSubmissionRequestsPerMinutePerProjectPerRegion"
-QUOTA_HELP_URL = "https://cloud.google.com/docs/quotas/help/request_increase"
+QUOTA_HELP_URL = "https://cloud.google.com/docs/quota#requesting_higher_quota"
 
 _VCPUS_RE = re.compile(r"[a-z][a-z0-9]*-[a-z]+-([0-9]+)")
 
