@@ -1,4 +1,4 @@
-"""Run all five benchmarks on one local stack; write bench/results/latest.json and the table.
+"""Run every benchmark on one local stack; write bench/results/latest.json and the table.
 
     .venv/bin/python -m bench.run            # full size (make bench): JSON, docs table, printed
     .venv/bin/python -m bench.run --smoke    # tiny sizes, prints the table, writes nothing
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import admission, cold_start, overhead, publish_latency, sweep_scaling
+from bench import admission, cold_start, list_bytes, overhead, publish_latency, sweep_scaling
 from bench.common import ROOT, Stack, load_average, local_stack, machine
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -29,6 +29,7 @@ FULL: dict[str, dict[str, Any]] = {
     "overhead": {"items": 200, "profile_items": 100},
     "sweep_scaling": {"counts": [100, 1000, 10_000]},
     "admission": {"items": 500, "max_jobs": 10, "min_run": 0.2, "max_run": 2.0},
+    "list_bytes": {"jobs": 1000, "repeats": 5},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -36,6 +37,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "overhead": {"items": 4, "profile_items": 3},
     "sweep_scaling": {"counts": [20]},
     "admission": {"items": 12, "max_jobs": 3, "min_run": 0.05, "max_run": 0.3},
+    "list_bytes": {"jobs": 20, "repeats": 1},
 }
 
 
@@ -49,6 +51,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "overhead": overhead.measure,
     "sweep_scaling": _sweeps,
     "admission": admission.measure,
+    "list_bytes": list_bytes.measure,
 }
 
 
@@ -206,6 +209,21 @@ def table(results: dict[str, Any]) -> str:
                 "",
             ),
         ]
+    if lb := results.get("list_bytes"):
+        per = lb["bytes_per_job"]
+        page = lb["page_s_median"]
+        rows.append(
+            (
+                "6 list page",
+                f"ListCustomJobs page of {lb['jobs']:,} jobs, with the sweep's readMask / without",
+                f"{lb['bytes']['masked']:,} / {lb['bytes']['full']:,} bytes "
+                f"({per['masked']:.0f} / {per['full']:.0f} per job): ratio "
+                f"**{lb['bytes_ratio']:.2f}**; fetch + decode {page['masked'] * 1000:.0f} / "
+                f"{page['full'] * 1000:.0f} ms: ratio {lb['time_ratio']:.2f}",
+                "",
+                "",
+            )
+        )
     lines = [
         "| measurement | what | result | goal | |",
         "|---|---|---|---|---|",

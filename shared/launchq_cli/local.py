@@ -28,6 +28,7 @@ from launchq_cli.common import (
     emit_json,
     json_option,
 )
+from launchq_cli.standin import limit_options, vertex_limits
 
 
 @click.command("sweep")
@@ -73,7 +74,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     show_default=True,
     help="Structured JSON logs on stderr from this level (info: each start and stop step).",
 )
-def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_level: str) -> None:
+@limit_options("vertex-")
+def dev(
+    free_ports: bool,
+    project: str,
+    sweep_interval: float,
+    quiet: bool,
+    log_level: str,
+    quotas: tuple[str, ...],
+    create_rpm: int | None,
+) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
@@ -84,13 +94,16 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool, log_
     from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
+    limits = vertex_limits(quotas, create_rpm)  # a bad flag fails before anything starts
     configure(getattr(logging, log_level.upper()), sys.stderr)
     # Ctrl-C, SIGTERM and a closed terminal's SIGHUP all stop the stack the same way. This
     # handler is in place before the emulators start, so theirs defers to it (see
     # launchq_local.emulators) and the stop below runs in order.
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _interrupt)
-    stack = DevStack(project, Ports.free() if free_ports else Ports(), sweep_interval)
+    stack = DevStack(
+        project, Ports.free() if free_ports else Ports(), sweep_interval, limits=limits
+    )
     err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
     try:
         stack.start()

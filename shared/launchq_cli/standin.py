@@ -8,12 +8,61 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from launchq.log import configure
+
+if TYPE_CHECKING:
+    from launchq_local.standin.limits import Limits
+
+
+def vertex_limits(quotas: tuple[str, ...], create_rpm: int | None) -> Limits:
+    """`--quota METRIC=N` values and a rate → the stand-in's `Limits` (bad ones: usage error)."""
+    from launchq_local.standin.limits import Limits, metric_name
+
+    parsed: dict[str, int] = {}
+    for value in quotas:
+        metric, sep, number = value.partition("=")
+        try:
+            if not sep or not number.strip().isdigit():
+                raise ValueError(f"{value!r} is not METRIC=N (N a non-negative integer)")
+            parsed[metric_name(metric)] = int(number)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--quota'") from None
+    return Limits(parsed, create_rpm)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def limit_options(prefix: str = "") -> Callable[[F], F]:
+    """`--quota` and `--create-requests-per-minute` (with `prefix`, e.g. `vertex-`, for `dev`)."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            f"--{prefix}create-requests-per-minute",
+            "create_rpm",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Vertex's CreateCustomJob rate limit per project and region (sliding 60 s "
+            "window); over it, creates answer 429 RESOURCE_EXHAUSTED. Default: no limit.",
+        )(command)
+        return click.option(
+            f"--{prefix}quota",
+            "quotas",
+            multiple=True,
+            metavar="METRIC=N",
+            help="A per-region compute quota over active jobs, e.g. "
+            "custom_model_training_nvidia_a100_gpus=16 or custom_model_training_cpus=64 "
+            "(repeatable); over it, creates answer 429 RESOURCE_EXHAUSTED. Default: none.",
+        )(command)
+
+    return decorate
 
 
 def _seconds_or_forever(value: str) -> float | None:
@@ -47,6 +96,7 @@ def _seconds_or_forever(value: str) -> float | None:
 @click.option("--running-delay", default="5", show_default=True, help="Seconds, or 'forever'.")
 @click.option("--cancelling-delay", type=float, default=0.5, show_default=True)
 @click.option("--kill-grace", type=float, default=2.0, show_default=True, help="SIGTERM→SIGKILL.")
+@limit_options()
 @click.option("--log-level", default="INFO", show_default=True)
 def vertex_emulator(
     port: int,
@@ -58,6 +108,8 @@ def vertex_emulator(
     running_delay: str,
     cancelling_delay: float,
     kill_grace: float,
+    quotas: tuple[str, ...],
+    create_rpm: int | None,
     log_level: str,
 ) -> None:
     """Serve the Vertex AI v1 CustomJob REST API locally (Ctrl-C stops it)."""
@@ -73,6 +125,7 @@ def vertex_emulator(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    limits = vertex_limits(quotas, create_rpm)
     server = StandinServer(
         host=host,
         port=port,
@@ -80,6 +133,7 @@ def vertex_emulator(
         delays=delays,
         work_dir=work_dir,
         kill_grace=kill_grace,
+        limits=limits,
     )
 
     def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -90,6 +144,8 @@ def vertex_emulator(
         f"Vertex AI stand-in on {server.url} (mode {mode}, work dir {server.store.work_dir})"
     )
     click.echo(f"  api_endpoint={server.url}   admin: {server.url}/emulator/v1/status")
+    if limits.active:
+        click.echo(f"  limits: {limits.to_json()}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

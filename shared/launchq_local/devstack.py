@@ -65,6 +65,7 @@ from launchq_local.emulators import (
 )
 from launchq_local.gcs import GcsEmulator, start_gcs
 from launchq_local.standin import Delays, StandinServer
+from launchq_local.standin.limits import Limits
 
 log = get_logger(__name__)
 
@@ -197,8 +198,10 @@ class DevStack:
         events_topic: str = "launchq-events",
         on_sweep: Callable[[dict[str, Any]], None] | None = None,
         functions_dir: Path = FUNCTIONS,
+        limits: Limits | None = None,
     ) -> None:
         self.project = project
+        self.limits = limits  # Vertex quotas/rate limit for the stand-in (none by default)
         self._requested = ports or Ports()
         self.ports = self._requested.resolved()
         self.sweep_interval = sweep_interval
@@ -321,7 +324,11 @@ class DevStack:
             # The example queues' staging bucket: `enqueue --source` uploads there by default.
             self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.standin = StandinServer(
-                port=self.ports.standin, mode="execute", delays=self.delays, work_dir=self.work_dir
+                port=self.ports.standin,
+                mode="execute",
+                delays=self.delays,
+                work_dir=self.work_dir,
+                limits=self.limits,
             ).start()
             self._create_topics()
             for function in self.functions:

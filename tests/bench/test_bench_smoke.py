@@ -80,6 +80,13 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert adm["slot_wait_ms"]["n"] == adm["items"] - adm["max_jobs"]
     assert adm["sweeps"] > 0
 
+    listing = results["list_bytes"]
+    assert listing["jobs_listed_with_mask"] == listing["jobs"] == run.SMOKE["list_bytes"]["jobs"]
+    assert set(listing["fields_with_mask"]) <= set(listing["read_mask"])
+    assert "jobSpec" not in listing["fields_with_mask"]
+    assert 0 < listing["bytes"]["masked"] < listing["bytes"]["full"]
+    assert listing["bytes_ratio"] == listing["bytes"]["masked"] / listing["bytes"]["full"]
+
     table = run.table(results)
     assert table.count("\n") >= 8
     assert "cold start" in table

@@ -8,8 +8,9 @@
         server.admin.add_fault(methods=["CreateCustomJob"], http_status=429)
 
 Modules: `server` (HTTP, routing, faults), `api` (the Vertex surface), `wire` (strict parsing,
-error envelopes), `validation` (semantic checks), `filters` (List filter), `jobs` (store and
-lifecycle), `execute` (execute mode), `admin_api` / `admin` (admin API and its client).
+error envelopes), `validation` (semantic checks), `filters` (List filter), `masks` (List
+readMask), `jobs` (store and lifecycle), `limits` (quotas and the creation rate limit),
+`execute` (execute mode), `admin_api` / `admin` (admin API and its client).
 See docs/vertex-standin.md.
 """
 

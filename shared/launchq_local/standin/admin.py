@@ -13,7 +13,7 @@ name or by the bare id; states by `JOB_STATE_FAILED`, `FAILED` or `types.JobStat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import requests
@@ -39,6 +39,10 @@ class AdminError(RuntimeError):
 def job_id(job: str) -> str:
     """`projects/…/customJobs/123` or `123` → `123`."""
     return job.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _limits_json(quotas: Mapping[str, int] | None, rpm: int | None) -> dict[str, Any]:
+    return {"quotas": dict(quotas or {}), "createRequestsPerMinute": rpm}
 
 
 def _error_json(error: tuple[int, str] | None) -> dict[str, Any] | None:
@@ -73,8 +77,11 @@ class AdminClient:
         mode: Literal["scripted", "execute"] | None = None,
         delays: dict[str, float | None] | None = None,
         seed: int | None = None,
+        quotas: Mapping[str, int] | None = None,
+        create_requests_per_minute: int | None = None,
     ) -> dict[str, Any]:
-        """Drop jobs, rules, faults and counters, kill processes; back to startup settings."""
+        """Drop jobs, rules, faults and counters, kill processes; back to startup settings
+        (or the given ones; passing quotas or a rate replaces the startup limits)."""
         body: dict[str, Any] = {}
         if mode is not None:
             body["mode"] = mode
@@ -82,6 +89,8 @@ class AdminClient:
             body["delays"] = delays
         if seed is not None:
             body["seed"] = seed
+        if quotas is not None or create_requests_per_minute is not None:
+            body["limits"] = _limits_json(quotas, create_requests_per_minute)
         return dict(self._call("POST", "reset", body))
 
     def config(self) -> dict[str, Any]:
@@ -103,6 +112,21 @@ class AdminClient:
         given["cancelling"] = cancelling
         delays = {k: v for k, v in given.items() if v is not _UNSET}
         return dict(self._call("PATCH", "config", {"delays": delays}))
+
+    def limits(self) -> dict[str, Any]:
+        """`{"quotas", "createRequestsPerMinute", "usage": {region: {metric: held}},
+        "createsInWindow": {region: n}}`."""
+        return dict(self._call("GET", "limits"))
+
+    def set_limits(
+        self,
+        quotas: Mapping[str, int] | None = None,
+        create_requests_per_minute: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the limits (nothing given: no limits). Quotas are per region, by metric
+        (`custom_model_training_nvidia_a100_gpus`, with or without `aiplatform.googleapis.com/`)."""
+        body = _limits_json(quotas, create_requests_per_minute)
+        return dict(self._call("PUT", "limits", body))
 
     def counters(self) -> dict[str, int]:
         """Calls received per Vertex method since the last reset (faulted calls included)."""

@@ -18,15 +18,17 @@ from launchq_local.standin import lifecycle
 from launchq_local.standin.faults import FaultBook
 from launchq_local.standin.jobs import MODES, JobStore, Mode
 from launchq_local.standin.lifecycle import Delays, Outcome
+from launchq_local.standin.limits import Limits
 from launchq_local.standin.wire import ApiError, load_json_object
 
 
 @dataclass
 class Defaults:
-    """What `reset` returns the stand-in to: the mode and delays it was started with."""
+    """What `reset` returns the stand-in to: the mode, delays and limits it was started with."""
 
     mode: Mode
     delays: Delays
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
 
 def reply(payload: Any, status: int = 200) -> Response:
@@ -90,12 +92,30 @@ def parse_outcome(body: dict[str, Any]) -> Outcome:
         raise _bad(str(exc)) from None
 
 
+def parse_limits(value: Any) -> Limits:
+    if not isinstance(value, dict):
+        raise _bad('limits must look like {"quotas": {...}, "createRequestsPerMinute": 60}')
+    try:
+        return Limits.from_json(value)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+
+
+def limits_view(store: JobStore) -> dict[str, Any]:
+    return {
+        **store.limits.to_json(),
+        "usage": store.usage(),
+        "createsInWindow": store.rate.in_window(),
+    }
+
+
 def config_view(store: JobStore) -> dict[str, Any]:
     return {
         "mode": store.mode,
         "delays": store.delays.to_json(),
         "workDir": str(store.work_dir),
         "killGraceSeconds": store.kill_grace,
+        "limits": store.limits.to_json(),
     }
 
 
@@ -107,8 +127,9 @@ def reset(store: JobStore, faults: FaultBook, defaults: Defaults, request: Reque
     body = _body(request)
     mode = parse_mode(body["mode"]) if "mode" in body else defaults.mode
     delays = parse_delays(body.get("delays") or {}, defaults.delays)
+    new_limits = parse_limits(body["limits"]) if "limits" in body else defaults.limits
     seed = body.get("seed")
-    store.reset(mode, delays)
+    store.reset(mode, delays, new_limits)
     faults.reset(seed if isinstance(seed, int) else None)
     return reply(config_view(store))
 
@@ -208,3 +229,11 @@ def fault_delete(
     if not faults.remove(fault):
         raise ApiError("NOT_FOUND", f"No fault with id {fault!r}.")
     return reply({})
+
+
+def limits(store: JobStore, faults: FaultBook, defaults: Defaults, request: Request) -> Response:
+    """GET: the limits, quota held by active jobs, creates in the current window. PUT: replace
+    the limits (the window's history is kept, so lowering the rate applies at once)."""
+    if request.method == "PUT":
+        store.set_limits(parse_limits(_body(request)))
+    return reply(limits_view(store))

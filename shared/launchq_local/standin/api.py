@@ -21,6 +21,7 @@ from launchq_local.standin.jobs import (
     encode_token,
     query_fingerprint,
 )
+from launchq_local.standin.masks import parse_read_mask, trim
 from launchq_local.standin.names import job_id_from, parent_from
 from launchq_local.standin.validation import clear_output_only, validate_custom_job
 from launchq_local.standin.wire import (
@@ -75,6 +76,7 @@ def check_query(request: Request, allowed: Iterable[str] = ()) -> None:
 def create(store: JobStore, request: Request, project: str, location: str) -> Response:
     check_query(request)
     parent = parent_from(project, location)
+    store.charge_create(parent)
     body = load_json_object(request.get_data(), "custom_job")
     job = parse_message(body, CustomJobPb(), "custom_job")
     clear_output_only(job)
@@ -103,9 +105,10 @@ def _page_size(raw: str | None) -> int:
 
 
 def list_jobs(store: JobStore, request: Request, project: str, location: str) -> Response:
-    """`readMask` is accepted and ignored: full jobs are always returned."""
+    """`readMask` keeps only the listed fields of each job (see masks.py)."""
     check_query(request, _LIST_PARAMS)
     parent = parent_from(project, location)
+    mask = parse_read_mask(request.args.getlist("readMask"), CustomJobPb.DESCRIPTOR)
     filter_text = request.args.get("filter", "")
     predicate = compile_filter(filter_text)
     size = _page_size(request.args.get("pageSize"))
@@ -114,7 +117,7 @@ def list_jobs(store: JobStore, request: Request, project: str, location: str) ->
     below = decode_token(token, fingerprint) if token else None
     page = store.page(parent, predicate, size, below)
     response = _ListResponsePb()
-    response.custom_jobs.extend(page.jobs)
+    response.custom_jobs.extend(page.jobs if mask is None else [trim(j, mask) for j in page.jobs])
     if page.next_seq is not None:
         response.next_page_token = encode_token(page.next_seq, fingerprint)
     return respond(request, response)

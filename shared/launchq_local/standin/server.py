@@ -26,6 +26,7 @@ from launchq_local.standin.admin_api import Defaults
 from launchq_local.standin.faults import FaultBook
 from launchq_local.standin.jobs import JobStore, Mode
 from launchq_local.standin.lifecycle import Delays
+from launchq_local.standin.limits import Limits
 from launchq_local.standin.wire import ApiError
 
 log = get_logger(__name__)
@@ -65,6 +66,7 @@ _ADMIN_HANDLERS: dict[str, Callable[..., Response]] = {
     "rules": admin_api.outcome_rules,
     "faults": admin_api.fault_list,
     "fault_delete": admin_api.fault_delete,
+    "limits": admin_api.limits,
 }
 
 URL_MAP = Map(
@@ -91,6 +93,7 @@ URL_MAP = Map(
         Rule(f"{_ADMIN}/outcomeRules", endpoint="rules", methods=["GET", "POST", "DELETE"]),
         Rule(f"{_ADMIN}/faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule(f"{_ADMIN}/faults/<seg:fault>", endpoint="fault_delete", methods=["DELETE"]),
+        Rule(f"{_ADMIN}/limits", endpoint="limits", methods=["GET", "PUT"]),
     ],
     converters={"seg": _Segment},
     strict_slashes=False,
@@ -177,15 +180,19 @@ class StandinServer:
         delays: Delays | None = None,
         work_dir: Path | None = None,
         kill_grace: float = 2.0,
+        limits: Limits | None = None,
     ) -> None:
         delays = delays or Delays()
+        limits = limits or Limits()
         if work_dir is not None:
             work_dir.mkdir(parents=True, exist_ok=True)
-            self.store = JobStore(work_dir, mode=mode, delays=delays, kill_grace=kill_grace)
+            self.store = JobStore(
+                work_dir, mode=mode, delays=delays, kill_grace=kill_grace, limits=limits
+            )
         else:
-            self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace)
+            self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace, limits=limits)
         self.faults = FaultBook()
-        self.app = StandinApp(self.store, self.faults, Defaults(mode, delays))
+        self.app = StandinApp(self.store, self.faults, Defaults(mode, delays, limits))
         self._server: BaseWSGIServer = make_server(
             host, port, self.app, threaded=True, request_handler=_QuietHandler
         )

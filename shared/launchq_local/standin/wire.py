@@ -110,6 +110,8 @@ class ApiError(Exception):
     message: str
     violations: list[FieldViolation] = field(default_factory=list)
     http_status: int | None = None
+    # Further google.rpc detail messages in their JSON form (`{"@type": ..., ...}`).
+    details: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -129,6 +131,8 @@ class ApiError(Exception):
                     ],
                 }
             ]
+        if self.details:
+            body.setdefault("details", []).extend(self.details)
         return {"error": body}
 
 
