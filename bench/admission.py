@@ -48,7 +48,7 @@ from launchq_cli.configs import apply_queue
 from launchq_local.standin.lifecycle import TERMINAL
 
 QUEUE = "admission"
-TOPIC = "launchq-items"
+TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.topics)
 
 
 class Monitor(threading.Thread):

@@ -39,7 +39,7 @@ import json, sys, time
 from functions_framework import create_app
 client = create_app("dispatch", sys.argv[1], "cloudevent").test_client()
 imported = time.time()
-response = client.post("/projects/p/topics/launchq-items", data=sys.argv[2],
+response = client.post("/projects/p/topics/launchq-q-cold", data=sys.argv[2],
                        content_type="application/json")
 done = time.time()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]

@@ -28,9 +28,9 @@ import requests
 import yaml
 
 from bench.common import REGION, ROOT, Stack, standin_process
-from launchq.config import parse_queue_config
 from launchq.item import QueueItem
 from launchq.labels import QUEUE_LABEL
+from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, render
 from launchq.vertex import VertexClient
 

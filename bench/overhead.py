@@ -39,6 +39,7 @@ from bench.common import (
 from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.settings import Settings
 from launchq.store import Store, item_doc_id
+from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
@@ -47,7 +48,10 @@ QUEUE = "overhead"
 
 
 def _message(item_id: str) -> PubsubMessage:
-    return PubsubMessage(json.dumps(item(QUEUE, item_id)).encode(), {}, uuid.uuid4().hex)
+    # Published to the queue's own topic, as the dispatch function receives it.
+    return PubsubMessage(
+        json.dumps(item(QUEUE, item_id)).encode(), {}, uuid.uuid4().hex, topic=queue_topic(QUEUE)
+    )
 
 
 def _dispatcher(stack: Stack, project: str, store: Store, vertex: VertexClient, events: str) -> Any:

@@ -41,7 +41,7 @@ from launchq.store import Store
 from launchq_cli.configs import apply_queue
 
 QUEUE = "latency"
-TOPIC = "launchq-items"
+TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.topics)
 
 
 def _publish_all(pubsub: Any, ids: list[str], rate: float | None) -> dict[str, float]:

@@ -12,4 +12,4 @@ from launchq.functions import handle_pubsub_event
 
 @functions_framework.cloud_event
 def dispatch(event: CloudEvent) -> None:
-    handle_pubsub_event(event.data or {})
+    handle_pubsub_event(event.data or {}, source=event["source"])

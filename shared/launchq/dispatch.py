@@ -2,8 +2,13 @@
 
 Flow for a message (`Dispatcher.handle`):
 
-1. Decode. Not JSON, not an object, no queue: recorded REJECTED (keyed by the message id when
-   nothing better exists) and acknowledged: retrying cannot fix it.
+1. Route and decode. The queue is the one whose topic the message was published to
+   (`launchq.topics`: a topic per queue, so publishing rights are launch rights); an item that
+   names another queue is REJECTED `queue_mismatch`, a message from a topic that is no queue's
+   (and not the opted-in shared topic) is REJECTED `unknown_topic`. Not JSON, not an object:
+   recorded REJECTED (keyed by the message id when nothing better exists) and acknowledged:
+   retrying cannot fix it. A message with `launchq-action: cancel` is a control message: it
+   cancels an item of the topic's queue, with the function's own credentials.
 2. Record. The item is validated against its queue and rendered once; the document is created
    with `create()` (fails if it exists), so a redelivery finds the first record and changes
    nothing. Invalid items are recorded REJECTED with every error and acknowledged. A message
@@ -27,7 +32,8 @@ from enum import StrEnum
 from typing import Any
 
 from launchq.admission import Admission
-from launchq.errors import InfrastructureError, is_infrastructure
+from launchq.cancel import Canceller
+from launchq.errors import InfrastructureError, NotFound, is_infrastructure
 from launchq.events import CONFLICT_EVENT_TYPE
 from launchq.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
 from launchq.item import canonical_hash
@@ -38,6 +44,13 @@ from launchq.records import ItemRecord, error_record
 from launchq.states import ItemState
 from launchq.store import Store
 from launchq.submission import Submitter
+from launchq.topics import (
+    ACTION_ATTRIBUTE,
+    CANCEL_ACTION,
+    QUEUE_TOPIC_PREFIX,
+    SUBMITTED_BY_ATTRIBUTE,
+    queue_of_topic,
+)
 
 log = get_logger(__name__)
 
@@ -57,6 +70,14 @@ class DispatchOutcome(StrEnum):
     REPAIRED = "repaired"  # a redelivery took over a submission whose submitter died
     REJECTED = "rejected"  # recorded REJECTED (invalid, unknown queue, undecodable)
     CONFLICT = "conflict"  # the item id is taken by a different payload: nothing changed
+    CONTROLLED = "controlled"  # a control message (cancel) was carried out
+
+
+# Reasons a message is rejected before it is an item (stored as `error.reason`).
+UNDECODABLE = "undecodable"
+UNKNOWN_TOPIC = "unknown_topic"
+QUEUE_MISMATCH = "queue_mismatch"
+CONTROL_REFUSED = "control_refused"
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,7 @@ class PubsubMessage:
     attributes: Mapping[str, str]
     message_id: str
     publish_time: str | None = None
+    topic: str | None = None  # the topic id it was published to (from the CloudEvent source)
 
 
 @dataclass
@@ -86,12 +108,16 @@ class Dispatcher:
         recorder: Recorder,
         admission: Admission,
         submitter: Submitter,
+        canceller: Canceller,
+        shared_topic: str | None = None,
     ) -> None:
         self.store = store
         self.queues = queues
         self.recorder = recorder
         self.admission = admission
         self.submitter = submitter
+        self.canceller = canceller
+        self.shared_topic = shared_topic
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
         try:
@@ -113,7 +139,17 @@ class Dispatcher:
         if problem is not None:
             return self._reject_message(message, problem)
         assert payload is not None
-        queue = _text(payload.get("queue")) or message.attributes.get("queue")
+        topic_queue = queue_of_topic(message.topic or "")
+        named = _text(payload.get("queue")) or message.attributes.get("queue")
+        if topic_queue is None and (message.topic is None or message.topic != self.shared_topic):
+            return self._reject_message(
+                message,
+                f"published to {message.topic or 'no topic'}: launchq takes items from its "
+                f"queues' topics ({QUEUE_TOPIC_PREFIX}<queue>)"
+                + (f" and the shared topic {self.shared_topic}" if self.shared_topic else ""),
+                UNKNOWN_TOPIC,
+            )
+        queue = topic_queue or named
         item_id = (
             _text(payload.get("item_id")) or message.attributes.get("item_id") or message.message_id
         )
@@ -131,14 +167,67 @@ class Dispatcher:
                 f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
                 "starting with a letter or digit",
             )
+        if topic_queue is not None and _named_elsewhere(payload, message, topic_queue):
+            return self._reject_mismatch(topic_queue, item_id, payload, message)
+        if message.attributes.get(ACTION_ATTRIBUTE) is not None:
+            return self._control(queue, item_id, payload, message)
         return self._record(queue, item_id, payload, message)
+
+    def _reject_mismatch(
+        self, queue: str, item_id: str, payload: dict[str, Any], message: PubsubMessage
+    ) -> DispatchResult:
+        """An item on queue A's topic that names queue B: publishing to A gives no right to B."""
+        problem = (
+            f"published to the topic of queue {queue!r} but names queue "
+            f"{str(payload.get('queue') or message.attributes.get('queue'))[:100]!r}: a queue's "
+            "topic only launches onto that queue"
+        )
+        return self._reject(
+            queue,
+            item_id,
+            {
+                **_received(payload, message),
+                "payload_hash": canonical_hash(payload),
+                "error": error_record(QUEUE_MISMATCH, problem, "queue"),
+            },
+            "rejected: queue mismatch",
+            problem,
+        )
+
+    def _control(
+        self, queue: str, item_id: str, payload: dict[str, Any], message: PubsubMessage
+    ) -> DispatchResult:
+        """A control message: whoever may publish to a queue's topic may cancel in that queue.
+
+        Carried out with the function's own credentials; a refused one is recorded under
+        `_unroutable` with the reason, so the publisher can find out why.
+        """
+        action = message.attributes.get(ACTION_ATTRIBUTE)
+        if action != CANCEL_ACTION:
+            return self._reject_message(
+                message, f"unknown {ACTION_ATTRIBUTE} {str(action)[:40]!r}", CONTROL_REFUSED
+            )
+        try:
+            state = self.canceller.request(queue, item_id)
+        except NotFound:
+            return self._reject_message(
+                message, f"cancel refused: no item {item_id!r} in queue {queue!r}", CONTROL_REFUSED
+            )
+        log.info(
+            "cancel requested by control message",
+            item_id=item_id,
+            queue=queue,
+            message_id=message.message_id,
+            state=state.value,
+        )
+        return DispatchResult(DispatchOutcome.CONTROLLED, item_id, queue, detail=state.value)
 
     def _record(
         self, queue: str, item_id: str, payload: dict[str, Any], message: PubsubMessage
     ) -> DispatchResult:
         """Record a new item (no read first: `create` fails if it exists), then admit."""
         runtime = self.queues.get(queue)
-        received: dict[str, Any] = {"payload": payload, "message_id": message.message_id}
+        received = _received(payload, message)
         if runtime is None:
             return self._reject(
                 queue,
@@ -226,7 +315,9 @@ class Dispatcher:
             detail=f"item id taken by a different payload (stored {item.payload_hash})",
         )
 
-    def _reject_message(self, message: PubsubMessage, problem: str) -> DispatchResult:
+    def _reject_message(
+        self, message: PubsubMessage, problem: str, reason: str = UNDECODABLE
+    ) -> DispatchResult:
         item_id = f"_message-{message.message_id}"
         raw = message.data[:4096].decode("utf-8", errors="replace")
         self.recorder.create(
@@ -237,7 +328,8 @@ class Dispatcher:
                 "received_raw": raw,
                 "message_id": message.message_id,
                 "attributes": dict(message.attributes),
-                "error": error_record("undecodable", problem),
+                "topic": message.topic,
+                "error": error_record(reason, problem),
             },
             f"rejected: {problem}",
         )
@@ -252,6 +344,31 @@ def _decode(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(payload, dict):
         return None, f"message body must be a JSON object, got {type(payload).__name__}"
     return payload, None
+
+
+def _named_elsewhere(payload: Mapping[str, Any], message: PubsubMessage, queue: str) -> bool:
+    """Does the body or an attribute name a queue other than the topic's?"""
+    named = [payload["queue"]] if "queue" in payload else []
+    if "queue" in message.attributes:
+        named.append(message.attributes["queue"])
+    return any(value != queue for value in named)
+
+
+def _received(payload: dict[str, Any], message: PubsubMessage) -> dict[str, Any]:
+    """Where an item came from: what is knowable, and the publisher's unverified word on who.
+
+    Pub/Sub carries no publisher identity: `submitted_by` is what the publisher claims (the CLI
+    sends the local user name), stored with `verified: false` and never used for a decision.
+    """
+    received: dict[str, Any] = {
+        "payload": payload,
+        "message_id": message.message_id,
+        "topic": message.topic,
+    }
+    claimed = message.attributes.get(SUBMITTED_BY_ATTRIBUTE)
+    if claimed:
+        received["submitted_by"] = {"value": claimed[:200], "verified": False}
+    return received
 
 
 def _text(value: object) -> str | None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from launchq import log as logsetup
 from launchq.dispatch import DispatchResult, PubsubMessage
 from launchq.log import get_logger
+from launchq.topics import topic_of_source
 
 if TYPE_CHECKING:
     from launchq.wiring import Launchq
@@ -23,8 +24,9 @@ _lock = threading.Lock()
 _built: dict[str, Launchq] = {}  # the process's one Launchq, under "app"
 
 
-def message_from_event_data(data: dict[str, Any]) -> PubsubMessage:
-    """The Pub/Sub message inside a `messagePublished` CloudEvent's data.
+def message_from_event_data(data: dict[str, Any], source: str | None = None) -> PubsubMessage:
+    """The Pub/Sub message inside a `messagePublished` CloudEvent's data; `source` (the event's,
+    `//pubsub.googleapis.com/projects/P/topics/T`) names the topic it was published to.
 
     Works for Eventarc's events and for functions-framework's conversion of the emulator's raw
     push, which drops `subscription`, `orderingKey` and `deliveryAttempt`: only `message.data`,
@@ -37,6 +39,7 @@ def message_from_event_data(data: dict[str, Any]) -> PubsubMessage:
         attributes=dict(message.get("attributes") or {}),
         message_id=str(message.get("messageId") or message.get("message_id") or ""),
         publish_time=message.get("publishTime") or message.get("publish_time"),
+        topic=topic_of_source(source),
     )
 
 
@@ -58,9 +61,9 @@ def reset() -> None:
         _built.clear()
 
 
-def handle_pubsub_event(data: dict[str, Any]) -> DispatchResult:
+def handle_pubsub_event(data: dict[str, Any], source: str | None = None) -> DispatchResult:
     """Dispatch one event. Raises on infrastructure trouble so the platform redelivers."""
-    message = message_from_event_data(data)
+    message = message_from_event_data(data, source)
     result = app().dispatcher.handle(message)
     log.info(
         "message handled",
@@ -68,6 +71,7 @@ def handle_pubsub_event(data: dict[str, Any]) -> DispatchResult:
         item_id=result.item_id,
         queue=result.queue,
         message_id=message.message_id,
+        topic=message.topic,
         submitted=result.submitted or None,
     )
     return result

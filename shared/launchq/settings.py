@@ -6,7 +6,9 @@ one command works against the emulators and against a real project:
 - `LAUNCHQ_PROJECT` (else `GOOGLE_CLOUD_PROJECT`): project of launchq's own Firestore and
   topics. Required.
 - `LAUNCHQ_FIRESTORE_DATABASE`: Firestore database id (`(default)`).
-- `LAUNCHQ_QUEUE_TOPIC`: topic queue items are published to (`launchq-items`).
+- `LAUNCHQ_QUEUE_TOPIC`: the single shared topic, an opt-in for single-team installs (unset:
+  off). Normally each queue has its own topic, `launchq-q-<queue>` (`launchq.topics`), and the
+  dispatcher takes the queue from it; messages on the shared topic name their queue in the body.
 - `LAUNCHQ_EVENTS_TOPIC`: topic state-change CloudEvents go to (`launchq-events`).
 - `LAUNCHQ_VERTEX_ENDPOINT`: base URL of Vertex AI, e.g. the local stand-in
   `http://127.0.0.1:8090` (default `https://{region}-aiplatform.googleapis.com`).
@@ -35,7 +37,7 @@ __all__ = ["Settings", "SettingsError"]
 class Settings:
     project: str
     firestore_database: str = "(default)"
-    queue_topic: str = "launchq-items"
+    queue_topic: str | None = None
     events_topic: str = "launchq-events"
     vertex_endpoint: str | None = None
     submit_lease_seconds: float = 600.0
@@ -57,7 +59,7 @@ class Settings:
         return cls(
             project=project,
             firestore_database=env.get("LAUNCHQ_FIRESTORE_DATABASE", "(default)"),
-            queue_topic=env.get("LAUNCHQ_QUEUE_TOPIC", "launchq-items"),
+            queue_topic=env.get("LAUNCHQ_QUEUE_TOPIC") or None,
             events_topic=env.get("LAUNCHQ_EVENTS_TOPIC", "launchq-events"),
             vertex_endpoint=env.get("LAUNCHQ_VERTEX_ENDPOINT") or None,
             submit_lease_seconds=_number(env, "LAUNCHQ_SUBMIT_LEASE_SECONDS", 600.0),

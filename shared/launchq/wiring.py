@@ -78,6 +78,7 @@ def build(
     recorder = Recorder(store, events)
     submitter = Submitter(store, recorder, vertex_for, settings.submit_lease_seconds, sleep)
     admission = Admission(store, queues, submitter, sleep)
+    canceller = Canceller(store, recorder, vertex_for)
     return Launchq(
         settings=settings,
         store=store,
@@ -87,7 +88,9 @@ def build(
         vertex_for=vertex_for,
         submitter=submitter,
         admission=admission,
-        dispatcher=Dispatcher(store, queues, recorder, admission, submitter),
+        dispatcher=Dispatcher(
+            store, queues, recorder, admission, submitter, canceller, settings.queue_topic
+        ),
         sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for),
-        canceller=Canceller(store, recorder, vertex_for),
+        canceller=canceller,
     )

@@ -4,7 +4,8 @@ Configuration comes from flags, else environment variables (`launchq.settings`),
 works against the local stack and against a real project:
 
     --project          LAUNCHQ_PROJECT, else GOOGLE_CLOUD_PROJECT
-    --queue-topic      LAUNCHQ_QUEUE_TOPIC (launchq-items)
+    --queue-topic      LAUNCHQ_QUEUE_TOPIC: the shared topic of a single-team install (default:
+                       none; each queue has its own topic, launchq-q-<queue>)
     --vertex-endpoint  LAUNCHQ_VERTEX_ENDPOINT (default: the region's Vertex AI endpoint)
     (emulators)        PUBSUB_EMULATOR_HOST, FIRESTORE_EMULATOR_HOST
 
@@ -129,9 +130,14 @@ class Backends:
         _check_emulator("PUBSUB_EMULATOR_HOST", "Pub/Sub")
         return PublisherClient()
 
-    @property
-    def queue_topic_path(self) -> str:
-        return f"projects/{self.settings.project}/topics/{self.settings.queue_topic}"
+    def topic_path_for(self, queue: str) -> str:
+        """Where items for `queue` are published: the queue's own topic (`launchq-q-<queue>`,
+        publisher rights on it are launch rights), or the shared topic when the install opted
+        in (`--queue-topic` / `LAUNCHQ_QUEUE_TOPIC`)."""
+        from launchq.topics import queue_topic
+
+        topic = self.settings.queue_topic or queue_topic(queue)
+        return f"projects/{self.settings.project}/topics/{topic}"
 
     def close(self) -> None:
         for closer in self._closers:
@@ -165,7 +171,11 @@ def backend_command(fn: F) -> F:
     any exception into one sentence and an exit code (or a traceback under `--debug`)."""
 
     @click.option("--project", help="GCP project of launchq's Firestore and topics.")
-    @click.option("--queue-topic", help="Topic queue items are published to.")
+    @click.option(
+        "--queue-topic",
+        help="The shared topic, if the install uses one (default: the queue's own topic, "
+        "launchq-q-<queue>).",
+    )
     @click.option("--vertex-endpoint", help="Vertex AI base URL (e.g. the local stand-in).")
     @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
     @functools.wraps(fn)

@@ -156,7 +156,7 @@ def enqueue(
                 "item_id": item_id,
                 "queue": queue,
                 "message_id": message_id,
-                "topic": backends.queue_topic_path,
+                "topic": backends.topic_path_for(queue),
             }
         )
     else:
@@ -286,19 +286,40 @@ def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[st
         )
 
 
-def _publish(backends: Backends, payload: dict[str, Any]) -> str:
+def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> str:
+    """Publish to the queue's topic; the only thing a researcher's credentials do besides reads
+    (`roles/pubsub.publisher` on the queue's topic is what launching and cancelling need)."""
+    import getpass
+
     from google.api_core import exceptions as gexc
 
+    from launchq.topics import SUBMITTED_BY_ATTRIBUTE
+
     data = json.dumps(payload, ensure_ascii=False).encode()
-    topic = backends.queue_topic_path
+    queue = str(payload.get("queue") or attributes.pop("queue", ""))
+    topic = backends.topic_path_for(queue)
+    try:
+        # Pub/Sub carries no publisher identity: this is the publisher's word, recorded as
+        # unverified (docs/message-format.md).
+        claimed = getpass.getuser()
+    except Exception:  # no user name in this environment (a container): say nothing
+        claimed = ""
+    extra = {SUBMITTED_BY_ATTRIBUTE: claimed} if claimed else {}
     try:
         future = backends.publisher.publish(
-            topic, data, queue=str(payload["queue"]), item_id=str(payload["item_id"])
+            topic,
+            data,
+            queue=queue,
+            item_id=str(payload["item_id"]),
+            **extra,
+            **attributes,
         )
         return str(future.result(timeout=60))
     except gexc.NotFound:
         raise CliError(
-            f"topic {topic} does not exist: create it, or set --queue-topic/LAUNCHQ_QUEUE_TOPIC"
+            f"topic {topic} does not exist: a queue's topic is created with the queue by the "
+            "platform's Terraform (or by `launchq dev` when the queue is applied); a single-team "
+            "install with one shared topic sets --queue-topic/LAUNCHQ_QUEUE_TOPIC"
         ) from None
 
 
@@ -456,34 +477,61 @@ def _offset(start: str | None, at: str | None) -> str:
 @click.command("cancel")
 @click.argument("item_id")
 @click.option("--queue", "-q", "queue_name", help="The item's queue (needed if ambiguous).")
+@click.option("--wait", is_flag=True, help="Follow the item until it ends (CANCELLED).")
+@click.option("--timeout", type=float, default=600, show_default=True, help="--wait limit, s.")
 @json_option
 @backend_command
-def cancel(backends: Backends, item_id: str, queue_name: str | None, as_json: bool) -> None:
-    """Cancel an item: a waiting one at once, a submitted one through CancelCustomJob.
+def cancel(
+    backends: Backends,
+    item_id: str,
+    queue_name: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Cancel an item: publishes a cancel request to the item's queue topic.
 
-    A submitted item shows CANCELLED once the sweep sees Vertex stop the job. Exits 0 when the
-    item is cancelled or the cancel was sent, 1 when it had already ended.
+    The dispatcher carries it out with launchq's own credentials (a waiting item is CANCELLED at
+    once, a submitted one through CancelCustomJob, then CANCELLED once the sweep sees Vertex stop
+    the job), so whoever may launch onto a queue may cancel in it, and needs no other right.
+    `--wait` follows the item to its end. Exits 0 when the cancel was requested (with `--wait`:
+    when the item ended CANCELLED), 1 when it had already ended or ended otherwise.
     """
-    from launchq.errors import NotFound as UnknownItem
+    from launchq.states import ItemState
+    from launchq.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
     from launchq_cli.ops import find_item_data
 
-    queue = queue_name or str(find_item_data(backends.store, item_id)["queue"])
-    try:
-        state = backends.app.canceller.request(queue, item_id).value
-    except UnknownItem:
-        raise CliError(f"no item {item_id!r} in queue {queue!r}") from None
-    from launchq.states import TERMINAL_STATES
-
-    ended = state in {s.value for s in TERMINAL_STATES}
-    ok = state == "CANCELLED" or not ended
+    data = find_item_data(backends.store, item_id, queue_name)
+    queue, state = str(data["queue"]), ItemState(data["state"])
+    if state.is_terminal:
+        if as_json:
+            emit_json(
+                {"item_id": item_id, "queue": queue, "state": state.value, "cancelled": False}
+            )
+        if state is ItemState.CANCELLED:
+            if not as_json:
+                click.echo(f"{item_id}: CANCELLED")
+            return
+        raise CliError(f"{item_id} was not cancelled: it had already ended {state.value}")
+    message_id = _publish(
+        backends, {"item_id": item_id}, queue=queue, **{ACTION_ATTRIBUTE: CANCEL_ACTION}
+    )
+    final = follow(backends, queue, item_id, timeout) if wait else None
+    result = {
+        "item_id": item_id,
+        "queue": queue,
+        "message_id": message_id,
+        "state": final or state.value,
+        "cancelled": final == ItemState.CANCELLED.value if wait else True,
+    }
     if as_json:
-        emit_json({"item_id": item_id, "queue": queue, "state": state, "cancelled": ok})
-    elif state == "CANCELLED":
-        click.echo(f"{item_id}: CANCELLED")
-    elif ok:
-        click.echo(f"{item_id}: cancel requested ({state}; CANCELLED once Vertex stops the job)")
-    if not ok:
-        raise CliError(f"{item_id} was not cancelled: it had already ended {state}")
+        emit_json(result)
+    elif final is None:
+        click.echo(f"{item_id}: cancel requested (message {message_id}; it was {state.value})")
+    else:
+        click.echo(f"{item_id}: {final}")
+    if wait and final != ItemState.CANCELLED.value:
+        raise CliError(f"{item_id} was not cancelled: it ended {final}")
 
 
 # -- watch ---------------------------------------------------------------------------------

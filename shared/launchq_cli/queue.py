@@ -200,6 +200,19 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
 # whereas `validate` exits 1 (invalidity is the answer to what it was asked).
 
 
+def _local_topic(backends: Backends, queue: str) -> None:
+    """Against `launchq dev`, the queue's topic now (in Google Cloud, Terraform makes it)."""
+    import os
+
+    from launchq_local.queue_topics import DISPATCHER_URL_VARIABLE, ensure_push_topic
+
+    dispatcher = os.environ.get(DISPATCHER_URL_VARIABLE)
+    if dispatcher and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        from launchq.topics import queue_topic
+
+        ensure_push_topic(backends.settings.project, queue_topic(queue), dispatcher)
+
+
 @queue.command("apply")
 @click.argument("file", type=FILE)
 @click.option("--name", help="Queue name (default: the file's `name:`, else its stem).")
@@ -219,6 +232,7 @@ def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> No
         config = apply_queue(backends.store, str(queue_name), raw)
     except LaunchqValidationError as exc:
         invalid(exc.render())
+    _local_topic(backends, str(queue_name))
     detail = queue_detail(backends.store, str(queue_name))
     if as_json:
         emit_json(detail)

@@ -130,7 +130,10 @@ class Demo:
     # -- the story ----------------------------------------------------------------------------
 
     def apply_queues(self) -> bool:
-        self.step("Apply two queues: the W&B seed config (max_jobs 1) and a templated one")
+        self.step(
+            "Two teams' queues, each with its own topic (launchq-q-<queue>): `default` (the W&B "
+            "seed config, max_jobs 1) and `trainer` (templated)"
+        )
         ok = self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "default.yaml"))) == 0
         ok &= self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "trainer.yaml"))) == 0
         self.cli("queue", "ls")
@@ -173,6 +176,21 @@ class Demo:
         self.console.print("[dim]# any other publisher can still send it; --no-check does[/dim]")
         self.expect("demo-invalid", "trainer", "REJECTED", "invalid: never submitted")
         self.cli("enqueue", "--from-file", invalid, "--item-id", "demo-invalid", "--no-check")
+
+    def enqueue_cross_queue(self) -> None:
+        self.step(
+            "Publishing rights are per queue: an item sent on trainer's topic that names "
+            "`default` is refused"
+        )
+        self.console.print(
+            "[dim]# a trainer-team member may publish only to launchq-q-trainer; naming another "
+            "queue in the item gains nothing[/dim]"
+        )
+        self.expect("demo-cross", "trainer", "REJECTED", "names default on trainer's topic")
+        self.cli(
+            *("enqueue", "-q", "default", "--item-id", "demo-cross", "--image", "python:3.11"),
+            *("--queue-topic", "launchq-q-trainer", "--no-check"),
+        )
 
     def expect(self, item_id: str, queue: str, state: str, story: str) -> None:
         self.expected.append(Expected(item_id, queue, state, story))
@@ -264,6 +282,12 @@ class Demo:
             "non-zero status of 3" in str(failed),
             f"demo-fail shows Vertex's error: {first or 'none recorded'}",
         )
+        cross = self.item("trainer", "demo-cross").get("error") or {}
+        self.check(
+            cross.get("reason") == "queue_mismatch",
+            f"demo-cross was refused ({cross.get('reason')}): {cross.get('message')}; "
+            f"nothing reached queue default: {not self.item('default', 'demo-cross')}",
+        )
         rejected = self.item("trainer", "demo-invalid").get("error") or {}
         reasons = [str(e.get("message")) for e in rejected.get("errors") or []]
         listed = "; ".join(reasons) or "no reason recorded"
@@ -320,6 +344,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
             demo.enqueue_trainer_items()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()
+            demo.enqueue_cross_queue()
             demo.follow(timeout)
             demo.summarize()
             passed = demo.verdict()

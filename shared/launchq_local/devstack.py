@@ -15,9 +15,12 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 - the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
   (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
   with the environment a deployment would give them;
-- the queue topic with a push subscription to the dispatcher (endpoint path
-  `/projects/P/topics/T`, which functions-framework turns into a `messagePublished` CloudEvent,
-  as Eventarc does in the cloud), the events topic with a pull subscription for readers;
+- a topic per applied queue (`launchq-q-<queue>`) with a push subscription to the dispatcher
+  (endpoint path `/projects/P/topics/T`, which functions-framework turns into a
+  `messagePublished` CloudEvent, as Eventarc does in the cloud): `launchq queue apply` creates
+  it at once, and the stack gives every queue found in Firestore its topic before each sweep
+  (`launchq_local.queue_topics`); the shared topic only when asked (`queue_topic=`); the events
+  topic with a pull subscription for readers;
 - a thread POSTing to the sweep function every `sweep_interval` seconds: Cloud Scheduler's job.
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
@@ -64,6 +67,11 @@ from launchq_local.emulators import (
     stop_groups,
 )
 from launchq_local.gcs import GcsEmulator, start_gcs
+from launchq_local.queue_topics import (
+    DISPATCHER_URL_VARIABLE,
+    ensure_push_topic,
+    ensure_queue_topics,
+)
 from launchq_local.standin import Delays, StandinServer
 from launchq_local.standin.limits import Limits
 
@@ -73,7 +81,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 EXAMPLES = ROOT / "examples"
 EVENTS_SUBSCRIPTION = "launchq-events-local"
-PUSH_SUBSCRIPTION = "launchq-dispatch-push"
 DEV_PROJECT = "launchq-dev"
 DEV_BUCKET = "launchq-demo-staging"  # examples/queues/*.yaml's spec.staging_bucket
 # Execute-mode jobs spend these in QUEUED and PENDING before their process starts.
@@ -141,6 +148,7 @@ class SweepLoop:
     url: str
     interval: float
     on_result: Callable[[dict[str, Any]], None] | None = None
+    before: Callable[[], object] | None = None  # before each sweep: new queues' topics
     runs: int = 0
     failures: int = 0
     last: dict[str, Any] = field(default_factory=dict)
@@ -161,9 +169,11 @@ class SweepLoop:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                if self.before is not None:
+                    self.before()
                 self.last = self.sweep_now()
                 self.runs += 1
-            except (requests.RequestException, ValueError) as exc:
+            except Exception as exc:  # a sweep that failed is retried next interval
                 if self._stop.is_set():
                     return  # the stack is stopping: the sweep function went away mid-call
                 self.failures += 1
@@ -194,7 +204,7 @@ class DevStack:
         sweep_interval: float = 3.0,
         work_dir: Path | None = None,
         delays: Delays | None = None,
-        queue_topic: str = "launchq-items",
+        queue_topic: str | None = None,
         events_topic: str = "launchq-events",
         on_sweep: Callable[[dict[str, Any]], None] | None = None,
         functions_dir: Path = FUNCTIONS,
@@ -220,6 +230,8 @@ class DevStack:
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
         self._previous_env: dict[str, str | None] = {}
+        self._queue_topics: set[str] = set()  # queues whose topic exists
+        self._db: Any = None  # a Firestore client, for the queue listing
         self._stopped = False
         self.startup_seconds = 0.0
 
@@ -249,8 +261,9 @@ class DevStack:
             "PUBSUB_PROJECT_ID": self.project,
             "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.ports.pubsub}",
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.ports.firestore}",
-            "LAUNCHQ_QUEUE_TOPIC": self.queue_topic,
+            **({"LAUNCHQ_QUEUE_TOPIC": self.queue_topic} if self.queue_topic else {}),
             "LAUNCHQ_EVENTS_TOPIC": self.events_topic,
+            DISPATCHER_URL_VARIABLE: self.dispatcher_url,
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
         }
@@ -333,7 +346,9 @@ class DevStack:
             self._create_topics()
             for function in self.functions:
                 self._wait_listening(function)
-            self.sweep_loop = SweepLoop(self.sweeper_url, self.sweep_interval, self.on_sweep)
+            self.sweep_loop = SweepLoop(
+                self.sweeper_url, self.sweep_interval, self.on_sweep, self.sync_queue_topics
+            )
             self.sweep_loop.start()
         except BaseException:
             self.stop()
@@ -392,34 +407,35 @@ class DevStack:
 
     def _create_topics(self) -> None:
         from google.api_core import exceptions as gexc
-        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient, types
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
         publisher = PublisherClient()
         subscriber = SubscriberClient()
         try:
-            topic = publisher.topic_path(self.project, self.queue_topic)
             events = publisher.topic_path(self.project, self.events_topic)
-            for path in (topic, events):
-                with contextlib.suppress(gexc.AlreadyExists):
-                    publisher.create_topic(name=path)
+            with contextlib.suppress(gexc.AlreadyExists):
+                publisher.create_topic(name=events)
             with contextlib.suppress(gexc.AlreadyExists):
                 subscriber.create_subscription(name=self.events_subscription_path, topic=events)
-            endpoint = f"{self.dispatcher_url}/projects/{self.project}/topics/{self.queue_topic}"
-            with contextlib.suppress(gexc.AlreadyExists):
-                subscriber.create_subscription(
-                    request={
-                        "name": subscriber.subscription_path(self.project, PUSH_SUBSCRIPTION),
-                        "topic": topic,
-                        "push_config": types.PushConfig(push_endpoint=endpoint),
-                        "ack_deadline_seconds": 60,
-                        "retry_policy": {
-                            "minimum_backoff": {"seconds": 1},
-                            "maximum_backoff": {"seconds": 10},
-                        },
-                    }
-                )
         finally:
             subscriber.close()
+        if self.queue_topic:  # the opt-in shared topic of a single-team install
+            ensure_push_topic(self.project, self.queue_topic, self.dispatcher_url)
+        self.sync_queue_topics()
+
+    def sync_queue_topics(self) -> list[str]:
+        """Give every queue in Firestore its topic and push subscription (new ones only)."""
+        from launchq.store import Store
+
+        if self._db is None:
+            from google.cloud import firestore
+
+            self._db = firestore.Client(project=self.project)
+        names = {str(q["name"]) for q in Store(self._db).list_queues() if q.get("name")}
+        fresh = sorted(names - self._queue_topics)
+        created = ensure_queue_topics(self.project, fresh, self.dispatcher_url)
+        self._queue_topics |= set(fresh)
+        return created
 
     # -- running ------------------------------------------------------------------------------
 

@@ -107,9 +107,16 @@ def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
     }
 
 
-def message(payload: Any, message_id: str | None = None, **attributes: str) -> PubsubMessage:
+# The harness's launchq takes items from the opted-in shared topic (items name their queue), as
+# the tests of everything but routing want; routing is tested with `topic=launchq-q-<queue>`.
+SHARED_TOPIC = "launchq-items"
+
+
+def message(
+    payload: Any, message_id: str | None = None, topic: str | None = SHARED_TOPIC, **attributes: str
+) -> PubsubMessage:
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return PubsubMessage(data, attributes, message_id or uuid.uuid4().hex)
+    return PubsubMessage(data, attributes, message_id or uuid.uuid4().hex, topic=topic)
 
 
 def item(queue: str, item_id: str, **extra: Any) -> dict[str, Any]:
@@ -132,6 +139,7 @@ class Harness:
     def settings(self) -> Settings:
         return Settings(
             project=self.project,
+            queue_topic=SHARED_TOPIC,
             events_topic=self.events_topic,
             vertex_endpoint=self.vertex_url,
             submit_lease_seconds=self.lease_seconds,

@@ -145,7 +145,13 @@ def test_enqueue_publishes_typed_vars_and_sets_attributes(
     )
     assert (code, out) == (0, "run-1\n"), err
     [published] = pulled(pubsub_subscriber, cli_env)
-    assert dict(published.attributes) == {"queue": "trainer", "item_id": "run-1"}
+    import getpass
+
+    assert dict(published.attributes) == {
+        "queue": "trainer",
+        "item_id": "run-1",
+        "launchq-submitted-by": getpass.getuser(),  # the publisher's word, unverified
+    }
     payload = json.loads(published.data)
     assert payload == {
         "image_uri": "gcr.io/p/t:1",
@@ -295,20 +301,32 @@ def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
     assert (code, err) == (1, "error: no item 'nope' in any queue\n")
 
 
-def test_cancel_a_waiting_item(
-    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+def test_cancel_publishes_a_control_message_the_dispatcher_carries_out(
+    cli_env: str,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
 ) -> None:
     harness = Harness(firestore_db, gcp_project, standin.url)
     run("queue", "apply", str(TRAINER))
     for item_id in ("a", "b", "c"):
         dispatch(harness, "trainer", item_id)
+    pulled(pubsub_subscriber, cli_env)  # nothing published yet
     result = run_json("cancel", "c")
-    assert result == {"item_id": "c", "queue": "trainer", "state": "CANCELLED", "cancelled": True}
-    code, out, _ = run("cancel", "a")
-    assert code == 0
-    assert out.startswith("a: cancel requested")
-    assert standin.admin.counters()["CancelCustomJob"] == 1
-    assert run("cancel", "c")[:2] == (0, "c: CANCELLED\n")  # idempotent
+    assert result["cancelled"] is True
+    assert result["state"] == "QUEUED"  # requested; the dispatcher carries it out
+    [control] = pulled(pubsub_subscriber, cli_env)
+    assert control.attributes["launchq-action"] == "cancel"
+    assert json.loads(control.data) == {"item_id": "c"}
+    assert control.message_id == result["message_id"]
+    # What the dispatch function does with it (on the shared topic this fixture uses).
+    outcome = harness.dispatcher().handle(
+        message(json.loads(control.data), **dict(control.attributes))
+    )
+    assert outcome.outcome == "controlled"
+    assert harness.item_data("trainer", "c")["state"] == "CANCELLED"
+    assert run("cancel", "c")[:2] == (0, "c: CANCELLED\n")  # idempotent: nothing published
     dispatch(harness, "trainer", "bad", template_variables={"epochs": 0})
     code, _, err = run("cancel", "bad")
     assert (code, err) == (1, "error: bad was not cancelled: it had already ended REJECTED\n")
@@ -359,3 +377,65 @@ def test_enqueue_refuses_a_taken_item_id_with_another_payload(
     code, _, err = run(*base, "--image", "gcr.io/p/t:2")
     assert code == 2
     assert "item id 'taken' is already taken in queue 'trainer' by a different payload" in err
+
+
+def test_researcher_commands_never_write_state_nor_call_vertex(
+    cli_env: str,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A researcher has roles/datastore.viewer and publisher on their queues' topics: every
+    command they use must work with that alone. Every Firestore write path and every Vertex
+    call is made to fail, and the commands must still succeed."""
+    from google.cloud.firestore_v1 import batch, document, transaction
+
+    from launchq.vertex import VertexClient
+
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))  # the platform admin's part
+    dispatch(harness, "trainer", "waiting")
+    run("queue", "apply", str(DEFAULT))
+    rejected = {"queue": "default", "item_id": "ended", "image_uri": "i", "env": {"AIP_X": "1"}}
+    harness.dispatcher().handle(message(rejected))
+
+    writes: list[str] = []
+
+    def forbidden(name: str) -> Any:
+        def call(*_args: Any, **_kwargs: Any) -> Any:
+            writes.append(name)
+            raise AssertionError(f"a researcher command called {name}")
+
+        return call
+
+    for cls, names in (
+        (document.DocumentReference, ("create", "set", "update", "delete")),
+        (batch.WriteBatch, ("commit",)),
+        (transaction.Transaction, ("commit",)),
+        (VertexClient, ("create_custom_job", "cancel_custom_job", "get_custom_job")),
+    ):
+        for name in names:
+            monkeypatch.setattr(cls, name, forbidden(f"{cls.__name__}.{name}"))
+    monkeypatch.setattr(VertexClient, "list_custom_jobs", forbidden("VertexClient.list"))
+
+    commands = [
+        ("enqueue", "-q", "trainer", "--image", "gcr.io/p/t:1", "--item-id", "new"),
+        ("ls", "--queue", "trainer"),
+        ("status", "waiting"),
+        ("watch", "--queue", "default", "--until-done", "--json", "--interval", "0.1"),
+        ("queue", "ls"),
+        ("queue", "get", "trainer"),
+        ("queue", "pending", "trainer"),
+        ("cancel", "waiting"),
+    ]
+    for command in commands:
+        code, _, err = run(*command)
+        assert code == 0, (command, err)
+    assert writes == []
+    published = pulled(pubsub_subscriber, cli_env)
+    assert sorted(m.attributes.get("launchq-action", "item") for m in published) == [
+        "cancel",
+        "item",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -358,3 +359,55 @@ def test_a_reused_item_id_with_another_payload_is_a_visible_conflict(
     assert dispatcher.handle(message(item("q1", "bad", env={"AIP_X": "1"}))).outcome == "rejected"
     assert dispatcher.handle(message(item("q1", "bad"))).outcome == DispatchOutcome.CONFLICT
     assert harness.item_data("q1", "bad")["state"] == ItemState.REJECTED.value
+
+
+# -- control messages: cancel through the queue's topic -------------------------------------
+
+
+def _cancel(queue: str, item_id: str) -> Any:
+    return message({"item_id": item_id}, topic=f"launchq-q-{queue}", **{"launchq-action": "cancel"})
+
+
+def test_a_control_message_cancels_a_queued_and_a_running_item_and_frees_the_slot(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("one", queue_config(max_jobs=1))
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("one", "running")))
+    dispatcher.handle(message(item("one", "waiting")))
+    assert harness.item_data("one", "waiting")["state"] == ItemState.QUEUED.value
+    result = dispatcher.handle(_cancel("one", "waiting"))
+    assert result.outcome == DispatchOutcome.CONTROLLED
+    assert harness.item_data("one", "waiting")["state"] == ItemState.CANCELLED.value
+    [job] = all_jobs(standin)
+    standin.admin.set_state(job["name"], "JOB_STATE_RUNNING")
+    harness.sweeper().run()
+    assert dispatcher.handle(_cancel("one", "running")).outcome == DispatchOutcome.CONTROLLED
+    assert standin.admin.counters()["CancelCustomJob"] == 1
+    deadline = time.monotonic() + 10
+    while harness.item_data("one", "running")["state"] != "CANCELLED":
+        assert time.monotonic() < deadline, harness.item_data("one", "running")["state"]
+        harness.sweeper().run()
+        time.sleep(0.05)
+    assert harness.item_data("one", "running")["slot"] is None
+    assert harness.store.slot_holders("one") == {"00000": None}  # the slot is free again
+    # A second delivery of the same control message changes nothing.
+    assert dispatcher.handle(_cancel("one", "running")).outcome == DispatchOutcome.CONTROLLED
+    assert standin.admin.counters()["CancelCustomJob"] == 1
+
+
+def test_a_control_message_cannot_reach_another_queues_item(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("team-a", queue_config())
+    harness.apply("team-b", queue_config())
+    harness.dispatcher().handle(message(item("team-b", "theirs")))
+    before = harness.item_data("team-b", "theirs")
+    control = _cancel("team-a", "theirs")  # published to team-a's topic
+    result = harness.dispatcher().handle(control)
+    assert result.outcome == DispatchOutcome.REJECTED
+    refused = harness.item_data("_unroutable", f"_message-{control.message_id}")
+    assert refused["error"]["reason"] == "control_refused"
+    assert "no item 'theirs' in queue 'team-a'" in refused["error"]["message"]
+    assert harness.item_data("team-b", "theirs") == before
+    assert standin.admin.counters().get("CancelCustomJob", 0) == 0

@@ -62,7 +62,7 @@ def test_eventarc_cloudevents_are_dispatched(
     event = CloudEvent(
         {
             "type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "source": "//pubsub.googleapis.com/projects/p/topics/launchq-items",
+            "source": "//pubsub.googleapis.com/projects/p/topics/launchq-q-q1",
         },
         {
             "message": {"data": _b64(item("q1", f"ev-{mode}")), "messageId": "42"},
@@ -82,7 +82,7 @@ def test_the_emulators_raw_push_envelope_is_dispatched(
     Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
     client = create_app("dispatch", SOURCE, "cloudevent").test_client()
     response = client.post(
-        "/projects/p/topics/launchq-items",
+        "/projects/p/topics/launchq-q-q1",
         json={
             "subscription": "projects/p/subscriptions/push",
             "message": {
@@ -120,9 +120,9 @@ def test_a_transient_failure_is_a_5xx_so_pubsub_redelivers(
         "subscription": "s",
         "message": {"data": _b64(item("q1", "flaky")), "messageId": "10"},
     }
-    assert client.post("/projects/p/topics/t", json=envelope).status_code == 500
+    assert client.post("/projects/p/topics/launchq-q-q1", json=envelope).status_code == 500
     standin.admin.clear_faults()
-    assert client.post("/projects/p/topics/t", json=envelope).status_code == 200
+    assert client.post("/projects/p/topics/launchq-q-q1", json=envelope).status_code == 200
     assert len(standin.admin.jobs()) == 1
 
 
@@ -173,7 +173,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
 ) -> None:
     standin.admin.set_delays(queued=None)
     Harness(firestore_db, gcp_project, standin.url).apply("e2e", queue_config())
-    topic = pubsub_publisher.topic_path(gcp_project, "launchq-items")
+    topic = pubsub_publisher.topic_path(gcp_project, "launchq-q-e2e")
     events = pubsub_publisher.topic_path(gcp_project, "launchq-events")
     for path in (topic, events):
         pubsub_publisher.create_topic(name=path)
@@ -183,7 +183,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
         name=pubsub_subscriber.subscription_path(gcp_project, "dispatch-push"),
         topic=topic,
         push_config=pubsub_v1.types.PushConfig(
-            push_endpoint=f"{served_dispatcher}/projects/{gcp_project}/topics/launchq-items"
+            push_endpoint=f"{served_dispatcher}/projects/{gcp_project}/topics/launchq-q-e2e"
         ),
     )
     ids = [f"pushed-{n}" for n in range(5)]
@@ -217,3 +217,76 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
         "SUBMITTED",
         "SUBMITTING",
     ]
+
+
+# -- a topic per queue: the queue comes from the topic ------------------------------------------
+
+
+def _push(client: Any, path: str, payload: Any, message_id: str, **attributes: str) -> int:
+    envelope = {
+        "subscription": "projects/p/subscriptions/push",
+        "message": {"data": _b64(payload), "attributes": attributes, "messageId": message_id},
+    }
+    return int(client.post(path, json=envelope).status_code)
+
+
+def test_an_item_naming_another_queue_is_rejected_on_its_topic(
+    firestore_db: firestore.Client, function_env: dict[str, str], standin: StandinServer
+) -> None:
+    """Publishing rights on queue A's topic are no right to queue B."""
+    harness = Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "")
+    harness.apply("team-a", queue_config())
+    harness.apply("team-b", queue_config())
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    sneaky = item("team-b", "sneaky")
+    assert _push(client, "/projects/p/topics/launchq-q-team-a", sneaky, "m-1") == 200
+    data = Store(firestore_db).item_document("team-a", "sneaky") or {}
+    assert data["state"] == "REJECTED"
+    assert data["error"]["reason"] == "queue_mismatch"
+    assert data["topic"] == "launchq-q-team-a"
+    assert Store(firestore_db).item_document("team-b", "sneaky") is None
+    # The attribute is no way round it either.
+    bare = {"image_uri": "gcr.io/p/t:1", "item_id": "sneaky-2"}
+    assert _push(client, "/projects/p/topics/launchq-q-team-a", bare, "m-2", queue="team-b") == 200
+    assert (Store(firestore_db).item_document("team-a", "sneaky-2") or {})["error"]["reason"] == (
+        "queue_mismatch"
+    )
+    # Naming the topic's own queue (or none) is fine.
+    own = {"image_uri": "gcr.io/p/t:1", "item_id": "fine"}
+    assert _push(client, "/projects/p/topics/launchq-q-team-a", own, "m-3") == 200
+    assert (Store(firestore_db).item_document("team-a", "fine") or {})["state"] == "SUBMITTED"
+    assert len(standin.admin.jobs()) == 1
+
+
+@pytest.mark.parametrize("path", ["/", "/projects/p/topics/somebody-elses-topic"])
+def test_a_push_from_no_queue_topic_is_rejected(
+    firestore_db: firestore.Client, function_env: dict[str, str], standin: StandinServer, path: str
+) -> None:
+    Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    assert _push(client, path, item("q1", "lost"), "m-9") == 200  # acknowledged
+    data = Store(firestore_db).item_document("_unroutable", "_message-m-9") or {}
+    assert data["state"] == "REJECTED"
+    assert data["error"]["reason"] == "unknown_topic"
+    assert Store(firestore_db).item_document("q1", "lost") is None
+    assert standin.admin.jobs() == []
+
+
+def test_the_shared_topic_works_only_when_opted_in(
+    firestore_db: firestore.Client,
+    function_env: dict[str, str],
+    standin: StandinServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    shared = "/projects/p/topics/launchq-items"
+    assert _push(client, shared, item("q1", "off"), "m-off") == 200
+    assert (Store(firestore_db).item_document("_unroutable", "_message-m-off") or {})["error"][
+        "reason"
+    ] == "unknown_topic"
+    monkeypatch.setenv("LAUNCHQ_QUEUE_TOPIC", "launchq-items")
+    functions.reset()
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    assert _push(client, shared, item("q1", "on"), "m-on") == 200
+    assert (Store(firestore_db).item_document("q1", "on") or {})["state"] == "SUBMITTED"
