@@ -23,6 +23,7 @@ from launchq.log import get_logger
 from launchq_local.standin import admin_api, api
 from launchq_local.standin.admin import AdminClient
 from launchq_local.standin.admin_api import Defaults
+from launchq_local.standin.execute import LineSink
 from launchq_local.standin.faults import FaultBook
 from launchq_local.standin.jobs import JobStore, Mode
 from launchq_local.standin.lifecycle import Delays
@@ -177,6 +178,7 @@ class StandinServer:
         delays: Delays | None = None,
         work_dir: Path | None = None,
         kill_grace: float = 2.0,
+        line_sink: LineSink | None = None,
     ) -> None:
         delays = delays or Delays()
         if work_dir is not None:
@@ -184,6 +186,7 @@ class StandinServer:
             self.store = JobStore(work_dir, mode=mode, delays=delays, kill_grace=kill_grace)
         else:
             self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace)
+        self.store.line_sink = line_sink
         self.faults = FaultBook()
         self.app = StandinApp(self.store, self.faults, Defaults(mode, delays))
         self._server: BaseWSGIServer = make_server(
