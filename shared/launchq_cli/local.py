@@ -69,7 +69,7 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
-    mode), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the
+    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the
     variables that point the CLI at it, then every state change.
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
@@ -112,7 +112,8 @@ def _announce(stack: Any) -> None:
         f"[green]Ready in {stack.startup_seconds:.1f}s[/green]: Firestore "
         f"{stack.ports.firestore}, Pub/Sub {stack.ports.pubsub}, dispatcher "
         f"{stack.dispatcher_url}, sweeper {stack.sweeper_url} (every {stack.sweep_interval:g}s), "
-        f"Vertex stand-in {stack.standin_url} (execute mode)."
+        f"Vertex stand-in {stack.standin_url} (execute mode), Logging stand-in "
+        f"{stack.logging_url}."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
     err.print(

@@ -10,6 +10,8 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 - the Vertex AI stand-in in execute mode (`launchq_local.standin`), in a thread of this process:
   it runs each job's container command locally (no Docker), so examples/trainer/train.py
   really trains;
+- the Cloud Logging stand-in (`launchq_local.logging_standin`), in a thread of this process:
+  every line an executed job prints becomes an `ml_job` entry that `launchq logs` reads;
 - the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
   (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
   with the environment a deployment would give them;
@@ -20,7 +22,7 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
 so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and `LAUNCHQ_EXAMPLES` (this
+8090, Logging stand-in 8091. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and `LAUNCHQ_EXAMPLES` (this
 checkout's examples/) into the stand-in's environment; Vertex-style `$(VAR)` references in the
 example queue configs use them to find the trainer.
 
@@ -57,6 +59,7 @@ from launchq_local.emulators import (
     start_stack,
     stop_groups,
 )
+from launchq_local.logging_standin import LoggingStandinServer
 from launchq_local.standin import Delays, StandinServer
 
 log = get_logger(__name__)
@@ -81,10 +84,11 @@ class Ports:
     dispatcher: int = 8081
     sweeper: int = 8082
     standin: int = 8090
+    logging: int = 8091
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -94,8 +98,15 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int]:
-        return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin)
+    def _values(self) -> tuple[int, int, int, int, int, int]:
+        return (
+            self.firestore,
+            self.pubsub,
+            self.dispatcher,
+            self.sweeper,
+            self.standin,
+            self.logging,
+        )
 
 
 class DevStackError(RuntimeError):
@@ -193,6 +204,7 @@ class DevStack:
         self.on_sweep = on_sweep
         self.emulators: EmulatorStack | None = None
         self.standin: StandinServer | None = None
+        self.logging: LoggingStandinServer | None = None
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -215,6 +227,10 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports.standin}"
 
     @property
+    def logging_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.logging}"
+
+    @property
     def events_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
 
@@ -229,6 +245,7 @@ class DevStack:
             "LAUNCHQ_QUEUE_TOPIC": self.queue_topic,
             "LAUNCHQ_EVENTS_TOPIC": self.events_topic,
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
+            "LAUNCHQ_LOGGING_ENDPOINT": self.logging_url,
         }
 
     def _process_env(self) -> dict[str, str]:
@@ -282,6 +299,7 @@ class DevStack:
         self.ports = self._requested.resolved()
         self.functions = self._new_functions()
         self.emulators = self.standin = self.sweep_loop = None
+        self.logging = None
         self._previous_env = {}
         self._stopped = False
 
@@ -295,8 +313,13 @@ class DevStack:
             self.emulators = start_stack(
                 self.project, pubsub_port=self.ports.pubsub, firestore_port=self.ports.firestore
             )
+            self.logging = LoggingStandinServer(port=self.ports.logging).start()
             self.standin = StandinServer(
-                port=self.ports.standin, mode="execute", delays=self.delays, work_dir=self.work_dir
+                port=self.ports.standin,
+                mode="execute",
+                delays=self.delays,
+                work_dir=self.work_dir,
+                line_sink=self.logging.book.record,
             ).start()
             self._create_topics()
             for function in self.functions:
@@ -423,6 +446,8 @@ class DevStack:
         stop_groups([f.process for f in self.functions if f.process is not None], _STOP_GRACE)
         if self.standin is not None:
             self.standin.stop()
+        if self.logging is not None:
+            self.logging.stop()
         if self.emulators is not None:
             self.emulators.stop()
         for key, value in self._previous_env.items():
