@@ -69,8 +69,9 @@ def dev(free_ports: bool, project: str, sweep_interval: float, quiet: bool) -> N
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
-    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the
-    variables that point the CLI at it, then every state change.
+    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), the queue topic pushed
+    to the dispatcher, a sweep every few seconds. Prints the variables that point the CLI at it,
+    then every state change.
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
     from launchq_local.emulators import EmulatorError

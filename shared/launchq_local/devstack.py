@@ -22,9 +22,9 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
 so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090, Logging stand-in 8091. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and `LAUNCHQ_EXAMPLES` (this
-checkout's examples/) into the stand-in's environment; Vertex-style `$(VAR)` references in the
-example queue configs use them to find the trainer.
+8090, Logging stand-in 8091. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and
+`LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment; Vertex-style
+`$(VAR)` references in the example queue configs use them to find the trainer.
 
 Stopping (`stop`, the context manager, or interpreter exit) stops the sweep loop, the function
 process groups, the stand-in (which kills running jobs) and the emulators, and restores the
