@@ -107,7 +107,9 @@ def job_ref(item: dict[str, Any]) -> JobRef | None:
     created = _as_time(job.get("create_time")) or (
         _as_time(attempts[-1].get("created_at")) if attempts else None
     )
-    return JobRef(str(name), parts[1], parts[5], created)
+    # Vertex names the job by project number; the item keeps the project id it was sent to.
+    project = str(item.get("project") or parts[1])
+    return JobRef(str(name), project, parts[5], created)
 
 
 def _as_time(value: object) -> datetime | None:

@@ -22,6 +22,7 @@ from google.cloud.logging_v2.types import ListLogEntriesResponse, LogEntry
 
 from launchq_local.logging_standin.query import SEVERITIES, Fields, compile_filter
 from launchq_local.standin.execute import JobLine
+from launchq_local.standin.names import project_number
 from launchq_local.standin.wire import ApiError, invalid_argument
 
 RESOURCE_TYPE = "ml_job"
@@ -160,6 +161,9 @@ class LogBook:
     def list(self, query: Query) -> Any:
         """One page of matching entries, as a raw `ListLogEntriesResponse`."""
         predicate = compile_filter(query.filter)
+        # Vertex names jobs by project number, so the stand-in's entries carry the number; a
+        # project id and its number name the same project, as they do for the real service.
+        projects = {project_number(p) for p in query.projects}
         after = _decode_token(query.page_token, query.digest) if query.page_token else None
         with self._lock:
             entries = list(self._entries)
@@ -176,7 +180,7 @@ class LogBook:
         page: list[Entry] = []
         more = False
         for entry in entries:
-            if entry.project not in query.projects or not predicate(entry.fields()):
+            if project_number(entry.project) not in projects or not predicate(entry.fields()):
                 continue
             if len(page) == query.page_size:
                 more = True

@@ -74,6 +74,7 @@ class LoggingApp:
 
     def __init__(self, book: LogBook) -> None:
         self.book = book
+        self.list_calls = 0  # answered entries.list calls, so tests can count pages
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -87,7 +88,9 @@ class LoggingApp:
             return _reply(error.envelope(), error.http)
         try:
             query = parse_request(request.get_data())
-            return _reply(to_json(self.book.list(query), int_enums=False))
+            page = to_json(self.book.list(query), int_enums=False)
+            self.list_calls += 1
+            return _reply(page)
         except ApiError as refused:
             return _reply(refused.envelope(), refused.http)
         except Exception as exc:
@@ -112,8 +115,9 @@ class LoggingStandinServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, book: LogBook | None = None):
         self.book = book or LogBook()
+        self.app = LoggingApp(self.book)
         self._server: BaseWSGIServer = make_server(
-            host, port, LoggingApp(self.book), threaded=True, request_handler=_QuietHandler
+            host, port, self.app, threaded=True, request_handler=_QuietHandler
         )
         self._thread: threading.Thread | None = None
 
