@@ -173,8 +173,14 @@ def entry_line(entry: dict[str, Any]) -> LogLine:
     else:
         message = str(entry.get("protoPayload", ""))
     resource = (entry.get("resource") or {}).get("labels") or {}
+    # proto3 JSON writes 0, 3, 6 or 9 fraction digits; one width keeps the strings sortable.
+    stamp = str(entry.get("timestamp", ""))
+    try:
+        stamp = rfc3339(parse_time(stamp))
+    except ValueError:
+        pass
     return LogLine(
-        timestamp=str(entry.get("timestamp", "")),
+        timestamp=stamp,
         severity=str(entry.get("severity", "DEFAULT")),
         replica=str(resource.get("task_name", "")),
         message=message,
