@@ -44,6 +44,13 @@ ENDPOINT_VARIABLE = "LAUNCHQ_LOGGING_ENDPOINT"
 CLOUD_INGESTION_DELAY = 5.0
 LOCAL_INGESTION_DELAY = 0.5
 PAGE_SIZE = 1000  # entries.list's maximum: fewest round trips
+# entries.list has a per-project read quota (429 RESOURCE_EXHAUSTED past it), shared by every
+# follower of the project: poll Cloud Logging every 10 s (gcloud's stream-logs polls every 60 s),
+# the local stand-in every second.
+CLOUD_POLL_INTERVAL = 10.0
+LOCAL_POLL_INTERVAL = 1.0
+_TRANSIENT = frozenset({0, 429, 500, 502, 503, 504})
+_ATTEMPTS = 4
 # Logs cannot precede the job; the margin absorbs clock skew between Vertex and Logging.
 _CREATE_MARGIN = timedelta(minutes=1)
 _SCOPES = ("https://www.googleapis.com/auth/logging.read",)
@@ -205,6 +212,7 @@ class LogsClient:
     base_url: str
     session: requests.Session
     timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
 
     @classmethod
     def for_endpoint(cls, base_url: str, timeout: float = 30.0) -> LogsClient:
@@ -220,6 +228,14 @@ class LogsClient:
             credentials, _ = google.auth.default(scopes=_SCOPES)
             session = cast(requests.Session, AuthorizedSession(credentials))  # type: ignore[no-untyped-call]
         return cls(base_url.rstrip("/"), session, timeout)
+
+    @property
+    def local(self) -> bool:
+        return self.base_url.startswith("http://")
+
+    @property
+    def poll_interval(self) -> float:
+        return LOCAL_POLL_INTERVAL if self.local else CLOUD_POLL_INTERVAL
 
     @property
     def ingestion_delay(self) -> float:
@@ -241,6 +257,16 @@ class LogsClient:
         }
         if token:
             body["pageToken"] = token
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._post(body)
+            except LogsError as exc:
+                if exc.http_status not in _TRANSIENT or attempt == _ATTEMPTS:
+                    raise
+                self.sleep(2.0 ** (attempt - 1))  # 1, 2, 4 s: quota refills by the minute
+        raise AssertionError("unreachable")
+
+    def _post(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         try:
             response = self.session.post(
                 f"{self.base_url}/v2/entries:list", json=body, timeout=self.timeout

@@ -33,8 +33,9 @@ STATUS_TAIL_LINES = 10
 @click.option("--tail", type=click.IntRange(1), help="Only the last N lines (then follow).")
 @click.option("--since", help="Only lines newer than this: 30s, 10m, 2h, 1d.")
 @click.option(
-    "--interval", type=click.FloatRange(0.05), default=2.0, show_default=True,
-    help="With --follow: seconds between reads.",
+    "--interval", type=click.FloatRange(0.05),
+    help="With --follow: seconds between reads (default 10 for Cloud Logging, whose read "
+    "quota is per project; 1 for a local http:// endpoint).",
 )  # fmt: skip
 @click.option("--logging-endpoint", help="Cloud Logging base URL (e.g. the local stand-in).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (NDJSON).")
@@ -47,7 +48,7 @@ def logs(
     replica: str | None,
     tail: int | None,
     since: str | None,
-    interval: float,
+    interval: float | None,
     logging_endpoint: str | None,
     as_json: bool,
 ) -> None:
@@ -64,8 +65,10 @@ def logs(
             lower = datetime.now(UTC) - joblogs.parse_duration(since)
         except ValueError as exc:
             invalid(f"--since: {exc}")
-    data, job = _item_and_job(backends, item_id, queue_name, follow, interval)
+    # Waiting for the job is a Firestore read, cheap at any rate.
+    data, job = _item_and_job(backends, item_id, queue_name, follow, interval or 1.0)
     client = logs_client(backends, logging_endpoint)
+    interval = interval or client.poll_interval
     try:
         emit = _printer(as_json)
         position = joblogs.Position()

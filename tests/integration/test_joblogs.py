@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import requests
 
 from launchq_cli.joblogs import (
     JobRef,
@@ -169,3 +172,39 @@ def test_errors_name_the_service(logs: LoggingStandinServer, client: LogsClient)
     dead = LogsClient.for_endpoint("http://127.0.0.1:9", timeout=2)
     with pytest.raises(LogsError, match="no answer"):
         list(dead.entries(PROJECT, ""))
+
+
+class _Throttled(requests.Session):
+    """Answers the first `refusals` POSTs with Cloud Logging's quota error, then forwards."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.refusals = refusals
+
+    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.refusals:
+            self.refusals -= 1
+            refused = requests.Response()
+            refused.status_code = 429
+            refused._content = json.dumps(
+                {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota"}}
+            ).encode()
+            return refused
+        return super().post(url, *args, **kwargs)
+
+
+def test_quota_errors_are_retried_with_backoff(logs: LoggingStandinServer) -> None:
+    created = datetime.now(UTC)
+    add(logs, "400", "hello", created)
+    waits: list[float] = []
+    client = LogsClient(logs.url, _Throttled(2), sleep=waits.append)
+    assert [
+        line.message
+        for line in client.entries(PROJECT, job_filter(job("400", created), None, None))
+    ] == ["hello"]
+    assert waits == [1.0, 2.0]
+    stubborn = LogsClient(logs.url, _Throttled(10), sleep=waits.append)
+    with pytest.raises(LogsError, match="429 RESOURCE_EXHAUSTED"):
+        list(stubborn.entries(PROJECT, ""))
+    assert waits[2:] == [1.0, 2.0, 4.0]

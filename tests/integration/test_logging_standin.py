@@ -264,6 +264,7 @@ def test_an_entry_written_between_pages_does_not_shift_them(
             "end of filter",
         ),
         ({"resourceNames": [f"projects/{TEST_PROJECT}"], "pageToken": "garbage"}, "page_token"),
+        ({"resourceNames": [f"projects/{TEST_PROJECT}"], "filter": "a" * 20_001}, "20000"),
     ],
 )
 def test_strict_parse_rejects_bad_requests(

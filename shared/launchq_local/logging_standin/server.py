@@ -3,8 +3,9 @@
 Requests are parsed strictly with Google's own `ListLogEntriesRequest` message (unknown fields,
 wrong types: a 400 in Google's error envelope, worded by the Vertex stand-in's wire module),
 then checked the way the service checks them: `resourceNames` required and `projects/P` only,
-`orderBy` `timestamp asc|desc`, a non-negative `pageSize` (default 50, at most 1000), a
-`pageToken` from a previous page of the same query. Werkzeug, as for the Vertex stand-in.
+a filter of at most 20,000 characters, `orderBy` `timestamp asc|desc`, a non-negative
+`pageSize` (default 50, at most 1000), a `pageToken` from a previous page of the same query.
+Werkzeug, as for the Vertex stand-in.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from launchq_local.standin.wire import (
 log = get_logger(__name__)
 
 _RequestPb: Any = type(ListLogEntriesRequest.pb(ListLogEntriesRequest()))
+MAX_FILTER_CHARS = 20_000  # "Length of a Logging query language query" in Logging's limits
 _ORDERS = {"": False, "timestamp asc": False, "timestamp desc": True}
 URL_MAP = Map([Rule("/v2/entries:list", endpoint="list", methods=["POST"])])
 
@@ -53,6 +55,10 @@ def parse_request(raw: bytes) -> Query:
                 "(only projects/PROJECT_ID)",
             )
         projects.add(rest)
+    if len(pb.filter) > MAX_FILTER_CHARS:
+        raise invalid_argument(
+            "filter", f"filter: longer than {MAX_FILTER_CHARS} characters ({len(pb.filter)})"
+        )
     order = " ".join(pb.order_by.split()).lower()
     if order not in _ORDERS:
         raise invalid_argument(
