@@ -23,6 +23,7 @@ from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 from launchq_local.logging_standin import LoggingStandinServer
 from launchq_local.logging_standin.book import Entry
 from launchq_local.standin import Delays, StandinServer
+from launchq_local.standin.execute import JobLine
 from launchq_local.standin.names import project_number
 from tests.fixtures.standin import TEST_PROJECT, make_job, wait_for_state
 
@@ -302,3 +303,30 @@ def test_the_client_s_default_24_hours_needs_no_special_case(
     three_days = z(datetime.fromtimestamp(now - 259200, UTC))
     old = f'resource.labels.job_id="3" AND timestamp>="{three_days}"'
     assert texts(client.list_entries(filter_=old)) == ["two days ago", "just now"]
+
+
+def test_a_failing_sink_neither_stalls_nor_fails_the_job() -> None:
+    calls: list[str] = []
+
+    def broken(line: JobLine) -> None:
+        calls.append(line.text)
+        raise RuntimeError("sink down")
+
+    # 3000 lines of 100 bytes overflow a 64 KiB pipe: a reader that died would block the job.
+    script = "for i in range(3000): print(str(i).rjust(99, '.'))"
+    delays = Delays(queued=0.01, pending=0.01, running=None, cancelling=0.01)
+    with StandinServer(mode="execute", delays=delays, line_sink=broken) as vertex:
+        jobs = JobServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=vertex.url),
+        )
+        job = jobs.create_custom_job(
+            parent=f"projects/{TEST_PROJECT}/locations/us-central1",
+            custom_job=make_job("flood", command=[sys.executable, "-c", script]),
+        )
+        wait_for_state(jobs, job.name, "JOB_STATE_SUCCEEDED", timeout=30)
+        job_id = job.name.rsplit("/", 1)[-1]
+        written = (vertex.store.work_dir / "jobs" / job_id / "stdout.log").read_text()
+    assert len(written.splitlines()) == 3000
+    assert len(calls) == 3000

@@ -203,6 +203,7 @@ def _pump(
     pipe: IO[bytes], path: Path, stream: Literal["stdout", "stderr"], job: str, sink: LineSink
 ) -> None:
     """Copy one stream to its file line by line, handing each line to the sink."""
+    failures = 0
     with pipe, path.open("ab") as out:
         for raw in pipe:
             out.write(raw)
@@ -211,7 +212,11 @@ def _pump(
             try:
                 sink(JobLine(job, REPLICA, stream, text, time.time()))
             except Exception:  # a broken sink must not stall the job on a full pipe
-                log.exception("log line sink failed", job=job)
+                if not failures:  # once per stream: a flood of tracebacks helps nobody
+                    log.exception("log line sink failed", job=job, stream=stream)
+                failures += 1
+    if failures:
+        log.warning("log lines the sink refused", job=job, stream=stream, lines=failures)
 
 
 def wait(run: ExecRun) -> int:
