@@ -13,6 +13,10 @@ Log lines: with a `LineSink` (`ExecRun.sink`), the job's stdout and stderr go th
 reader thread per stream appends each line to `stdout.log`/`stderr.log` as before and hands it,
 stamped with the time it was read, to the sink (the local Cloud Logging stand-in records it as
 an entry, as Vertex's logging agent does). Without a sink the streams go straight to the files.
+Cost, measured on the project machine (`python -m bench.standin_log_lines --lines 100000 --runs
+3`, same process, alternating): a job printing 100,000 lines of 80 characters takes 1.77 s from
+create to SUCCEEDED with the Logging stand-in's sink vs 0.50 s to files (ratio 3.5, about 13 us
+a line); a job printing at human rates does not notice.
 """
 
 from __future__ import annotations
