@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from launchq_cli.joblogs import JobRef, LogLine, LogsClient
 
 STATUS_TAIL_LINES = 10
+STATUS_TIMEOUT = 10.0
 
 
 @click.command("logs")
@@ -92,7 +93,9 @@ def logs(
         client.close()
 
 
-def logs_client(backends: Backends, endpoint: str | None = None) -> LogsClient:
+def logs_client(
+    backends: Backends, endpoint: str | None = None, timeout: float = 30.0
+) -> LogsClient:
     """The client for the item's logs (see the module docstring for the choice of endpoint)."""
     from launchq_cli import joblogs
 
@@ -106,7 +109,7 @@ def logs_client(backends: Backends, endpoint: str | None = None) -> LogsClient:
                 "(`launchq dev` prints it) or pass --logging-endpoint"
             )
         endpoint = joblogs.DEFAULT_ENDPOINT
-    return joblogs.LogsClient.for_endpoint(endpoint)
+    return joblogs.LogsClient.for_endpoint(endpoint, timeout)
 
 
 def _item_and_job(
@@ -178,7 +181,8 @@ def failed_job_tail(
         job = joblogs.job_ref(data)
         if job is None:
             return None, "no job"
-        client = logs_client(backends)
+        # `status` answers in seconds even when Cloud Logging does not: a short timeout.
+        client = logs_client(backends, timeout=STATUS_TIMEOUT)
     except (CliError, joblogs.LogsError) as exc:
         return None, exc.format_message() if isinstance(exc, CliError) else exc.message
     except Exception as exc:  # no credentials, for instance

@@ -186,9 +186,17 @@ def test_items_without_a_job_or_a_reachable_log(
     assert code == 1
     assert "has no job, so no logs: it is REJECTED" in err
     assert run("logs", "no-such-item")[0] == 1
-    finished = enqueue("--set-var", "epochs=5", "--wait", "--timeout", "120")
+    failed = enqueue("--args", "--epochs 10 --fail", "--wait", "--timeout", "120")
     monkeypatch.delenv("LAUNCHQ_LOGGING_ENDPOINT")
-    code, _, err = run("logs", finished)
+    code, _, err = run("logs", failed)
     assert code == 1
     assert "LAUNCHQ_LOGGING_ENDPOINT" in err
     assert "local Vertex stand-in" in err
+    # status still answers; it says why the log tail is missing.
+    detail = json.loads(run("status", failed, "--json")[1])
+    assert detail["state"] == "FAILED"
+    assert detail["log_tail"] is None
+    assert "LAUNCHQ_LOGGING_ENDPOINT" in detail["log_tail_unavailable"]
+    code, out, _ = run("status", failed)
+    assert code == 0
+    assert "log        unavailable: the job ran on the local Vertex stand-in" in out
