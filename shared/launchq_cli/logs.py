@@ -56,7 +56,8 @@ def logs(
     """Print the log of an item's job, oldest first (stdout as INFO, stderr as ERROR).
 
     Works for running, ended and cancelled items. With --follow, polls like `gcloud ai
-    custom-jobs stream-logs` and exits once the item has ended and its last lines are printed.
+    custom-jobs stream-logs` and exits once the item has ended and its last lines are printed
+    (Ctrl-C stops following earlier, with exit code 0).
     """
     from launchq_cli import joblogs
 
@@ -87,6 +88,8 @@ def logs(
                 ended=lambda: _ended(backends, queue, item_id),
                 emit=emit, interval=interval,
             )  # fmt: skip
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a person stops following a job that runs on: not an error
     except joblogs.LogsError as exc:
         raise CliError(str(exc)) from None
     finally:

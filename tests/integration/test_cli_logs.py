@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -165,6 +166,25 @@ def test_follow_a_cancelled_item(stack: DevStack) -> None:
     while not run("logs", item, "--json")[1]:
         assert time.monotonic() < deadline, "no log line within 60 s"
         time.sleep(0.2)
+    # Ctrl-C stops a follower of a job that runs on, quietly.
+    follower = subprocess.Popen(
+        [str(LAUNCHQ), "logs", item, "--follow", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline().rstrip().endswith(" workerpool0-0 running")
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0
+    assert "Traceback" not in err
+    assert state(item) not in TERMINAL
+
     assert run("cancel", item)[0] == 0
     code, out, err = run("logs", item, "--follow", "--json", "--interval", "0.2")
     assert code == 0, err
