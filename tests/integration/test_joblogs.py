@@ -30,10 +30,16 @@ pytestmark = pytest.mark.integration
 PROJECT = "launchq-logs"
 
 
-@pytest.fixture
-def logs() -> Iterator[LoggingStandinServer]:
+@pytest.fixture(scope="module")
+def logs_server() -> Iterator[LoggingStandinServer]:
     with LoggingStandinServer() as server:
         yield server
+
+
+@pytest.fixture
+def logs(logs_server: LoggingStandinServer) -> LoggingStandinServer:
+    logs_server.book.clear()
+    return logs_server
 
 
 @pytest.fixture
@@ -170,8 +176,11 @@ def test_errors_name_the_service(logs: LoggingStandinServer, client: LogsClient)
     with pytest.raises(LogsError, match="400 INVALID_ARGUMENT: Invalid filter"):
         list(client.entries(PROJECT, "jsonPayload.x=1"))
     dead = LogsClient.for_endpoint("http://127.0.0.1:9", timeout=2)
+    waits: list[float] = []
+    dead.sleep = waits.append
     with pytest.raises(LogsError, match="no answer"):
         list(dead.entries(PROJECT, ""))
+    assert waits == [1.0, 2.0, 4.0]  # no answer is worth retrying, like a 503
 
 
 class _Throttled(requests.Session):
