@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +147,7 @@ def _ended(backends: Backends, queue: str, item_id: str) -> bool:
     return state in {s.value for s in TERMINAL_STATES}
 
 
-def _printer(as_json: bool) -> Any:
+def _printer(as_json: bool) -> Callable[[LogLine], None]:
     def text(line: LogLine) -> None:
         error = line.severity in ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")
         stamp = _short(line.timestamp)
