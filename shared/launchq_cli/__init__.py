@@ -20,7 +20,7 @@ def main() -> None:
 def _register() -> None:
     # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
     # aiplatform, rich) only when it runs.
-    from launchq_cli import common, emulators, items, local, queue, source_cli, standin
+    from launchq_cli import common, emulators, items, local, logs, queue, source_cli, standin
 
     for command in (
         items.enqueue,
@@ -28,6 +28,7 @@ def _register() -> None:
         items.status,
         items.cancel,
         items.watch,
+        logs.logs,
         queue.queue,
         source_cli.source,
         local.sweep,

@@ -414,10 +414,19 @@ def items_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
 @json_option
 @backend_command
 def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bool) -> None:
-    """Everything about one item: state, error, job links, attempts, history."""
+    """Everything about one item: state, error, job links, attempts, history.
+
+    For a FAILED item, also the last lines of its job's log (`launchq logs` shows all of it).
+    """
+    from launchq_cli.logs import failed_job_tail
     from launchq_cli.ops import find_item_data, item_detail
 
-    detail = item_detail(find_item_data(backends.store, item_id, queue_name))
+    data = find_item_data(backends.store, item_id, queue_name)
+    detail = item_detail(data)
+    tail: tuple[list[str] | None, str | None] = (None, None)
+    if detail["state"] == "FAILED" and detail["job"]:
+        tail = failed_job_tail(backends, data)
+    detail["log_tail"], detail["log_tail_unavailable"] = tail
     if as_json:
         emit_json(detail)
         return
@@ -449,6 +458,12 @@ def _print_detail(d: dict[str, Any]) -> None:
         out.print(f"  [red]error[/red]      {escape(lines[0])}")
         for line in lines[1:]:
             out.print(f"             {escape(line)}")
+    if d.get("log_tail"):
+        out.print(f"  [dim]log (last {len(d['log_tail'])} lines; `launchq logs` has all)[/dim]")
+        for line in d["log_tail"]:
+            out.print(f"    {escape(line)}", soft_wrap=True)
+    elif d.get("log_tail_unavailable"):
+        out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
     if len(d["attempt_list"]) > 1:
         out.print("  attempts")
         for attempt in d["attempt_list"]:

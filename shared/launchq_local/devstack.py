@@ -12,6 +12,8 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 - the Vertex AI stand-in in execute mode (`launchq_local.standin`), in a thread of this process:
   it runs each job's container command locally (no Docker), so examples/trainer/train.py
   really trains;
+- the Cloud Logging stand-in (`launchq_local.logging_standin`), in a thread of this process:
+  every line an executed job prints becomes an `ml_job` entry that `launchq logs` reads;
 - the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
   (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
   with the environment a deployment would give them;
@@ -25,9 +27,9 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
 so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090, GCS 4443. The stack also exports `LAUNCHQ_PYTHON` (this interpreter) and
-`LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment; Vertex-style
-`$(VAR)` references in the example queue configs use them to find the trainer.
+8090, GCS 4443, Logging stand-in 8091. The stack also exports `LAUNCHQ_PYTHON` (this
+interpreter) and `LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment;
+Vertex-style `$(VAR)` references in the example queue configs use them to find the trainer.
 
 Stopping (`stop`, the context manager, or interpreter exit) goes through `DevStack.stop_sequence`,
 an ordered list in which each piece stops before the pieces it calls: the sweep loop, the
@@ -67,6 +69,7 @@ from launchq_local.emulators import (
     stop_groups,
 )
 from launchq_local.gcs import GcsEmulator, start_gcs
+from launchq_local.logging_standin import LoggingStandinServer
 from launchq_local.queue_topics import (
     DISPATCHER_URL_VARIABLE,
     ensure_push_topic,
@@ -101,10 +104,11 @@ class Ports:
     sweeper: int = 8082
     standin: int = 8090
     gcs: int = 4443
+    logging: int = 8091
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -114,8 +118,16 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int, int]:
-        return (self.firestore, self.pubsub, self.dispatcher, self.sweeper, self.standin, self.gcs)
+    def _values(self) -> tuple[int, int, int, int, int, int, int]:
+        return (
+            self.firestore,
+            self.pubsub,
+            self.dispatcher,
+            self.sweeper,
+            self.standin,
+            self.gcs,
+            self.logging,
+        )
 
 
 class DevStackError(RuntimeError):
@@ -226,6 +238,7 @@ class DevStack:
         self.emulators: EmulatorStack | None = None
         self.standin: StandinServer | None = None
         self.gcs: GcsEmulator | None = None
+        self.logging: LoggingStandinServer | None = None
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -250,6 +263,10 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports.standin}"
 
     @property
+    def logging_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.logging}"
+
+    @property
     def events_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
 
@@ -266,6 +283,7 @@ class DevStack:
             DISPATCHER_URL_VARIABLE: self.dispatcher_url,
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
+            "LAUNCHQ_LOGGING_ENDPOINT": self.logging_url,
         }
 
     def _process_env(self) -> dict[str, str]:
@@ -320,6 +338,7 @@ class DevStack:
         self.functions = self._new_functions()
         self.emulators = self.standin = self.sweep_loop = None
         self.gcs = None
+        self.logging = None
         self._previous_env = {}
         self._stopped = False
 
@@ -336,12 +355,14 @@ class DevStack:
             self.gcs = start_gcs(port=self.ports.gcs, root=self._own_dir / "gcs")
             # The example queues' staging bucket: `enqueue --source` uploads there by default.
             self.gcs.client(self.project).create_bucket(DEV_BUCKET)
+            self.logging = LoggingStandinServer(port=self.ports.logging).start()
             self.standin = StandinServer(
                 port=self.ports.standin,
                 mode="execute",
                 delays=self.delays,
                 work_dir=self.work_dir,
                 limits=self.limits,
+                line_sink=self.logging.book.record,
             ).start()
             self._create_topics()
             for function in self.functions:
@@ -473,7 +494,8 @@ class DevStack:
         return [
             ("sweep loop", self._stop_sweep_loop),  # calls the sweep function
             ("functions", self._stop_functions),  # call the emulators and the stand-in
-            ("vertex stand-in", self._stop_standin),  # runs jobs; calls the GCS emulator
+            ("vertex stand-in", self._stop_standin),  # runs jobs; calls the two below
+            ("logging stand-in", self._stop_logging),
             ("gcs emulator", self._stop_gcs),
             ("emulators", self._stop_emulators),
         ]
@@ -510,6 +532,10 @@ class DevStack:
     def _stop_standin(self) -> None:
         if self.standin is not None:
             self.standin.stop()
+
+    def _stop_logging(self) -> None:
+        if self.logging is not None:
+            self.logging.stop()
 
     def _stop_gcs(self) -> None:
         if self.gcs is not None:

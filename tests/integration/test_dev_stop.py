@@ -31,7 +31,14 @@ LAUNCHQ = Path(sys.executable).parent / "launchq"
 # "A few seconds": 2.5 s typically, up to 9 s with the shared 2-core machine loaded (the sweep
 # in flight and gunicorn's drain take most of it). It was over 120 s.
 STOP_BUDGET_S = 15.0
-EXPECTED_ORDER = ["sweep loop", "functions", "vertex stand-in", "gcs emulator", "emulators"]
+EXPECTED_ORDER = [
+    "sweep loop",
+    "functions",
+    "vertex stand-in",
+    "logging stand-in",
+    "gcs emulator",
+    "emulators",
+]
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

@@ -9,6 +9,15 @@ Vertex/Kubernetes do), then the variables Vertex sets: `AIP_MODEL_DIR`, `AIP_CHE
 `AIP_TENSORBOARD_LOG_DIR` derived from `base_output_directory` (`{base}/model/`,
 `{base}/checkpoints/`, `{base}/logs/`), with `gs://bucket/path` mapped to `{work_dir}/gcs/bucket/
 path` so the job can write "to GCS" with plain file I/O.
+
+Log lines: with a `LineSink` (`ExecRun.sink`), the job's stdout and stderr go through pipes; a
+reader thread per stream appends each line to `stdout.log`/`stderr.log` as before and hands it,
+stamped with the time it was read, to the sink (the local Cloud Logging stand-in records it as
+an entry, as Vertex's logging agent does). Without a sink the streams go straight to the files.
+Cost, measured on the project machine (`python -m bench.standin_log_lines --lines 100000 --runs
+3`, same process, alternating): a job printing 100,000 lines of 80 characters takes 1.77 s from
+create to SUCCEEDED with the Logging stand-in's sink vs 0.50 s to files (ratio 3.5, about 13 us
+a line); a job printing at human rates does not notice.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from launchq.log import get_logger
 
@@ -32,6 +43,23 @@ log = get_logger(__name__)
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 4000
 _VAR_RE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+REPLICA = "workerpool0-0"  # execute mode runs the first replica of the first pool only
+# A job's grandchild may keep a pipe open after the job exits; the readers get this long.
+_READER_JOIN_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """One line a job printed: `text` without its newline, `time` when it was read (epoch s)."""
+
+    job_name: str
+    replica: str
+    stream: Literal["stdout", "stderr"]
+    text: str
+    time: float
+
+
+LineSink = Callable[[JobLine], None]
 
 
 @dataclass
@@ -47,6 +75,9 @@ class ExecRun:
     exit_code: int | None = None
     cancel_requested: bool = False
     abandoned: bool = False  # pinned by the admin API or reset: record nothing more
+    sink: LineSink | None = None
+    job_name: str = ""
+    readers: list[threading.Thread] = field(default_factory=list)
 
     @property
     def stdout_path(self) -> Path:
@@ -105,7 +136,7 @@ def _aip_env(job: Any, job_id: str, work_dir: Path) -> dict[str, str]:
     return env
 
 
-def prepare(job: Any, job_id: str, work_dir: Path) -> ExecRun:
+def prepare(job: Any, job_id: str, work_dir: Path, sink: LineSink | None = None) -> ExecRun:
     """Work out argv and env for the first pool; `argv` is None when there is nothing to run."""
     pool = job.job_spec.worker_pool_specs[0]
     job_dir = work_dir / "jobs" / job_id
@@ -131,12 +162,14 @@ def prepare(job: Any, job_id: str, work_dir: Path) -> ExecRun:
         env[name] = _expand(value, env)
     env.update(aip)
     argv = [_expand(part, env) for part in command] or None
-    return ExecRun(job_dir=job_dir, argv=argv, env=env, aip_env=aip)
+    return ExecRun(job_dir=job_dir, argv=argv, env=env, aip_env=aip, sink=sink, job_name=job.name)
 
 
 def spawn(run: ExecRun) -> subprocess.Popen[bytes]:
     """Start the process in its own session (and so its own process group)."""
     assert run.argv is not None
+    if run.sink is not None:
+        return _spawn_piped(run, run.sink)
     with run.stdout_path.open("ab") as out, run.stderr_path.open("ab") as err:
         return subprocess.Popen(
             run.argv,
@@ -147,6 +180,64 @@ def spawn(run: ExecRun) -> subprocess.Popen[bytes]:
             stderr=err,
             start_new_session=True,
         )
+
+
+def _spawn_piped(run: ExecRun, sink: LineSink) -> subprocess.Popen[bytes]:
+    assert run.argv is not None
+    proc = subprocess.Popen(
+        run.argv,
+        env=run.env,
+        cwd=run.job_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    streams: tuple[tuple[Literal["stdout", "stderr"], IO[bytes], Path], ...] = (
+        ("stdout", proc.stdout, run.stdout_path),
+        ("stderr", proc.stderr, run.stderr_path),
+    )
+    for stream, pipe, path in streams:
+        reader = threading.Thread(
+            target=_pump,
+            args=(pipe, path, stream, run.job_name, sink),
+            name=f"standin-{stream}-{proc.pid}",
+            daemon=True,
+        )
+        reader.start()
+        run.readers.append(reader)
+    return proc
+
+
+def _pump(
+    pipe: IO[bytes], path: Path, stream: Literal["stdout", "stderr"], job: str, sink: LineSink
+) -> None:
+    """Copy one stream to its file line by line, handing each line to the sink."""
+    failures = 0
+    with pipe, path.open("ab") as out:
+        for raw in pipe:
+            out.write(raw)
+            out.flush()  # stderr_tail and the admin log read the file while the job runs
+            text = raw.decode(errors="replace").rstrip("\r\n")
+            try:
+                sink(JobLine(job, REPLICA, stream, text, time.time()))
+            except Exception:  # a broken sink must not stall the job on a full pipe
+                if not failures:  # once per stream: a flood of tracebacks helps nobody
+                    log.exception("log line sink failed", job=job, stream=stream)
+                failures += 1
+    if failures:
+        log.warning("log lines the sink refused", job=job, stream=stream, lines=failures)
+
+
+def wait(run: ExecRun) -> int:
+    """Wait for the process, then for its output to be copied (so the tail is complete)."""
+    assert run.proc is not None
+    returncode = run.proc.wait()
+    for reader in run.readers:
+        reader.join(timeout=_READER_JOIN_SECONDS)
+    return returncode
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -216,6 +216,8 @@ class JobStore:
     rate: RateWindow = field(default_factory=RateWindow)
     # (region, metric) → the jobs that hold some of it and were active when last looked at.
     _holders: dict[tuple[Parent, str], dict[int, JobRecord]] = field(default_factory=dict)
+    # Where executed jobs' output lines go as they are printed (the Cloud Logging stand-in).
+    line_sink: execute.LineSink | None = None
     _jobs: dict[str, JobRecord] = field(default_factory=dict)
     _seqs: list[int] = field(default_factory=list)  # ascending; parallel to _order
     _order: list[JobRecord] = field(default_factory=list)
@@ -578,7 +580,7 @@ class JobStore:
     # ---- execute mode -------------------------------------------------------------------
 
     def _start_execution(self, record: JobRecord, now: float) -> None:
-        run = execute.prepare(record.pb, record.job_id, self.work_dir)
+        run = execute.prepare(record.pb, record.job_id, self.work_dir, self.line_sink)
         record.run = run
         delays = record.delays
         if delays.queued is not None:
@@ -618,7 +620,7 @@ class JobStore:
                 return
             record.append(lifecycle.RUNNING, now)
             log.info("job process started", job=record.pb.name, pid=run.proc.pid)
-        returncode = run.proc.wait()
+        returncode = execute.wait(run)
         self._finish(record, returncode)
 
     def _finish(self, record: JobRecord, returncode: int) -> None:

@@ -23,6 +23,7 @@ from launchq.log import get_logger
 from launchq_local.standin import admin_api, api
 from launchq_local.standin.admin import AdminClient
 from launchq_local.standin.admin_api import Defaults
+from launchq_local.standin.execute import LineSink
 from launchq_local.standin.faults import FaultBook
 from launchq_local.standin.jobs import JobStore, Mode
 from launchq_local.standin.lifecycle import Delays
@@ -181,6 +182,7 @@ class StandinServer:
         work_dir: Path | None = None,
         kill_grace: float = 2.0,
         limits: Limits | None = None,
+        line_sink: LineSink | None = None,
     ) -> None:
         delays = delays or Delays()
         limits = limits or Limits()
@@ -191,6 +193,7 @@ class StandinServer:
             )
         else:
             self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace, limits=limits)
+        self.store.line_sink = line_sink
         self.faults = FaultBook()
         self.app = StandinApp(self.store, self.faults, Defaults(mode, delays, limits))
         self._server: BaseWSGIServer = make_server(

@@ -1,0 +1,200 @@
+"""`launchq logs ITEM`: what the item's job printed, from Cloud Logging, optionally followed.
+
+The item is looked up in Firestore like `status` does (`launchq_cli.ops`); the job is its last
+attempt's. Reading and following are in `launchq_cli.joblogs`. The endpoint is
+`--logging-endpoint`, else `LAUNCHQ_LOGGING_ENDPOINT` (the local stack exports its Cloud
+Logging stand-in there), else Cloud Logging itself, except that a job run by a local Vertex
+stand-in (`http://` Vertex endpoint) has no logs in the cloud: asking there is an error that
+says which variable to set, instead of a query that returns nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from launchq_cli.common import Backends, CliError, backend_command, invalid
+
+if TYPE_CHECKING:
+    from launchq_cli.joblogs import JobRef, LogLine, LogsClient
+
+STATUS_TAIL_LINES = 10
+STATUS_TIMEOUT = 10.0
+
+
+@click.command("logs")
+@click.argument("item_id")
+@click.option("--queue", "-q", "queue_name", help="The item's queue (needed if ambiguous).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the item ends.")
+@click.option("--replica", help="Only this replica, e.g. workerpool0-0 (default: all).")
+@click.option("--tail", type=click.IntRange(1), help="Only the last N lines (then follow).")
+@click.option("--since", help="Only lines newer than this: 30s, 10m, 2h, 1d.")
+@click.option(
+    "--interval", type=click.FloatRange(0.05),
+    help="With --follow: seconds between reads (default 10 for Cloud Logging, whose read "
+    "quota is per project; 1 for a local http:// endpoint).",
+)  # fmt: skip
+@click.option("--logging-endpoint", help="Cloud Logging base URL (e.g. the local stand-in).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (NDJSON).")
+@backend_command
+def logs(
+    backends: Backends,
+    item_id: str,
+    queue_name: str | None,
+    follow: bool,
+    replica: str | None,
+    tail: int | None,
+    since: str | None,
+    interval: float | None,
+    logging_endpoint: str | None,
+    as_json: bool,
+) -> None:
+    """Print the log of an item's job, oldest first (stdout as INFO, stderr as ERROR).
+
+    Works for running, ended and cancelled items. With --follow, polls like `gcloud ai
+    custom-jobs stream-logs` and exits once the item has ended and its last lines are printed
+    (Ctrl-C stops following earlier, with exit code 0).
+    """
+    from launchq_cli import joblogs
+
+    lower = None
+    if since is not None:
+        try:
+            lower = datetime.now(UTC) - joblogs.parse_duration(since)
+        except ValueError as exc:
+            invalid(f"--since: {exc}")
+    # Waiting for the job is a Firestore read, cheap at any rate.
+    data, job = _item_and_job(backends, item_id, queue_name, follow, interval or 1.0)
+    client = logs_client(backends, logging_endpoint)
+    interval = interval or client.poll_interval
+    try:
+        emit = _printer(as_json)
+        position = joblogs.Position()
+        if tail is not None:
+            lines = client.last(job.project, joblogs.job_filter(job, replica, lower), tail)
+        else:
+            lines = list(client.entries(job.project, joblogs.job_filter(job, replica, lower)))
+        for line in lines:
+            if position.fresh(line):
+                emit(line)
+        if follow:
+            queue = str(data["queue"])
+            joblogs.follow(
+                client, job, replica, lower, position,
+                ended=lambda: _ended(backends, queue, item_id),
+                emit=emit, interval=interval,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a person stops following a job that runs on: not an error
+    except joblogs.LogsError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        client.close()
+
+
+def logs_client(
+    backends: Backends, endpoint: str | None = None, timeout: float = 30.0
+) -> LogsClient:
+    """The client for the item's logs (see the module docstring for the choice of endpoint)."""
+    from launchq_cli import joblogs
+
+    endpoint = endpoint or joblogs.endpoint_from_env()
+    if endpoint is None:
+        vertex = backends.settings.vertex_endpoint or ""
+        if vertex.startswith("http://"):
+            raise CliError(
+                f"the job ran on the local Vertex stand-in ({vertex}), whose logs are not in "
+                f"Cloud Logging: set {joblogs.ENDPOINT_VARIABLE} to the local Logging stand-in "
+                "(`launchq dev` prints it) or pass --logging-endpoint"
+            )
+        endpoint = joblogs.DEFAULT_ENDPOINT
+    return joblogs.LogsClient.for_endpoint(endpoint, timeout)
+
+
+def _item_and_job(
+    backends: Backends, item_id: str, queue: str | None, wait: bool, interval: float
+) -> tuple[dict[str, Any], JobRef]:
+    """The item and its job; with `wait`, until it has one (or ends without one)."""
+    from launchq.states import TERMINAL_STATES
+    from launchq_cli.joblogs import LogsError, job_ref
+    from launchq_cli.ops import find_item_data
+
+    terminal = {s.value for s in TERMINAL_STATES}
+    while True:
+        data = find_item_data(backends.store, item_id, queue)
+        try:
+            job = job_ref(data)
+        except LogsError as exc:
+            raise CliError(exc.message) from None
+        if job is not None:
+            return data, job
+        state = data.get("state")
+        if not wait or state in terminal:
+            raise CliError(f"{item_id} has no job, so no logs: it is {state}")
+        time.sleep(interval)
+
+
+def _ended(backends: Backends, queue: str, item_id: str) -> bool:
+    from launchq.states import TERMINAL_STATES
+    from launchq_cli.ops import find_item_data
+
+    state = find_item_data(backends.store, item_id, queue).get("state")
+    return state in {s.value for s in TERMINAL_STATES}
+
+
+def _printer(as_json: bool) -> Callable[[LogLine], None]:
+    def text(line: LogLine) -> None:
+        error = line.severity in ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")
+        stamp = _short(line.timestamp)
+        click.echo(
+            f"{stamp} {line.replica} " + click.style(line.message, fg="red" if error else None)
+        )
+
+    def ndjson(line: LogLine) -> None:
+        click.echo(json.dumps(line.to_json(), ensure_ascii=False))
+
+    return ndjson if as_json else text
+
+
+def _short(timestamp: str) -> str:
+    """Milliseconds are enough to read a log by."""
+    from launchq_cli.joblogs import parse_time
+
+    try:
+        at = parse_time(timestamp)
+    except ValueError:
+        return timestamp
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def failed_job_tail(
+    backends: Backends, data: dict[str, Any], count: int = STATUS_TAIL_LINES
+) -> tuple[list[str] | None, str | None]:
+    """The last lines of a failed item's job log for `status`: (lines, None) or (None, why not).
+
+    Best effort: `status` must answer even when the log cannot be read.
+    """
+    from launchq_cli import joblogs
+
+    try:
+        job = joblogs.job_ref(data)
+        if job is None:
+            return None, "no job"
+        # `status` answers in seconds even when Cloud Logging does not: a short timeout.
+        client = logs_client(backends, timeout=STATUS_TIMEOUT)
+    except (CliError, joblogs.LogsError) as exc:
+        return None, exc.format_message() if isinstance(exc, CliError) else exc.message
+    except Exception as exc:  # no credentials, for instance
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    try:
+        lines = client.last(job.project, joblogs.job_filter(job, None, None), count)
+    except joblogs.LogsError as exc:
+        return None, exc.message
+    finally:
+        client.close()
+    return [line.message for line in lines], None
