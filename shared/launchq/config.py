@@ -68,6 +68,33 @@ class RetryPolicy(BaseModel):
     backoff_max_seconds: int = Field(default=3600, ge=0)
 
 
+class SourceSettings(BaseModel):
+    """How the queue runs items that bring code (`source`) instead of an image.
+
+    `python_package` (default): each pool in `pools` becomes a `python_package_spec` on
+    `executor_image_uri` (a Vertex prebuilt training image), as `CustomJob.from_local_script`
+    does. `container`: the pools keep their own `container_spec` (an image with Python and pip)
+    and run `sh -c "pip install /gcs/BUCKET/OBJECT && python -m MODULE ARGS"`, the fallback the
+    SDK uses for images that are not prebuilt. Sources must live in the queue's staging bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    run_as: Literal["python_package", "container"] = Field(
+        default="python_package",
+        description="python_package: a python_package_spec on executor_image_uri; container: "
+        "the pool's own container installs and runs the package.",
+    )
+    executor_image_uri: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] | None = Field(
+        default=None,
+        description="Prebuilt training image that runs the package (required for "
+        "python_package); also fills ${image_uri} for source items.",
+    )
+    pools: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0], min_length=1, description="Worker pools that run the source (0 = chief)."
+    )
+
+
 _SHALLOW = "launchq.shallow"
 WRAPPERS = ("vertex", "gcp-vertex")
 
@@ -98,6 +125,9 @@ class QueueConfig(BaseModel):
     )
     spec: dict[str, Any] = Field(description="aiplatform.CustomJob(...) arguments (templated).")
     run: dict[str, Any] = Field(default={}, description="CustomJob.submit(...) arguments.")
+    source: SourceSettings | None = Field(
+        default=None, description="How items with a `source` (code, not an image) run."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -189,11 +219,37 @@ def deep_issues(config: QueueConfig) -> list[Issue]:
     if retry.backoff_max_seconds < retry.backoff_initial_seconds:
         issues.append(Issue("retry.backoff_max_seconds", "is below backoff_initial_seconds"))
     issues += reference_issues(config)
+    issues += source_issues(config)
     if issues:
         return issues
     from launchq.render import placeholder_issues  # render imports this module
 
     return placeholder_issues(config)
+
+
+def source_issues(config: QueueConfig) -> list[Issue]:
+    """The `source` block against the pools it names (before any render)."""
+    source = config.source
+    if source is None:
+        return []
+    issues: list[Issue] = []
+    if source.run_as == "python_package" and source.executor_image_uri is None:
+        issues.append(Issue("source.executor_image_uri", "required when run_as is "
+                            "python_package (e.g. us-docker.pkg.dev/vertex-ai/training/"
+                            "pytorch-gpu.2-4.py310:latest)", code="missing_value"))  # fmt: skip
+    if len(set(source.pools)) != len(source.pools):
+        issues.append(Issue("source.pools", "lists a pool twice"))
+    pools = config.spec.get("worker_pool_specs")
+    count = len(pools) if isinstance(pools, list) else 0
+    for position, index in enumerate(source.pools):
+        path = join_path("source.pools", position)
+        pool = pools[index] if isinstance(pools, list) and index < count else None
+        if not isinstance(pool, Mapping) or not pool:
+            issues.append(Issue(path, f"spec.worker_pool_specs has no pool {index} to run the "
+                                "source in"))  # fmt: skip
+        elif source.run_as == "container" and not isinstance(pool.get("container_spec"), Mapping):
+            issues.append(Issue(path, f"run_as: container needs a container_spec in pool {index}"))
+    return issues
 
 
 def reference_issues(config: QueueConfig) -> list[Issue]:
