@@ -119,7 +119,10 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
         if (problem := env_name_problem(name)) is not None
     ]
     issues += _label_issues(config, item)
-    issues += _source_issues(config, item, queue)
+    source_issues = _source_issues(config, item, queue)
+    if item.source is not None and config.source is None:  # not also "image_uri: required"
+        issues = [issue for issue in issues if issue.path != "image_uri"]
+    issues += source_issues
     if issues:
         raise ItemError(issues)
     values = {name: value for name, value in macros.items() if value is not None}
