@@ -3,8 +3,11 @@
 Why not `google-cloud-storage`: the dispatch function's cold start. The function archive pins only
 the core's requirements (`[tool.launchq].function-requirements`, checked by
 tests/unit/test_packaging.py), and `requests` plus `google.auth.transport.requests` are already
-there for `launchq.vertex`; the storage library would add itself, `google-resumable-media` and
-`google-crc32c` to every cold start for one GET. The wire format is the JSON API's
+there for `launchq.vertex`; the storage library would add itself, `google-cloud-core`,
+`google-resumable-media` and `google-crc32c` to the archive for one GET. Measured on the project
+machine (2 shared cores, Python 3.11.7, google-cloud-storage 3.17.1; `python -X importtime`
+with requests and google.auth already imported, 5 runs): `from google.cloud import storage`
+costs 62-110 ms cumulative, `import launchq.gcs` 1.2-5.3 ms. The wire format is the JSON API's
 (`GET /storage/v1/b/BUCKET/o/OBJECT`, object name percent-encoded including `/`), which the GCS
 emulator serves too; the integration tests read the objects it returns with the storage library.
 

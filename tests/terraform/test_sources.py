@@ -27,8 +27,7 @@ from tests.terraform.test_module import (
     resources,
     variables,
 )
-from tests.terraform.test_queues import _local_source, _terraform
-
+from tests.terraform.test_queues import _local_source, _run, _terraform
 
 DISPATCH_MEMBER = "serviceAccount:lq-dispatch@my-ml-project.iam.gserviceaccount.com"
 VISION = "vision@my-ml-project.iam.gserviceaccount.com"
@@ -128,8 +127,6 @@ def test_no_staging_buckets_means_no_grants(harness: Path) -> None:
 def test_a_gs_url_is_not_a_bucket_name(harness: Path) -> None:
     path = harness / "bad.tfvars.json"
     path.write_text(json.dumps({"project_id": "my-ml-project", "staging_buckets": ["gs://b"]}))
-    from tests.terraform.test_queues import _run
-
     result = _run(harness, "plan", "-input=false", "-no-color", f"-var-file={path}")
     assert result.returncode != 0
     assert "without gs://" in re.sub(r"\s+", " ", result.stderr)
