@@ -417,11 +417,13 @@ def placeholder_source_item(config: QueueConfig) -> QueueItem:
 def staging_bucket_of(config: QueueConfig) -> str | None:
     """The bucket a queue's sources must live in, from the config as written: the bucket of
     `spec.base_output_dir`, else of `spec.staging_bucket` (the one the job's output directory
-    is built from, as `to_body` does). None when it is templated or absent."""
+    is built from, as `to_body` does). None when the bucket part is templated, or neither is set.
+    """
     for key in ("base_output_dir", "staging_bucket"):
         value = config.spec.get(key)
-        if isinstance(value, str) and value and "{{" not in value and "${" not in value:
-            return value.removeprefix("gs://").split("/", 1)[0]
+        if isinstance(value, str) and value:
+            bucket = value.removeprefix("gs://").split("/", 1)[0]
+            return None if "{{" in bucket or "${" in bucket else bucket
     return None
 
 

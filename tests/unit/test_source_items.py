@@ -23,7 +23,13 @@ from launchq.config import parse_queue_config
 from launchq.errors import InfrastructureError
 from launchq.gcs import GcsClient, endpoint
 from launchq.item import ItemSource, parse_item, payload_hash
-from launchq.render import RenderContext, RenderedJob, render, source_command
+from launchq.render import (
+    RenderContext,
+    RenderedJob,
+    render,
+    source_command,
+    staging_bucket_of,
+)
 from launchq.sources import (
     SOURCE_MISMATCH,
     SOURCE_MISSING,
@@ -410,3 +416,20 @@ def test_endpoint_forms() -> None:
     assert endpoint(None) == "https://storage.googleapis.com"
     assert endpoint("127.0.0.1:4443") == "http://127.0.0.1:4443"
     assert endpoint("http://127.0.0.1:4443/") == "http://127.0.0.1:4443"
+
+
+@pytest.mark.parametrize(
+    ("spec", "bucket"),
+    [
+        ({"staging_bucket": "gs://stage"}, "stage"),
+        ({"staging_bucket": "stage"}, "stage"),
+        ({"staging_bucket": "gs://stage", "base_output_dir": "gs://runs/x/${item_id}"}, "runs"),
+        ({"base_output_dir": "gs://{{bucket}}/x"}, None),
+        ({"staging_bucket": "gs://{{bucket}}"}, None),
+    ],
+)
+def test_staging_bucket_of_a_config(spec: dict[str, Any], bucket: str | None) -> None:
+    """Where enqueue --source uploads by default: the bucket the dispatcher will expect."""
+    data = queue(template_variables={"bucket": {"type": "string", "default": "x-bucket"}})
+    data["spec"] = {"worker_pool_specs": [POOL], **spec}
+    assert staging_bucket_of(parse_queue_config(data, name="q")) == bucket
