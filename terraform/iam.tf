@@ -1,7 +1,8 @@
 # Service accounts and every IAM grant launchq makes. No primitive role, no allUsers or
 # allAuthenticatedUsers, and every grant is on the narrowest resource that works: a topic, a
-# subscription, a Cloud Run service, a service account. Only the Vertex AI custom roles and
-# Firestore's datastore.user are granted on the project (neither has a narrower resource).
+# subscription, a Cloud Run service, a service account, a bucket (with an object-prefix
+# condition). Only the Vertex AI custom roles and Firestore's datastore.user are granted on the
+# project (neither has a narrower resource).
 
 resource "google_service_account" "dispatch" {
   project      = var.project_id
@@ -239,4 +240,53 @@ resource "google_project_iam_member" "state_viewer" {
     description = "Read-only access to the Firestore database launchq keeps its state in."
     expression  = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
   }
+}
+
+# --- Cloud Storage: source archives ----------------------------------------------------------
+# Source jobs run an archive from gs://<staging bucket>/launchq/sources/<sha256>.tar.gz. The
+# dispatcher reads the object's metadata once per source item (is it there, is it the archive the
+# item names); the job reads the object to pip-install it. Both need storage.objects.get and
+# nothing else: a custom role with that one permission (roles/storage.objectViewer would add
+# objects.list), granted on each staging bucket with a condition on the object prefix, so
+# neither identity can read the rest of the bucket (outputs, other teams' data). Writing the
+# job's outputs is the job account's own grant, made by whoever owns the bucket.
+
+resource "google_project_iam_custom_role" "source_reader" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_source_reader"
+  title       = "launchq source reader"
+  description = "Read a source archive (object metadata and bytes) under launchq/sources/; granted per bucket with a prefix condition."
+  permissions = ["storage.objects.get"]
+}
+
+locals {
+  source_prefix = "launchq/sources/"
+  source_readers = merge(
+    {
+      for bucket in var.staging_buckets : "dispatch ${bucket}" => {
+        bucket = bucket
+        member = google_service_account.dispatch.member
+      }
+    },
+    {
+      for pair in setproduct(var.staging_buckets, tolist(local.job_service_accounts)) :
+      "job ${pair[0]} ${pair[1]}" => { bucket = pair[0], member = "serviceAccount:${pair[1]}" }
+    },
+  )
+}
+
+resource "google_storage_bucket_iam_member" "source_reader" {
+  for_each = local.source_readers
+
+  bucket = each.value.bucket
+  role   = google_project_iam_custom_role.source_reader.name
+  member = each.value.member
+
+  condition {
+    title       = "launchq sources only"
+    description = "Objects under launchq/sources/ of this bucket only."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${each.value.bucket}/objects/${local.source_prefix}\")"
+  }
+
+  depends_on = [google_service_account.job]
 }

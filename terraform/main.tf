@@ -30,6 +30,7 @@ locals {
     LAUNCHQ_SUBMIT_LEASE_SECONDS   = tostring(var.submit_lease_seconds)
     LAUNCHQ_QUEUE_CACHE_SECONDS    = tostring(var.queue_cache_seconds)
     LAUNCHQ_VERTEX_TIMEOUT_SECONDS = tostring(var.vertex_timeout_seconds)
+    LAUNCHQ_STORAGE_ENDPOINT       = var.storage_endpoint
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

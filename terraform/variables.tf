@@ -263,6 +263,17 @@ variable "vertex_endpoint" {
   }
 }
 
+variable "storage_endpoint" {
+  type        = string
+  description = "LAUNCHQ_STORAGE_ENDPOINT: base URL of the Cloud Storage JSON API the dispatcher checks source archives with. null (the right value in production) means https://storage.googleapis.com."
+  default     = null
+
+  validation {
+    condition     = var.storage_endpoint == null || can(regex("^https?://", var.storage_endpoint))
+    error_message = "storage_endpoint must be an http(s) URL or null."
+  }
+}
+
 # --- Queues and who may launch onto them ----------------------------------------------------
 
 variable "queues" {
@@ -345,6 +356,26 @@ variable "create_job_service_account" {
   type        = bool
   description = "Create <prefix>-job, a service account with no roles for Vertex jobs to run as (grant it what your training code reads and writes). The functions may act as it."
   default     = true
+}
+
+# --- Staging buckets: where source jobs' archives live ----------------------------------------
+
+variable "staging_buckets" {
+  type        = list(string)
+  description = <<-EOT
+    Names (without gs://) of the queues' staging buckets: the bucket of each queue config's
+    spec.base_output_dir, else spec.staging_bucket. Source archives must live there under
+    launchq/sources/ (`launchq source push`). The dispatcher gets storage.objects.get on those
+    objects (it checks each source item's archive), and every job service account gets the same
+    (the job downloads the package). Both grants carry an IAM condition on the object prefix,
+    which needs uniform bucket-level access on the bucket. Empty: no source jobs.
+  EOT
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.staging_buckets : can(regex("^[a-z0-9][a-z0-9_.-]{1,220}[a-z0-9]$", name))])
+    error_message = "staging_buckets must be bucket names without gs:// (lowercase letters, digits, -, _ and .)."
+  }
 }
 
 # --- Source bucket ---------------------------------------------------------------------------

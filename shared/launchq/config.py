@@ -68,6 +68,33 @@ class RetryPolicy(BaseModel):
     backoff_max_seconds: int = Field(default=3600, ge=0)
 
 
+class SourceSettings(BaseModel):
+    """How the queue runs items that bring code (`source`) instead of an image.
+
+    `python_package` (default): each pool in `pools` becomes a `python_package_spec` on
+    `executor_image_uri` (a Vertex prebuilt training image), as `CustomJob.from_local_script`
+    does. `container`: the pools keep their own `container_spec` (an image with Python and pip)
+    and run `sh -c "pip install /gcs/BUCKET/OBJECT && python -m MODULE ARGS"`, the fallback the
+    SDK uses for images that are not prebuilt. Sources must live in the queue's staging bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    run_as: Literal["python_package", "container"] = Field(
+        default="python_package",
+        description="python_package: a python_package_spec on executor_image_uri; container: "
+        "the pool's own container installs and runs the package.",
+    )
+    executor_image_uri: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] | None = Field(
+        default=None,
+        description="Prebuilt training image that runs the package (required for "
+        "python_package); also fills ${image_uri} for source items.",
+    )
+    pools: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0], min_length=1, description="Worker pools that run the source (0 = chief)."
+    )
+
+
 WRAPPERS = ("vertex", "gcp-vertex")
 
 
@@ -97,6 +124,9 @@ class QueueConfig(BaseModel):
     )
     spec: dict[str, Any] = Field(description="aiplatform.CustomJob(...) arguments (templated).")
     run: dict[str, Any] = Field(default={}, description="CustomJob.submit(...) arguments.")
+    source: SourceSettings | None = Field(
+        default=None, description="How items with a `source` (code, not an image) run."
+    )
 
     @model_validator(mode="before")
     @classmethod

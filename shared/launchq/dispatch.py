@@ -41,6 +41,7 @@ from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.recorder import Recorder
 from launchq.records import ItemRecord, error_record
+from launchq.sources import SourceChecker
 from launchq.states import ItemState
 from launchq.store import Store
 from launchq.submission import Submitter
@@ -110,6 +111,7 @@ class Dispatcher:
         submitter: Submitter,
         canceller: Canceller,
         shared_topic: str | None = None,
+        sources: SourceChecker | None = None,
     ) -> None:
         self.store = store
         self.queues = queues
@@ -118,6 +120,7 @@ class Dispatcher:
         self.submitter = submitter
         self.canceller = canceller
         self.shared_topic = shared_topic
+        self.sources = sources
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
         try:
@@ -255,6 +258,15 @@ class Dispatcher:
                 "rejected: invalid item",
                 first["message"],
             )
+        if prepared.source is not None and self.sources is not None:
+            # Before anything is queued: a job whose package is missing fails minutes later.
+            problem = self.sources.check(prepared.source, prepared.body)
+            if problem is not None:
+                error = error_record(problem.reason, problem.message, problem.path)
+                fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
+                return self._reject(
+                    queue, item_id, fields, f"rejected: {problem.reason}", problem.message
+                )
         created = self.recorder.create(
             queue,
             item_id,

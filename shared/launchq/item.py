@@ -10,16 +10,75 @@ particular queue (declared variables, reserved env names, label clashes) is chec
 from __future__ import annotations
 
 import json
+import keyword
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from launchq.config import QueueConfig
 from launchq.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash, is_unicode
 from launchq.templates import Scalar
 from launchq.validation import Issue, ItemError, issues_from_pydantic
 
-__all__ = ["ITEM_ID_PATTERN", "QueueItem", "canonical_hash", "parse_item", "payload_hash"]
+__all__ = [
+    "ITEM_ID_PATTERN",
+    "ItemSource",
+    "QueueItem",
+    "canonical_hash",
+    "parse_item",
+    "payload_hash",
+]
+
+SOURCES_PREFIX = "launchq/sources"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# gs://BUCKET/launchq/sources/<sha256>.tar.gz: where `launchq source push` puts an archive, named
+# by its content. Bucket names as GCS allows them (3-222 characters; dots for domain buckets).
+SOURCE_URI_PATTERN = (
+    r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/launchq/sources/[0-9a-f]{64}\.tar\.gz$"
+)
+MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
+class ItemSource(BaseModel):
+    """Code to run instead of an image: an archive uploaded by `launchq source push`/`enqueue
+    --source`, and the module Vertex runs with `python -m`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    uri: Annotated[str, Field(pattern=SOURCE_URI_PATTERN, max_length=300)] = Field(
+        description="gs://BUCKET/launchq/sources/<sha256>.tar.gz"
+    )
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] = Field(
+        description="sha256 of the archive (64 lowercase hex digits); also in the uri."
+    )
+    module: Annotated[str, Field(pattern=MODULE_PATTERN, max_length=200)] = Field(
+        description="Dotted Python module to run (`python -m MODULE`), e.g. trainer.task."
+    )
+
+    @field_validator("sha256")
+    @classmethod
+    def _matches_uri(cls, value: str, info: ValidationInfo) -> str:
+        uri = info.data.get("uri")
+        if isinstance(uri, str) and not uri.endswith(f"/{value}.tar.gz"):
+            raise ValueError("is not the sha256 the uri names (…/launchq/sources/<sha256>.tar.gz)")
+        return value
+
+    @field_validator("module")
+    @classmethod
+    def _not_keywords(cls, value: str) -> str:
+        # The regex cannot say "not a keyword": `python -m trainer.class` is a SyntaxError.
+        bad = [part for part in value.split(".") if keyword.iskeyword(part)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is a Python keyword, not a module name")
+        return value
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("gs://").split("/", 1)[0]
+
+    @property
+    def object_name(self) -> str:
+        return self.uri.removeprefix("gs://").split("/", 1)[1]
 
 
 class QueueItem(BaseModel):
@@ -51,6 +110,10 @@ class QueueItem(BaseModel):
     )
     metadata: dict[str, Any] = Field(
         default={}, description="Stored with the item, never rendered (except the W&B macros)."
+    )
+    source: ItemSource | None = Field(
+        default=None,
+        description="Run this uploaded code instead of an image (a queue with a source block).",
     )
 
     def priority_rank(self, config: QueueConfig) -> int:
@@ -86,7 +149,11 @@ def payload_hash(item: QueueItem) -> str:
     message reusing an item id with another hash is a conflict, not a redelivery, and
     `launchq enqueue` computes the same hash to refuse such a reuse before publishing.
     """
-    return canonical_hash(item.model_dump(mode="json"))
+    # An item without `source` hashes as it did before the field existed, so a redelivery
+    # across an upgrade is still recognised as the same item.
+    return canonical_hash(
+        item.model_dump(mode="json", exclude={"source"} if item.source is None else None)
+    )
 
 
 def queue_item_json_schema() -> dict[str, Any]:

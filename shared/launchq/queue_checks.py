@@ -51,6 +51,10 @@ def deep_issues(config: QueueConfig) -> list[Issue]:
     if retry.backoff_max_seconds < retry.backoff_initial_seconds:
         issues.append(Issue("retry.backoff_max_seconds", "is below backoff_initial_seconds"))
     issues += reference_issues(config)
+    source_problems = source_issues(config)
+    issues += source_problems
+    if source_problems:  # render the rest as if it had no source block (pruned like the rest)
+        config = config.model_copy(update={"source": None})
     if not issues:
         # The common case (every dispatch cold start parses valid configs): render the config
         # itself. Copying it first, as `_render_issues` does, made this about twice as slow.
@@ -159,6 +163,31 @@ def _child(node: Any, part: str | int) -> Any:
     if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
         return node[part]
     return None
+
+
+def source_issues(config: QueueConfig) -> list[Issue]:
+    """The `source` block against the pools it names (before any render)."""
+    source = config.source
+    if source is None:
+        return []
+    issues: list[Issue] = []
+    if source.run_as == "python_package" and source.executor_image_uri is None:
+        issues.append(Issue("source.executor_image_uri", "required when run_as is "
+                            "python_package (e.g. us-docker.pkg.dev/vertex-ai/training/"
+                            "pytorch-gpu.2-4.py310:latest)", code="missing_value"))  # fmt: skip
+    if len(set(source.pools)) != len(source.pools):
+        issues.append(Issue("source.pools", "lists a pool twice"))
+    pools = config.spec.get("worker_pool_specs")
+    count = len(pools) if isinstance(pools, list) else 0
+    for position, index in enumerate(source.pools):
+        path = join_path("source.pools", position)
+        pool = pools[index] if isinstance(pools, list) and index < count else None
+        if not isinstance(pool, Mapping) or not pool:
+            issues.append(Issue(path, f"spec.worker_pool_specs has no pool {index} to run the "
+                                "source in"))  # fmt: skip
+        elif source.run_as == "container" and not isinstance(pool.get("container_spec"), Mapping):
+            issues.append(Issue(path, f"run_as: container needs a container_spec in pool {index}"))
+    return issues
 
 
 def reference_issues(config: QueueConfig) -> list[Issue]:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from launchq.config import QueueConfig
-from launchq.item import parse_item, payload_hash
+from launchq.item import ItemSource, parse_item, payload_hash
 from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, render
 from launchq.store import Store
@@ -39,6 +39,7 @@ class PreparedItem:
     priority: int
     display_name: str
     metadata: dict[str, Any]
+    source: ItemSource | None = None  # checked against Cloud Storage before it is accepted
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class QueueRuntime:
             priority=item.priority_rank(self.config),
             display_name=str(job.body.get("displayName", "")),
             metadata=dict(item.metadata or {}),
+            source=item.source,
         )
 
 

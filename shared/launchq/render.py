@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from launchq.config import QueueConfig
-from launchq.item import QueueItem
+from launchq.config import QueueConfig, SourceSettings
+from launchq.item import ItemSource, QueueItem
 from launchq.labels import MAX_LABELS, job_labels, validate_labels
 from launchq.mapping import (
     MAX_DISPLAY_NAME,
@@ -44,6 +45,10 @@ RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_")
 RESERVED_ENV_NAMES = frozenset({"TF_CONFIG", "CLUSTER_SPEC"})
 IMAGE_MACRO = "${image_uri}"
 PLACEHOLDER_IMAGE = "us-docker.pkg.dev/launchq/placeholder/image:latest"
+PLACEHOLDER_SHA256 = "0" * 64
+PLACEHOLDER_MODULE = "launchq_placeholder.task"
+# Where Vertex mounts Cloud Storage in every job container (Cloud Storage FUSE).
+GCS_MOUNT = "/gcs"
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -100,7 +105,7 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
         config.template_variables, item.template_variables, "template_variables"
     )
     macros = {
-        "image_uri": item.image_uri, "item_id": context.item_id, "queue": queue,
+        "image_uri": _image(config, item), "item_id": context.item_id, "queue": queue,
         "project": project, "region": region, "display_name": display,
         "run_id": context.item_id, "run_name": display,
         "project_name": _metadata_text(item, "project_name"),
@@ -114,12 +119,19 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
         if (problem := env_name_problem(name)) is not None
     ]
     issues += _label_issues(config, item)
+    source_issues = _source_issues(config, item, queue)
+    if item.source is not None and config.source is None:  # not also "image_uri: required"
+        issues = [issue for issue in issues if issue.path != "image_uri"]
+    issues += source_issues
     if issues:
         raise ItemError(issues)
     values = {name: value for name, value in macros.items() if value is not None}
     spec = substitute(config.spec, values, variables, wants_text("spec"))
     run = substitute(config.run, values, variables, wants_text("run"))
-    issues += _apply_item(spec, item, target_pools(config.spec))
+    if item.source is not None and config.source is not None:
+        issues += _apply_source(spec, item, item.source, config.source)
+    else:
+        issues += _apply_item(spec, item, target_pools(config.spec))
     if issues:
         raise ItemError(issues)
     inputs, problems = check_inputs(spec, run)
@@ -160,6 +172,13 @@ def _queue_name(config: QueueConfig, item: QueueItem, context: RenderContext) ->
         raise ItemError([Issue("queue", f"the item is for queue {item.queue!r}, "
                                f"not {context.queue!r}")])  # fmt: skip
     return context.queue
+
+
+def _image(config: QueueConfig, item: QueueItem) -> str | None:
+    """`${image_uri}`: the item's image, or for a source item the queue's executor image."""
+    if item.source is not None and config.source is not None:
+        return config.source.executor_image_uri
+    return item.image_uri
 
 
 def _metadata_text(item: QueueItem, key: str) -> str | None:
@@ -261,6 +280,78 @@ def _apply_to_pool(pool: dict[str, Any], index: int, item: QueueItem) -> list[Is
     return issues
 
 
+# ---------------------------------------------------------------------------------------------
+# Source items: code, not an image
+
+
+def _source_issues(config: QueueConfig, item: QueueItem, queue: str) -> list[Issue]:
+    if item.source is None:
+        return []
+    if config.source is None:
+        return [
+            Issue(
+                "source",
+                f"queue {queue!r} does not run source items (its config has no "
+                "source block); publish an image_uri, or use a queue with a source block",
+            )
+        ]
+    issues: list[Issue] = []
+    if item.image_uri is not None:
+        issues.append(Issue("image_uri", "set image_uri or source, not both: a source item runs "
+                            "on the queue's executor image"))  # fmt: skip
+    if item.command is not None:
+        issues.append(Issue("command", "a source item runs `python -m MODULE`; pass the "
+                            "module's arguments in args"))  # fmt: skip
+    return issues
+
+
+def source_command(source: ItemSource, args: list[str]) -> str:
+    """The `sh -c` script a plain container runs a source with (the SDK's fallback for images
+    that are not prebuilt): install the archive from the Cloud Storage FUSE mount, then run the
+    module. Every argument is shell-quoted: item args are data, never shell syntax."""
+    package = f"{GCS_MOUNT}/{source.bucket}/{source.object_name}"
+    words = ["python", "-m", source.module, *args]
+    return f"pip install {shlex.quote(package)} && " + " ".join(shlex.quote(w) for w in words)
+
+
+def _apply_source(
+    spec: Any, item: QueueItem, source: ItemSource, settings: SourceSettings
+) -> list[Issue]:
+    """Turn the queue's source pools into runs of the item's package.
+
+    `python_package`: the pool's task becomes a `python_package_spec`; the queue's env stays,
+    its command and args do not (they were written for another entrypoint). `container`: the
+    pool keeps its image and env, and runs `source_command`.
+    """
+    issues: list[Issue] = []
+    pools = spec.get("worker_pool_specs") if isinstance(spec, dict) else None
+    if not isinstance(pools, list):
+        return issues
+    for index in settings.pools:
+        pool = pools[index] if index < len(pools) else None
+        if not isinstance(pool, dict):
+            continue  # the config's own checks report a missing pool
+        if settings.run_as == "python_package":
+            old = pool.pop("container_spec", None)
+            old = pool.pop("python_package_spec", None) if old is None else old
+            env = old.get("env", []) if isinstance(old, dict) else []
+            pool["python_package_spec"] = {
+                "executor_image_uri": settings.executor_image_uri,
+                "package_uris": [source.uri],
+                "python_module": source.module,
+                "env": env,
+            }
+            issues += _apply_to_pool(pool, index, item)
+        else:
+            task = pool.get("container_spec")
+            if not isinstance(task, dict):
+                continue
+            task["command"] = ["sh", "-c", source_command(source, list(item.args or []))]
+            task["args"] = []
+            issues += _apply_to_pool(pool, index, item.model_copy(update={"args": None}))
+    return issues
+
+
 def _label_issues(config: QueueConfig, item: QueueItem) -> list[Issue]:
     """Label keys are never templated, so the queue's label keys are known before rendering."""
     raw = config.spec.get("labels")
@@ -315,14 +406,44 @@ def placeholder_context(config: QueueConfig) -> RenderContext:
     )
 
 
+def placeholder_source_item(config: QueueConfig) -> QueueItem:
+    """`placeholder_item` running a source in the queue's staging bucket instead of an image."""
+    bucket = staging_bucket_of(config) or "placeholder-bucket"
+    uri = f"gs://{bucket}/launchq/sources/{PLACEHOLDER_SHA256}.tar.gz"
+    source = ItemSource(uri=uri, sha256=PLACEHOLDER_SHA256, module=PLACEHOLDER_MODULE)
+    return placeholder_item(config).model_copy(update={"image_uri": None, "source": source})
+
+
+def staging_bucket_of(config: QueueConfig) -> str | None:
+    """The bucket a queue's sources must live in, from the config as written: the bucket of
+    `spec.base_output_dir`, else of `spec.staging_bucket` (the one the job's output directory
+    is built from, as `to_body` does). None when the bucket part is templated, or neither is set.
+    """
+    for key in ("base_output_dir", "staging_bucket"):
+        value = config.spec.get(key)
+        if isinstance(value, str) and value:
+            bucket = value.removeprefix("gs://").split("/", 1)[0]
+            return None if "{{" in bucket or "${" in bucket else bucket
+    return None
+
+
 def render_placeholder(config: QueueConfig) -> RenderedJob:
     return render(config, placeholder_item(config), placeholder_context(config))
+
+
+def render_placeholders(config: QueueConfig) -> list[RenderedJob]:
+    """The default render, and for a queue with a source block the default source render."""
+    jobs = [render_placeholder(config)]
+    if config.source is not None:
+        item = placeholder_source_item(config)
+        jobs.append(render(config, item, placeholder_context(config)))
+    return jobs
 
 
 def placeholder_issues(config: QueueConfig) -> list[Issue]:
     """What goes wrong rendering `config` with its defaults (these are the config's errors)."""
     try:
-        render_placeholder(config)
+        render_placeholders(config)
     except LaunchqValidationError as exc:
         return list(exc.issues)
     return []

@@ -15,7 +15,12 @@ one command works against the emulators and against a real project:
 - `LAUNCHQ_SUBMIT_LEASE_SECONDS`: how long a claimed item belongs to one dispatcher before it
   may be repaired (`600`).
 - `LAUNCHQ_QUEUE_CACHE_SECONDS`: how long a function instance caches a queue config (`10`).
-- `LAUNCHQ_VERTEX_TIMEOUT_SECONDS`: per-request timeout of Vertex calls (`30`).
+- `LAUNCHQ_VERTEX_TIMEOUT_SECONDS`: per-request timeout of Vertex calls (`30`), also used for
+  the dispatcher's one Cloud Storage call per source item.
+- `LAUNCHQ_STORAGE_ENDPOINT`: base URL of the Cloud Storage JSON API the dispatcher checks
+  source archives with; else `STORAGE_EMULATOR_HOST` (what the Google storage library reads,
+  so the CLI, the jobs and the dispatcher all meet the same emulator), else
+  `https://storage.googleapis.com`.
 
 The submit lease must outlive the longest invocation that can hold it (the event function's
 timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
@@ -43,6 +48,13 @@ class Settings:
     submit_lease_seconds: float = 600.0
     queue_cache_seconds: float = 10.0
     vertex_timeout_seconds: float = 30.0
+    storage_endpoint: str | None = None
+
+    @property
+    def storage_base_url(self) -> str:
+        from launchq.gcs import endpoint
+
+        return endpoint(self.storage_endpoint)
 
     def vertex_base_url(self, region: str) -> str:
         return self.vertex_endpoint or f"https://{region}-aiplatform.googleapis.com"
@@ -65,6 +77,9 @@ class Settings:
             submit_lease_seconds=_number(env, "LAUNCHQ_SUBMIT_LEASE_SECONDS", 600.0),
             queue_cache_seconds=_number(env, "LAUNCHQ_QUEUE_CACHE_SECONDS", 10.0),
             vertex_timeout_seconds=_number(env, "LAUNCHQ_VERTEX_TIMEOUT_SECONDS", 30.0),
+            storage_endpoint=env.get("LAUNCHQ_STORAGE_ENDPOINT")
+            or env.get("STORAGE_EMULATOR_HOST")
+            or None,
         )
 
 

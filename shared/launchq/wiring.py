@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from launchq import gcs
 from launchq import vertex as vx
 from launchq.admission import Admission
 from launchq.cancel import Canceller
@@ -26,6 +27,7 @@ from launchq.events import EventPublisher
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.settings import Settings
+from launchq.sources import ObjectReader, SourceChecker
 from launchq.store import Clock, Store, utcnow
 from launchq.submission import Submitter, VertexFor
 from launchq.sweep import Sweeper
@@ -60,6 +62,7 @@ def build(
     clock: Clock = utcnow,
     sleep: Callable[[float], None] = time.sleep,
     store: Store | None = None,
+    storage: ObjectReader | None = None,
 ) -> Launchq:
     """Wire launchq from `settings`; every keyword replaces one dependency (tests, benchmarks)."""
     if store is None:
@@ -74,6 +77,11 @@ def build(
             return vx.client_for(settings.vertex_base_url(region), settings.vertex_timeout_seconds)
 
     events = events or EventPublisher(settings.project, settings.events_topic)
+    sources = SourceChecker(
+        (lambda: storage)
+        if storage is not None
+        else (lambda: gcs.client_for(settings.storage_base_url, settings.vertex_timeout_seconds))
+    )
     queues = QueueSource(store, settings.queue_cache_seconds)
     recorder = Recorder(store, events)
     submitter = Submitter(store, recorder, vertex_for, settings.submit_lease_seconds, sleep)
@@ -89,7 +97,7 @@ def build(
         submitter=submitter,
         admission=admission,
         dispatcher=Dispatcher(
-            store, queues, recorder, admission, submitter, canceller, settings.queue_topic
+            store, queues, recorder, admission, submitter, canceller, settings.queue_topic, sources
         ),
         sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for),
         canceller=canceller,

@@ -16,7 +16,7 @@ from typing import Any
 
 from launchq.config import QueueConfig
 from launchq.queue_checks import parse_queue_config
-from launchq.render import render_placeholder
+from launchq.render import render_placeholders
 from launchq.store import Store
 from launchq.validation import PARSE, ConfigError, Issue, LaunchqValidationError
 
@@ -70,18 +70,19 @@ def to_custom_job(body: Mapping[str, Any]) -> Any:
 
 
 def strict_issues(config: QueueConfig) -> list[Issue]:
-    """The default render of `config`, parsed strictly; [] when Vertex would accept the body."""
+    """The default renders of `config`, parsed strictly; [] when Vertex would accept them."""
     from google.protobuf import json_format
 
     try:
-        job = render_placeholder(config)
+        jobs = render_placeholders(config)  # and, for a source block, a source item's render
     except LaunchqValidationError as exc:
         return list(exc.issues)
-    try:
-        to_custom_job(job.body)
-    except json_format.ParseError as exc:
-        return [Issue("spec", f"the rendered job does not parse as a Vertex CustomJob: {exc}",
-                      code=PARSE)]  # fmt: skip
+    for job in jobs:
+        try:
+            to_custom_job(job.body)
+        except json_format.ParseError as exc:
+            return [Issue("spec", f"the rendered job does not parse as a Vertex CustomJob: {exc}",
+                          code=PARSE)]  # fmt: skip
     return []
 
 

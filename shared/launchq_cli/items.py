@@ -176,7 +176,9 @@ def _push_source(
 
     if not module:
         invalid("--source needs --module: the module Vertex runs, e.g. trainer.task")
-    staging = runtime.config.spec.get("staging_bucket")
+    from launchq.render import staging_bucket_of
+
+    staging = staging_bucket_of(runtime.config)  # where the dispatcher expects sources
     chosen = bucket or os.environ.get("LAUNCHQ_SOURCE_BUCKET") or staging
     if not isinstance(chosen, str) or not chosen:
         invalid(
@@ -264,6 +266,12 @@ def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None
         from launchq.validation import ItemError
 
         invalid(ItemError(prepared).render())
+    if prepared.source is not None:  # the dispatcher would reject it: say so before publishing
+        from launchq.sources import bucket_problem
+
+        problem = bucket_problem(prepared.source, prepared.body)
+        if problem is not None:
+            invalid(f"{problem.path}: {problem.message}")
 
 
 def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[str, Any]) -> None:

@@ -384,8 +384,10 @@ class SourceUploader:
     """Uploads packed sources to `gs://<bucket>/launchq/sources/<sha256>.tar.gz`, once.
 
     The object is looked up first (metadata only): content addressing means an existing object
-    *is* this archive, so nothing is sent. Otherwise the upload carries `ifGenerationMatch=0`,
-    and a 412 (someone uploaded the same archive in between) also counts as already there. The
+    with this sha256 in its metadata *is* this archive, so nothing is sent (one without that
+    metadata is replaced, since the dispatcher checks it). Otherwise the upload carries
+    `ifGenerationMatch=0` (or the replaced object's generation), and a 412 (someone uploaded
+    the same archive in between) also counts as already there. The
     look-up is not redundant: GCS rejects a resumable upload at its start, but fake-gcs-server
     (the local emulator) enforces the precondition only on single-request uploads and lets a
     resumable one overwrite, which would resend every byte.
@@ -412,11 +414,17 @@ class SourceUploader:
     def upload(self, packed: PackedSource) -> UploadResult:
         from google.api_core import exceptions
 
-        blob = self._bucket.blob(packed.object_name(self.prefix))
+        name = packed.object_name(self.prefix)
         uri = self.uri(packed)
-        if self.check_first and blob.exists():
+        existing = self._bucket.get_blob(name) if self.check_first else None
+        if existing is not None and (existing.metadata or {}).get("sha256") == packed.sha256:
             log.info("source already uploaded", uri=uri)
             return UploadResult(uri, packed.sha256, 0, already_present=True)
+        # An object without our sha256 metadata (another tool put it there) is not known to be
+        # this archive, and the dispatcher would reject it (launchq.sources): replace it, but
+        # only that generation of it.
+        generation = existing.generation if existing is not None else 0
+        blob = self._bucket.blob(name)
         blob.metadata = {"sha256": packed.sha256}
         reader: _CountingReader | None = None
         try:
@@ -426,7 +434,7 @@ class SourceUploader:
                     reader,
                     size=packed.size,
                     content_type="application/gzip",
-                    if_generation_match=0,
+                    if_generation_match=generation,
                 )
         except exceptions.PreconditionFailed:
             sent = reader.count if reader is not None else 0

@@ -15,6 +15,10 @@ it:
    waits, then `demo-urgent` (critical) arrives and overtakes it (`queue pending` shows the
    positions; submission order is checked);
 4. `demo-fail`: the trainer exits 3, and the item shows Vertex's error message;
+4b. `demo-source`: examples/source-trainer runs *from source* on examples/queues/source.yaml
+   (`enqueue --source`: packed, uploaded once to the GCS emulator, checked by the dispatcher,
+   run by the stand-in as a python package); its model.json is read back through the storage
+   client and checked;
 5. an invalid item: the CLI refuses it before publishing (exit 2, every reason), and the same
    item published without the check is recorded REJECTED by the dispatcher with its reasons;
 
@@ -149,6 +153,16 @@ class Demo:
         fail = _rel(EXAMPLES / "items" / "train-fail.json")
         self.cli("enqueue", "--from-file", str(fail), "--item-id", "demo-fail")
 
+    def enqueue_source(self) -> None:
+        self.step("Run code, not an image: the source trainer, packed and uploaded once")
+        self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "source.yaml")))
+        self.expect("demo-source", "source", "SUCCEEDED", "from source: python package")
+        self.cli(
+            *("enqueue", "-q", "source", "--item-id", "demo-source"),
+            *("--source", str(_rel(EXAMPLES / "source-trainer")), "--module", "trainer.task"),
+            *("--args", "--epochs 300 --learning-rate 0.1"),
+        )
+
     def enqueue_priority_story(self) -> None:
         self.step("One slot on `default`: a low-priority item waits, a critical one overtakes it")
         self._enqueue_default("demo-first", "medium", "--epochs 40 --epoch-seconds 0.1")
@@ -242,6 +256,7 @@ class Demo:
             )
         self.console.print(table)
         self._check_model()
+        self._check_source_model()
         self._check_overtaking()
         self._check_errors()
         self.cli("status", "demo-fail")
@@ -261,6 +276,27 @@ class Demo:
             True,
             f"demo-train's trainer wrote $AIP_MODEL_DIR/model.json: w={fitted['w']:.2f} "
             f"b={fitted['b']:.2f} (true 3, 2); the stand-in maps gs:// to {model}",
+        )
+
+    def _check_source_model(self) -> None:
+        """Read demo-source's model back the way a user would: with the storage client."""
+        data = self.item("source", "demo-source")
+        spec = (data.get("job_body") or {}).get("jobSpec", {})
+        uri = str(spec.get("baseOutputDirectory", {}).get("outputUriPrefix", ""))
+        bucket, _, path = uri.removeprefix("gs://").rstrip("/").partition("/")
+        name = f"{path}/model/model.json"
+        blob = None
+        if self.stack.gcs is not None and bucket:
+            blob = self.stack.gcs.client(self.stack.project).bucket(bucket).get_blob(name)
+        if blob is None:
+            self.check(False, f"demo-source wrote no model (looked for gs://{bucket}/{name})")
+            return
+        fitted = json.loads(blob.download_as_bytes())
+        close = abs(fitted["w"] - 3) < 0.2 and abs(fitted["b"] - 2) < 0.2
+        self.check(
+            close and fitted["epochs"] == 300,
+            f"demo-source ran from source: w={fitted['w']:.2f} b={fitted['b']:.2f} after "
+            f"{fitted['epochs']} epochs, read back from gs://{bucket}/{name}",
         )
 
     def _check_overtaking(self) -> None:
@@ -342,6 +378,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
         demo = Demo(console, stack)
         if demo.apply_queues():
             demo.enqueue_trainer_items()
+            demo.enqueue_source()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()
             demo.enqueue_cross_queue()

@@ -130,6 +130,7 @@ class Harness:
     vertex_url: str
     lease_seconds: float = 600.0
     events_topic: str = ""
+    storage_endpoint: str | None = None  # the GCS emulator, for source items
     store: Store = field(init=False)
     _vertex: VertexClient | None = field(init=False, default=None)
 
@@ -145,6 +146,7 @@ class Harness:
             submit_lease_seconds=self.lease_seconds,
             queue_cache_seconds=0.0,
             vertex_timeout_seconds=10.0,
+            storage_endpoint=self.storage_endpoint,
         )
 
     def app(self, crash_at: str | None = None, events: EventPublisher | None = None) -> Launchq:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from launchq import vertex
 from launchq_cli import main
 from launchq_local.devstack import DevStack, Ports
 from launchq_local.emulators import new_project_id
@@ -76,3 +77,28 @@ def test_sweep_and_watch(stack: DevStack) -> None:
     code, out, _ = run("watch", "--queue", "trainer", "--until-done", "--interval", "0.2")
     assert code == 0
     assert "trainer: 0/2 running" in out
+
+
+def test_enqueue_source_runs_the_code_and_its_model_is_in_storage(stack: DevStack) -> None:
+    """Pack + upload -> dispatcher checks the archive in the GCS emulator -> python package job
+    -> the stand-in installs and runs it -> SUCCEEDED; the model is read back with the storage
+    client from the job's output directory."""
+    assert run("queue", "apply", str(EXAMPLES / "queues" / "source.yaml"))[0] == 0
+    argv = ("enqueue", "-q", "source", "--source", str(EXAMPLES / "source-trainer"))
+    code, out, err = run(
+        *argv, "--module", "trainer.task", "--args", "--epochs 4", "--wait", "--timeout", "90"
+    )
+    assert code == 0, err
+    item_id = out.strip()
+    assert f"{item_id}: SUCCEEDED" in err
+    detail = json.loads(run("status", item_id, "-q", "source", "--json")[1])
+    job = vertex.client_for(stack.standin_url).get_custom_job(detail["job"]["name"])
+    pool = job["jobSpec"]["workerPoolSpecs"][0]
+    assert pool["pythonPackageSpec"]["pythonModule"] == "trainer.task"
+    prefix = job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"]
+    bucket_name, _, path = prefix.removeprefix("gs://").partition("/")
+    assert stack.gcs is not None
+    bucket = stack.gcs.client(stack.project).bucket(bucket_name)
+    model = json.loads(bucket.blob(f"{path}/model/model.json").download_as_bytes())
+    assert model["epochs"] == 4
+    assert 0 < model["w"] < 3.0

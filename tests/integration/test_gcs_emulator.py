@@ -94,6 +94,23 @@ def test_412_on_upload_means_already_there(
     assert gcs_bucket.get_blob(packed.object_name()).generation == generation
 
 
+def test_an_object_without_launchq_metadata_is_replaced(
+    tmp_path: Path, gcs_client: Any, gcs_bucket: Any
+) -> None:
+    """Another tool put bytes at the name: the dispatcher would reject them (no sha256
+    metadata), so the uploader replaces that generation instead of calling it uploaded."""
+    packed = pack(_project(tmp_path / "proj"), tmp_path / "out", use_git=False)
+    gcs_bucket.blob(packed.object_name()).upload_from_string(b"not the archive")
+    stale = gcs_bucket.get_blob(packed.object_name()).generation
+    result = SourceUploader(gcs_client, gcs_bucket.name, progress=False).upload(packed)
+    assert not result.already_present
+    assert result.bytes_sent == packed.size
+    blob = gcs_bucket.get_blob(packed.object_name())
+    assert blob.generation != stale
+    assert blob.metadata == {"sha256": packed.sha256}
+    assert blob.download_as_bytes() == packed.path.read_bytes()
+
+
 def test_a_changed_tree_uploads_a_new_object(
     tmp_path: Path, gcs_client: Any, gcs_bucket: Any
 ) -> None:

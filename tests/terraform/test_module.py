@@ -87,6 +87,8 @@ CUSTOM_ROLE_PERMISSIONS = {
         "aiplatform.customJobs.get",
         "aiplatform.customJobs.list",
     },
+    # source archives under launchq/sources/ (tests/terraform/test_sources.py)
+    "source_reader": {"storage.objects.get"},
 }
 FUNCTION_SIGNATURES = {"dispatch": "cloud_event", "sweep": "http"}
 

@@ -176,3 +176,20 @@ def test_queue_group_help_lists_commands() -> None:
     assert code == 0
     assert "validate" in out
     assert "render" in out
+
+
+def test_render_shows_a_source_item_as_a_python_package() -> None:
+    """`queue render --item` with a source: the corpus body for a source queue, and a queue
+    without a source block refuses the item with the path."""
+    queue = DATA / "queues" / "source_package.yaml"
+    item = str(DATA / "items" / "source_package.json")
+    code, out, err = invoke("queue", "render", str(queue), "--item", item,
+                            "--now", "2025-03-04T05:06:07.890")  # fmt: skip
+    assert code == 0, err
+    body = json.loads(out)
+    assert body == json.loads(queue.with_suffix(".expected.json").read_text())
+    assert "pythonPackageSpec" in body["jobSpec"]["workerPoolSpecs"][0]
+    code, _, err = invoke("queue", "render", str(SEED), "--item", item, "--project", "p-123456",
+                          "--region", "us-central1")  # fmt: skip
+    assert code == 1
+    assert "  - source: queue 'seed_default' does not run source items" in err

@@ -425,15 +425,17 @@ def test_strict_validation_reports_what_only_protobuf_knows(
     from launchq import render
     from launchq_cli import configs
 
-    real = render.render_placeholder
+    real = render.render_placeholders
 
-    def broken(config: QueueConfig) -> render.RenderedJob:
-        job = real(config)
-        return render.RenderedJob(
-            {**job.body, "bogus": 1}, job.project, job.region, job.parent, job.body_hash
-        )
+    def broken(config: QueueConfig) -> list[render.RenderedJob]:
+        return [
+            render.RenderedJob(
+                {**job.body, "bogus": 1}, job.project, job.region, job.parent, job.body_hash
+            )
+            for job in real(config)
+        ]
 
-    monkeypatch.setattr(configs, "render_placeholder", broken)
+    monkeypatch.setattr(configs, "render_placeholders", broken)
     parse_queue_config(seed())  # the cheap path has no protobuf
     [issue] = errors(seed(), strict=True)
     assert issue.startswith("spec: the rendered job does not parse as a Vertex CustomJob: ")

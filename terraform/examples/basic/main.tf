@@ -41,6 +41,12 @@ variable "job_service_accounts" {
   default     = []
 }
 
+variable "staging_buckets" {
+  type        = list(string)
+  description = "Bucket names (no gs://) holding source jobs' archives under launchq/sources/: your queue configs' staging buckets."
+  default     = []
+}
+
 variable "queues" {
   type = map(object({
     publishers           = optional(list(string), [])
@@ -62,6 +68,7 @@ module "launchq" {
   region                    = var.region
   create_firestore_database = var.create_firestore_database
   job_service_accounts      = var.job_service_accounts
+  staging_buckets           = var.staging_buckets
   queues                    = var.queues
 }
 
