@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from google.api_core import exceptions as gexc
-
+from launchq import sanitize
 from launchq import vertex as vx
 from launchq.config import QUEUE_NAME_PATTERN
+from launchq.errors import is_infrastructure
 from launchq.events import EventPublisher, state_changed_event
 from launchq.item import ITEM_ID_PATTERN
 from launchq.log import get_logger
@@ -50,6 +50,7 @@ from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.settings import Settings
 from launchq.states import STATES, ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Conflict, Snapshot, Store, Transition
+from launchq.validation import describe
 
 log = get_logger(__name__)
 
@@ -59,12 +60,6 @@ ATTEMPT_LABEL = "launchq-attempt"
 MAX_ITEM_BYTES = 256 * 1024
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 _ITEM_ID = re.compile(ITEM_ID_PATTERN)
-_FIRESTORE_TRANSIENT = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.TooManyRequests,
-)
 
 
 class TransientError(Exception):
@@ -132,11 +127,40 @@ class Dispatcher:
     # -- entry ----------------------------------------------------------------------------
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
+        self._local.routing = None  # (queue, item_id) once `_handle` knows them
         try:
             with self.event_batch():
                 return self._handle(message)
-        except _FIRESTORE_TRANSIENT as exc:
-            raise TransientError(f"Firestore unavailable: {exc}") from exc
+        except TransientError:
+            raise
+        except Exception as exc:
+            # THE catch-all: only infrastructure trouble earns a redelivery (launchq.errors);
+            # anything else would fail the same way every time, so it is recorded and acked.
+            if is_infrastructure(exc):
+                raise TransientError(f"infrastructure unavailable: {exc}") from exc
+            return self._reject_internal(message, exc)
+
+    def _reject_internal(self, message: PubsubMessage, exc: Exception) -> DispatchResult:
+        """Record an unexpected content error REJECTED (`internal_error`), under the item id
+        when it is known, else as an unroutable message."""
+        log.exception("message failed on its content", message_id=message.message_id)
+        problem = f"internal error: {type(exc).__name__}: {exc}"
+        routing: tuple[str, str] | None = self._local.routing
+        try:
+            if routing is None:
+                return self._reject_message(message, problem, "internal_error")
+            queue, item_id = routing
+            error = _error("internal_error", problem, None)
+            fields = {"message_id": message.message_id, "error": error}
+            self._create(
+                queue, item_id, ItemState.REJECTED, sanitize.untrusted_record(fields),
+                cause="rejected: internal error",
+            )  # fmt: skip
+            return DispatchResult("rejected", item_id, queue, detail="internal error")
+        except Exception as again:
+            if is_infrastructure(again):
+                raise TransientError(f"infrastructure unavailable: {again}") from again
+            raise
 
     @contextlib.contextmanager
     def event_batch(self) -> Iterator[None]:
@@ -160,30 +184,19 @@ class Dispatcher:
     def _handle(self, message: PubsubMessage) -> DispatchResult:
         if len(message.data) > MAX_ITEM_BYTES:
             return self._reject_message(
-                message, f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}"
+                message,
+                f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}",
+                "too_large",
             )
         payload, problem = _decode(message.data)
         if problem is not None:
             return self._reject_message(message, problem)
         assert payload is not None
-        queue = _text(payload.get("queue")) or message.attributes.get("queue")
-        item_id = (
-            _text(payload.get("item_id")) or message.attributes.get("item_id") or message.message_id
-        )
-        if not queue:
-            return self._reject_message(
-                message, "no queue: set `queue` in the item or as a message attribute"
-            )
-        # Checked before anything is keyed by them: an id Firestore cannot hold would make
-        # even the rejection fail, and the message would loop until it is dead-lettered.
-        if not _QUEUE_NAME.match(queue):
-            return self._reject_message(message, f"invalid queue name {queue[:100]!r}")
-        if not _ITEM_ID.match(item_id):
-            return self._reject_message(
-                message,
-                f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
-                "starting with a letter or digit",
-            )
+        routed = _route(payload, message)
+        if isinstance(routed, _Unroutable):
+            return self._reject_message(message, routed.problem, routed.reason, routed.path)
+        queue, item_id = routed
+        self._local.routing = routed
         # No read first: create() fails if the item exists, and only a redelivery pays for the
         # read that follows.
         outcome = self._record(queue, item_id, payload, message)
@@ -203,10 +216,12 @@ class Dispatcher:
                 queue,
                 item_id,
                 ItemState.REJECTED,
-                {
-                    **received,
-                    "error": _error("unknown_queue", f"no queue named {queue!r}", "queue"),
-                },
+                sanitize.untrusted_record(
+                    {
+                        **received,
+                        "error": _error("unknown_queue", f"no queue named {queue!r}", "queue"),
+                    }
+                ),
                 cause="rejected: unknown queue",
             )
             if rejected is None:
@@ -223,22 +238,36 @@ class Dispatcher:
                 queue,
                 item_id,
                 ItemState.REJECTED,
-                {
-                    **received,
-                    "error": _error("invalid_item", first["message"], first.get("path"), errors),
-                },
+                sanitize.untrusted_record(
+                    {
+                        **received,
+                        "error": _error(
+                            "invalid_item", first["message"], first.get("path"), errors[:100]
+                        ),
+                    }
+                ),
                 cause="rejected: invalid item",
             )
             if rejected is None:
                 return self._redelivered(self.store.get_item(queue, item_id))
             return DispatchResult("rejected", item_id, queue, detail=first["message"])
-        created = self._create(
-            queue,
-            item_id,
-            ItemState.QUEUED,
-            {**received, **_item_fields(prepared, runtime)},
-            cause="accepted",
-        )
+        fields = {**received, **_item_fields(prepared, runtime)}
+        size = sanitize.firestore_size(fields)
+        if size > sanitize.RECORD_BYTES:  # the record must fit, not only the message
+            problem = (
+                f"the record would take {size} bytes (the item plus the job it renders into); "
+                f"the limit is {sanitize.RECORD_BYTES}"
+            )
+            error = _error("record_too_large", problem, None)
+            rejected = self._create(
+                queue, item_id, ItemState.REJECTED,
+                sanitize.untrusted_record({**received, "error": error}),
+                cause="rejected: record too large",
+            )  # fmt: skip
+            if rejected is None:
+                return self._redelivered(self.store.get_item(queue, item_id))
+            return DispatchResult("rejected", item_id, queue, detail=problem)
+        created = self._create(queue, item_id, ItemState.QUEUED, fields, cause="accepted")
         if created is None:
             return self._redelivered(self.store.get_item(queue, item_id))
         self.hook("recorded")
@@ -265,20 +294,27 @@ class Dispatcher:
             self.publish_transition(queue, item_id, None, state, cause)
         return created
 
-    def _reject_message(self, message: PubsubMessage, problem: str) -> DispatchResult:
-        item_id = f"_message-{message.message_id}"
+    def _reject_message(
+        self,
+        message: PubsubMessage,
+        problem: str,
+        reason: str = "undecodable",
+        path: str | None = None,
+    ) -> DispatchResult:
+        item_id = f"_message-{sanitize.text(message.message_id, 256)}"
         raw = message.data[:4096].decode("utf-8", errors="replace")
+        fields = {
+            "received_raw": raw,
+            "message_id": message.message_id,
+            "attributes": dict(message.attributes),
+            "error": _error(reason, problem, path),
+        }
         self._create(
             "_unroutable",
             item_id,
             ItemState.REJECTED,
-            {
-                "received_raw": raw,
-                "message_id": message.message_id,
-                "attributes": dict(message.attributes),
-                "error": _error("undecodable", problem, None),
-            },
-            cause=f"rejected: {problem}",
+            sanitize.untrusted_record(fields),
+            cause=f"rejected: {sanitize.text(problem, 300)}",
         )
         return DispatchResult("rejected", item_id, None, detail=problem)
 
@@ -552,17 +588,79 @@ class Dispatcher:
 
 
 def _decode(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload, or why it is none. Whatever `json.loads` raises is the message's fault:
+    ValueError (bad JSON, an integer over 4,300 digits) and RecursionError (deep nesting)."""
     try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = json.loads(data.decode("utf-8"), parse_constant=_not_json)
+    except UnicodeDecodeError as exc:
+        return None, f"message body is not UTF-8: {exc}"
+    except RecursionError:
+        return None, "message body is not JSON this parser can read: nested too deeply"
+    except ValueError as exc:
         return None, f"message body is not JSON: {exc}"
     if not isinstance(payload, dict):
         return None, f"message body must be a JSON object, got {type(payload).__name__}"
     return payload, None
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+@dataclass(frozen=True)
+class _Unroutable:
+    problem: str
+    reason: str
+    path: str | None
+
+
+def _route(payload: Mapping[str, Any], message: PubsubMessage) -> tuple[str, str] | _Unroutable:
+    """The queue and item id, from the body or else the attributes, never coerced.
+
+    Checked before anything is keyed by them: an id Firestore cannot hold would make even the
+    rejection fail. A wrong type or an empty string is rejected rather than replaced (by the
+    attribute, or the message id): replacing an item_id silently loses idempotency.
+    """
+    queue = _key_field(payload, message, "queue")
+    if isinstance(queue, _Unroutable):
+        return queue
+    if queue is None:
+        return _Unroutable(
+            "no queue: set `queue` in the item or as a message attribute", "no_queue", "queue"
+        )
+    if not _QUEUE_NAME.match(queue):
+        return _Unroutable(f"invalid queue name {queue[:100]!r}", "invalid_queue", "queue")
+    item_id = _key_field(payload, message, "item_id")
+    if isinstance(item_id, _Unroutable):
+        return item_id
+    item_id = item_id if item_id is not None else message.message_id
+    if not _ITEM_ID.match(item_id):
+        return _Unroutable(
+            f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit",
+            "invalid_item_id",
+            "item_id",
+        )
+    return queue, item_id
+
+
+def _key_field(
+    payload: Mapping[str, Any], message: PubsubMessage, name: str
+) -> str | _Unroutable | None:
+    """`name` from the body (null = absent), else from the attributes; None if neither."""
+    value = payload.get(name)
+    where = name
+    if value is None:
+        value = message.attributes.get(name)
+        where = f"attributes.{name}"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        shown = describe(value)[:100]
+        return _Unroutable(
+            f"{where}: expected a non-empty string, got {shown}", f"invalid_{name}", where
+        )
+    return value
 
 
 def _error(

@@ -14,11 +14,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from launchq.config import Priority, QueueConfig, is_unicode
+from launchq import sanitize
+from launchq.config import Priority, QueueConfig
 from launchq.templates import Scalar
 from launchq.validation import Issue, ItemError, issues_from_pydantic
 
 ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+PAYLOAD_FIELD = "payload"
+"""The record field that stores the item as received (docs/data-model.md)."""
 ItemId = Annotated[str, Field(pattern=ITEM_ID_PATTERN)]
 """Letters, digits and `._:@-`, 1-128 characters: safe as a Firestore document id and a
 Pub/Sub ordering key, and turned into a label value by `launchq.labels.label_value`."""
@@ -73,12 +76,27 @@ def parse_item(raw: str | bytes | dict[str, Any]) -> QueueItem:
             raise ItemError([Issue("", f"not valid JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise ItemError([Issue("", "a queue item is a JSON object")])
-    if not is_unicode(data):
-        raise ItemError([Issue("", "contains an unpaired surrogate (text is not valid Unicode)")])
+    issues = storage_issues(data)
+    if any(issue.code == sanitize.TOO_DEEP for issue in issues):
+        raise ItemError(issues)  # validating it further would only recurse as deep
     try:
-        return QueueItem.model_validate(data)
+        item = QueueItem.model_validate(data)
     except ValidationError as exc:
-        raise ItemError(issues_from_pydantic(exc, QueueItem)) from None
+        issues += issues_from_pydantic(exc, QueueItem)
+    if issues:
+        raise ItemError(issues)
+    return item
+
+
+def storage_issues(data: dict[str, Any]) -> list[Issue]:
+    """Why the item, stored as the record's `payload` field, would not be stored as sent.
+
+    An accepted item is stored exactly as received (docs/data-model.md): a value Firestore
+    cannot hold (a `__reserved__` or empty name, an integer beyond int64, a lone surrogate,
+    nesting deeper than 20) would have to be altered, so it is the item's error, with its path.
+    """
+    checked = sanitize.clean(data, level=1, under=PAYLOAD_FIELD)
+    return [Issue(change.path, change.message, code=change.code) for change in checked.changes]
 
 
 def queue_item_json_schema() -> dict[str, Any]:
