@@ -9,7 +9,8 @@ Firestore's limits, each measured against the Firestore emulator (tests/integrat
 test_sanitize_firestore.py writes each side of each limit) and matching the documented ones
 (cloud.google.com/firestore/quotas, and the REST `Document.fields` reference):
 
-- Field names matching `__.*__` are reserved (`__x__`, `____`; not `__` or `___`): 400.
+- Field names matching `__.*__` are reserved (`__x__`, `_____`; not `__` or `___`): 400. The
+  emulator stores `____`, which the documented pattern matches: it is escaped here all the same.
 - Empty field names: the Python client refuses them before sending (ValueError).
 - A field *path* (names joined with `.`; array elements add nothing) is at most 1,500 UTF-8
   bytes: `{"p": {"k" * 1498: 1}}` stores, `"k" * 1499` is "an invalid nested entity".
