@@ -152,11 +152,13 @@ class Dispatcher:
             queue, item_id = routing
             error = _error("internal_error", problem, None)
             fields = {"message_id": message.message_id, "error": error}
-            self._create(
+            created = self._create(
                 queue, item_id, ItemState.REJECTED, sanitize.untrusted_record(fields),
                 cause="rejected: internal error",
             )  # fmt: skip
-            return DispatchResult("rejected", item_id, queue, detail="internal error")
+            # Already recorded (it failed after that, or on a redelivery): the record stands.
+            outcome = "rejected" if created is not None else "duplicate"
+            return DispatchResult(outcome, item_id, queue, detail=problem)
         except Exception as again:
             if is_infrastructure(again):
                 raise TransientError(f"infrastructure unavailable: {again}") from again
