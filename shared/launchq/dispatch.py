@@ -623,46 +623,46 @@ def _route(payload: Mapping[str, Any], message: PubsubMessage) -> tuple[str, str
     rejection fail. A wrong type or an empty string is rejected rather than replaced (by the
     attribute, or the message id): replacing an item_id silently loses idempotency.
     """
-    queue = _key_field(payload, message, "queue")
+    queue, where = _key_field(payload, message, "queue")
     if isinstance(queue, _Unroutable):
         return queue
     if queue is None:
         return _Unroutable(
             "no queue: set `queue` in the item or as a message attribute", "no_queue", "queue"
         )
-    if not _QUEUE_NAME.match(queue):
-        return _Unroutable(f"invalid queue name {queue[:100]!r}", "invalid_queue", "queue")
-    item_id = _key_field(payload, message, "item_id")
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not _QUEUE_NAME.fullmatch(queue):
+        return _Unroutable(f"invalid queue name {queue[:100]!r}", "invalid_queue", where)
+    item_id, where = _key_field(payload, message, "item_id")
     if isinstance(item_id, _Unroutable):
         return item_id
     item_id = item_id if item_id is not None else message.message_id
-    if not _ITEM_ID.match(item_id):
+    if not _ITEM_ID.fullmatch(item_id):
         return _Unroutable(
             f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
             "starting with a letter or digit",
             "invalid_item_id",
-            "item_id",
+            where,
         )
     return queue, item_id
 
 
 def _key_field(
     payload: Mapping[str, Any], message: PubsubMessage, name: str
-) -> str | _Unroutable | None:
-    """`name` from the body (null = absent), else from the attributes; None if neither."""
+) -> tuple[str | _Unroutable | None, str]:
+    """`name` from the body (null = absent), else from the attributes, and where it was."""
     value = payload.get(name)
     where = name
     if value is None:
         value = message.attributes.get(name)
         where = f"attributes.{name}"
     if value is None:
-        return None
+        return None, name
     if not isinstance(value, str) or not value:
         shown = describe(value)[:100]
-        return _Unroutable(
-            f"{where}: expected a non-empty string, got {shown}", f"invalid_{name}", where
-        )
-    return value
+        problem = f"{where}: expected a non-empty string, got {shown}"
+        return _Unroutable(problem, f"invalid_{name}", where), where
+    return value, where
 
 
 def _error(

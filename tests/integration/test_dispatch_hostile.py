@@ -245,3 +245,24 @@ def test_infrastructure_trouble_still_asks_for_a_redelivery(
     with pytest.raises(TransientError):
         harness.dispatcher(hook=fail).handle(message(item("q1", "a")))
     assert harness.dispatcher().handle(message(item("q1", "a"))).submitted == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "attributes", "reason", "path"),
+    [
+        ({"queue": "q1\n", "item_id": "a"}, {}, "invalid_queue", "queue"),
+        ({"item_id": "a"}, {"queue": "a/b"}, "invalid_queue", "attributes.queue"),
+        ({"queue": "q1", "item_id": "a\n"}, {}, "invalid_item_id", "item_id"),
+        ({"queue": "q1"}, {"item_id": "../x"}, "invalid_item_id", "attributes.item_id"),
+    ],
+)
+def test_an_invalid_name_is_reported_where_it_came_from(
+    harness: Harness,
+    payload: dict[str, Any],
+    attributes: dict[str, str],
+    reason: str,
+    path: str,
+) -> None:
+    harness.dispatcher().handle(message(payload, message_id="named-1", **attributes))
+    error = rejected(harness, "_unroutable", "_message-named-1")["error"]
+    assert (error["reason"], error["path"]) == (reason, path)
