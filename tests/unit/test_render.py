@@ -140,6 +140,12 @@ def test_the_label_maximum_counts_the_attempt_label_added_at_submit() -> None:
     assert len({**job.body["labels"], ATTEMPT_LABEL: "1"}) == 64
 
 
+def test_the_dispatcher_adds_the_attempt_label_that_validation_counts() -> None:
+    from launchq import dispatch, labels
+
+    assert dispatch.ATTEMPT_LABEL == labels.ATTEMPT_LABEL
+
+
 def test_label_value_too_long() -> None:
     assert item_errors({"image_uri": "i", "labels": {"note": "x" * 70}}) == [
         "labels.note: value is 70 characters; label values are at most 63"
