@@ -72,8 +72,10 @@ def parse_item(raw: str | bytes | dict[str, Any]) -> QueueItem:
     if isinstance(raw, str | bytes):
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # not UTF-8, not JSON, an integer of over 4,300 digits
             raise ItemError([Issue("", f"not valid JSON: {exc}")]) from None
+        except RecursionError:
+            raise ItemError([Issue("", "not valid JSON: nested too deeply to parse")]) from None
     if not isinstance(data, dict):
         raise ItemError([Issue("", "a queue item is a JSON object")])
     issues = storage_issues(data)

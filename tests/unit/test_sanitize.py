@@ -235,3 +235,41 @@ def test_whatever_comes_in_is_storable_and_cleaning_twice_changes_nothing(value:
     assert again.value == first.value
     # Nothing changed means nothing was reported, and the other way round.
     assert (first.value == {"v": value}) == (not first.changed)
+
+
+@pytest.mark.parametrize(
+    ("item", "path", "code"),
+    [
+        ({"metadata": {"__x__": 1}}, "metadata.__x__", RESERVED_NAME),
+        ({"priority": 10**30}, "priority", INT_RANGE),
+        ({"display_name": "\ud800"}, "display_name", SURROGATE),
+        ({"metadata": {"a": [[1]]}}, "metadata.a[0]", NESTED_ARRAY),
+        ({"metadata": nest(25)}, "metadata" + ".a" * (MAX_DEPTH - 1), TOO_DEEP),
+        ({"env": {"": "v"}}, 'env.""', EMPTY_NAME),
+    ],
+)
+def test_an_item_firestore_could_not_store_as_sent_is_invalid(
+    item: dict[str, Any], path: str, code: str
+) -> None:
+    from launchq.item import parse_item
+    from launchq.validation import ItemError
+
+    with pytest.raises(ItemError) as info:
+        parse_item({"image_uri": "i", **item})
+    assert (path, code) in [(issue.path, issue.code) for issue in info.value.issues]
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a": ' + b"1" * 5000 + b"}", "4300 digits"),
+        (b"\xff", "not valid JSON"),
+    ],
+)
+def test_parse_item_reports_whatever_the_decoder_raises(raw: bytes, problem: str) -> None:
+    from launchq.item import parse_item
+    from launchq.validation import ItemError
+
+    with pytest.raises(ItemError, match=problem):
+        parse_item(raw)
