@@ -79,6 +79,10 @@ The payload's is over 256 KiB because a payload under the 256 KiB message limit 
 stored than sent (an integer is 2 bytes of JSON, 8 stored); together they stay under
 `RECORD_BYTES`."""
 DEFAULT_FIELD_BYTES = 16 * 1024
+TEXT_BYTES: Mapping[str, int] = {"error": 512}
+"""Fields whose every string is cut to this many bytes, so that the field keeps its structure
+within its budget: an `error` quoting a 200 KiB value in its message, or listing 100 errors,
+stays a map whose `reason` a reader can rely on, rather than becoming a text."""
 MAX_CHANGES_KEPT = 50
 
 _RESERVED = re.compile(r"__.*__", re.DOTALL)
@@ -125,6 +129,7 @@ def clean(
     level: int = 1,
     max_bytes: int | None = None,
     under: str = "",
+    max_text_bytes: int | None = None,
 ) -> Sanitized:
     """`value` made storable as the value of a Firestore field at `path`.
 
@@ -132,10 +137,10 @@ def clean(
     0 = `value` is a whole document's fields). `max_bytes` bounds its stored size: a larger
     value is replaced by a JSON text of it, cut to fit. `under` is the field path `value` will
     be stored under when `path` (which the changes report) does not include it: it counts
-    toward the 1,500 bytes of every field path inside.
+    toward the 1,500 bytes of every field path inside. `max_text_bytes` cuts every string.
     """
     changes: list[Change] = []
-    walker = _Walker(changes)
+    walker = _Walker(changes, max_text_bytes)
     prefix = len(under.encode("utf-8")) + 1 if under else 0
     out = walker.value(value, path, prefix + _path_bytes(path), level)
     if max_bytes is not None and firestore_size(out) > max_bytes:
@@ -154,7 +159,12 @@ def clean_fields(fields: Mapping[str, Any], budgets: Mapping[str, int] = FIELD_B
     walker = _Walker(changes)
     for raw_name, raw_value in fields.items():
         name = walker.name(raw_name, "", 0, out)
-        one = clean(raw_value, name, max_bytes=budgets.get(name, DEFAULT_FIELD_BYTES))
+        one = clean(
+            raw_value,
+            name,
+            max_bytes=budgets.get(name, DEFAULT_FIELD_BYTES),
+            max_text_bytes=TEXT_BYTES.get(name),
+        )
         out[name] = one.value
         changes.extend(one.changes)
     return Sanitized(out, tuple(changes))
@@ -249,8 +259,14 @@ def _shown(path: str) -> str:
 @dataclass
 class _Walker:
     changes: list[Change]
+    max_text_bytes: int | None = None
 
     def value(self, value: Any, path: str, path_bytes: int, level: int) -> Any:
+        if self.max_text_bytes is not None and isinstance(value, str):
+            cut = text(value, self.max_text_bytes)
+            if len(cut) < len(value):
+                self._note(path, TOO_LARGE, f"text over {self.max_text_bytes} bytes, cut")
+                return cut
         if type(value) is str and value.isascii():  # the common case, and always storable
             return value
         if value is None or isinstance(value, bool | float):

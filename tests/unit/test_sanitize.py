@@ -273,3 +273,17 @@ def test_parse_item_reports_whatever_the_decoder_raises(raw: bytes, problem: str
 
     with pytest.raises(ItemError, match=problem):
         parse_item(raw)
+
+
+def test_an_error_quoting_a_huge_value_keeps_its_structure() -> None:
+    error = {
+        "reason": "invalid_item",
+        "message": "command: expected a list, got string 'xxx" + "x" * 300_000 + "'",
+        "errors": [{"path": "command", "message": "y" * 300_000}] * 100,
+    }
+    record = sanitize.untrusted_record({"error": error})
+    assert record["error"]["reason"] == "invalid_item"
+    assert record["error"]["message"].startswith("command: expected a list")
+    assert len(record["error"]["errors"]) == 100
+    assert sanitize.firestore_size(record["error"]) <= sanitize.FIELD_BYTES["error"]
+    assert TOO_LARGE in {c["code"] for c in record["sanitized"]}
