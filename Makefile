@@ -73,7 +73,7 @@ terraform-check: bootstrap
 .PHONY: fuzz
 
 ## The hostile-message fuzz test at length, with a fresh seed each run (the normal suite runs a
-## fixed 150 cases): make fuzz FUZZ_EXAMPLES=5000. Prints how many messages it dispatched.
+## fixed 300 cases): make fuzz FUZZ_EXAMPLES=5000. Prints how many messages it dispatched.
 FUZZ_EXAMPLES ?= 2000
 fuzz: bootstrap
 	LAUNCHQ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LAUNCHQ_FUZZ_RANDOM=1 \

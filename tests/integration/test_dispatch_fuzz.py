@@ -33,13 +33,12 @@ from tests.integration.dispatch_support import Harness, queue_config
 
 pytestmark = pytest.mark.integration
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "dispatch" / "main.py")
-EXAMPLES = int(os.environ.get("LAUNCHQ_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("LAUNCHQ_FUZZ_EXAMPLES", "300"))
 RANDOM = os.environ.get("LAUNCHQ_FUZZ_RANDOM", "") not in ("", "0")
 QUEUE = "fz"
 
 # -- hostile JSON ---------------------------------------------------------------------------
 
-BIG = 300_000
 names = st.one_of(
     st.text(max_size=8),
     st.sampled_from(["", "__x__", "____", "__", "~", "\ud800", "a.b", "`", "k" * 1600]),
