@@ -71,6 +71,15 @@ terraform-check: bootstrap
 	terraform fmt -check -recursive terraform
 	$(BIN)/pytest tests/terraform -m "not integration"
 
+.PHONY: fuzz
+
+## The hostile-message fuzz test at length, with a fresh seed each run (the normal suite runs a
+## fixed 300 cases): make fuzz FUZZ_EXAMPLES=5000. Prints how many messages it dispatched.
+FUZZ_EXAMPLES ?= 2000
+fuzz: bootstrap
+	LAUNCHQ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LAUNCHQ_FUZZ_RANDOM=1 \
+		$(BIN)/pytest tests/integration/test_dispatch_fuzz.py -s --timeout=7200
+
 .PHONY: bench bench-smoke
 
 ## All five benchmarks at full size on a fresh local stack (about 10 minutes): writes

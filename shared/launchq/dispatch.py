@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from launchq import sanitize
 from launchq.admission import Admission
 from launchq.cancel import Canceller
 from launchq.errors import InfrastructureError, NotFound, is_infrastructure
@@ -52,6 +54,7 @@ from launchq.topics import (
     SUBMITTED_BY_ATTRIBUTE,
     queue_of_topic,
 )
+from launchq.validation import describe
 
 log = get_logger(__name__)
 
@@ -76,6 +79,13 @@ class DispatchOutcome(StrEnum):
 
 # Reasons a message is rejected before it is an item (stored as `error.reason`).
 UNDECODABLE = "undecodable"
+TOO_LARGE = "too_large"
+NO_QUEUE = "no_queue"
+INVALID_QUEUE = "invalid_queue"
+INVALID_ITEM_ID = "invalid_item_id"
+RECORD_TOO_LARGE = "record_too_large"
+INTERNAL_ERROR = "internal_error"
+MAX_ERRORS = 100  # issues stored per rejected item (the first is also the error's message)
 UNKNOWN_TOPIC = "unknown_topic"
 QUEUE_MISMATCH = "queue_mismatch"
 CONTROL_REFUSED = "control_refused"
@@ -120,30 +130,65 @@ class Dispatcher:
         self.submitter = submitter
         self.canceller = canceller
         self.shared_topic = shared_topic
+        self._local = threading.local()  # this thread's message routing, for the catch-all
         self.sources = sources
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
+        self._local.routing = None  # (queue, item_id) once `_handle` knows them
         try:
             with self.recorder.batch():
                 return self._handle(message)
         except InfrastructureError:
             raise
         except Exception as exc:
+            # THE catch-all: only infrastructure trouble earns a redelivery (launchq.errors);
+            # anything else would fail the same way every time, so it is recorded and acked.
             if is_infrastructure(exc):
-                raise InfrastructureError(f"{type(exc).__name__}: {exc}") from exc
+                raise InfrastructureError(f"infrastructure unavailable: {exc}") from exc
+            return self._reject_internal(message, exc)
+
+    def _reject_internal(self, message: PubsubMessage, exc: Exception) -> DispatchResult:
+        """Record an unexpected content error REJECTED (`internal_error`), under the item id
+        when it is known, else as an unroutable message."""
+        log.exception("message failed on its content", message_id=message.message_id)
+        problem = f"internal error: {type(exc).__name__}: {exc}"
+        routing: tuple[str, str] | None = self._local.routing
+        try:
+            with self.recorder.batch():
+                if routing is None:
+                    return self._reject_message(message, problem, INTERNAL_ERROR)
+                queue, item_id = routing
+                fields = {
+                    "message_id": message.message_id,
+                    "error": error_record(INTERNAL_ERROR, problem),
+                }
+                created = self.recorder.create(
+                    queue,
+                    item_id,
+                    ItemState.REJECTED,
+                    sanitize.untrusted_record(fields),
+                    "rejected: internal error",
+                )
+        except Exception as again:
+            if is_infrastructure(again):
+                raise InfrastructureError(f"infrastructure unavailable: {again}") from again
             raise
+        # Already recorded (it failed after that, or on a redelivery): the record stands.
+        outcome = DispatchOutcome.REJECTED if created is not None else DispatchOutcome.DUPLICATE
+        return DispatchResult(outcome, item_id, queue, detail=problem)
 
     def _handle(self, message: PubsubMessage) -> DispatchResult:
         if len(message.data) > MAX_ITEM_BYTES:
             return self._reject_message(
-                message, f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}"
+                message,
+                f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}",
+                TOO_LARGE,
             )
         payload, problem = _decode(message.data)
         if problem is not None:
             return self._reject_message(message, problem)
         assert payload is not None
         topic_queue = queue_of_topic(message.topic or "")
-        named = _text(payload.get("queue")) or message.attributes.get("queue")
         if topic_queue is None and (message.topic is None or message.topic != self.shared_topic):
             return self._reject_message(
                 message,
@@ -152,24 +197,11 @@ class Dispatcher:
                 + (f" and the shared topic {self.shared_topic}" if self.shared_topic else ""),
                 UNKNOWN_TOPIC,
             )
-        queue = topic_queue or named
-        item_id = (
-            _text(payload.get("item_id")) or message.attributes.get("item_id") or message.message_id
-        )
-        if not queue:
-            return self._reject_message(
-                message, "no queue: set `queue` in the item or as a message attribute"
-            )
-        # Checked before anything is keyed by them: an id Firestore cannot hold would make
-        # even the rejection fail, and the message would loop until it is dead-lettered.
-        if not _QUEUE_NAME.match(queue):
-            return self._reject_message(message, f"invalid queue name {queue[:100]!r}")
-        if not _ITEM_ID.match(item_id):
-            return self._reject_message(
-                message,
-                f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
-                "starting with a letter or digit",
-            )
+        routed = _route(payload, message, topic_queue)
+        if isinstance(routed, _Unroutable):
+            return self._reject_message(message, routed.problem, routed.reason, routed.path)
+        queue, item_id = routed
+        self._local.routing = routed
         if topic_queue is not None and _named_elsewhere(payload, message, topic_queue):
             return self._reject_mismatch(topic_queue, item_id, payload, message)
         if message.attributes.get(ACTION_ATTRIBUTE) is not None:
@@ -250,7 +282,9 @@ class Dispatcher:
                 for e in prepared
             ]
             first = errors[0]
-            error = error_record("invalid_item", first["message"], first.get("path"), errors)
+            error = error_record(
+                "invalid_item", first["message"], first.get("path"), errors[:MAX_ERRORS]
+            )
             return self._reject(
                 queue,
                 item_id,
@@ -260,20 +294,24 @@ class Dispatcher:
             )
         if prepared.source is not None and self.sources is not None:
             # Before anything is queued: a job whose package is missing fails minutes later.
-            problem = self.sources.check(prepared.source, prepared.body)
-            if problem is not None:
-                error = error_record(problem.reason, problem.message, problem.path)
+            unusable = self.sources.check(prepared.source, prepared.body)
+            if unusable is not None:
+                error = error_record(unusable.reason, unusable.message, unusable.path)
                 fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
                 return self._reject(
-                    queue, item_id, fields, f"rejected: {problem.reason}", problem.message
+                    queue, item_id, fields, f"rejected: {unusable.reason}", unusable.message
                 )
-        created = self.recorder.create(
-            queue,
-            item_id,
-            ItemState.QUEUED,
-            {**received, **_item_fields(prepared, runtime)},
-            "accepted",
-        )
+        fields = {**received, **_item_fields(prepared, runtime)}
+        size = sanitize.firestore_size(fields)
+        if size > sanitize.RECORD_BYTES:  # the record must fit, not only the message
+            problem = (
+                f"the record would take {size} bytes (the item plus the job it renders into); "
+                f"the limit is {sanitize.RECORD_BYTES}"
+            )
+            error = error_record(RECORD_TOO_LARGE, problem)
+            fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
+            return self._reject(queue, item_id, fields, "rejected: record too large", problem)
+        created = self.recorder.create(queue, item_id, ItemState.QUEUED, fields, "accepted")
         if created is None:
             return self._redelivered(queue, item_id, prepared.payload_hash)
         submitted = self.admission.admit(queue, own=created)
@@ -282,7 +320,10 @@ class Dispatcher:
     def _reject(
         self, queue: str, item_id: str, fields: dict[str, Any], cause: str, detail: str
     ) -> DispatchResult:
-        created = self.recorder.create(queue, item_id, ItemState.REJECTED, fields, cause)
+        """Record the item REJECTED: what a message carries is made storable first (one place,
+        `launchq.sanitize`), so no payload can make the rejection itself fail."""
+        stored = sanitize.untrusted_record(fields)
+        created = self.recorder.create(queue, item_id, ItemState.REJECTED, stored, cause)
         if created is None:
             return self._redelivered(queue, item_id, str(fields["payload_hash"]))
         return DispatchResult(DispatchOutcome.REJECTED, item_id, queue, detail=detail)
@@ -328,34 +369,112 @@ class Dispatcher:
         )
 
     def _reject_message(
-        self, message: PubsubMessage, problem: str, reason: str = UNDECODABLE
+        self,
+        message: PubsubMessage,
+        problem: str,
+        reason: str = UNDECODABLE,
+        path: str | None = None,
     ) -> DispatchResult:
-        item_id = f"_message-{message.message_id}"
+        item_id = f"_message-{sanitize.text(message.message_id, 256)}"
         raw = message.data[:4096].decode("utf-8", errors="replace")
+        fields = {
+            "received_raw": raw,
+            "message_id": message.message_id,
+            "attributes": dict(message.attributes),
+            "topic": message.topic,
+            "error": error_record(reason, problem, path),
+        }
         self.recorder.create(
             UNROUTABLE,
             item_id,
             ItemState.REJECTED,
-            {
-                "received_raw": raw,
-                "message_id": message.message_id,
-                "attributes": dict(message.attributes),
-                "topic": message.topic,
-                "error": error_record(reason, problem),
-            },
-            f"rejected: {problem}",
+            sanitize.untrusted_record(fields),
+            f"rejected: {sanitize.text(problem, 300)}",
         )
         return DispatchResult(DispatchOutcome.REJECTED, item_id, None, detail=problem)
 
 
 def _decode(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload, or why it is none. Whatever `json.loads` raises is the message's fault:
+    ValueError (bad JSON, an integer over 4,300 digits) and RecursionError (deep nesting)."""
     try:
-        payload = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = json.loads(data.decode("utf-8"), parse_constant=_not_json)
+    except UnicodeDecodeError as exc:
+        return None, f"message body is not UTF-8: {exc}"
+    except RecursionError:
+        return None, "message body is not JSON this parser can read: nested too deeply"
+    except ValueError as exc:
         return None, f"message body is not JSON: {exc}"
     if not isinstance(payload, dict):
         return None, f"message body must be a JSON object, got {type(payload).__name__}"
     return payload, None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+@dataclass(frozen=True)
+class _Unroutable:
+    problem: str
+    reason: str
+    path: str | None
+
+
+def _route(
+    payload: Mapping[str, Any], message: PubsubMessage, topic_queue: str | None
+) -> tuple[str, str] | _Unroutable:
+    """The queue (the topic's; on the shared topic, from the body or else the attributes) and
+    the item id, never coerced.
+
+    Checked before anything is keyed by them: an id Firestore cannot hold would make even the
+    rejection fail. A wrong type or an empty string is rejected rather than replaced (by the
+    attribute, or the message id): replacing an item_id silently loses idempotency.
+    """
+    if topic_queue is not None:
+        queue: str | _Unroutable | None
+        queue, where = topic_queue, "topic"
+    else:
+        queue, where = _key_field(payload, message, "queue")
+    if isinstance(queue, _Unroutable):
+        return queue
+    if queue is None:
+        return _Unroutable(
+            "no queue: set `queue` in the item or as a message attribute", NO_QUEUE, "queue"
+        )
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not _QUEUE_NAME.fullmatch(queue):
+        return _Unroutable(f"invalid queue name {queue[:100]!r}", INVALID_QUEUE, where)
+    item_id, where = _key_field(payload, message, "item_id")
+    if isinstance(item_id, _Unroutable):
+        return item_id
+    item_id = item_id if item_id is not None else message.message_id
+    if not _ITEM_ID.fullmatch(item_id):
+        return _Unroutable(
+            f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit",
+            INVALID_ITEM_ID,
+            where,
+        )
+    return queue, item_id
+
+
+def _key_field(
+    payload: Mapping[str, Any], message: PubsubMessage, name: str
+) -> tuple[str | _Unroutable | None, str]:
+    """`name` from the body (null = absent), else from the attributes, and where it was."""
+    value = payload.get(name)
+    where = name
+    if value is None:
+        value = message.attributes.get(name)
+        where = f"attributes.{name}"
+    if value is None:
+        return None, name
+    if not isinstance(value, str) or not value:
+        shown = describe(value)[:100]
+        problem = f"{where}: expected a non-empty string, got {shown}"
+        return _Unroutable(problem, f"invalid_{name}", where), where
+    return value, where
 
 
 def _named_elsewhere(payload: Mapping[str, Any], message: PubsubMessage, queue: str) -> bool:
@@ -381,10 +500,6 @@ def _received(payload: dict[str, Any], message: PubsubMessage) -> dict[str, Any]
     if claimed:
         received["submitted_by"] = {"value": claimed[:200], "verified": False}
     return received
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any]:

@@ -1,12 +1,17 @@
-"""launchq's exceptions: one family, and the one place that says which failures are transient.
+"""launchq's exceptions: one family, and the one rule that sorts any exception into two kinds.
 
-Every error launchq raises derives from `LaunchqError`. `transient` is what an entry point reads:
-a transient error (infrastructure: Firestore or Vertex unavailable, rate limited) is worth a
-redelivery, so the dispatch function answers 5xx and Pub/Sub tries again; anything else is about
-the message or the state and is recorded, never retried by redelivery.
+Every error launchq raises derives from `LaunchqError`; `transient` is what an entry point reads.
+A Pub/Sub message must end either recorded and acknowledged, or answered with a 5xx so Pub/Sub
+redelivers it. Redelivering only helps when the trouble is outside the message: Firestore or
+Vertex unavailable, the network, a quota. Everything else (a value Firestore cannot store, a
+field of the wrong type, a bug that a given payload triggers) fails the same way on every
+delivery, so a 5xx only loops until the message is dead-lettered with no record. Hence one
+classifier, `is_infrastructure`, and everything it does not name is content: recorded REJECTED.
 
-`is_infrastructure` extends that to exceptions launchq did not raise itself (the Google client
-libraries', requests'), so the dispatcher needs one rule, not a list per call site.
+Deliberately a closed list: a new exception type is content until someone decides otherwise,
+because the cost of the wrong guess is asymmetric. Content mistaken for infrastructure loses the
+message (redelivered to the dead-letter topic, never recorded); infrastructure mistaken for
+content records one item REJECTED that the publisher can see and publish again.
 """
 
 from __future__ import annotations

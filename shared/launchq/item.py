@@ -15,8 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from launchq import sanitize
 from launchq.config import QueueConfig
-from launchq.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash, is_unicode
+from launchq.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash
 from launchq.templates import Scalar
 from launchq.validation import Issue, ItemError, issues_from_pydantic
 
@@ -29,6 +30,8 @@ __all__ = [
     "payload_hash",
 ]
 
+PAYLOAD_FIELD = "payload"
+"""The record field that stores the item as received (docs/data-model.md)."""
 SOURCES_PREFIX = "launchq/sources"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # gs://BUCKET/launchq/sources/<sha256>.tar.gz: where `launchq source push` puts an archive, named
@@ -130,16 +133,33 @@ def parse_item(raw: str | bytes | dict[str, Any]) -> QueueItem:
     if isinstance(raw, str | bytes):
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # not UTF-8, not JSON, an integer of over 4,300 digits
             raise ItemError([Issue("", f"not valid JSON: {exc}")]) from None
+        except RecursionError:
+            raise ItemError([Issue("", "not valid JSON: nested too deeply to parse")]) from None
     if not isinstance(data, dict):
         raise ItemError([Issue("", "a queue item is a JSON object")])
-    if not is_unicode(data):
-        raise ItemError([Issue("", "contains an unpaired surrogate (text is not valid Unicode)")])
+    issues = storage_issues(data)
+    if any(issue.code == sanitize.TOO_DEEP for issue in issues):
+        raise ItemError(issues)  # validating it further would only recurse as deep
     try:
-        return QueueItem.model_validate(data)
+        item = QueueItem.model_validate(data)
     except ValidationError as exc:
-        raise ItemError(issues_from_pydantic(exc, QueueItem)) from None
+        issues += issues_from_pydantic(exc, QueueItem)
+    if issues:
+        raise ItemError(issues)
+    return item
+
+
+def storage_issues(data: dict[str, Any]) -> list[Issue]:
+    """Why the item, stored as the record's `payload` field, would not be stored as sent.
+
+    An accepted item is stored exactly as received (docs/data-model.md): a value Firestore
+    cannot hold (a `__reserved__` or empty name, an integer beyond int64, a lone surrogate,
+    nesting deeper than 20) would have to be altered, so it is the item's error, with its path.
+    """
+    checked = sanitize.clean(data, level=1, under=PAYLOAD_FIELD)
+    return [Issue(change.path, change.message, code=change.code) for change in checked.changes]
 
 
 def payload_hash(item: QueueItem) -> str:

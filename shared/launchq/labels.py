@@ -22,6 +22,11 @@ QUEUE_LABEL = "launchq-queue"
 """Label key carrying the (sanitised) queue name on every job launchq submits."""
 ITEM_LABEL = "launchq-item"
 """Label key carrying the (sanitised) item id on every job launchq submits."""
+ATTEMPT_LABEL = "launchq-attempt"
+"""Label key carrying the submission attempt (1, 2, ...): added by the dispatcher at submit time,
+so it is not in the stored body, but it is in what Vertex receives and counts."""
+LAUNCHQ_LABELS = (QUEUE_LABEL, ITEM_LABEL, ATTEMPT_LABEL)
+"""Every label launchq puts on a job: a job's 64 labels include these three."""
 RESERVED_PREFIX = "launchq-"
 """Label keys with this prefix belong to launchq; queue configs and items may not set them."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from launchq.config import QueueConfig, SourceSettings
 from launchq.item import ItemSource, QueueItem
-from launchq.labels import MAX_LABELS, job_labels, validate_labels
+from launchq.labels import LAUNCHQ_LABELS, MAX_LABELS, job_labels, validate_labels
 from launchq.mapping import (
     MAX_DISPLAY_NAME,
     MAX_ENV,
@@ -362,10 +362,14 @@ def _label_issues(config: QueueConfig, item: QueueItem) -> list[Issue]:
         for key in item.labels
         if key in queue_labels
     ]
-    total = len(queue_labels) + len(item.labels) + 2
+    # Count what Vertex receives: launchq's labels include the attempt label, which the
+    # dispatcher adds at submit time (counting only the two in the body let an item with the
+    # documented maximum pass here, then fail at Vertex with "at most 64 entries").
+    ours = len(LAUNCHQ_LABELS)
+    total = len(queue_labels) + len(item.labels) + ours
     if total > MAX_LABELS:
         issues.append(Issue("labels", f"{len(queue_labels)} labels from the queue, "
-                            f"{len(item.labels)} from the item and 2 from launchq; "
+                            f"{len(item.labels)} from the item and {ours} from launchq; "
                             f"a job can carry at most {MAX_LABELS}"))  # fmt: skip
     return issues
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from launchq import vertex as vx
 from launchq.errors import Conflict, InfrastructureError
+from launchq.labels import ATTEMPT_LABEL
 from launchq.log import get_logger
 from launchq.recorder import Recorder
 from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot, error_record
@@ -36,7 +37,6 @@ from launchq.store import Store, Transition
 
 log = get_logger(__name__)
 
-ATTEMPT_LABEL = "launchq-attempt"
 CREATE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 VertexFor = Callable[[str], vx.VertexClient]

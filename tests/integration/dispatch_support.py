@@ -42,18 +42,25 @@ CRASH_POINTS = ("recorded", "claimed", "created")
 
 
 class CrashingStore(Store):
-    """A store that dies right after committing the write at `point`."""
+    """A store that dies right after committing the write at `point` (or raises `error` there:
+    what a bug or an outage right after a write looks like to the dispatcher)."""
 
-    def __init__(self, db: firestore.Client, point: str) -> None:
+    def __init__(self, db: firestore.Client, point: str, error: Exception | None = None) -> None:
         super().__init__(db)
         self.point = point
+        self.error = error
+
+    def _fail(self) -> None:
+        if self.error is not None:
+            raise self.error
+        raise SimulatedCrash(self.point)
 
     def create_item(
         self, queue: str, item_id: str, state: ItemState, fields: Any, cause: str
     ) -> ItemRecord | None:
         created = super().create_item(queue, item_id, state, fields, cause)
         if self.point == "recorded" and created is not None and state is ItemState.QUEUED:
-            raise SimulatedCrash("recorded")
+            self._fail()
         return created
 
     def transition(
@@ -69,7 +76,7 @@ class CrashingStore(Store):
             item, change, changes, take_slot=take_slot, release_slot=release_slot
         )
         if self.point == "claimed" and change.to is ItemState.SUBMITTING:
-            raise SimulatedCrash("claimed")
+            self._fail()
         return written
 
 
@@ -149,7 +156,12 @@ class Harness:
             storage_endpoint=self.storage_endpoint,
         )
 
-    def app(self, crash_at: str | None = None, events: EventPublisher | None = None) -> Launchq:
+    def app(
+        self,
+        crash_at: str | None = None,
+        events: EventPublisher | None = None,
+        crash_with: Exception | None = None,
+    ) -> Launchq:
         """launchq as the functions build it, on the emulators; `crash_at` one of CRASH_POINTS."""
         vertex = self.vertex
         store = self.store
@@ -158,7 +170,7 @@ class Harness:
                 self.vertex_url, requests.Session(), 10.0, RetryPolicy(sleep=lambda _s: None)
             )
         elif crash_at is not None:
-            store = CrashingStore(self.db, crash_at)
+            store = CrashingStore(self.db, crash_at, crash_with)
         return build(
             self.settings(),
             store=store,
@@ -167,8 +179,10 @@ class Harness:
             sleep=lambda _s: None,
         )
 
-    def dispatcher(self, crash_at: str | None = None) -> Dispatcher:
-        return self.app(crash_at).dispatcher
+    def dispatcher(
+        self, crash_at: str | None = None, crash_with: Exception | None = None
+    ) -> Dispatcher:
+        return self.app(crash_at, crash_with=crash_with).dispatcher
 
     @property
     def vertex(self) -> VertexClient:

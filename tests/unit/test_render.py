@@ -122,11 +122,28 @@ def test_env_is_appended_after_queue_env() -> None:
 
 
 def test_too_many_labels() -> None:
-    labels = {f"k{index}": "v" for index in range(62)}
+    labels = {f"k{index}": "v" for index in range(61)}
     assert item_errors({"image_uri": "i", "labels": labels}) == [
-        "labels: 1 labels from the queue, 62 from the item and 2 from launchq; a job can carry "
+        "labels: 1 labels from the queue, 61 from the item and 3 from launchq; a job can carry "
         "at most 64"
     ]
+
+
+def test_the_label_maximum_counts_the_attempt_label_added_at_submit() -> None:
+    """1 from the queue + 60 from the item + 3 of launchq's = 64: what Vertex receives."""
+    from launchq.labels import ATTEMPT_LABEL, LAUNCHQ_LABELS
+
+    labels = {f"k{index}": "v" for index in range(60)}
+    job = go({"image_uri": "i", "labels": labels})
+    assert ATTEMPT_LABEL in LAUNCHQ_LABELS
+    assert ATTEMPT_LABEL not in job.body["labels"]  # the dispatcher adds it per attempt
+    assert len({**job.body["labels"], ATTEMPT_LABEL: "1"}) == 64
+
+
+def test_the_dispatcher_adds_the_attempt_label_that_validation_counts() -> None:
+    from launchq import labels, submission
+
+    assert submission.ATTEMPT_LABEL == labels.ATTEMPT_LABEL
 
 
 def test_label_value_too_long() -> None:
