@@ -36,6 +36,7 @@ from launchq.item import ItemSource
 from launchq.settings import Settings
 from launchq.sources import SourceChecker
 from launchq.store import Store
+from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
@@ -47,7 +48,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "source-trainer"
 
 
 def _message(payload: dict[str, Any]) -> PubsubMessage:
-    return PubsubMessage(json.dumps(payload).encode(), {}, uuid.uuid4().hex)
+    # Published to the queue's own topic, as the dispatch function receives it.
+    topic = queue_topic(QUEUE)
+    return PubsubMessage(json.dumps(payload).encode(), {}, uuid.uuid4().hex, topic=topic)
 
 
 def measure(stack: Stack, gcs: Any, items: int = 100) -> dict[str, Any]:
