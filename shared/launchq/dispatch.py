@@ -166,16 +166,11 @@ class Dispatcher:
                 "rejected: invalid item",
                 first["message"],
             )
-        created = self.recorder.create(
-            queue,
-            item_id,
-            ItemState.QUEUED,
-            {**received, **_item_fields(prepared, runtime)},
-            "accepted",
+        created, submitted = self.admission.admit_new(
+            queue, item_id, {**received, **_item_fields(prepared, runtime)}, "accepted"
         )
         if created is None:
             return self._redelivered(queue, item_id, prepared.payload_hash)
-        submitted = self.admission.admit(queue, own=created)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
     def _reject(

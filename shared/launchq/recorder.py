@@ -16,7 +16,7 @@ from typing import Any
 
 from launchq.events import EventPublisher, item_event, state_changed_event
 from launchq.log import get_logger
-from launchq.records import Changes, ItemRecord, Slot
+from launchq.records import Changes, Claim, ItemRecord, Slot
 from launchq.states import ItemState
 from launchq.store import Store, Transition
 
@@ -56,6 +56,34 @@ class Recorder:
         if created is not None:
             log.info(cause, item_id=item_id, queue=queue, state=state.value)
             self._publish(queue, item_id, None, state, cause)
+        return created
+
+    def create_admitted(
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        claim: Claim,
+        slot: Slot | None,
+        claim_cause: str,
+    ) -> ItemRecord | None:
+        """Record a new item already claimed (QUEUED -> SUBMITTING in one write): both steps
+        are logged and published. None if it exists; Conflict if `slot` was taken meanwhile."""
+        created = self.store.create_item(
+            queue,
+            item_id,
+            ItemState.QUEUED,
+            fields,
+            cause,
+            claim=claim,
+            take_slot=slot,
+            claim_cause=claim_cause,
+        )
+        if created is not None:
+            log.info(claim_cause, item_id=item_id, queue=queue, state=created.state.value)
+            self._publish(queue, item_id, None, ItemState.QUEUED, cause)
+            self._publish(queue, item_id, ItemState.QUEUED, created.state, claim_cause)
         return created
 
     def transition(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from launchq import vertex as vx
 from launchq.admission import Admission
 from launchq.cancel import Canceller
+from launchq.capacity import Capacity
 from launchq.dispatch import Dispatcher
 from launchq.events import EventPublisher
 from launchq.queues import QueueSource
@@ -44,6 +45,7 @@ class Launchq:
     events: EventPublisher
     recorder: Recorder
     vertex_for: VertexFor
+    capacity: Capacity
     submitter: Submitter
     admission: Admission
     dispatcher: Dispatcher
@@ -76,7 +78,16 @@ def build(
     events = events or EventPublisher(settings.project, settings.events_topic)
     queues = QueueSource(store, settings.queue_cache_seconds)
     recorder = Recorder(store, events)
-    submitter = Submitter(store, recorder, vertex_for, settings.submit_lease_seconds, sleep)
+    capacity = Capacity(
+        store,
+        queues,
+        settings.create_rate,
+        settings.quota_backoff_initial_seconds,
+        settings.quota_backoff_max_seconds,
+    )
+    submitter = Submitter(
+        store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity
+    )
     admission = Admission(store, queues, submitter, sleep)
     return Launchq(
         settings=settings,
@@ -85,6 +96,7 @@ def build(
         events=events,
         recorder=recorder,
         vertex_for=vertex_for,
+        capacity=capacity,
         submitter=submitter,
         admission=admission,
         dispatcher=Dispatcher(store, queues, recorder, admission, submitter),

@@ -49,11 +49,22 @@ class CrashingStore(Store):
         self.point = point
 
     def create_item(
-        self, queue: str, item_id: str, state: ItemState, fields: Any, cause: str
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Any,
+        cause: str,
+        **admitted: Any,
     ) -> ItemRecord | None:
-        created = super().create_item(queue, item_id, state, fields, cause)
-        if self.point == "recorded" and created is not None and state is ItemState.QUEUED:
-            raise SimulatedCrash("recorded")
+        created = super().create_item(queue, item_id, state, fields, cause, **admitted)
+        if created is None or state is not ItemState.QUEUED:
+            return created
+        # An item that can start at once is recorded already claimed: one write is both points.
+        if self.point == "recorded" or (
+            self.point == "claimed" and created.state is ItemState.SUBMITTING
+        ):
+            raise SimulatedCrash(self.point)
         return created
 
     def transition(
@@ -123,6 +134,9 @@ class Harness:
     vertex_url: str
     lease_seconds: float = 600.0
     events_topic: str = ""
+    # No creation budget unless a test asks for one: most tests create jobs faster than 1/s.
+    create_rate_per_minute: float = 0.0
+    quota_backoff_seconds: float = 15.0
     store: Store = field(init=False)
     _vertex: VertexClient | None = field(init=False, default=None)
 
@@ -137,6 +151,8 @@ class Harness:
             submit_lease_seconds=self.lease_seconds,
             queue_cache_seconds=0.0,
             vertex_timeout_seconds=10.0,
+            create_rate_per_minute=self.create_rate_per_minute,
+            quota_backoff_initial_seconds=self.quota_backoff_seconds,
         )
 
     def app(self, crash_at: str | None = None, events: EventPublisher | None = None) -> Launchq:
