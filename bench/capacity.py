@@ -270,6 +270,53 @@ def _refill_waits(
     }
 
 
+def budget_contention(
+    stack: Stack, takers: int = 8, seconds: float = 5.0, rate: float = 600.0
+) -> dict[str, Any]:
+    """`takers` threads taking tokens as fast as they can for `seconds`: what a window grants,
+    what a grant costs in Firestore requests, and how often any token document is written."""
+    from launchq.capacity import Capacity
+
+    project = stack.new_project()
+    stack.apply_env(project)
+    store = Store(stack.firestore(project))
+    capacity = Capacity(store, None, lambda _region: rate)  # type: ignore[arg-type]
+    granted: list[float] = []
+    attempts = 0
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def take() -> None:
+        nonlocal attempts
+        while time.monotonic() < end:
+            ok = capacity.take_create("p", "us-central1")
+            with lock:
+                attempts += 1
+                if ok:
+                    granted.append(time.time())
+
+    with ThreadPoolExecutor(takers) as pool:
+        for _ in range(takers):
+            pool.submit(take)
+    per_window = Counter(int(t) for t in granted)
+    full = [
+        n for second, n in per_window.items() if second not in (min(per_window), max(per_window))
+    ]
+    docs = list(store.db.collection("budgets").stream())
+    return {
+        "takers": takers,
+        "rate_per_minute": rate,
+        "granted": len(granted),
+        "max_granted_in_a_window": max(per_window.values(), default=0),
+        "tokens_per_window": rate / 60,
+        "full_windows_granted_median": statistics.median(full) if full else None,
+        "take_calls": attempts,
+        "token_documents": len(docs),
+        # A document written after its create() would have update_time != create_time.
+        "token_documents_written_again": sum(d.update_time != d.create_time for d in docs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
@@ -280,6 +327,7 @@ def main() -> None:
         result = {
             "burst": burst(stack, args.items, args.run_s),
             "refill": refill(stack, args.refill_jobs),
+            "budget_contention": budget_contention(stack),
         }
         print(json.dumps(result, indent=2))
 
