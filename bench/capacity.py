@@ -317,6 +317,25 @@ def budget_contention(
     }
 
 
+def measure(
+    stack: Stack,
+    items: int = 1000,
+    run_s: float = 1.0,
+    refill_jobs: int = 30,
+    budget_seconds: float = 5.0,
+) -> dict[str, Any]:
+    burst_result = burst(stack, items, run_s)
+    return {
+        "burst": burst_result,
+        "refill": refill(stack, refill_jobs),
+        "budget_contention": budget_contention(stack, seconds=budget_seconds),
+        "met": {
+            "no_message_raised": burst_result["messages_raised"] == 0,
+            "all_created": burst_result["created"] == items,
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
@@ -324,12 +343,7 @@ def main() -> None:
     parser.add_argument("--refill-jobs", type=int, default=40)
     args = parser.parse_args()
     with local_stack() as stack:
-        result = {
-            "burst": burst(stack, args.items, args.run_s),
-            "refill": refill(stack, args.refill_jobs),
-            "budget_contention": budget_contention(stack),
-        }
-        print(json.dumps(result, indent=2))
+        print(json.dumps(measure(stack, args.items, args.run_s, args.refill_jobs), indent=2))
 
 
 if __name__ == "__main__":
