@@ -28,9 +28,10 @@ from launchq.errors import Conflict
 from launchq.queues import QueueRuntime, QueueSource
 from launchq.records import ItemRecord, Slot
 from launchq.states import ItemState
-from launchq.store import Store
+from launchq.store import Store, TokenTaken
 from launchq.submission import SubmitOutcome, Submitter
 
+_REDELIVERY, _OVER_BUDGET, _SLOT_LOST = object(), object(), object()
 MAX_CONFLICTS = 8  # lost claims before an admission round gives way to the other claimers
 PAGE = 8  # waiting items and free slots read per round
 
@@ -103,35 +104,55 @@ class Admission:
         """Record a new item and admit; (None, []) if it exists already (a redelivery).
 
         When the item can start at once (queue open, nothing waiting ahead of it, a free slot,
-        a budget token) it is recorded already claimed: one write instead of QUEUED-then-claim,
-        the slot taken in the same atomic batch as the item's `create()`, so exactly-once holds
-        as before (a lost slot race writes nothing and falls back to the queued path).
+        a budget token) it is recorded already claimed: one write instead of QUEUED-then-claim
+        (and instead of a token write of its own), the slot taken and the budget token created
+        in the same atomic batch as the item's `create()`, so exactly-once holds as before (a
+        lost slot race writes nothing and falls back to the queued path; a taken token tries
+        the next one).
         """
         runtime = self.queues.get(queue, fresh=True)
-        region, project = str(fields.get("region")), str(fields.get("project"))
         if self._open(runtime) and runtime is not None:
             slot = self._direct_slot(runtime)
             if slot is not False:
-                if not self.submitter.capacity.take_create(project, region):
+                direct = self._create_admitted(queue, item_id, fields, cause, slot)
+                if direct is _REDELIVERY:
+                    return None, []
+                if isinstance(direct, ItemRecord):
+                    outcome = self.submitter.submit(direct, token_taken=True)
+                    return direct, [item_id] if outcome is SubmitOutcome.RECORDED else []
+                if direct is _OVER_BUDGET:
                     fields = {**fields, "reason": RATE_LIMITED}
-                else:
-                    try:
-                        created = self.submitter.create_claimed(
-                            queue, item_id, fields, cause, slot or None
-                        )
-                    except Conflict:
-                        created = None  # the slot went to someone else: queue as usual
-                    else:
-                        if created is None:
-                            return None, []
-                        outcome = self.submitter.submit(created, token_taken=True)
-                        return created, [item_id] if outcome is SubmitOutcome.RECORDED else []
         created = self.submitter.recorder.create(queue, item_id, ItemState.QUEUED, fields, cause)
         if created is None:
             return None, []
         if created.reason == RATE_LIMITED:
             return created, []  # the sweep admits it when the budget allows
         return created, self.admit(queue, own=created)
+
+    def _create_admitted(
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        slot: Slot | None,
+    ) -> ItemRecord | object:
+        """The item created already claimed, with a budget token in the same batch; or why
+        not: `_REDELIVERY`, `_OVER_BUDGET`, `_SLOT_LOST`."""
+        capacity = self.submitter.capacity
+        tokens = capacity.candidates(str(fields.get("project")), str(fields.get("region")))
+        expire_at = tokens.expire_at if tokens is not None else None
+        for token in tokens.ids if tokens is not None else [None]:
+            try:
+                created = self.submitter.create_claimed(
+                    queue, item_id, fields, cause, slot, token, expire_at
+                )
+            except TokenTaken:
+                continue
+            except Conflict:
+                return _SLOT_LOST  # the slot went to someone else: queue as usual
+            return _REDELIVERY if created is None else created
+        return _OVER_BUDGET
 
     def _open(self, runtime: QueueRuntime | None) -> bool:
         if runtime is None or runtime.paused:

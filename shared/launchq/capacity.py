@@ -126,6 +126,17 @@ def budget_key(project: str, region: str) -> str:
     return f"{project}~{region}"
 
 
+MAX_TRIES = 8  # token documents one take tries before it counts the window as spent
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token documents to try (`budgets/{id}`), and when they may be deleted."""
+
+    ids: list[str]
+    expire_at: datetime
+
+
 class Capacity:
     """The shared creation budget and the queues' quota backoffs, over the store."""
 
@@ -143,18 +154,26 @@ class Capacity:
         self.backoff_initial = backoff_initial_seconds
         self.backoff_max = backoff_max_seconds
 
-    def take_create(self, project: str, region: str) -> bool:
-        """Take one create of the (project, region) budget; False when the window is spent."""
+    def candidates(self, project: str, region: str) -> Tokens | None:
+        """Token documents a create may take now, in the order to try them; None: no budget.
+
+        At most `MAX_TRIES`, from a random start, so concurrent takers rarely collide and a
+        nearly spent window of a high rate costs a few failed creates, not thousands (under
+        such contention a window may grant a little less than its tokens, never more).
+        """
         now = self.store.clock()
         window = window_at(now.timestamp(), self.rate_for(region))
         if window is None:
-            return True
+            return None
         ids = window.token_ids(budget_key(project, region))
-        # Concurrent takers start at different tokens, so they rarely collide on one create.
         offset = random.randrange(len(ids))
-        ids = ids[offset:] + ids[:offset]
-        expire_at = datetime.fromtimestamp(window.end, UTC) + TOKEN_TTL
-        return self.store.take_token(ids, expire_at)
+        ids = (ids[offset:] + ids[:offset])[:MAX_TRIES]
+        return Tokens(ids, datetime.fromtimestamp(window.end, UTC) + TOKEN_TTL)
+
+    def take_create(self, project: str, region: str) -> bool:
+        """Take one create of the (project, region) budget; False when the window is spent."""
+        tokens = self.candidates(project, region)
+        return tokens is None or self.store.take_token(tokens.ids, tokens.expire_at)
 
     def until_next_window(self, region: str) -> float:
         """Seconds until the region's next budget window opens (0 without a budget)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from launchq.events import EventPublisher, item_event, state_changed_event
@@ -67,6 +68,8 @@ class Recorder:
         claim: Claim,
         slot: Slot | None,
         claim_cause: str,
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
     ) -> ItemRecord | None:
         """Record a new item already claimed (QUEUED -> SUBMITTING in one write): both steps
         are logged and published. None if it exists; Conflict if `slot` was taken meanwhile."""
@@ -79,6 +82,8 @@ class Recorder:
             claim=claim,
             take_slot=slot,
             claim_cause=claim_cause,
+            token=token,
+            token_expire_at=token_expire_at,
         )
         if created is not None:
             log.info(claim_cause, item_id=item_id, queue=queue, state=created.state.value)

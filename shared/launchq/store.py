@@ -80,6 +80,10 @@ class Transition:
     via_cause: str = ""
 
 
+class TokenTaken(Conflict):
+    """The creation-budget token a new item was to be created with is another create's."""
+
+
 class Store:
     def __init__(self, db: firestore.Client, clock: Clock = utcnow) -> None:
         self.db = db
@@ -206,6 +210,8 @@ class Store:
         claim: Claim | None = None,
         take_slot: Slot | None = None,
         claim_cause: str = "",
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
     ) -> ItemRecord | None:
         """Record a new item and return it; None if it already exists (a redelivery).
 
@@ -213,7 +219,8 @@ class Store:
         With `claim`, the item is recorded already admitted: QUEUED -> SUBMITTING in its first
         write, taking `take_slot` (if any) in the same atomic batch, conditioned on the slot
         being unchanged since it was read. Raises Conflict if the slot was taken meanwhile
-        (nothing is written then).
+        (nothing is written then). `token`: a creation-budget token document created in the
+        same batch (no commit of its own); TokenTaken if another create has it.
         """
         now = self.clock()
         history = [_history(None, state, now, cause, None)]
@@ -244,9 +251,16 @@ class Store:
                 {"holder": holder, "since": now},
                 option=self._unchanged(take_slot.version),
             )
+        if token is not None:
+            token_doc = {"taken_at": now, "expire_at": token_expire_at or now}
+            batch.create(self.db.collection(BUDGETS).document(token), token_doc)
         try:
             results = list(batch.commit())
-        except gexc.AlreadyExists:
+        except gexc.AlreadyExists as exc:
+            # The item (a redelivery) or the token (another create's): only a read can tell,
+            # and it is needed only on this rare path.
+            if token is not None and not ref.get().exists:
+                raise TokenTaken(token) from exc
             return None
         except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted) as exc:
             raise Conflict(str(exc)) from exc

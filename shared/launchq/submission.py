@@ -32,6 +32,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -116,14 +117,31 @@ class Submitter:
             return None
 
     def create_claimed(
-        self, queue: str, item_id: str, fields: Mapping[str, Any], cause: str, slot: Slot | None
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        slot: Slot | None,
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
     ) -> ItemRecord | None:
-        """Record a new item already claimed (one write instead of create-then-claim).
+        """Record a new item already claimed (one write instead of create-then-claim), taking
+        the budget `token` in the same write.
 
-        None if the item exists (a redelivery); Conflict if `slot` was taken meanwhile.
+        None if the item exists (a redelivery); TokenTaken if the token is another create's;
+        Conflict if `slot` was taken meanwhile.
         """
         return self.recorder.create_admitted(
-            queue, item_id, fields, cause, self._new_claim(), slot, ADMITTED
+            queue,
+            item_id,
+            fields,
+            cause,
+            self._new_claim(),
+            slot,
+            ADMITTED,
+            token,
+            token_expire_at,
         )
 
     def repair(self, item: ItemRecord) -> SubmitOutcome | None:

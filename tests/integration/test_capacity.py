@@ -330,3 +330,31 @@ def test_one_invocation_refills_a_freed_slot_within_the_interval(
     assert summary.passes >= 4  # it kept going after the refill
     assert period - 2 * interval - 0.5 <= took < period  # stops before the next schedule
     assert harness.sweeper().run().skipped is None  # the lease was let go
+
+
+def test_a_new_item_over_budget_is_recorded_rate_limited_in_one_write(
+    firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    standin.admin.set_delays(queued=None)
+    harness = Harness(firestore_db, gcp_project, standin.url, create_rate_per_minute=60)
+    clock = Clock()
+    harness.store.clock = clock  # one budget window for the whole test: 1 token at 60/min
+    harness.apply("q", queue_config(max_jobs=2))
+    dispatcher = harness.dispatcher()
+    assert dispatcher.handle(message(item("q", "a"))).submitted == ["a"]
+    first = harness.item_data("q", "a")
+    # Admitted at once: created already claimed, the token in the same write.
+    assert [h["to"] for h in first["history"]] == ["QUEUED", "SUBMITTING", "SUBMITTED"]
+    assert dispatcher.handle(message(item("q", "b"))).submitted == []
+    second = harness.item_data("q", "b")
+    assert (second["state"], second["reason"]) == ("QUEUED", RATE_LIMITED)
+    assert [h["to"] for h in second["history"]] == ["QUEUED"]  # never claimed and put back
+    assert second.get("slot") is None
+    assert creates(standin) == 1
+    tokens = list(harness.db.collection("budgets").stream())
+    assert len(tokens) == 1
+    assert tokens[0].update_time == tokens[0].create_time  # written once
+    clock.offset = timedelta(seconds=1)  # the next window
+    assert harness.sweeper().run().admitted == 1
+    assert harness.item_data("q", "b")["state"] == "SUBMITTED"
+    assert len(list(harness.db.collection("budgets").stream())) == 2
