@@ -53,13 +53,15 @@ def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinSe
 
 
 class Clock:
-    """The store's clock, movable forward (backoffs end without the test waiting for them)."""
+    """The store's clock, movable forward (backoffs end without the test waiting for them);
+    `frozen` stops it (one creation-budget window for a whole test)."""
 
-    def __init__(self) -> None:
+    def __init__(self, frozen: bool = False) -> None:
         self.offset = timedelta()
+        self.frozen = utcnow() if frozen else None
 
     def __call__(self) -> datetime:
-        return utcnow() + self.offset
+        return (self.frozen or utcnow()) + self.offset
 
 
 def quota_fault(standin: StandinServer, count: int | None = None) -> None:
@@ -337,7 +339,7 @@ def test_a_new_item_over_budget_is_recorded_rate_limited_in_one_write(
 ) -> None:
     standin.admin.set_delays(queued=None)
     harness = Harness(firestore_db, gcp_project, standin.url, create_rate_per_minute=60)
-    clock = Clock()
+    clock = Clock(frozen=True)
     harness.store.clock = clock  # one budget window for the whole test: 1 token at 60/min
     harness.apply("q", queue_config(max_jobs=2))
     dispatcher = harness.dispatcher()
