@@ -12,10 +12,11 @@ off, and the floor. Ratio = median dispatcher time / median floor time. Firestor
 read and writes are counted on the wire (`bench.common.FirestoreCounter`) per item. A separate
 run of the dispatcher under pyinstrument gives the top self-time entries.
 
-The creation budget (`launchq.capacity`) costs every create one more Firestore write (a token's
-`create()`). The dispatchers measured here run with a budget that never binds (`BUDGET`, so
-what is timed is its cost, not waiting for it), and `dispatch_no_budget` (events off, budget
-off) isolates that one write.
+The creation budget (`launchq.capacity`) costs every create one more document write (a token's
+`create()`); for an item admitted at once it rides in the batch that creates the item, so no
+extra round trip. The dispatchers measured here run with a budget that never binds (`BUDGET`,
+so what is timed is its cost, not waiting for it), and `dispatch_no_budget` (events off, budget
+off) isolates it.
 
     .venv/bin/python -m bench.overhead --items 200
 """
