@@ -101,8 +101,10 @@ class Window:
     def end(self) -> int:
         return self.start + self.seconds
 
-    def token_ids(self, key: str) -> list[str]:
-        return [f"{key}~{self.start}~{k}" for k in range(self.tokens)]
+    def token_ids(self, key: str, first: int = 0, count: int | None = None) -> list[str]:
+        """Ids of `count` tokens (all by default) from token `first` on, wrapping around."""
+        count = self.tokens if count is None else min(count, self.tokens)
+        return [f"{key}~{self.start}~{(first + k) % self.tokens}" for k in range(count)]
 
 
 def window_at(epoch_seconds: float, rate_per_minute: float) -> Window | None:
@@ -165,9 +167,9 @@ class Capacity:
         window = window_at(now.timestamp(), self.rate_for(region))
         if window is None:
             return None
-        ids = window.token_ids(budget_key(project, region))
-        offset = random.randrange(len(ids))
-        ids = (ids[offset:] + ids[:offset])[:MAX_TRIES]
+        # Only the ids tried are built: a high rate's window holds thousands of tokens.
+        first = random.randrange(window.tokens)
+        ids = window.token_ids(budget_key(project, region), first, MAX_TRIES)
         return Tokens(ids, datetime.fromtimestamp(window.end, UTC) + TOKEN_TTL)
 
     def take_create(self, project: str, region: str) -> bool:

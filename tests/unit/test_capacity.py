@@ -176,3 +176,10 @@ def test_field_masks_are_camel_case() -> None:
     assert field_mask(["name", "create_time", "job_spec.worker_pool_specs"]) == (
         "name,createTime,jobSpec.workerPoolSpecs"
     )
+
+
+def test_token_ids_wrap_around_from_any_first_token() -> None:
+    window = window_at(1_000_000, 180)  # 3 tokens a second
+    assert window is not None
+    assert window.token_ids("k", first=2, count=8) == ["k~1000000~2", "k~1000000~0", "k~1000000~1"]
+    assert window.token_ids("k", first=1, count=2) == ["k~1000000~1", "k~1000000~2"]
