@@ -145,7 +145,10 @@ def measure(
     pubsub.create_topic("launchq-events")
     stack.admin.reset(delays={"queued": 0.05, "pending": 0.05, "running": None})
     settings = Settings(
-        project=project, events_topic="launchq-events", vertex_endpoint=stack.vertex_url
+        project=project,
+        events_topic="launchq-events",
+        vertex_endpoint=stack.vertex_url,
+        create_rate_per_minute=0,  # slot refill is measured here; the budget in bench/capacity
     )
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     app = build(settings, store=store, vertex_for=lambda _r: vertex)

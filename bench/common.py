@@ -212,7 +212,9 @@ def served_dispatcher(stack: Stack, project: str, log_path: Path) -> Iterator[st
                 "--host=127.0.0.1",
                 f"--port={port}",
             ],
-            env=stack.env(project),
+            # These benchmarks measure delivery and slot refill, not the creation budget
+            # (bench/capacity.py does): without this the default 60/min would pace them.
+            env=stack.env(project, LAUNCHQ_CREATE_RATE_PER_MINUTE="0"),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import admission, cold_start, list_bytes, overhead, publish_latency, sweep_scaling
+from bench import (
+    admission,
+    capacity,
+    cold_start,
+    list_bytes,
+    overhead,
+    publish_latency,
+    sweep_scaling,
+)
 from bench.common import ROOT, Stack, load_average, local_stack, machine
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -30,6 +38,7 @@ FULL: dict[str, dict[str, Any]] = {
     "sweep_scaling": {"counts": [100, 1000, 10_000]},
     "admission": {"items": 500, "max_jobs": 10, "min_run": 0.2, "max_run": 2.0},
     "list_bytes": {"jobs": 1000, "repeats": 5},
+    "capacity": {"items": 1000, "run_s": 1.0, "refill_jobs": 30},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -38,6 +47,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "sweep_scaling": {"counts": [20]},
     "admission": {"items": 12, "max_jobs": 3, "min_run": 0.05, "max_run": 0.3},
     "list_bytes": {"jobs": 20, "repeats": 1},
+    "capacity": {"items": 24, "run_s": 0.5, "refill_jobs": 6, "budget_seconds": 1.0},
 }
 
 
@@ -52,6 +62,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "sweep_scaling": _sweeps,
     "admission": admission.measure,
     "list_bytes": list_bytes.measure,
+    "capacity": capacity.measure,
 }
 
 
@@ -224,6 +235,40 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+    if cap := results.get("capacity"):
+        b, r, t = cap["burst"], cap["refill"], cap["budget_contention"]
+        rows += [
+            (
+                "6 capacity",
+                f"burst: {b['items']} items, max_jobs 200, 2 A100s a job, quota 16 A100s, "
+                f"{b['budget_per_second'] * 60:g} creates/min ({b['scale']})",
+                f"{b['created']} created, **{b['messages_raised']}** messages raised, "
+                f"{b['quota_refusals']} quota refusals ({b['refusals_per_job']:g} per job), "
+                f"max {b['max_creates_in_a_second']} creates in a second; makespan "
+                f"{b['makespan_s']:.0f} s = **{b['makespan_ratio']:.2f}x** the floor",
+                "0 raised",
+                _fmt_met(cap["met"]["no_message_raised"]),
+            ),
+            (
+                "",
+                f"refill latency, interval {r['interval_s']:g} s, period {r['period_s']:g} s",
+                f"loop: p50 **{r['loop']['p50_periods']}** periods (max "
+                f"{r['loop']['max_periods']}); one pass per period: p50 "
+                f"{r['one_pass_per_period']['p50_periods']} (max "
+                f"{r['one_pass_per_period']['max_periods']})",
+                "",
+                "",
+            ),
+            (
+                "",
+                f"creation budget, {t['takers']} takers, {t['rate_per_minute']:g}/min",
+                f"max **{t['max_granted_in_a_window']}** granted a window "
+                f"(of {t['tokens_per_window']:g}); {t['token_documents']} token documents, "
+                f"{t['token_documents_written_again']} written twice",
+                "",
+                "",
+            ),
+        ]
     lines = [
         "| measurement | what | result | goal | |",
         "|---|---|---|---|---|",

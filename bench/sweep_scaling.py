@@ -144,7 +144,10 @@ def measure(stack: Stack, count: int, busy: bool = True) -> dict[str, Any]:
         stack.vertex_url, requests.Session(), 30.0, RetryPolicy(sleep=lambda _s: None)
     )
     settings = Settings(
-        project=project, events_topic="launchq-events", vertex_endpoint=stack.vertex_url
+        project=project,
+        events_topic="launchq-events",
+        vertex_endpoint=stack.vertex_url,
+        create_rate_per_minute=0,  # slot refill is measured here; the budget in bench/capacity
     )
     app = build(
         replace(settings, queue_cache_seconds=10.0), store=store, vertex_for=lambda _r: client

@@ -80,3 +80,19 @@ resource "google_firestore_field" "this" {
 
   depends_on = [google_project_service.required]
 }
+
+# The shared creation budget's token documents (budgets/{project}~{region}~{window}~{k}, see
+# shared/launchq/capacity.py) are each written once and useless a minute later: a TTL policy on
+# expire_at deletes them (about an hour after their window), and they are exempt from indexing.
+resource "google_firestore_field" "budget_ttl" {
+  project    = var.project_id
+  database   = local.firestore_database
+  collection = "budgets"
+  field      = "expire_at"
+
+  ttl_config {}
+
+  index_config {}
+
+  depends_on = [google_project_service.required]
+}

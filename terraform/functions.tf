@@ -151,6 +151,12 @@ resource "google_cloudfunctions2_function" "sweep" {
       condition     = var.submit_lease_seconds > var.sweep_timeout_seconds
       error_message = "submit_lease_seconds (${var.submit_lease_seconds}) must be greater than sweep_timeout_seconds (${var.sweep_timeout_seconds}): the sweep submits jobs under the same lease."
     }
+    # One invocation loops until just before the next scheduled one (launchq.sweep.Sweeper.loop):
+    # the function must be allowed to run a whole period, or it is killed mid-pass.
+    precondition {
+      condition     = var.sweep_timeout_seconds > var.sweep_period_seconds
+      error_message = "sweep_timeout_seconds (${var.sweep_timeout_seconds}) must be greater than sweep_period_seconds (${var.sweep_period_seconds}): one sweep invocation loops for a whole schedule period."
+    }
   }
 
   depends_on = [

@@ -22,15 +22,21 @@ locals {
   # out of the environment, so the code's own default applies (LAUNCHQ_VERTEX_ENDPOINT unset in
   # production means https://{region}-aiplatform.googleapis.com).
   launchq_environment = {
-    LAUNCHQ_PROJECT                = var.project_id
-    LAUNCHQ_FIRESTORE_DATABASE     = var.firestore_database
-    LAUNCHQ_QUEUE_TOPIC            = one(google_pubsub_topic.items[*].name)
-    LAUNCHQ_EVENTS_TOPIC           = google_pubsub_topic.events.name
-    LAUNCHQ_VERTEX_ENDPOINT        = var.vertex_endpoint
-    LAUNCHQ_SUBMIT_LEASE_SECONDS   = tostring(var.submit_lease_seconds)
-    LAUNCHQ_QUEUE_CACHE_SECONDS    = tostring(var.queue_cache_seconds)
-    LAUNCHQ_VERTEX_TIMEOUT_SECONDS = tostring(var.vertex_timeout_seconds)
-    LAUNCHQ_STORAGE_ENDPOINT       = var.storage_endpoint
+    LAUNCHQ_PROJECT                       = var.project_id
+    LAUNCHQ_FIRESTORE_DATABASE            = var.firestore_database
+    LAUNCHQ_QUEUE_TOPIC                   = one(google_pubsub_topic.items[*].name)
+    LAUNCHQ_EVENTS_TOPIC                  = google_pubsub_topic.events.name
+    LAUNCHQ_VERTEX_ENDPOINT               = var.vertex_endpoint
+    LAUNCHQ_SUBMIT_LEASE_SECONDS          = tostring(var.submit_lease_seconds)
+    LAUNCHQ_QUEUE_CACHE_SECONDS           = tostring(var.queue_cache_seconds)
+    LAUNCHQ_VERTEX_TIMEOUT_SECONDS        = tostring(var.vertex_timeout_seconds)
+    LAUNCHQ_CREATE_RATE_PER_MINUTE        = tostring(var.create_rate_per_minute)
+    LAUNCHQ_CREATE_RATES                  = length(var.create_rates) == 0 ? null : join(",", [for region, rate in var.create_rates : "${region}=${rate}"])
+    LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS = tostring(var.quota_backoff_initial_seconds)
+    LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS     = tostring(var.quota_backoff_max_seconds)
+    LAUNCHQ_SWEEP_INTERVAL_SECONDS        = tostring(var.sweep_interval_seconds)
+    LAUNCHQ_SWEEP_PERIOD_SECONDS          = tostring(var.sweep_period_seconds)
+    LAUNCHQ_STORAGE_ENDPOINT              = var.storage_endpoint
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

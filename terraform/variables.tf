@@ -396,3 +396,59 @@ variable "source_bucket_force_destroy" {
   description = "Let `terraform destroy` delete the source bucket although it still holds archive versions. It only holds build inputs, so true by default."
   default     = true
 }
+
+variable "create_rate_per_minute" {
+  type        = number
+  description = "LAUNCHQ_CREATE_RATE_PER_MINUTE: CustomJob creates per minute per (project, region), shared by every dispatcher and sweep instance (Vertex allows 60 job-submission requests per minute per region). 0 turns the budget off."
+  default     = 60
+
+  validation {
+    condition     = var.create_rate_per_minute >= 0 && floor(var.create_rate_per_minute) == var.create_rate_per_minute
+    error_message = "create_rate_per_minute must be a whole number, 0 or more."
+  }
+}
+
+variable "create_rates" {
+  type        = map(number)
+  description = "LAUNCHQ_CREATE_RATES: per-region overrides of create_rate_per_minute, e.g. { \"us-central1\" = 120 } after a quota increase."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for region, rate in var.create_rates : rate >= 0 && floor(rate) == rate && length(region) > 0])
+    error_message = "create_rates maps region names to whole numbers of creates per minute, 0 or more."
+  }
+}
+
+variable "quota_backoff_initial_seconds" {
+  type        = number
+  description = "LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS: how long a queue waits after Vertex refused a create for a resource quota (doubles per refusal in a row)."
+  default     = 15
+}
+
+variable "quota_backoff_max_seconds" {
+  type        = number
+  description = "LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS: the longest a queue waits after quota refusals."
+  default     = 240
+}
+
+variable "sweep_interval_seconds" {
+  type        = number
+  description = "LAUNCHQ_SWEEP_INTERVAL_SECONDS: pause between sweep passes within one invocation; freed slots are refilled within about this long."
+  default     = 10
+
+  validation {
+    condition     = var.sweep_interval_seconds >= 0 && var.sweep_interval_seconds <= 60
+    error_message = "sweep_interval_seconds must be from 0 (one pass per invocation) to 60."
+  }
+}
+
+variable "sweep_period_seconds" {
+  type        = number
+  description = "LAUNCHQ_SWEEP_PERIOD_SECONDS: the period of sweep_schedule in seconds (60 for the default every-minute schedule); one invocation loops until just before the next. Must be below sweep_timeout_seconds."
+  default     = 60
+
+  validation {
+    condition     = var.sweep_period_seconds >= 60
+    error_message = "sweep_period_seconds must be at least 60: Cloud Scheduler's finest schedule is one minute."
+  }
+}

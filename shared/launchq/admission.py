@@ -9,18 +9,29 @@ On an unlimited queue every waiting item is admitted, so order cannot matter: a 
 just the item it received (`own`) instead of racing every other instance for the head of the
 queue (measured: 300 items x 3 deliveries on 24 threads took 26.8 s that way, dominated by
 contended waiting-set queries). The sweep admits whatever else waits there.
+
+Capacity (`launchq.capacity`): a queue backing off after a quota refusal is not admitted at all
+until its backoff ends, and a round stops at the first deferred create (no budget token, or
+Vertex said no): the items after it would only meet the same limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from launchq.queues import QueueSource
+from launchq.capacity import RATE_LIMITED
+from launchq.errors import Conflict
+from launchq.queues import QueueRuntime, QueueSource
 from launchq.records import ItemRecord, Slot
-from launchq.store import Store
-from launchq.submission import Submitter
+from launchq.states import ItemState
+from launchq.store import Store, TokenTaken
+from launchq.submission import SubmitOutcome, Submitter
 
+_REDELIVERY, _OVER_BUDGET, _SLOT_LOST = object(), object(), object()
 MAX_CONFLICTS = 8  # lost claims before an admission round gives way to the other claimers
 PAGE = 8  # waiting items and free slots read per round
 
@@ -38,11 +49,25 @@ class Admission:
         self.submitter = submitter
         self.sleep = sleep
 
-    def admit(self, queue: str, budget: int = 16, own: ItemRecord | None = None) -> list[str]:
-        """Claim and submit waiting items while the queue has free slots; returns item ids."""
+    def admit(
+        self,
+        queue: str,
+        budget: int = 16,
+        own: ItemRecord | None = None,
+        deadline: float | None = None,
+    ) -> list[str]:
+        """Claim and submit waiting items while the queue has free slots; returns item ids.
+
+        Each create takes a token of the creation budget *before* its item is claimed, so an
+        item over budget is not claimed and put back (two writes for nothing). Until the
+        monotonic `deadline` (the sweep's), admission waits for the next budget window instead
+        of stopping; without one, the waiting item is marked `rate_limited` and left to the
+        sweep.
+        """
         runtime = self.queues.get(queue, fresh=True)
-        if runtime is None or runtime.paused:
+        if not self._open(runtime):
             return []
+        assert runtime is not None
         if runtime.max_jobs < 0 and own is not None:
             return self._admit_own(own)
         submitted: list[str] = []
@@ -58,20 +83,120 @@ class Admission:
                 slots = list(self.store.free_slots(queue, limit=PAGE))
                 if not slots:
                     break
+            if not self._token(waiting[0], deadline):
+                self._mark_rate_limited(own if own is not None else waiting[0])
+                break
             claimed = self._claim_first(waiting, slots)
             if claimed is None:
                 conflicts += 1
                 self.sleep(random.uniform(0.005, 0.05))
                 continue
-            if self.submitter.submit(claimed):
+            outcome = self.submitter.submit(claimed, token_taken=True)
+            if outcome is SubmitOutcome.RECORDED:
                 submitted.append(claimed.item_id)
+            elif outcome in (SubmitOutcome.DEFERRED, SubmitOutcome.RATE_LIMITED):
+                break
         return submitted
+
+    def admit_new(
+        self, queue: str, item_id: str, fields: Mapping[str, Any], cause: str
+    ) -> tuple[ItemRecord | None, list[str]]:
+        """Record a new item and admit; (None, []) if it exists already (a redelivery).
+
+        When the item can start at once (queue open, nothing waiting ahead of it, a free slot,
+        a budget token) it is recorded already claimed: one write instead of QUEUED-then-claim
+        (and instead of a token write of its own), the slot taken and the budget token created
+        in the same atomic batch as the item's `create()`, so exactly-once holds as before (a
+        lost slot race writes nothing and falls back to the queued path; a taken token tries
+        the next one).
+        """
+        runtime = self.queues.get(queue, fresh=True)
+        if self._open(runtime) and runtime is not None:
+            slot = self._direct_slot(runtime)
+            if slot is not False:
+                direct = self._create_admitted(queue, item_id, fields, cause, slot)
+                if direct is _REDELIVERY:
+                    return None, []
+                if isinstance(direct, ItemRecord):
+                    outcome = self.submitter.submit(direct, token_taken=True)
+                    return direct, [item_id] if outcome is SubmitOutcome.RECORDED else []
+                if direct is _OVER_BUDGET:
+                    fields = {**fields, "reason": RATE_LIMITED}
+        created = self.submitter.recorder.create(queue, item_id, ItemState.QUEUED, fields, cause)
+        if created is None:
+            return None, []
+        if created.reason == RATE_LIMITED:
+            return created, []  # the sweep admits it when the budget allows
+        return created, self.admit(queue, own=created)
+
+    def _create_admitted(
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        slot: Slot | None,
+    ) -> ItemRecord | object:
+        """The item created already claimed, with a budget token in the same batch; or why
+        not: `_REDELIVERY`, `_OVER_BUDGET`, `_SLOT_LOST`."""
+        capacity = self.submitter.capacity
+        tokens = capacity.candidates(str(fields.get("project")), str(fields.get("region")))
+        expire_at = tokens.expire_at if tokens is not None else None
+        for token in tokens.ids if tokens is not None else [None]:
+            try:
+                created = self.submitter.create_claimed(
+                    queue, item_id, fields, cause, slot, token, expire_at
+                )
+            except TokenTaken:
+                continue
+            except Conflict:
+                return _SLOT_LOST  # the slot went to someone else: queue as usual
+            return _REDELIVERY if created is None else created
+        return _OVER_BUDGET
+
+    def _open(self, runtime: QueueRuntime | None) -> bool:
+        if runtime is None or runtime.paused:
+            return False
+        # A queue backing off after a quota refusal: the sweep tries after the backoff.
+        return runtime.backoff is None or not runtime.backoff.active(self.store.clock())
+
+    def _direct_slot(self, runtime: QueueRuntime) -> Slot | Literal[False] | None:
+        """The slot a new item may take at once (None: unlimited), or False if it must queue."""
+        if runtime.max_jobs < 0:
+            return None
+        if self.store.waiting_items(runtime.name, limit=1):
+            return False  # older or higher-priority items go first
+        slots = self.store.free_slots(runtime.name, limit=PAGE)
+        return random.choice(slots) if slots else False
+
+    def _token(self, item: ItemRecord, deadline: float | None) -> bool:
+        capacity = self.submitter.capacity
+        region = str(item.region)
+        while True:
+            if capacity.take_create(str(item.project), region):
+                return True
+            wait = capacity.until_next_window(region)
+            if deadline is None or time.monotonic() + wait > deadline:
+                return False
+            capacity.wait_for_window(region)
+
+    def _mark_rate_limited(self, item: ItemRecord) -> None:
+        """Show why the item waits (one write, only when the reason changes)."""
+        if item.reason == RATE_LIMITED or item.state is not ItemState.QUEUED:
+            return
+        with contextlib.suppress(Conflict):
+            self.submitter.recorder.touch(item, {"reason": RATE_LIMITED})
 
     def _admit_own(self, item: ItemRecord) -> list[str]:
         if not item.ready(self.store.clock()):
             return []
+        if not self._token(item, None):
+            self._mark_rate_limited(item)
+            return []
         claimed = self._claim_first([item], [None])
-        if claimed is not None and self.submitter.submit(claimed):
+        if claimed is None:
+            return []
+        if self.submitter.submit(claimed, token_taken=True) is SubmitOutcome.RECORDED:
             return [item.item_id]
         return []
 

@@ -311,10 +311,9 @@ class Dispatcher:
             error = error_record(RECORD_TOO_LARGE, problem)
             fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
             return self._reject(queue, item_id, fields, "rejected: record too large", problem)
-        created = self.recorder.create(queue, item_id, ItemState.QUEUED, fields, "accepted")
+        created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
         if created is None:
             return self._redelivered(queue, item_id, prepared.payload_hash)
-        submitted = self.admission.admit(queue, own=created)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
     def _reject(

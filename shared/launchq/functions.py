@@ -78,10 +78,16 @@ def handle_pubsub_event(data: dict[str, Any], source: str | None = None) -> Disp
 
 
 def handle_sweep_request() -> tuple[dict[str, Any], int]:
-    """Run one sweep for Cloud Scheduler: the JSON summary and the HTTP status to answer.
+    """Run the sweep loop for Cloud Scheduler: the JSON summary and the HTTP status to answer.
+
+    One invocation loops (a pass every `LAUNCHQ_SWEEP_INTERVAL_SECONDS`) until just before the
+    next scheduled one (`LAUNCHQ_SWEEP_PERIOD_SECONDS`): see `launchq.sweep.Sweeper.loop`.
 
     Errors inside the sweep (a Vertex list that failed, a queue that could not be admitted) are
     in the summary and logged at ERROR; they do not fail the request, because the next sweep
     simply retries them and a 5xx would only make Cloud Scheduler run a second sweep now.
     """
-    return app().sweeper.run().as_dict(), 200
+    launchq = app()
+    settings = launchq.settings
+    summary = launchq.sweeper.loop(settings.sweep_interval_seconds, settings.sweep_period_seconds)
+    return summary.as_dict(), 200

@@ -73,6 +73,16 @@ MAX_ENV = 100
 MAX_PACKAGE_URIS = 100
 MAX_DISPLAY_NAME = 128
 FLEX_START_MAX_TIMEOUT = 7 * 24 * 3600
+# Dynamic Workload Scheduler (FLEX_START) takes L4, A100, H100, H200 or B200 GPUs, a timeout of
+# at most 7 days and the same machine configuration in every worker pool
+# (https://cloud.google.com/vertex-ai/docs/training/schedule-jobs-dws, "Requirements").
+FLEX_START_ACCELERATORS = (
+    "NVIDIA_L4", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB",
+    "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB", "NVIDIA_B200",
+)  # fmt: skip
+# Scheduling.Strategy values the API marks "Deprecated." (aiplatform_v1 types/custom_job.py),
+# with what replaces them. Refused at apply time: a queue outlives a release of the API.
+DEPRECATED_STRATEGIES = {"ON_DEMAND": "STANDARD", "LOW_COST": "SPOT"}
 
 # ---------------------------------------------------------------------------------------------
 # Durations: seconds, or "3600s" / "90m" / "1h30m" / "2d"
@@ -487,11 +497,52 @@ def semantic_issues(spec: SpecInput, run: RunInput) -> list[Issue]:
         issues.append(Issue("run.experiment_run", "requires run.experiment"))
     if run.timeout == 0:
         issues.append(Issue("run.timeout", "must be at least 1 second"))
-    if run.scheduling_strategy == "FLEX_START" and (run.timeout or 0) > FLEX_START_MAX_TIMEOUT:
-        issues.append(Issue("run.timeout", "FLEX_START jobs may run at most 7 days (604800s)"))
+    issues += _strategy_issues(spec, run)
     if spec.display_name is not None and not 0 < len(spec.display_name) <= MAX_DISPLAY_NAME:
         issues.append(Issue("spec.display_name", f"must be 1-{MAX_DISPLAY_NAME} characters"))
     issues += validate_labels(spec.labels, "spec.labels")
+    return issues
+
+
+def _strategy_issues(spec: SpecInput, run: RunInput) -> list[Issue]:
+    """FLEX_START's requirements and deprecated strategy names."""
+    strategy = run.scheduling_strategy
+    issues: list[Issue] = []
+    if strategy in DEPRECATED_STRATEGIES:
+        replacement = DEPRECATED_STRATEGIES[strategy]
+        issues.append(Issue(
+            "run.scheduling_strategy",
+            f"{strategy} is deprecated in the Vertex AI API",
+            f"use {replacement}",
+        ))  # fmt: skip
+    # max_wait_duration without FLEX_START is accepted: Vertex ignores it ("applies only to
+    # FLEX_START"), and the SDK sends it whenever it is given.
+    if strategy != "FLEX_START":
+        return issues
+    if (run.timeout or 0) > FLEX_START_MAX_TIMEOUT:
+        issues.append(Issue("run.timeout", "FLEX_START jobs may run at most 7 days (604800s)"))
+    machines = []
+    for index, pool in enumerate(spec.worker_pool_specs or []):
+        if pool.is_empty() or pool.machine_spec is None:
+            continue
+        machine = pool.machine_spec
+        path = join_path("spec.worker_pool_specs", index, "machine_spec")
+        if machine.accelerator_type not in FLEX_START_ACCELERATORS:
+            issues.append(Issue(
+                join_path(path, "accelerator_type"),
+                f"FLEX_START needs one of {', '.join(FLEX_START_ACCELERATORS)}; "
+                f"got {machine.accelerator_type}",
+            ))  # fmt: skip
+        machines.append(
+            (index, (machine.machine_type, machine.accelerator_type, machine.accelerator_count))
+        )
+    for index, config in machines[1:]:
+        if config != machines[0][1]:
+            issues.append(Issue(
+                join_path("spec.worker_pool_specs", index, "machine_spec"),
+                "FLEX_START needs the same machine configuration in every worker pool "
+                f"(pool {machines[0][0]} has {machines[0][1]}, this one {config})",
+            ))  # fmt: skip
     return issues
 
 

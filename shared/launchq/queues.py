@@ -21,8 +21,9 @@ from typing import Any
 from launchq.config import QueueConfig
 from launchq.item import ItemSource, parse_item, payload_hash
 from launchq.queue_checks import parse_queue_config
+from launchq.records import QueueBackoff
 from launchq.render import RenderContext, render
-from launchq.store import Store
+from launchq.store import Store, backoff_from
 from launchq.validation import ConfigError, Issue, ItemError
 
 
@@ -46,6 +47,8 @@ class PreparedItem:
 class QueueRuntime:
     name: str
     config: QueueConfig
+    # Set while Vertex refuses the queue's creates for a resource quota (launchq.capacity).
+    backoff: QueueBackoff | None = None
 
     @property
     def paused(self) -> bool:
@@ -110,10 +113,16 @@ class QueueSource:
         runtime = None
         if document is not None:
             config = parse_queue_config(document["config"], name=name)
-            runtime = QueueRuntime(name, _with_state(config, document))
+            runtime = QueueRuntime(name, _with_state(config, document), backoff_from(document))
         with self._lock:
             self._cache[name] = (now, runtime)
         return runtime
+
+    def forget(self, name: str) -> None:
+        """Drop the cached config: the next `get` reads the document (after this process wrote
+        it)."""
+        with self._lock:
+            self._cache.pop(name, None)
 
 
 def _with_state(config: QueueConfig, document: Mapping[str, Any]) -> QueueConfig:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from launchq.events import EventPublisher, item_event, state_changed_event
 from launchq.log import get_logger
-from launchq.records import Changes, ItemRecord, Slot
+from launchq.records import Changes, Claim, ItemRecord, Slot
 from launchq.states import ItemState
 from launchq.store import Store, Transition
 
@@ -56,6 +57,38 @@ class Recorder:
         if created is not None:
             log.info(cause, item_id=item_id, queue=queue, state=state.value)
             self._publish(queue, item_id, None, state, cause)
+        return created
+
+    def create_admitted(
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        claim: Claim,
+        slot: Slot | None,
+        claim_cause: str,
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
+    ) -> ItemRecord | None:
+        """Record a new item already claimed (QUEUED -> SUBMITTING in one write): both steps
+        are logged and published. None if it exists; Conflict if `slot` was taken meanwhile."""
+        created = self.store.create_item(
+            queue,
+            item_id,
+            ItemState.QUEUED,
+            fields,
+            cause,
+            claim=claim,
+            take_slot=slot,
+            claim_cause=claim_cause,
+            token=token,
+            token_expire_at=token_expire_at,
+        )
+        if created is not None:
+            log.info(claim_cause, item_id=item_id, queue=queue, state=created.state.value)
+            self._publish(queue, item_id, None, ItemState.QUEUED, cause)
+            self._publish(queue, item_id, ItemState.QUEUED, created.state, claim_cause)
         return created
 
     def transition(

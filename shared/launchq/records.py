@@ -143,6 +143,28 @@ def admission_order(items: list[ItemRecord], now: datetime) -> list[ItemRecord]:
     return sorted(ready, key=lambda item: (item.priority, item.enqueued_at or far))
 
 
+def quota_reason(metric: str, region: str) -> str:
+    """The reason a waiting item shows while its queue backs off for a resource quota."""
+    return f"waiting: Vertex quota {metric} exhausted in {region}"
+
+
+@dataclass(frozen=True)
+class QueueBackoff:
+    """A queue's wait after Vertex refused a create for a resource quota (queue doc field)."""
+
+    until: datetime
+    refusals: int
+    metric: str
+    region: str
+
+    @property
+    def reason(self) -> str:
+        return quota_reason(self.metric, self.region)
+
+    def active(self, now: datetime) -> bool:
+        return now < self.until
+
+
 class Changes(TypedDict, total=False):
     """Fields a state change (or a touch) may set, besides `state` and the history entry."""
 

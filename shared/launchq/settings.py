@@ -21,6 +21,14 @@ one command works against the emulators and against a real project:
   source archives with; else `STORAGE_EMULATOR_HOST` (what the Google storage library reads,
   so the CLI, the jobs and the dispatcher all meet the same emulator), else
   `https://storage.googleapis.com`.
+- `LAUNCHQ_CREATE_RATE_PER_MINUTE`: CustomJob creates per minute per (project, region), shared by
+  every dispatcher and sweep (`60`, Vertex's "job or LRO submission" quota); `0` = no budget.
+- `LAUNCHQ_CREATE_RATES`: per-region overrides, `us-central1=120,europe-west4=30`.
+- `LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS` / `LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS`: how long a queue
+  waits after Vertex refused a create for a resource quota, doubling per refusal (`15` / `240`).
+- `LAUNCHQ_SWEEP_INTERVAL_SECONDS`: pause between sweep passes inside one invocation (`10`).
+- `LAUNCHQ_SWEEP_PERIOD_SECONDS`: how often Cloud Scheduler starts the sweep (`60`); one
+  invocation loops until just before the next one starts.
 
 The submit lease must outlive the longest invocation that can hold it (the event function's
 timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
@@ -56,8 +64,19 @@ class Settings:
 
         return endpoint(self.storage_endpoint)
 
+    create_rate_per_minute: float = 60.0
+    create_rates: tuple[tuple[str, float], ...] = ()
+    quota_backoff_initial_seconds: float = 15.0
+    quota_backoff_max_seconds: float = 240.0
+    sweep_interval_seconds: float = 10.0
+    sweep_period_seconds: float = 60.0
+
     def vertex_base_url(self, region: str) -> str:
         return self.vertex_endpoint or f"https://{region}-aiplatform.googleapis.com"
+
+    def create_rate(self, region: str) -> float:
+        """Creates per minute allowed in `region` (0: no budget)."""
+        return dict(self.create_rates).get(region, self.create_rate_per_minute)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,7 +99,32 @@ class Settings:
             storage_endpoint=env.get("LAUNCHQ_STORAGE_ENDPOINT")
             or env.get("STORAGE_EMULATOR_HOST")
             or None,
+            create_rate_per_minute=_number(env, "LAUNCHQ_CREATE_RATE_PER_MINUTE", 60.0),
+            create_rates=_rates(env.get("LAUNCHQ_CREATE_RATES", "")),
+            quota_backoff_initial_seconds=_number(
+                env, "LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS", 15.0
+            ),
+            quota_backoff_max_seconds=_number(env, "LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS", 240.0),
+            sweep_interval_seconds=_number(env, "LAUNCHQ_SWEEP_INTERVAL_SECONDS", 10.0),
+            sweep_period_seconds=_number(env, "LAUNCHQ_SWEEP_PERIOD_SECONDS", 60.0),
         )
+
+
+def _rates(raw: str) -> tuple[tuple[str, float], ...]:
+    """`us-central1=120,europe-west4=30` -> (("us-central1", 120.0), ("europe-west4", 30.0))."""
+    rates = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        region, _, value = part.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not region.strip() or rate < 0:
+            raise SettingsError(
+                f"LAUNCHQ_CREATE_RATES must look like us-central1=120,europe-west4=30; got {part!r}"
+            )
+        rates.append((region.strip(), rate))
+    return tuple(rates)
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -39,6 +39,7 @@ from launchq.records import (
     Claim,
     ItemRecord,
     JobRef,
+    QueueBackoff,
     Slot,
     admission_order,
     item_doc_id,
@@ -49,6 +50,8 @@ __all__ = ["Conflict", "Store", "Transition", "item_doc_id", "utcnow"]
 
 QUEUES = "queues"
 LEASES = "leases"
+BUDGETS = "budgets"
+BACKOFF_FIELD = "capacity_backoff"
 SLOTS = "slots"
 ITEMS = "items"
 MAX_SLOTS = 10_000  # max_jobs above this is treated as a configuration error, see put_queue
@@ -75,6 +78,10 @@ class Transition:
     details: dict[str, Any] | None = None
     via: ItemState | None = None
     via_cause: str = ""
+
+
+class TokenTaken(Conflict):
+    """The creation-budget token a new item was to be created with is another create's."""
 
 
 class Store:
@@ -193,28 +200,71 @@ class Store:
         return (snap.to_dict() or {}) if snap.exists else None
 
     def create_item(
-        self, queue: str, item_id: str, state: ItemState, fields: Mapping[str, Any], cause: str
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Mapping[str, Any],
+        cause: str,
+        *,
+        claim: Claim | None = None,
+        take_slot: Slot | None = None,
+        claim_cause: str = "",
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
     ) -> ItemRecord | None:
         """Record a new item and return it; None if it already exists (a redelivery).
 
         `fields` are the new item's stored fields (the dispatcher's, already made storable).
+        With `claim`, the item is recorded already admitted: QUEUED -> SUBMITTING in its first
+        write, taking `take_slot` (if any) in the same atomic batch, conditioned on the slot
+        being unchanged since it was read. Raises Conflict if the slot was taken meanwhile
+        (nothing is written then). `token`: a creation-budget token document created in the
+        same batch (no commit of its own); TokenTaken if another create has it.
         """
         now = self.clock()
-        document = {
-            **fields,
-            "state": state.value,
-            "queue": queue,
-            "item_id": item_id,
-            "enqueued_at": now,
-            "updated_at": now,
-            "history": [_history(None, state, now, cause, None)],
-        }
+        history = [_history(None, state, now, cause, None)]
+        document: dict[str, Any] = {**fields}
+        if claim is not None:
+            check_transition(state, ItemState.SUBMITTING)
+            history.append(_history(state, ItemState.SUBMITTING, now, claim_cause, None))
+            document.update(_storage({"claim": claim}))
+            document.update({"attempt": 1, "reason": None, "slot": take_slot and take_slot.id})
+            state = ItemState.SUBMITTING
+        document.update(
+            {
+                "state": state.value,
+                "queue": queue,
+                "item_id": item_id,
+                "enqueued_at": now,
+                "updated_at": now,
+                "history": history,
+            }
+        )
         ref = self.item_ref(queue, item_id)
+        batch = self.db.batch()
+        batch.create(ref, document)
+        if take_slot is not None:
+            holder = item_doc_id(queue, item_id)
+            batch.update(
+                self._slot_ref(take_slot),
+                {"holder": holder, "since": now},
+                option=self._unchanged(take_slot.version),
+            )
+        if token is not None:
+            token_doc = {"taken_at": now, "expire_at": token_expire_at or now}
+            batch.create(self.db.collection(BUDGETS).document(token), token_doc)
         try:
-            result = ref.create(document)
-        except gexc.AlreadyExists:
+            results = list(batch.commit())
+        except gexc.AlreadyExists as exc:
+            # The item (a redelivery) or the token (another create's): only a read can tell,
+            # and it is needed only on this rare path.
+            if token is not None and not ref.get().exists:
+                raise TokenTaken(token) from exc
             return None
-        return _from_document(document, result.update_time)
+        except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted) as exc:
+            raise Conflict(str(exc)) from exc
+        return _from_document(document, results[0].update_time)
 
     def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]:
         """QUEUED items of a queue in admission order (`launchq.records.admission_order`).
@@ -289,6 +339,49 @@ class Store:
             .where(filter=firestore.FieldFilter("state", "in", [s.value for s in SLOT_STATES]))
         )
         return _count(query)
+
+    # -- capacity (launchq.capacity) -------------------------------------------------------
+
+    def take_token(self, token_ids: Sequence[str], expire_at: datetime) -> bool:
+        """Create the first of `token_ids` nobody has created yet; False if all exist.
+
+        Each token document is written exactly once (its `create()`), and `expire_at` lets a
+        Firestore TTL policy delete it later.
+        """
+        budgets = self.db.collection(BUDGETS)
+        now = self.clock()
+        for token_id in token_ids:
+            try:
+                budgets.document(token_id).create({"taken_at": now, "expire_at": expire_at})
+            except (gexc.AlreadyExists, gexc.Conflict):
+                continue
+            return True
+        return False
+
+    def update_backoff(
+        self, queue: str, change: Callable[[QueueBackoff | None], QueueBackoff]
+    ) -> QueueBackoff | None:
+        """Compare-and-swap the queue's quota backoff; None if the queue changed meanwhile (the
+        other writer's backoff stands)."""
+        ref = self.queue_ref(queue)
+        snap = ref.get()
+        if not snap.exists:
+            return None
+        current = backoff_from(snap.to_dict() or {})
+        new = change(current)
+        if new == current:
+            return current
+        batch = self.db.batch()
+        batch.update(ref, {BACKOFF_FIELD: asdict(new)}, option=self._unchanged(snap.update_time))
+        try:
+            self._commit(batch)
+        except Conflict:
+            return None
+        return new
+
+    def clear_backoff(self, queue: str) -> None:
+        with contextlib.suppress(gexc.NotFound):
+            self.queue_ref(queue).update({BACKOFF_FIELD: firestore.DELETE_FIELD})
 
     def set_paused(self, queue: str, paused: bool) -> None:
         self.queue_ref(queue).update({"paused": paused, "updated_at": self.clock()})
@@ -464,6 +557,19 @@ def _storage(changes: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def backoff_from(document: Mapping[str, Any]) -> QueueBackoff | None:
+    """The queue document's quota backoff, if any."""
+    data = document.get(BACKOFF_FIELD)
+    if not data:
+        return None
+    return QueueBackoff(
+        until=data["until"],
+        refusals=int(data.get("refusals") or 1),
+        metric=str(data.get("metric") or ""),
+        region=str(data.get("region") or ""),
+    )
 
 
 def _slot(queue: str, snap: Snapshot) -> Slot:

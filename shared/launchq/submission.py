@@ -17,6 +17,13 @@
 
 A permanent Vertex refusal (400/403/404) fails the item and frees its slot; a transient one
 raises `InfrastructureError` for a redelivery.
+
+Capacity is not an error (`launchq.capacity`): every create first takes a token of the shared
+creation budget, and a create refused for a resource quota, or still refused for the request rate
+after a few jittered retries, is *deferred*: the item goes back to QUEUED with the reason, its
+slot is released, its attempt number is restored (so the next claim uses the same labels and a
+lookup finds a job an ambiguous create may have made) and no exception leaves the dispatcher, so
+the message is acknowledged instead of redelivered into the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from launchq import vertex as vx
+from launchq.capacity import RATE_LIMITED, Capacity, quota_reason
 from launchq.errors import Conflict, InfrastructureError
 from launchq.labels import ATTEMPT_LABEL
 from launchq.log import get_logger
@@ -37,9 +48,27 @@ from launchq.store import Store, Transition
 
 log = get_logger(__name__)
 
+ADMITTED = "admitted: slot free"
 CREATE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 VertexFor = Callable[[str], vx.VertexClient]
+
+
+class SubmitOutcome(StrEnum):
+    RECORDED = "recorded"  # the job exists and is recorded
+    LOST = "lost"  # somebody else moved the item meanwhile; they record it
+    FAILED = "failed"  # Vertex refused the job for good
+    DEFERRED = "deferred"  # Vertex has no quota for it now: back to QUEUED, the queue backs off
+    RATE_LIMITED = "rate_limited"  # over the creation rate: back to QUEUED
+
+
+@dataclass
+class _Deferred(Exception):
+    """Raised inside `_create_or_find` when the create must wait for capacity."""
+
+    reason: str
+    metric: str | None = None
+    ambiguous: bool = False
 
 
 def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
@@ -63,9 +92,11 @@ class Submitter:
         vertex_for: VertexFor,
         lease_seconds: float,
         sleep: Callable[[float], None],
+        capacity: Capacity,
     ) -> None:
         self.store = store
         self.recorder = recorder
+        self.capacity = capacity
         self.vertex_for = vertex_for
         self.lease_seconds = lease_seconds
         self.sleep = sleep
@@ -78,14 +109,42 @@ class Submitter:
         try:
             return self.recorder.transition(
                 item,
-                Transition(ItemState.SUBMITTING, "admitted: slot free"),
+                Transition(ItemState.SUBMITTING, ADMITTED),
                 {"claim": self._new_claim(), "attempt": item.attempt + 1, "reason": None},
                 take_slot=slot,
             )
         except Conflict:
             return None
 
-    def repair(self, item: ItemRecord) -> bool:
+    def create_claimed(
+        self,
+        queue: str,
+        item_id: str,
+        fields: Mapping[str, Any],
+        cause: str,
+        slot: Slot | None,
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
+    ) -> ItemRecord | None:
+        """Record a new item already claimed (one write instead of create-then-claim), taking
+        the budget `token` in the same write.
+
+        None if the item exists (a redelivery); TokenTaken if the token is another create's;
+        Conflict if `slot` was taken meanwhile.
+        """
+        return self.recorder.create_admitted(
+            queue,
+            item_id,
+            fields,
+            cause,
+            self._new_claim(),
+            slot,
+            ADMITTED,
+            token,
+            token_expire_at,
+        )
+
+    def repair(self, item: ItemRecord) -> SubmitOutcome | None:
         """Take over an item whose submitter died: look the job up first, create only if absent.
 
         `item` must be a full read (the sweep's projected reads have no job body).
@@ -97,51 +156,106 @@ class Submitter:
                 {"claim": self._new_claim(), "needs_lookup": True},
             )
         except Conflict:
-            return False
+            return None
         log.warning("repairing a stuck submission", item_id=item.item_id, queue=item.queue)
         return self.submit(claimed)
 
-    def submit(self, item: ItemRecord) -> bool:
-        """Create (or find) the job of a claimed item and record it. True if recorded."""
+    def submit(self, item: ItemRecord, token_taken: bool = False) -> SubmitOutcome:
+        """Create (or find) the job of a claimed item and record it.
+
+        `token_taken`: the caller already took this create's budget token.
+        """
         assert item.job_body is not None, "a full read is needed"
         assert item.region is not None
         body = with_attempt(item.job_body, item.attempt)
         client = self.vertex_for(item.region)
         try:
-            job = self._create_or_find(client, item, body)
+            job = self._create_or_find(client, item, body, token_taken)
+        except _Deferred as wait:
+            deferred = self._defer(item, wait)
+            if deferred and wait.metric is None:
+                return SubmitOutcome.RATE_LIMITED
+            return SubmitOutcome.DEFERRED if deferred else SubmitOutcome.LOST
         except vx.VertexError as exc:
             if exc.transient:
                 self._release_lease(item)
                 raise InfrastructureError(str(exc)) from exc
             self._fail(item, exc)
-            return False
+            return SubmitOutcome.FAILED
         except BaseException:
             self._release_lease(item)
             raise
-        return self._record_job(item, job)
+        self.capacity.created(item.queue)
+        return SubmitOutcome.RECORDED if self._record_job(item, job) else SubmitOutcome.LOST
 
     def _create_or_find(
-        self, client: vx.VertexClient, item: ItemRecord, body: dict[str, Any]
+        self, client: vx.VertexClient, item: ItemRecord, body: dict[str, Any], token_taken: bool
     ) -> dict[str, Any]:
         parent = str(item.parent)
+        ambiguous = False
         if item.needs_lookup:
             found = self._find(client, parent, body)
             if found is not None:
                 return found
         delays = iter(CREATE_RETRY_DELAYS)
+        last: vx.VertexError | None = None
         while True:
+            if not token_taken and not self.capacity.take_create(
+                str(item.project), str(item.region)
+            ):
+                if last is None or last.rate_limited:
+                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous)
+                raise last  # a retry of a 5xx found no budget: redelivery retries it later
+            token_taken = False  # a retried create takes a token of its own
             try:
                 return client.create_custom_job(parent, body)
             except vx.VertexError as exc:
+                last = exc
+                if exc.quota_metric is not None:
+                    raise _Deferred(
+                        quota_reason(exc.quota_metric, str(item.region)),
+                        exc.quota_metric,
+                        ambiguous,
+                    ) from exc
                 delay = next(delays, None)
+                if delay is None and exc.rate_limited:
+                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous) from exc
                 if not exc.transient or delay is None:
                     raise
                 log.warning("create failed; retrying", item_id=item.item_id, error=str(exc))
                 self.sleep(delay + random.uniform(0, delay / 2))
                 if exc.ambiguous:
+                    ambiguous = True
                     found = self._find(client, parent, body)
                     if found is not None:
                         return found
+
+    def _defer(self, item: ItemRecord, wait: _Deferred) -> bool:
+        """No capacity now: back to QUEUED with the reason, the slot released, no exception."""
+        changes: Changes = {
+            "claim": None,
+            # The next claim adds one again: the same attempt, the same labels, so a lookup
+            # finds a job that an ambiguous create of this attempt may have made.
+            "attempt": max(item.attempt - 1, 0),
+            "reason": wait.reason,
+            "needs_lookup": item.needs_lookup or wait.ambiguous,
+        }
+        details: dict[str, Any] = {"reason": wait.reason}
+        if wait.metric is not None:
+            details["quota_metric"] = wait.metric
+            # The queue backs off whether or not this item's write below wins.
+            self.capacity.refused(item.queue, wait.metric, str(item.region))
+        try:
+            self.recorder.transition(
+                item,
+                Transition(ItemState.QUEUED, f"deferred: {wait.reason}", details),
+                changes,
+                release_slot=True,
+            )
+        except Conflict:
+            return False
+        log.info("create deferred", item_id=item.item_id, queue=item.queue, reason=wait.reason)
+        return True
 
     @staticmethod
     def _find(

@@ -20,6 +20,15 @@ locally. One sweep:
    dispatcher uses; nothing is copied).
 
 Every transition goes through `launchq.recorder` (history, log line, CloudEvent).
+
+**The loop** (`Sweeper.loop`, what the sweep function runs): Cloud Scheduler cannot fire more
+often than once a minute, so a slot freed right after a sweep would wait up to a minute for its
+refill. One invocation therefore runs a pass every `sweep_interval` (10 s) until just before the
+next scheduled invocation (`sweep_period`, 60 s, minus a margin of one pass's duration plus the
+interval), holding and renewing the `sweep` lease, so refill latency is bounded by the interval,
+not the schedule. A pass lists jobs with a `readMask` of the fields it reads, one page per 1,000
+active jobs, so six passes a minute cost six list calls per 1,000 active jobs (of Vertex's 600
+read requests per minute per region).
 """
 
 from __future__ import annotations
@@ -45,13 +54,27 @@ from launchq.recorder import Recorder
 from launchq.records import Changes, ItemRecord, JobRef
 from launchq.states import POLLED_STATES, ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Store, Transition
-from launchq.submission import Submitter, VertexFor
+from launchq.submission import SubmitOutcome, Submitter, VertexFor
 
 log = get_logger(__name__)
 
 LEASE_NAME = "sweep"
 LEASE_SECONDS = 300.0
+# The CustomJob fields a pass reads (`_observe`, `_finish`, `_maybe_cancel`, `_read_jobs`):
+# ListCustomJobs returns only these (`readMask`), not every job's full spec.
+JOB_READ_MASK = (
+    "name",
+    "state",
+    "labels",
+    "create_time",
+    "start_time",
+    "end_time",
+    "update_time",
+    "error",
+)
 MAX_FALLBACK_GETS = 50
+# How long one pass of `launchq sweep` may wait for creation-budget windows while items wait.
+ADMIT_SECONDS = 5.0
 LIST_PAGE_SIZE = 1000
 WRITERS = 8  # concurrent transition writers (Firestore clients are thread-safe)
 # Jobs created slightly before the oldest item recorded its create time are still found.
@@ -79,6 +102,7 @@ class SweepSummary:
     """What one sweep did; the sweep function returns it as JSON."""
 
     skipped: str | None = None
+    passes: int = 0
     items_seen: int = 0
     transitions: int = 0
     admitted: int = 0
@@ -97,6 +121,24 @@ class SweepSummary:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
+    def add_pass(self, other: SweepSummary) -> None:
+        """Add one pass of a loop: every count, its errors and Vertex calls."""
+        self.passes += 1
+        for name in (
+            "transitions",
+            "admitted",
+            "retried",
+            "repaired",
+            "cancelled_start_timeout",
+            "cancels_sent",
+            "slots_freed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.items_seen = other.items_seen  # what the last pass saw
+        self.errors.extend(other.errors)
+        for method, count in other.vertex_calls.items():
+            self.vertex_calls[method] = self.vertex_calls.get(method, 0) + count
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["vertex_calls_total"] = sum(self.vertex_calls.values())
@@ -113,7 +155,9 @@ class Sweeper:
         admission: Admission,
         vertex_for: VertexFor,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.store = store
         self.queues = queues
         self.recorder = recorder
@@ -124,11 +168,52 @@ class Sweeper:
         # Clients seen during a sweep, with their call counters when first seen: the summary
         # reports the calls this sweep made, whoever else shares the (cached) client.
         self._clients: dict[int, tuple[vx.VertexClient, dict[str, int]]] = {}
+        self._admit_deadline: float | None = None
 
     def run(self) -> SweepSummary:
-        started = self.monotonic()
-        summary = SweepSummary()
+        """One pass (`launchq sweep`)."""
         holder = uuid.uuid4().hex
+        try:
+            return self._pass(holder, ADMIT_SECONDS)
+        finally:
+            self.store.release_lease(LEASE_NAME, holder)
+
+    def loop(self, interval: float, period: float) -> SweepSummary:
+        """Passes every `interval` seconds until just before the next scheduled sweep.
+
+        The next pass starts only if it (as long as the longest pass so far) and the pause
+        before it end `interval` seconds before `period` is over, so this invocation has let go
+        of the lease when the scheduler starts the next one. The lease is renewed by every pass.
+        """
+        started = self.monotonic()
+        total = SweepSummary()
+        holder = uuid.uuid4().hex
+        longest = 0.0
+        try:
+            while True:
+                begun = self.monotonic()
+                summary = self._pass(holder, interval)
+                if summary.skipped:
+                    total.skipped = summary.skipped
+                    break
+                total.add_pass(summary)
+                longest = max(longest, self.monotonic() - begun)
+                next_end = self.monotonic() - started + interval + longest
+                if interval <= 0 or next_end > period - interval:
+                    break
+                self.sleep(interval)
+        finally:
+            self.store.release_lease(LEASE_NAME, holder)
+        total.duration_s = round(self.monotonic() - started, 3)
+        log.info("sweep loop done", **{k: v for k, v in total.as_dict().items() if v})
+        return total
+
+    def _pass(self, holder: str, admit_seconds: float) -> SweepSummary:
+        """One pass; admission may wait for the creation budget until `admit_seconds` after
+        the pass started (the loop's interval: the next pass takes over then)."""
+        started = self.monotonic()
+        self._admit_deadline = time.monotonic() + admit_seconds
+        summary = SweepSummary()
         if not self.store.acquire_lease(LEASE_NAME, holder, LEASE_SECONDS):
             summary.skipped = "another sweep holds the lease"
             return summary
@@ -137,9 +222,9 @@ class Sweeper:
             with self.recorder.batch():
                 self._sweep(summary)
         finally:
-            self.store.release_lease(LEASE_NAME, holder)
             summary.vertex_calls = self._calls_made()
             summary.duration_s = round(self.monotonic() - started, 3)
+        summary.passes = 1
         log.info("sweep done", **{k: v for k, v in summary.as_dict().items() if v})
         return summary
 
@@ -164,7 +249,8 @@ class Sweeper:
             if runtime is not None and runtime.config.region:
                 self._client(runtime.config.region)  # so admission's calls are counted too
             try:
-                summary.admitted += len(self.admission.admit(queue, budget=1000))
+                admitted = self.admission.admit(queue, budget=1000, deadline=self._admit_deadline)
+                summary.admitted += len(admitted)
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
@@ -215,7 +301,10 @@ class Sweeper:
             client = self._client(region)
             flt = _list_filter(members)
             try:
-                for job in client.list_custom_jobs(parent, flt, page_size=LIST_PAGE_SIZE):
+                pages = client.list_custom_jobs(
+                    parent, flt, page_size=LIST_PAGE_SIZE, read_mask=JOB_READ_MASK
+                )
+                for job in pages:
                     jobs[vx.job_id(str(job["name"]))] = job
             except vx.VertexError as exc:
                 summary.errors.append(f"listing jobs in {parent}: {exc}")
@@ -369,6 +458,11 @@ class Sweeper:
         runtime = self.queues.get(item.queue)
         if runtime is None or runtime.config.start_timeout_seconds == 0:
             return False
+        if runtime.config.run.get("scheduling_strategy") == "FLEX_START":
+            # Waiting for resources is what a FLEX_START job is for: Vertex itself ends the wait
+            # after `max_wait_duration` (EXPIRED, retried as no_capacity), so the queue's start
+            # timeout must not cancel it first.
+            return False
         created = _parse_time(job.get("createTime"))
         if created is None:
             return False
@@ -382,7 +476,7 @@ class Sweeper:
         if full is None:
             return
         try:
-            if self.submitter.repair(full):
+            if self.submitter.repair(full) is SubmitOutcome.RECORDED:
                 summary.repaired += 1
         except Exception as exc:
             summary.errors.append(f"repairing {item.item_id}: {exc}")

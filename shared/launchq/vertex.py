@@ -10,6 +10,13 @@ and no timeout by default. This module speaks exactly the generated REST client'
 with both clients. `google-cloud-aiplatform` stays the source of truth for what a valid body is:
 bodies are validated with `aiplatform_v1` when a queue is written, not here.
 
+Quota and request-rate refusals (HTTP 429 RESOURCE_EXHAUSTED) are classified here, once
+(`exhaustion`): a create refused because a quota metric such as
+`aiplatform.googleapis.com/custom_model_training_nvidia_a100_gpus` is used up means the project
+has no capacity right now (it clears when running jobs end, minutes to hours later), whereas a
+request-rate refusal (60 job-creation requests per minute per region) clears within a minute.
+Callers read `VertexError.quota_metric` and `VertexError.rate_limited` and never parse messages.
+
 Retries use tenacity (32 ms to import) rather than `google.api_core.retry`, which imports grpc
 (185 ms). Create is never retried here: it is not idempotent, and the dispatcher retries it only
 after looking the job up by its labels.
@@ -17,9 +24,10 @@ after looking the job up by its labels.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
@@ -43,19 +51,102 @@ _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
+_QUOTA_LIST = re.compile(r"quota metrics exceed quota limits:\s*([^\s,;]+)", re.IGNORECASE)
+_QUOTA_METRIC_IN_TEXT = re.compile(r"quota metric '([^']+)'", re.IGNORECASE)
+_SERVICE_PREFIX = "aiplatform.googleapis.com/"
+
+
+@dataclass(frozen=True)
+class Exhaustion:
+    """What a RESOURCE_EXHAUSTED answer ran out of.
+
+    `metric` is the quota metric without its service prefix (e.g.
+    `custom_model_training_nvidia_a100_gpus`) when the refusal is about resources; None when it
+    is about the request rate (then `metric_text` may name the rate quota, for the log).
+    """
+
+    metric: str | None
+    metric_text: str = ""
+
+    @property
+    def is_quota(self) -> bool:
+        return self.metric is not None
+
+
+def exhaustion(
+    http_status: int, status: str, message: str, details: Sequence[Mapping[str, Any]] = ()
+) -> Exhaustion | None:
+    """The one classifier of 429 / RESOURCE_EXHAUSTED answers; None for any other error.
+
+    A *resource* quota is named in the message Vertex gives at create ("The following quota
+    metrics exceed quota limits: aiplatform.googleapis.com/custom_model_training_…_gpus") or in a
+    `google.rpc.ErrorInfo` (`metadata.quota_metric`) / `google.rpc.QuotaFailure` detail. A metric
+    whose name ends in `requests` (e.g. "Job or LRO submission requests", the 60/min create
+    quota) or a limit "per minute" is a request rate, not capacity.
+    """
+    if http_status != 429 and status != "RESOURCE_EXHAUSTED":
+        return None
+    named = _named_metric(message, details)
+    if named is None:
+        return Exhaustion(None)
+    short = named.removeprefix(_SERVICE_PREFIX)
+    words = f"{short} {message}".lower()
+    if short.lower().replace(" ", "_").endswith("requests") or "per minute" in words:
+        return Exhaustion(None, named)
+    return Exhaustion(short, named)
+
+
+def _named_metric(message: str, details: Sequence[Mapping[str, Any]]) -> str | None:
+    found = _QUOTA_LIST.search(message) or _QUOTA_METRIC_IN_TEXT.search(message)
+    if found:
+        return found.group(1).strip()
+    for detail in details:
+        kind = str(detail.get("@type", ""))
+        if kind.endswith("google.rpc.ErrorInfo"):
+            metadata = detail.get("metadata") or {}
+            metric = metadata.get("quota_metric") or metadata.get("quotaMetric")
+            if metric:
+                return str(metric)
+        if kind.endswith("google.rpc.QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                metric = violation.get("quotaMetric") or violation.get("subject")
+                if metric:
+                    return str(metric)
+    return None
+
+
 class VertexError(LaunchqError):
     """An error answer from Vertex (or no answer at all: `http_status` 0).
 
     `transient`: worth retrying (quota, server-side trouble, or the network).
+    `quota_metric`: the exhausted resource quota of a 429 (capacity, not an error);
+    `rate_limited`: a 429 about the request rate.
     """
 
-    def __init__(self, http_status: int, status: str, message: str, method: str) -> None:
+    def __init__(
+        self,
+        http_status: int,
+        status: str,
+        message: str,
+        method: str,
+        details: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         super().__init__(f"{method}: {http_status} {status}: {message}")
         self.http_status = http_status
         self.status = status
         self.message = message
         self.method = method
+        self.details = list(details)
         self.transient = http_status == 0 or http_status in _TRANSIENT_HTTP
+        self.exhaustion = exhaustion(http_status, status, message, details)
+
+    @property
+    def quota_metric(self) -> str | None:
+        return self.exhaustion.metric if self.exhaustion else None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.exhaustion is not None and not self.exhaustion.is_quota
 
     @property
     def ambiguous(self) -> bool:
@@ -98,12 +189,12 @@ class VertexClient:
         parent: str,
         filter: str = "",
         page_size: int = 1000,
-        read_mask: Sequence[str] | None = None,
+        read_mask: Sequence[str] = (),
     ) -> Iterator[dict[str, Any]]:
         """Every job matching `filter`, following `nextPageToken` to the end.
 
-        `read_mask` (field paths such as `name`, `state`, `createTime`) asks for only those
-        fields of each job, sent as REST does: one comma-separated `readMask` parameter.
+        `read_mask`: only these CustomJob fields (snake_case paths) come back; sent as the
+        `readMask` query parameter, a FieldMask in its JSON form (comma-separated camelCase).
         """
         token = ""
         while True:
@@ -111,7 +202,7 @@ class VertexClient:
             if filter:
                 params["filter"] = filter
             if read_mask:
-                params["readMask"] = ",".join(read_mask)
+                params["readMask"] = field_mask(read_mask)
             if token:
                 params["pageToken"] = token
             page = self._retried("ListCustomJobs", "GET", f"/v1/{parent}/customJobs", params)
@@ -162,19 +253,33 @@ class VertexClient:
         return cast(dict[str, Any], response.json())
 
 
+def field_mask(paths: Sequence[str]) -> str:
+    """A FieldMask as proto3 JSON writes it: paths in lowerCamelCase, joined by commas."""
+    return ",".join(_camel(path) for path in paths)
+
+
+def _camel(path: str) -> str:
+    return ".".join(
+        head + "".join(part.title() for part in rest)
+        for head, *rest in (segment.split("_") for segment in path.split("."))
+    )
+
+
 def _sleep(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
 def _error_from(response: requests.Response, method: str) -> VertexError:
     status, message = "UNKNOWN", response.text[:500]
+    details: list[Mapping[str, Any]] = []
     try:
         error = response.json()["error"]
         status = str(error.get("status", status))
         message = str(error.get("message", message))
-    except (ValueError, KeyError, TypeError):
+        details = [d for d in error.get("details") or [] if isinstance(d, Mapping)]
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
-    return VertexError(response.status_code, status, message, method)
+    return VertexError(response.status_code, status, message, method, details)
 
 
 _clients: dict[str, VertexClient] = {}

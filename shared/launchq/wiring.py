@@ -22,6 +22,7 @@ from launchq import gcs
 from launchq import vertex as vx
 from launchq.admission import Admission
 from launchq.cancel import Canceller
+from launchq.capacity import Capacity
 from launchq.dispatch import Dispatcher
 from launchq.events import EventPublisher
 from launchq.queues import QueueSource
@@ -46,6 +47,7 @@ class Launchq:
     events: EventPublisher
     recorder: Recorder
     vertex_for: VertexFor
+    capacity: Capacity
     submitter: Submitter
     admission: Admission
     dispatcher: Dispatcher
@@ -84,7 +86,16 @@ def build(
     )
     queues = QueueSource(store, settings.queue_cache_seconds)
     recorder = Recorder(store, events)
-    submitter = Submitter(store, recorder, vertex_for, settings.submit_lease_seconds, sleep)
+    capacity = Capacity(
+        store,
+        queues,
+        settings.create_rate,
+        settings.quota_backoff_initial_seconds,
+        settings.quota_backoff_max_seconds,
+    )
+    submitter = Submitter(
+        store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity
+    )
     admission = Admission(store, queues, submitter, sleep)
     canceller = Canceller(store, recorder, vertex_for)
     return Launchq(
@@ -94,6 +105,7 @@ def build(
         events=events,
         recorder=recorder,
         vertex_for=vertex_for,
+        capacity=capacity,
         submitter=submitter,
         admission=admission,
         dispatcher=Dispatcher(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from launchq.states import STATES, TERMINAL_STATES, ItemState
-from launchq.store import Store
+from launchq.store import Store, backoff_from
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
@@ -292,22 +292,35 @@ def pending_items(
     Positions come from `Store.waiting_items` (priority rank, then enqueue time), the very query
     admission runs, so position 1 is the next item to start. Items backing off after a failure
     (`not_before` in the future) are not admissible yet: they follow with position null.
+    While the queue itself backs off after a Vertex quota refusal, every item that was only
+    waiting for a slot shows that reason (`waiting: Vertex quota … exhausted in …`): it is what
+    they wait for.
     """
-    queue_document(store, queue)
+    document = queue_document(store, queue)
     now = now or store.clock()
+    backoff = backoff_from(document)
+    waiting_for = backoff.reason if backoff is not None and backoff.active(now) else None
     ready = store.waiting_items(queue, limit=limit)
     rows = []
     for position, record in enumerate(ready, start=1):
-        rows.append(_pending_row(record.stored, position, now))
+        rows.append(_pending_row(record.stored, position, now, waiting_for))
     seen = {record.doc_id for record in ready}
     backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
     later = [r for r in backing_off if r.doc_id not in seen]
     for record in later[: max(limit - len(rows), 0)]:
-        rows.append(_pending_row(record.stored, None, now))
+        rows.append(_pending_row(record.stored, None, now, waiting_for))
     return rows
 
 
-def _pending_row(data: Mapping[str, Any], position: int | None, now: datetime) -> dict[str, Any]:
+_SLOT_REASONS = (None, "waiting for a free slot")
+
+
+def _pending_row(
+    data: Mapping[str, Any], position: int | None, now: datetime, queue_reason: str | None = None
+) -> dict[str, Any]:
+    reason = data.get("reason")
+    if queue_reason is not None and reason in _SLOT_REASONS:
+        reason = queue_reason
     return {
         "position": position,
         "item_id": data.get("item_id"),
@@ -315,7 +328,7 @@ def _pending_row(data: Mapping[str, Any], position: int | None, now: datetime) -
         "enqueued_at": iso(data.get("enqueued_at")),
         "waiting_s": _seconds(data.get("enqueued_at"), now),
         "attempts": len(data.get("attempts") or []),
-        "reason": data.get("reason"),
+        "reason": reason,
         "not_before": iso(data.get("not_before")),
     }
 

@@ -292,6 +292,8 @@ class DevStack:
             **self.env(),
             # A queue applied a moment ago must be visible to the next item at once.
             "LAUNCHQ_QUEUE_CACHE_SECONDS": "0",
+            # The stack's own scheduler POSTs every `sweep_interval` seconds: one pass each.
+            "LAUNCHQ_SWEEP_INTERVAL_SECONDS": "0",
             "LAUNCHQ_PYTHON": sys.executable,
             "LAUNCHQ_EXAMPLES": str(EXAMPLES),
             "PYTHONUNBUFFERED": "1",

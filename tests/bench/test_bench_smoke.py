@@ -86,6 +86,11 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert "jobSpec" not in listing["fields_with_mask"]
     assert 0 < listing["bytes"]["masked"] < listing["bytes"]["full"]
     assert listing["bytes_ratio"] == listing["bytes"]["masked"] / listing["bytes"]["full"]
+    cap = results["capacity"]
+    assert cap["burst"]["messages_raised"] == 0
+    assert cap["burst"]["created"] == cap["burst"]["items"]
+    assert cap["budget_contention"]["token_documents_written_again"] == 0
+    assert 0 < cap["budget_contention"]["max_granted_in_a_window"] <= 10
 
     table = run.table(results)
     assert table.count("\n") >= 8

@@ -56,10 +56,21 @@ class CrashingStore(Store):
         raise SimulatedCrash(self.point)
 
     def create_item(
-        self, queue: str, item_id: str, state: ItemState, fields: Any, cause: str
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Any,
+        cause: str,
+        **admitted: Any,
     ) -> ItemRecord | None:
-        created = super().create_item(queue, item_id, state, fields, cause)
-        if self.point == "recorded" and created is not None and state is ItemState.QUEUED:
+        created = super().create_item(queue, item_id, state, fields, cause, **admitted)
+        if created is None or state is not ItemState.QUEUED:
+            return created
+        # An item that can start at once is recorded already claimed: one write is both points.
+        if self.point == "recorded" or (
+            self.point == "claimed" and created.state is ItemState.SUBMITTING
+        ):
             self._fail()
         return created
 
@@ -138,6 +149,9 @@ class Harness:
     lease_seconds: float = 600.0
     events_topic: str = ""
     storage_endpoint: str | None = None  # the GCS emulator, for source items
+    # No creation budget unless a test asks for one: most tests create jobs faster than 1/s.
+    create_rate_per_minute: float = 0.0
+    quota_backoff_seconds: float = 15.0
     store: Store = field(init=False)
     _vertex: VertexClient | None = field(init=False, default=None)
 
@@ -154,6 +168,8 @@ class Harness:
             queue_cache_seconds=0.0,
             vertex_timeout_seconds=10.0,
             storage_endpoint=self.storage_endpoint,
+            create_rate_per_minute=self.create_rate_per_minute,
+            quota_backoff_initial_seconds=self.quota_backoff_seconds,
         )
 
     def app(

@@ -279,12 +279,25 @@ def test_transient_vertex_errors_are_retried_in_process(
     assert len(all_jobs(standin)) == 1
 
 
-@pytest.mark.parametrize("status", [429, 503])
+def test_a_persistent_429_is_capacity_not_a_redelivery(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """A request-rate 429 that outlasts the retries waits QUEUED (rate_limited), acknowledged."""
+    harness.apply("q1", queue_config())
+    standin.admin.add_fault(["CreateCustomJob"], http_status=429, count=4)
+    assert harness.dispatcher().handle(message(item("q1", "a"))).submitted == []
+    data = harness.item_data("q1", "a")
+    assert (data["state"], data["reason"]) == (ItemState.QUEUED.value, "rate_limited")
+    harness.dispatcher().handle(message(item("q1", "a")))
+    assert harness.item_data("q1", "a")["state"] == ItemState.SUBMITTED.value
+    assert len(all_jobs(standin)) == 1
+
+
 def test_persistent_transient_errors_raise_for_redelivery_then_one_job(
-    harness: Harness, standin: StandinServer, status: int
+    harness: Harness, standin: StandinServer
 ) -> None:
     harness.apply("q1", queue_config())
-    standin.admin.add_fault(["CreateCustomJob"], http_status=status, count=4)
+    standin.admin.add_fault(["CreateCustomJob"], http_status=503, count=4)
     with pytest.raises(InfrastructureError):
         harness.dispatcher().handle(message(item("q1", "a")))
     data = harness.item_data("q1", "a")

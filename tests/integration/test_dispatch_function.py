@@ -40,6 +40,8 @@ def function_env(
         "LAUNCHQ_VERTEX_ENDPOINT": standin.url,
         "LAUNCHQ_EVENTS_TOPIC": "",
         "LAUNCHQ_QUEUE_CACHE_SECONDS": "0",
+        # Delivery is under test here, not the creation budget (tests/integration/test_capacity.py).
+        "LAUNCHQ_CREATE_RATE_PER_MINUTE": "0",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -137,6 +139,7 @@ def served_dispatcher(
         "LAUNCHQ_PROJECT": gcp_project,
         "LAUNCHQ_VERTEX_ENDPOINT": standin.url,
         "LAUNCHQ_EVENTS_TOPIC": "launchq-events",
+        "LAUNCHQ_CREATE_RATE_PER_MINUTE": "0",  # no sweep here to admit rate-limited items
     }
     log_path = tmp_path / "dispatch.log"
     with log_path.open("w") as log:

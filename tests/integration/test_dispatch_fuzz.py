@@ -193,6 +193,8 @@ def dispatch_client(
         "LAUNCHQ_QUEUE_CACHE_SECONDS": "60",
         # The opted-in shared topic too: items there name their queue, the richer routing.
         "LAUNCHQ_QUEUE_TOPIC": "launchq-items",
+        # No creation budget: valid items must become jobs at once (the budget has its tests).
+        "LAUNCHQ_CREATE_RATE_PER_MINUTE": "0",
     }.items():
         monkeypatch.setenv(key, value)
     standin.admin.set_delays(queued=None)

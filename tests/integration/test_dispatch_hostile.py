@@ -229,7 +229,9 @@ def test_an_error_after_the_item_is_recorded_leaves_the_record(harness: Harness)
     failing = harness.dispatcher(crash_at="recorded", crash_with=ValueError("after the record"))
     result = failing.handle(message(item("q1", "a")))
     assert result == DispatchResult("duplicate", "a", "q1", detail=result.detail)
-    assert harness.item_data("q1", "a")["state"] == ItemState.QUEUED.value  # the sweep admits it
+    # An item that can start at once is recorded already claimed (one write): it stays visibly
+    # SUBMITTING until its lease ends, then a redelivery or the sweep repairs it (one job).
+    assert harness.item_data("q1", "a")["state"] == ItemState.SUBMITTING.value
 
 
 @pytest.mark.parametrize(
@@ -238,9 +240,12 @@ def test_an_error_after_the_item_is_recorded_leaves_the_record(harness: Harness)
 def test_infrastructure_trouble_still_asks_for_a_redelivery(
     harness: Harness, exc: Exception
 ) -> None:
+    harness.lease_seconds = 0.0  # the failed invocation's claim is over at once
     with pytest.raises(InfrastructureError):
         harness.dispatcher(crash_at="recorded", crash_with=exc).handle(message(item("q1", "a")))
-    assert harness.dispatcher().handle(message(item("q1", "a"))).submitted == ["a"]
+    # The item was recorded already claimed: the redelivery repairs it into exactly one job.
+    assert harness.dispatcher().handle(message(item("q1", "a"))).outcome == "repaired"
+    assert harness.item_data("q1", "a")["state"] == ItemState.SUBMITTED.value
 
 
 @pytest.mark.parametrize(

@@ -418,6 +418,7 @@ def test_the_sweep_function_answers_its_summary(
     monkeypatch.setenv("LAUNCHQ_PROJECT", gcp_project)
     monkeypatch.setenv("LAUNCHQ_VERTEX_ENDPOINT", standin.url)
     monkeypatch.setenv("LAUNCHQ_EVENTS_TOPIC", "")
+    monkeypatch.setenv("LAUNCHQ_SWEEP_INTERVAL_SECONDS", "0")  # one pass (the loop: below)
     functions.reset()
     harness = Harness(firestore_db, gcp_project, standin.url)
     harness.apply("q", queue_config())

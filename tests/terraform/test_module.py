@@ -267,6 +267,28 @@ def test_the_lease_is_checked_against_each_function_timeout(tf: dict[str, Any]) 
         assert any(wanted in c for c in conditions), f"{name}: no precondition `{wanted}`"
 
 
+def test_the_sweep_may_run_a_whole_schedule_period(tf: dict[str, Any]) -> None:
+    """One invocation loops until just before the next schedule: its timeout (and the
+    scheduler's attempt deadline, the same variable) must exceed the period."""
+    declared = variables(tf)
+    assert (
+        declared["sweep_timeout_seconds"]["default"] > declared["sweep_period_seconds"]["default"]
+    )
+    assert declared["sweep_period_seconds"]["default"] == 60  # the default "* * * * *" schedule
+    interval = declared["sweep_interval_seconds"]["default"]
+    assert 0 < interval < declared["sweep_period_seconds"]["default"]
+    body = resource(tf, "google_cloudfunctions2_function", "sweep")
+    conditions = [p["condition"] for p in block(body, "lifecycle")["precondition"]]
+    wanted = "var.sweep_timeout_seconds > var.sweep_period_seconds"
+    assert any(wanted in c for c in conditions), f"no precondition `{wanted}`"
+
+
+def test_budget_tokens_expire(tf: dict[str, Any]) -> None:
+    body = resource(tf, "google_firestore_field", "budget_ttl")
+    assert (body["collection"], body["field"]) == ("budgets", "expire_at")
+    assert "ttl_config" in body
+
+
 # -- functions and their code -----------------------------------------------------------------
 
 

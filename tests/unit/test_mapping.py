@@ -204,10 +204,75 @@ def test_durations(value: object, wire: str) -> None:
     assert body_for(run={"timeout": value})["jobSpec"]["scheduling"]["timeout"] == wire
 
 
+A100_POOL = {
+    **POOL,
+    "machine_spec": {
+        "machine_type": "a2-highgpu-2g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 2,
+    },
+}
+FLEX = {"scheduling_strategy": "FLEX_START"}
+
+
 def test_max_wait_duration_zero_is_kept() -> None:
     """0 means 'wait indefinitely' for FLEX_START, so it is sent (as the SDK does)."""
-    body = body_for(run={"scheduling_strategy": "FLEX_START", "max_wait_duration": 0})
+    body = body_for({"worker_pool_specs": [A100_POOL]}, {**FLEX, "max_wait_duration": 0})
     assert body["jobSpec"]["scheduling"] == {"strategy": "FLEX_START", "maxWaitDuration": "0s"}
+
+
+def flex_issues(pools: list[dict[str, Any]], run: dict[str, Any] | None = None) -> list[str]:
+    spec = {"worker_pool_specs": pools, "staging_bucket": "gs://bkt"}
+    return [str(issue) for issue in check_inputs(spec, {**FLEX, **(run or {})})[1]]
+
+
+@pytest.mark.parametrize("accelerator", mapping.FLEX_START_ACCELERATORS)
+def test_flex_start_takes_the_dws_gpus(accelerator: str) -> None:
+    pool = {
+        **A100_POOL,
+        "machine_spec": {**A100_POOL["machine_spec"], "accelerator_type": accelerator},
+    }
+    assert flex_issues([pool, pool]) == []
+
+
+@pytest.mark.parametrize("accelerator", ["NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "TPU_V3"])
+def test_flex_start_refuses_other_accelerators(accelerator: str) -> None:
+    pool = {
+        **A100_POOL,
+        "machine_spec": {**A100_POOL["machine_spec"], "accelerator_type": accelerator},
+    }
+    issues = flex_issues([pool])
+    assert len(issues) == 1
+    assert issues[0].startswith(
+        "spec.worker_pool_specs[0].machine_spec.accelerator_type: FLEX_START"
+    )
+    assert flex_issues([POOL])[0].endswith("got ACCELERATOR_TYPE_UNSPECIFIED")  # CPU only
+
+
+def test_flex_start_needs_one_machine_configuration() -> None:
+    other = {**A100_POOL, "machine_spec": {**A100_POOL["machine_spec"], "accelerator_count": 4}}
+    issues = flex_issues([A100_POOL, A100_POOL, other])
+    assert len(issues) == 1
+    assert issues[0].startswith("spec.worker_pool_specs[2].machine_spec: ")
+    assert "same machine configuration" in issues[0]
+    assert flex_issues([A100_POOL, {}, A100_POOL]) == []  # an empty pool is no configuration
+
+
+def test_flex_start_runs_at_most_seven_days() -> None:
+    assert flex_issues([A100_POOL], {"timeout": "7d"}) == []
+    assert flex_issues([A100_POOL], {"timeout": "7d1s"}) == [
+        "run.timeout: FLEX_START jobs may run at most 7 days (604800s)"
+    ]
+
+
+@pytest.mark.parametrize(("old", "new"), [("ON_DEMAND", "STANDARD"), ("LOW_COST", "SPOT")])
+def test_deprecated_strategies_are_refused_with_their_replacement(old: str, new: str) -> None:
+    _inputs, issues = check_inputs(
+        {"worker_pool_specs": [POOL], "staging_bucket": "gs://bkt"}, {"scheduling_strategy": old}
+    )
+    assert [str(i) for i in issues] == [
+        f"run.scheduling_strategy: {old} is deprecated in the Vertex AI API; use {new}"
+    ]
 
 
 def test_defaults_are_omitted() -> None:
