@@ -2,8 +2,9 @@
 
 It uses the same settings and clients as every other command (`Backends`), so it shows whatever
 the CLI points at: the local stack under `launchq dev`'s environment, or a real project.
-Werkzeug's threaded server is enough for the few people who open a local dashboard; the Cloud
-Run deployment (terraform `dashboard`) runs the same app under a production server.
+Werkzeug's threaded server is enough for the few people who open a dashboard: each page is a
+handful of Firestore reads. The Cloud Run deployment (terraform `dashboard`, docs/dashboard.md)
+runs this same command in the container, behind Cloud Run's IAM check.
 """
 
 from __future__ import annotations

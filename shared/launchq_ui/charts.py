@@ -36,7 +36,7 @@ def _nice_max(value: float) -> float:
 def _label(value: float, unit: str) -> str:
     if unit == "s" and value >= 120:
         return f"{value / 60:.0f}m" if value < 7200 else f"{value / 3600:.0f}h"
-    text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
     return f"{text}{unit if unit == 's' else ''}"
 
 

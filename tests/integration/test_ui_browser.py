@@ -132,7 +132,7 @@ def test_dashboard_follows_and_cancels_items(
     browser.find_element(By.LINK_TEXT, "trainer").click()
     wait.until(lambda d: "Items of" in text_of(d, "h1"))
     browser.execute_script("window.launchqNoReload = 'still here'")
-    code, out, err = run(
+    code, _, err = run(
         "enqueue", "--from-file", str(EXAMPLES / "items" / "train.json"), "--item-id", "ui-ok"
     )
     assert code == 0, err
