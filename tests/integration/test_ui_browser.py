@@ -141,6 +141,12 @@ def test_dashboard_follows_and_cancels_items(
     wait.until(lambda d: text_of(d, row) == "SUCCEEDED")
     assert browser.execute_script("return window.launchqNoReload") == "still here"
     items_png = shot(browser, tmp_path, "items")
+    # Phone width: the page reflows, only the table scrolls sideways, never the page.
+    browser.set_window_size(390, 800)
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert browser.execute_script(overflow) <= 0
+    phone_png = shot(browser, tmp_path, "items-phone")
+    browser.set_window_size(1280, 900)
 
     browser.find_element(By.LINK_TEXT, "ui-ok").click()
     wait.until(lambda d: text_of(d, "#state") == "SUCCEEDED")
@@ -176,5 +182,5 @@ def test_dashboard_follows_and_cancels_items(
     assert text_of(browser, 'tr[data-queue="default"] .running') == "0 / 1"
     queues_png = shot(browser, tmp_path, "queues")
 
-    for png in (items_png, item_png, queues_png):
+    for png in (items_png, phone_png, item_png, queues_png):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
