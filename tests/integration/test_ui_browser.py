@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -141,6 +142,16 @@ def test_dashboard_follows_and_cancels_items(
     wait.until(lambda d: text_of(d, row) == "SUCCEEDED")
     assert browser.execute_script("return window.launchqNoReload") == "still here"
     items_png = shot(browser, tmp_path, "items")
+    # Filter and search through the form, by keyboard.
+    search = browser.find_element(By.NAME, "q")
+    search.send_keys("ui-", Keys.ENTER)
+    wait.until(lambda d: "q=ui-" in d.current_url)
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tbody th a")] == ["ui-ok"]
+    browser.get(f"{dashboard}/queues/trainer?state=FAILED")
+    assert text_of(browser, "tbody") == "No items match."
+    api = requests.get(f"{dashboard}/api/queues/trainer/items?q=ui-ok", timeout=10).json()
+    assert [(r["item_id"], r["state"]) for r in api["items"]] == [("ui-ok", "SUCCEEDED")]
+    browser.get(f"{dashboard}/queues/trainer")
     # Phone width: the page reflows, only the table scrolls sideways, never the page.
     browser.set_window_size(390, 800)
     overflow = "return document.documentElement.scrollWidth - window.innerWidth"

@@ -6,6 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
+from launchq_cli import main
 from launchq_cli.common import Backends
 from launchq_ui import charts, views
 from launchq_ui.app import create_app
@@ -84,3 +88,11 @@ def test_cancel_refuses_other_origins_and_bad_tokens_before_any_backend() -> Non
     assert forged.status_code == 403
     assert "stale" in forged.get_data(as_text=True)
     assert "script-src 'self'" in forged.headers["Content-Security-Policy"]
+
+
+def test_ui_without_a_project_fails_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LAUNCHQ_PROJECT", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["ui", "--port", "0"])
+    assert result.exit_code == 2
+    assert "--project" in result.stderr

@@ -57,7 +57,8 @@ function itemsPage() {
         el("td", { class: "num" }, duration(row.run_time_s)),
         el("td", { class: "num" }, String(row.attempts)));
     });
-    if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "8" }, "No items.")));
+    if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "8" },
+      data.state || data.q ? "No items match." : "No items.")));
     // Keep keyboard focus on the same item's link across a refresh.
     const focused = document.activeElement && document.activeElement.closest("tr[data-item]");
     const focusedId = focused ? focused.dataset.item : null;
