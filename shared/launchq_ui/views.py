@@ -7,7 +7,11 @@ series, all computed from the items' own documents (`history`), no extra bookkee
 
 The 24-hour window is one query per queue on `(queue, enqueued_at)`, the composite index `ls`
 already needs (docs/data-model.md), read with a field projection: a chart needs states and
-history, not job bodies.
+history, not job bodies. Measured on the project machine (2 cores, Firestore emulator, 500
+finished items in the window, each with its rendered trainer job; `python -m
+bench.dashboard_window --items 500`, medians of 5 interleaved runs in one process): the projected
+window query takes 0.69x the time of reading whole documents, and the whole queues page costs
+3.5x `launchq queue ls` (0.35 s vs 0.10 s).
 """
 
 from __future__ import annotations
