@@ -8,7 +8,14 @@ STAMP := $(VENV)/.launchq-installed
 
 .PHONY: bootstrap lint format test test-unit test-integration emulators vertex-emulator clean
 
-bootstrap: $(STAMP)
+bootstrap: $(STAMP) browser
+
+## Debian's chromium and its chromedriver for the dashboard's browser test
+## (tests/integration/test_ui_browser.py); installed only when either is missing.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -77,3 +77,8 @@ locals {
   example_queue = try(sort(keys(var.queues))[0], "default")
   example_topic = length(var.queues) > 0 ? "${local.queue_topic_prefix}${local.example_queue}" : one(google_pubsub_topic.items[*].name)
 }
+
+output "dashboard_url" {
+  description = "URL of the dashboard's Cloud Run service (only dashboard.members may open it), or null unless dashboard.enabled."
+  value       = one(google_cloud_run_v2_service.dashboard[*].uri)
+}

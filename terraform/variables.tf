@@ -452,3 +452,22 @@ variable "sweep_period_seconds" {
     error_message = "sweep_period_seconds must be at least 60: Cloud Scheduler's finest schedule is one minute."
   }
 }
+
+# --- Dashboard -------------------------------------------------------------------------------
+
+variable "dashboard" {
+  type = object({
+    enabled = optional(bool, false)
+    image   = optional(string, "")
+    members = optional(list(string), [])
+  })
+  description = "The read-only dashboard (`launchq ui`) as a Cloud Run service: enabled, the container image that has launchq installed, and the IAM members (user:, group:, serviceAccount:, domain:) who may open it (roles/run.invoker on the service only)."
+  default     = { enabled = false, image = "", members = [] }
+
+  validation {
+    condition = alltrue([
+      for member in var.dashboard.members : can(regex("^(user|group|serviceAccount|domain):.+$", member))
+    ])
+    error_message = "dashboard.members must be IAM members such as user:a@example.com or group:ml@example.com (no public principals: the dashboard shows every queue's items)."
+  }
+}

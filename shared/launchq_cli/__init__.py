@@ -20,7 +20,7 @@ def main() -> None:
 def _register() -> None:
     # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
     # aiplatform, rich) only when it runs.
-    from launchq_cli import common, emulators, items, local, logs, queue, source_cli, standin
+    from launchq_cli import common, emulators, items, local, logs, queue, source_cli, standin, ui
 
     for command in (
         items.enqueue,
@@ -35,6 +35,7 @@ def _register() -> None:
         local.dev,
         emulators.emulators,
         standin.vertex_emulator,
+        ui.ui,
         common.cli_reference,
     ):
         main.add_command(command)

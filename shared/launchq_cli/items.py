@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from launchq.queues import QueueRuntime
+    from launchq.states import ItemState
 
 PRIORITIES = ("critical", "high", "medium", "low")
 
@@ -521,12 +522,9 @@ def cancel(
     when the item ended CANCELLED), 1 when it had already ended or ended otherwise.
     """
     from launchq.states import ItemState
-    from launchq.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
-    from launchq_cli.ops import find_item_data
 
-    data = find_item_data(backends.store, item_id, queue_name)
-    queue, state = str(data["queue"]), ItemState(data["state"])
-    if state.is_terminal:
+    queue, state, message_id = request_cancel(backends, item_id, queue_name)
+    if message_id is None:
         if as_json:
             emit_json(
                 {"item_id": item_id, "queue": queue, "state": state.value, "cancelled": False}
@@ -536,9 +534,6 @@ def cancel(
                 click.echo(f"{item_id}: CANCELLED")
             return
         raise CliError(f"{item_id} was not cancelled: it had already ended {state.value}")
-    message_id = _publish(
-        backends, {"item_id": item_id}, queue=queue, **{ACTION_ATTRIBUTE: CANCEL_ACTION}
-    )
     final = follow(backends, queue, item_id, timeout) if wait else None
     result = {
         "item_id": item_id,
@@ -555,6 +550,26 @@ def cancel(
         click.echo(f"{item_id}: {final}")
     if wait and final != ItemState.CANCELLED.value:
         raise CliError(f"{item_id} was not cancelled: it ended {final}")
+
+
+def request_cancel(
+    backends: Backends, item_id: str, queue_name: str | None
+) -> tuple[str, ItemState, str | None]:
+    """The gate `launchq cancel` and the dashboard share: publish a cancel request to the item's
+    queue topic unless the item already ended. Returns (queue, state, message id or None when
+    nothing was published because the item is terminal)."""
+    from launchq.states import ItemState
+    from launchq.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
+    from launchq_cli.ops import find_item_data
+
+    data = find_item_data(backends.store, item_id, queue_name)
+    queue, state = str(data["queue"]), ItemState(data["state"])
+    if state.is_terminal:
+        return queue, state, None
+    message_id = _publish(
+        backends, {"item_id": item_id}, queue=queue, **{ACTION_ATTRIBUTE: CANCEL_ACTION}
+    )
+    return queue, state, message_id
 
 
 # -- watch ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_the_cli_reference_is_current() -> None:
 
 def test_every_command_is_documented() -> None:
     generated = render_reference(main)
-    for name in ("enqueue", "ls", "status", "cancel", "watch", "sweep", "dev", "emulators",
+    for name in ("enqueue", "ls", "status", "cancel", "watch", "sweep", "dev", "emulators", "ui",
                  "vertex-emulator", "queue apply", "queue get", "queue ls", "queue pending",
                  "queue pause", "queue resume", "queue validate", "queue render"):  # fmt: skip
         assert f"### `launchq {name}`" in generated

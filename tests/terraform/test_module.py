@@ -71,7 +71,8 @@ ALLOWED_ROLES = {
     "roles/pubsub.subscriber",  # dispatch subscriptions (service agent, for dead-lettering)
     "roles/iam.serviceAccountUser",  # act-as on job service accounts only
     "roles/iam.serviceAccountTokenCreator",  # service agent mints the push OIDC token
-    "roles/run.invoker",  # each function's Cloud Run service, one caller each
+    "roles/run.invoker",  # each function's Cloud Run service, one caller each; the dashboard's
+    "roles/logging.viewer",  # the dashboard's log tail (its own account, when enabled)
 }
 CUSTOM_ROLE_PERMISSIONS = {
     "dispatch": {
@@ -386,7 +387,8 @@ def _role_values(tf: dict[str, Any], body: dict[str, Any]) -> set[str]:
     role = body["role"]
     if role != "${each.value}":
         return {role}
-    source = re.fullmatch(r"\$\{local\.(\w+)\}", body["for_each"])
+    # `local.<map>`, or `local.<flag> ? local.<map> : {}` for an opt-in grant (the dashboard's).
+    source = re.fullmatch(r"\$\{(?:local\.\w+ \? )?local\.(\w+)(?: : \{\})?\}", body["for_each"])
     assert source, f"cannot expand role over for_each {body['for_each']!r}"
     roles = locals_(tf)[source.group(1)]
     assert isinstance(roles, dict), f"local.{source.group(1)} should be a map of roles"
@@ -474,9 +476,12 @@ def test_act_as_is_granted_on_job_accounts_only(tf: dict[str, Any]) -> None:
 
 def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[str, Any]) -> None:
     grants = resources(tf, "google_project_iam_member")
-    assert set(grants) == {"dispatch", "sweep", "state_viewer"}
+    assert set(grants) == {"dispatch", "sweep", "state_viewer", "dashboard_state", "dashboard_logs"}
     # Publishers' read-only state (tests/terraform/test_queues.py checks its condition).
     assert grants.pop("state_viewer")["role"] == "roles/datastore.viewer"
+    # The opt-in dashboard: read-only state and logs (test_the_dashboard_is_opt_in_and_private).
+    assert grants.pop("dashboard_state")["role"] == "roles/datastore.viewer"
+    assert grants.pop("dashboard_logs")["role"] == "roles/logging.viewer"
     for name, body in grants.items():
         assert body["for_each"] == f"${{local.{name}_project_roles}}"
         assert body["member"] == f"${{google_service_account.{name}.member}}"
@@ -563,8 +568,15 @@ def test_both_functions_may_publish_events_and_nothing_else(tf: dict[str, Any]) 
     assert refers_to(events["topic"], "google_pubsub_topic.events")
     assert events["role"] == "roles/pubsub.publisher"
     assert refers_to(events["for_each"], "local.function_members")
-    assert set(grants) == {"events_publisher", "dead_letter_publisher", "queue_publisher"}
-    # The third is the publishers' grant on their queues' topics (tests/terraform/test_queues.py).
+    assert set(grants) == {
+        "events_publisher",
+        "dead_letter_publisher",
+        "queue_publisher",
+        "dashboard_publisher",
+    }
+    # The third is the publishers' grant on their queues' topics (tests/terraform/test_queues.py);
+    # the fourth the opt-in dashboard's, for cancel (test_the_dashboard_is_opt_in_and_private).
+    assert refers_to(grants["dashboard_publisher"]["member"], "google_service_account.dashboard")
     assert not any(
         refers_to(v, "google_service_account") for v in strings(grants["queue_publisher"])
     )
@@ -930,3 +942,40 @@ def test_the_packaged_dispatcher_handles_a_push_in_a_fresh_venv(
         proc.terminate()
         proc.wait(10)
         print(log_path.read_text()[-4000:])
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+def test_the_dashboard_is_opt_in_and_private(tf: dict[str, Any]) -> None:
+    variable = next(v["dashboard"] for v in tf["variable"] if "dashboard" in v)
+    assert variable["default"] == {"enabled": False, "image": "", "members": []}
+    for rtype in ("google_service_account", "google_cloud_run_v2_service"):
+        assert resource(tf, rtype, "dashboard")["count"] == "${local.dashboard_enabled ? 1 : 0}"
+    state = resource(tf, "google_project_iam_member", "dashboard_state")
+    assert state["role"] == "roles/datastore.viewer"  # read-only: cancel publishes, never writes
+    assert "var.firestore_database" in block(state, "condition")["expression"]
+    for name in ("dashboard_state", "dashboard_logs"):
+        grant = resource(tf, "google_project_iam_member", name)
+        assert grant["count"] == "${local.dashboard_enabled ? 1 : 0}"
+        assert refers_to(grant["member"], "google_service_account.dashboard")
+    publisher = resource(tf, "google_pubsub_topic_iam_member", "dashboard_publisher")
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert publisher["for_each"] == "${local.dashboard_topics}"
+    invoker = resource(tf, "google_cloud_run_v2_service_iam_member", "dashboard_invoker")
+    assert invoker["role"] == "roles/run.invoker"
+    assert "var.dashboard.members" in invoker["for_each"]
+    assert refers_to(invoker["name"], "google_cloud_run_v2_service.dashboard")
+    # Every other grant naming the dashboard's service is this one: nobody else may invoke it.
+    on_service = [
+        name
+        for rtype, name, body in _iam_grants(tf)
+        if any(refers_to(v, "google_cloud_run_v2_service.dashboard") for v in strings(body))
+    ]
+    assert on_service == ["dashboard_invoker"]
+    service = resource(tf, "google_cloud_run_v2_service", "dashboard")
+    container = block(block(service, "template"), "containers")
+    assert container["command"][:2] == ["launchq", "ui"]
+    assert refers_to(
+        block(service, "template")["service_account"], "google_service_account.dashboard"
+    )

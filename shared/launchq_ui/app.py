@@ -1,0 +1,220 @@
+"""The dashboard's Flask application: pages, their JSON endpoints, and the cancel action.
+
+Read-only except for cancel, which publishes the same control message as `launchq cancel`
+(`launchq_cli.items.request_cancel`): the dashboard needs Firestore read, Logging read and
+publisher rights on the queue topics, never Firestore write or Vertex rights.
+
+Cross-site requests: the cancel form carries a token derived from a per-process secret
+(HMAC of the item), and the POST must also come from this origin when the browser says where it
+comes from (`Origin`, else `Referer`): a page on another site can neither read the token nor
+pass the origin check. Every page sets a strict Content-Security-Policy (scripts and styles from
+this server only), so even stored text from an item cannot run script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+
+from launchq.states import ItemState
+from launchq.store import Store
+from launchq_cli import ops
+from launchq_cli.common import Backends
+from launchq_ui import charts, views
+
+LOG_TAIL_LINES = 200
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) -> Flask:
+    """The dashboard over `backends` (the CLI's settings and clients)."""
+    app = Flask(__name__)
+    secret = secrets.token_bytes(32)
+    now: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+
+    def store() -> Store:
+        return backends.store
+
+    def token(queue: str, item_id: str) -> str:
+        message = f"cancel\0{queue}\0{item_id}".encode()
+        return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+    _configure(app)
+
+    # -- queues ------------------------------------------------------------------------------
+
+    def queue_rows() -> list[dict[str, Any]]:
+        moment = now()
+        rows = []
+        for document in sorted(store().list_queues(), key=lambda d: str(d.get("name"))):
+            items = views.window_items(store(), str(document.get("name")), moment)
+            row = views.queue_row(store(), document, items, moment)
+            row["wait_svg"] = charts.svg(
+                views.wait_series(items), moment, f"{row['name']}: wait time, last 24 h"
+            )
+            row["running_svg"] = charts.svg(
+                views.running_series(items, moment), moment, f"{row['name']}: jobs running"
+            )
+            rows.append(row)
+        return rows
+
+    @app.get("/")
+    def queues() -> str:
+        return render_template("queues.html", queues=queue_rows(), view="queues")
+
+    @app.get("/api/queues")
+    def api_queues() -> Response:
+        rows = [{k: v for k, v in row.items() if not k.endswith("_svg")} for row in queue_rows()]
+        return jsonify(rows)
+
+    # -- items -------------------------------------------------------------------------------
+
+    def item_query(queue: str) -> dict[str, Any]:
+        ops.queue_document(store(), queue)  # NotFound -> 404
+        state = request.args.get("state", "").strip().upper()
+        search = request.args.get("q", "").strip()
+        try:
+            page = int(request.args.get("page", "1"))
+        except ValueError:
+            page = 1
+        states = [ItemState(state)] if state in ItemState.__members__ else []
+        rows, more = views.page_of_items(store(), queue, states, search, page, now())
+        return {
+            "queue": queue,
+            "state": states[0].value if states else "",
+            "q": search,
+            "page": max(page, 1),
+            "more": more,
+            "items": rows,
+        }
+
+    @app.get("/queues/<queue>")
+    def items(queue: str) -> str:
+        return render_template("items.html", view="items", **item_query(queue))
+
+    @app.get("/api/queues/<queue>/items")
+    def api_items(queue: str) -> Response:
+        return jsonify(item_query(queue))
+
+    # -- one item ----------------------------------------------------------------------------
+
+    def item_data(queue: str, item_id: str) -> dict[str, Any]:
+        data = store().item_document(queue, item_id)
+        if data is None:
+            raise ops.NotFound(f"no item {item_id!r} in queue {queue!r}")
+        detail = ops.item_detail(data, now())
+        detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
+        return {"detail": detail, "data": data}
+
+    @app.get("/queues/<queue>/items/<item_id>")
+    def item(queue: str, item_id: str) -> str:
+        found = item_data(queue, item_id)
+        data = found["data"]
+        return render_template(
+            "item.html",
+            view="item",
+            d=found["detail"],
+            job_body=_pretty(data.get("job_body") or data.get("rendered") or data.get("job")),
+            token=token(queue, item_id),
+            notice=request.args.get("notice", ""),
+        )
+
+    @app.get("/api/queues/<queue>/items/<item_id>")
+    def api_item(queue: str, item_id: str) -> Response:
+        return jsonify(item_data(queue, item_id)["detail"])
+
+    @app.post("/queues/<queue>/items/<item_id>/cancel")
+    def cancel(queue: str, item_id: str) -> Any:
+        from launchq_cli.items import request_cancel
+
+        _same_origin()
+        sent = request.form.get("token", "")
+        if not hmac.compare_digest(sent, token(queue, item_id)):
+            abort(403, "the cancel form is stale or from elsewhere: reload the item page")
+        _, state, message_id = request_cancel(backends, item_id, queue)
+        notice = (
+            f"cancel requested (message {message_id}; it was {state.value})"
+            if message_id
+            else f"not cancelled: it had already ended {state.value}"
+        )
+        return redirect(url_for("item", queue=queue, item_id=item_id, notice=notice), code=303)
+
+    @app.errorhandler(ops.NotFound)
+    def not_found(exc: ops.NotFound) -> tuple[str, int]:
+        return render_template("error.html", view="error", message=str(exc)), 404
+
+    return app
+
+
+def _configure(app: Flask) -> None:
+    """Security headers on every answer, and the helpers every template uses."""
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    @app.context_processor
+    def helpers() -> dict[str, Any]:
+        from launchq_cli.common import duration
+
+        return {"duration": duration, "states": [s.value for s in ItemState]}
+
+
+def _same_origin() -> None:
+    """Refuse a POST whose browser-stated origin is not this server."""
+    stated = request.headers.get("Origin") or request.headers.get("Referer")
+    if not stated or stated == "null":
+        if stated == "null":
+            abort(403, "cross-origin request refused")
+        return  # no header at all: not a browser's cross-site form; the token still applies
+    # Host only, not scheme: behind Cloud Run's TLS front end the app sees http while the
+    # browser says https; the host is what a cross-site page cannot fake.
+    if urlsplit(stated).netloc != request.host:
+        abort(403, "cross-origin request refused")
+
+
+def _pretty(value: Any) -> str | None:
+    import json
+
+    if not value:
+        return None
+    return json.dumps(ops._plain(value), indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _log_tail(backends: Backends, data: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
+    """The job's last log lines (`launchq logs`'s client); the page answers even without them."""
+    from launchq_cli import joblogs
+    from launchq_cli.common import CliError
+    from launchq_cli.logs import logs_client
+
+    try:
+        job = joblogs.job_ref(data)
+        if job is None:
+            return [], "no job yet"
+        client = logs_client(backends, timeout=5.0)
+    except CliError as exc:
+        return [], exc.format_message()
+    except joblogs.LogsError as exc:
+        return [], exc.message
+    except Exception as exc:  # no credentials, for instance: say why, keep the page
+        return [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    try:
+        lines = client.last(job.project, joblogs.job_filter(job, None, None), LOG_TAIL_LINES)
+    except joblogs.LogsError as exc:
+        return [], exc.message
+    finally:
+        client.close()
+    return [line.to_json() for line in lines], None

@@ -1,0 +1,122 @@
+// launchq dashboard: short polling of the JSON endpoints (every 2 s) keeps the items table and
+// the item page current without a reload. No framework: a few DOM updates, text only (never
+// innerHTML with server data), so item text cannot inject markup.
+"use strict";
+
+const POLL_MS = 2000;
+const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"]);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function duration(s) {
+  if (s === null || s === undefined) return "-";
+  if (s < 60) return s.toFixed(1) + "s";
+  const whole = Math.floor(s), m = Math.floor(whole / 60) % 60, h = Math.floor(whole / 3600) % 24;
+  const d = Math.floor(whole / 86400), sec = whole % 60, pad = (n) => String(n).padStart(2, "0");
+  if (d) return `${d}d${pad(h)}h`;
+  if (h) return `${h}h${pad(m)}m`;
+  return `${m}m${pad(sec)}s`;
+}
+
+function stateBadge(state) {
+  return el("span", { class: "state s-" + state }, state || "-");
+}
+
+async function poll(url, apply, status) {
+  try {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(String(response.status));
+    const keepGoing = apply(await response.json());
+    if (status) { status.textContent = "live"; status.classList.remove("stale"); }
+    if (keepGoing === false) return;
+  } catch (err) {
+    if (status) { status.textContent = "reconnecting…"; status.classList.add("stale"); }
+  }
+  setTimeout(() => poll(url, apply, status), POLL_MS);
+}
+
+function itemsPage() {
+  const table = document.getElementById("items");
+  const body = table.querySelector("tbody");
+  const base = table.dataset.base;
+  poll(table.dataset.api, (data) => {
+    const rows = data.items.map((row) => {
+      const link = el("a", { href: base + "/items/" + encodeURIComponent(row.item_id) }, row.item_id);
+      return el("tr", { "data-item": row.item_id },
+        el("th", { scope: "row" }, link),
+        el("td", {}, stateBadge(row.state)),
+        el("td", { class: "why" }, row.error || row.reason || ""),
+        el("td", {}, row.priority === null ? "-" : String(row.priority)),
+        el("td", { class: "num" }, duration(row.age_s)),
+        el("td", { class: "num" }, duration(row.time_to_submit_s)),
+        el("td", { class: "num" }, duration(row.run_time_s)),
+        el("td", { class: "num" }, String(row.attempts)));
+    });
+    if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "8" },
+      data.state || data.q ? "No items match." : "No items.")));
+    // Keep keyboard focus on the same item's link across a refresh.
+    const focused = document.activeElement && document.activeElement.closest("tr[data-item]");
+    const focusedId = focused ? focused.dataset.item : null;
+    body.replaceChildren(...rows);
+    if (focusedId) {
+      const again = body.querySelector(`tr[data-item="${CSS.escape(focusedId)}"] a`);
+      if (again) again.focus();
+    }
+  }, document.getElementById("live-status"));
+}
+
+function itemPage() {
+  const root = document.getElementById("item");
+  const log = document.getElementById("log");
+  const follow = document.getElementById("follow");
+  let afterEnd = 0;
+  poll(root.dataset.api, (d) => {
+    const state = document.getElementById("state");
+    state.textContent = d.state;
+    state.className = "state s-" + d.state;
+    document.getElementById("description").textContent =
+      (d.description || "") + (d.reason ? " · " + d.reason : "");
+    document.getElementById("attempts").textContent = String(d.attempts);
+    document.getElementById("to-submit").textContent = duration(d.time_to_submit_s);
+    document.getElementById("run-time").textContent = duration(d.run_time_s);
+    document.getElementById("job").textContent = d.job ? d.job.name : "-";
+    const history = d.history.map((e) => el("tr", {},
+      el("td", { class: "mono" }, e.at || ""), el("td", {}, e.from || "·"),
+      el("td", {}, stateBadge(e.to)), el("td", {}, e.cause || "")));
+    document.getElementById("history").replaceChildren(...history);
+    if (d.error_detail) {
+      const extra = (d.error_detail.errors || []).slice(1).map((s) => "\n" + s.message);
+      document.getElementById("error").textContent = d.error_detail.message + extra.join("");
+      document.getElementById("error-section").hidden = false;
+    }
+    const unavailable = document.getElementById("log-unavailable");
+    unavailable.hidden = !d.log_unavailable || d.log.length > 0;
+    unavailable.textContent = d.log_unavailable || "";
+    if (follow.checked) {
+      const lines = d.log.map((l) => el("span",
+        { class: ["ERROR", "CRITICAL", "ALERT", "EMERGENCY"].includes(l.severity) ? "err" : "" },
+        `${l.timestamp.slice(11, 23)} ${l.replica} ${l.message}\n`));
+      log.replaceChildren(...lines);
+      log.scrollTop = log.scrollHeight;
+    }
+    const form = document.getElementById("cancel-form");
+    if (form && TERMINAL.has(d.state)) form.hidden = true;
+    // Stop a few polls after the item ended: its last log lines may land a moment later.
+    if (TERMINAL.has(d.state)) {
+      afterEnd += 1;
+      if (afterEnd > 3) return false;
+    }
+    return true;
+  }, null);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "items") itemsPage();
+  if (page === "item") itemPage();
+});
