@@ -36,6 +36,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from launchq.buildplan import ImageRef
 from launchq.log import get_logger
 from launchq.vertex import RetryPolicy, VertexError, _session_for, _sleep
 
@@ -200,39 +201,6 @@ class CloudBuildClient:
         if not response.content:
             return {}
         return cast(dict[str, Any], response.json())
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """`LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/PACKAGE` (no tag, no digest)."""
-
-    location: str
-    project: str
-    repository: str
-    package: str
-
-    @property
-    def uri(self) -> str:
-        return f"{self.location}-docker.pkg.dev/{self.project}/{self.repository}/{self.package}"
-
-    @property
-    def repository_uri(self) -> str:
-        return f"{self.location}-docker.pkg.dev/{self.project}/{self.repository}"
-
-    @classmethod
-    def parse(cls, destination: str) -> ImageRef:
-        """Parse a builder `destination`; a tag, a digest or another registry is a ValueError."""
-        host, _, rest = destination.partition("/")
-        if not host.endswith("-docker.pkg.dev") or "@" in destination:
-            raise ValueError(
-                "expected REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE (Artifact Registry, "
-                "no tag, no digest)"
-            )
-        parts = rest.split("/")
-        if len(parts) < 3 or not all(parts) or ":" in parts[-1]:
-            raise ValueError("expected REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE, no tag")
-        location = host.removesuffix("-docker.pkg.dev")
-        return cls(location, parts[0], parts[1], "/".join(parts[2:]))
 
 
 _clients: dict[tuple[str, str], CloudBuildClient] = {}

@@ -27,17 +27,31 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from launchq.buildplan import (
+    DESTINATION_REFUSED,
+    DOCKERFILE_MISSING,
+    TAG_PREFIX,
+    TOP_METADATA,
+    BuildPlan,
+    ImageRef,
+    build_request,
+    destination_problem,
+    dockerfile_problem,
+    pin_image,
+)
 from launchq.cloudbuild import (
     FAILED_STATUSES,
     CloudBuildClient,
     CloudBuildError,
-    ImageRef,
     status_name,
 )
-from launchq.config import BuilderSettings
-from launchq.fields import canonical_hash
-from launchq.item import ItemSource
+from launchq.errors import Conflict
 from launchq.log import get_logger
+from launchq.recorder import Recorder
+from launchq.records import Changes, ItemRecord, error_record
+from launchq.render import content_hash
+from launchq.states import ItemState
+from launchq.store import Store, Transition
 
 if TYPE_CHECKING:
     from launchq.store import Clock
@@ -45,16 +59,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BUILDS = "builds"
-TAG_PREFIX = "launchq-"
 BUILD_FAILED = "build_failed"
-DOCKERFILE_MISSING = "dockerfile_missing"
-DESTINATION_REFUSED = "build_destination_refused"
-DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
-# Object metadata the uploader writes (`launchq_cli.source`): the archive's top directory and
-# the Dockerfile-like paths under it, so the dispatcher finds a missing Dockerfile with the one
-# metadata GET it already makes, before any build starts.
-TOP_METADATA = "top"
-DOCKERFILES_METADATA = "dockerfiles"
 LIST_CHUNK = 20  # tags OR-ed into one list filter
 # A claim with no build id this old lost its builder (crash between claim and create).
 CLAIM_REPAIR_SECONDS = 120.0
@@ -65,96 +70,6 @@ class BuildState:
     BUILDING = "BUILDING"  # a Cloud Build exists (build_id set)
     SUCCESS = "SUCCESS"  # the image exists (digest set)
     FAILED = "FAILED"  # the build ended otherwise (status, step, detail, log_url)
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """What one source item needs built, and where."""
-
-    source: ItemSource
-    settings: BuilderSettings
-    image: ImageRef
-
-    @property
-    def key(self) -> str:
-        """The image tag and the `builds/{key}` document id: source sha256 + settings hash."""
-        return f"{self.source.sha256}-{settings_hash(self.settings)}"
-
-    @property
-    def tag_uri(self) -> str:
-        return f"{self.image.uri}:{self.key}"
-
-    @property
-    def build_tag(self) -> str:
-        return f"{TAG_PREFIX}{self.key}"
-
-
-def settings_hash(settings: BuilderSettings) -> str:
-    return canonical_hash(settings.model_dump(mode="json"))[:8]
-
-
-def plan_for(source: ItemSource, settings: BuilderSettings) -> BuildPlan:
-    return BuildPlan(source, settings, ImageRef.parse(settings.destination))
-
-
-def destination_problem(settings: BuilderSettings, allowed: str | None) -> str | None:
-    """A destination outside the deployment's build repository (`LAUNCHQ_BUILD_REPOSITORY`,
-    `REGION-docker.pkg.dev/PROJECT/REPOSITORY`) is refused: the build service account may only
-    write there."""
-    if allowed is None:
-        return None
-    image = ImageRef.parse(settings.destination)
-    if image.repository_uri == allowed.rstrip("/"):
-        return None
-    return (
-        f"builder.destination {settings.destination} is outside the repository this deployment "
-        f"builds into ({allowed}); use {allowed}/IMAGE"
-    )
-
-
-def dockerfile_problem(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> str | None:
-    """The Dockerfile the queue names is not in the archive (judged from the listing the
-    uploader recorded; an object without that record is not judged: the build will tell)."""
-    if not isinstance(metadata, Mapping) or DOCKERFILES_METADATA not in metadata:
-        return None
-    listed = {p for p in str(metadata[DOCKERFILES_METADATA]).split(",") if p}
-    if plan.settings.dockerfile in listed:
-        return None
-    found = ", ".join(sorted(listed)) or "none"
-    return (
-        f"{plan.source.uri} has no {plan.settings.dockerfile} (Dockerfiles in it: {found}); "
-        "add it to the source, or set builder.dockerfile"
-    )
-
-
-def build_request(plan: BuildPlan, top: str) -> dict[str, Any]:
-    """The Cloud Build `Build` (REST, camelCase) that builds and pushes `plan.tag_uri`."""
-    settings = plan.settings
-    build: dict[str, Any] = {
-        "source": {
-            "storageSource": {
-                "bucket": plan.source.bucket,
-                "object": plan.source.object_name,
-            }
-        },
-        "steps": [
-            {
-                "name": DOCKER_BUILDER,
-                "args": ["build", "-t", plan.tag_uri, "-f", settings.dockerfile, "."],
-                "dir": top,
-            }
-        ],
-        "images": [plan.tag_uri],
-        "tags": [plan.build_tag],
-        "timeout": f"{settings.timeout}s",
-        "options": {"logging": "CLOUD_LOGGING_ONLY"},
-    }
-    if settings.machine_type:
-        build["options"]["machineType"] = settings.machine_type
-    if settings.service_account:
-        project = settings.service_account.split("@", 1)[1].split(".", 1)[0]
-        build["serviceAccount"] = f"projects/{project}/serviceAccounts/{settings.service_account}"
-    return build
 
 
 @dataclass(frozen=True)
@@ -402,10 +317,125 @@ def _failing_step(build: Mapping[str, Any]) -> int | None:
     return None
 
 
-def pin_image(body: Any, tag_uri: str, pinned: str) -> Any:
-    """The job body with every `tag_uri` string replaced by the digest-pinned `pinned`."""
-    if isinstance(body, dict):
-        return {k: pin_image(v, tag_uri, pinned) for k, v in body.items()}
-    if isinstance(body, list):
-        return [pin_image(v, tag_uri, pinned) for v in body]
-    return pinned if body == tag_uri else body
+@dataclass(frozen=True)
+class Decision:
+    """How the dispatcher records a source item on a building queue."""
+
+    state: ItemState
+    cause: str
+    fields: dict[str, Any]
+    problem: str | None = None
+
+
+def build_field(record: BuildRecord) -> dict[str, Any]:
+    """The item's `build` field: which build it waits on, and what is known of it."""
+    return {"tag_uri": record.tag_uri, **record.details()}
+
+
+def item_fields_for(record: BuildRecord, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields an item gets from its build: `build`, and once built the pinned job body."""
+    fields: dict[str, Any] = {"build": build_field(record)}
+    if record.state == BuildState.SUCCESS and record.pinned_uri is not None:
+        pinned = pin_image(dict(body), record.tag_uri, record.pinned_uri)
+        fields.update(job_body=pinned, body_hash=content_hash(pinned))
+    if record.state == BuildState.FAILED:
+        fields["error"] = build_error(record)
+    return fields
+
+
+def build_error(record: BuildRecord) -> dict[str, Any]:
+    step = f" at step {record.failing_step}" if record.failing_step is not None else ""
+    return error_record(
+        BUILD_FAILED,
+        f"the image build ended {record.status}{step}: {record.detail} (log: {record.log_url})",
+        "source",
+        status=record.status,
+        failing_step=record.failing_step,
+        log_url=record.log_url,
+        build_id=record.build_id,
+    )
+
+
+class BuildGate:
+    """The dispatcher's seam: judge a source item's build inputs, then claim or join its build."""
+
+    def __init__(self, builder: ImageBuilder, allowed_repository: str | None) -> None:
+        self.builder = builder
+        self.allowed_repository = allowed_repository
+
+    def decide(
+        self,
+        plan: BuildPlan,
+        waiter: str,
+        metadata: Mapping[str, Any],
+        body: Mapping[str, Any],
+    ) -> Decision:
+        refused = destination_problem(plan.settings, self.allowed_repository)
+        if refused is not None:
+            error = error_record(DESTINATION_REFUSED, refused, "builder.destination")
+            return Decision(
+                ItemState.REJECTED, f"rejected: {DESTINATION_REFUSED}", {"error": error}, refused
+            )
+        missing = dockerfile_problem(plan, metadata)
+        if missing is not None:
+            error = error_record(DOCKERFILE_MISSING, missing, "source.uri")
+            return Decision(
+                ItemState.REJECTED, f"rejected: {DOCKERFILE_MISSING}", {"error": error}, missing
+            )
+        record = self.builder.ensure(plan, waiter, str(metadata.get(TOP_METADATA, "")))
+        fields = item_fields_for(record, body)
+        if record.state == BuildState.SUCCESS:
+            # Found in Artifact Registry, or built for an earlier item: no build for this one.
+            return Decision(
+                ItemState.QUEUED, f"accepted: image already built ({record.digest})", fields
+            )
+        if record.state == BuildState.FAILED:
+            return Decision(ItemState.FAILED, "the image build failed", fields)
+        return Decision(ItemState.BUILDING, f"accepted: building (build {record.build_id})", fields)
+
+
+def settle_building(
+    builder: ImageBuilder, store: Store, recorder: Recorder
+) -> tuple[int, list[str]]:
+    """The sweep's build step: follow every BUILDING item's build (in bulk), then move the items
+    whose build finished: built -> QUEUED with the digest-pinned body (admitted by the sweep's
+    admission right after), failed -> FAILED `build_failed`. Returns (items moved, errors)."""
+    building = list(store.items_in_states([ItemState.BUILDING]))
+    keys = {_build_key(item) for item in building} - {None}
+    if not keys:
+        return 0, []
+    try:
+        finished = {r.key: r for r in builder.follow(k for k in keys if k is not None)}
+    except Exception as exc:  # Cloud Build trouble must not stop the rest of the sweep
+        log.exception("following builds failed")
+        return 0, [f"following builds: {exc}"]
+    moved, errors = 0, []
+    for item in building:
+        record = finished.get(_build_key(item) or "")
+        if record is None:
+            continue
+        fields = item_fields_for(record, item.job_body or {})
+        changes: Changes = {"build": fields["build"]}
+        if record.state == BuildState.SUCCESS:
+            changes["job_body"] = fields["job_body"]
+            changes["body_hash"] = fields["body_hash"]
+            changes["reason"] = "waiting for a free slot"
+            change = Transition(ItemState.QUEUED, "image built", record.details())
+        else:
+            changes["error"] = fields["error"]
+            change = Transition(ItemState.FAILED, "the image build failed", record.details())
+        try:
+            recorder.transition(item, change, changes)
+            moved += 1
+        except Conflict:
+            continue  # changed meanwhile (cancelled): the next sweep sees it as it is now
+        except Exception as exc:
+            errors.append(f"settling build of {item.doc_id}: {exc}")
+            log.exception("settling a built item failed", item_id=item.item_id)
+    return moved, errors
+
+
+def _build_key(item: ItemRecord) -> str | None:
+    build = item.stored.get("build")
+    key = build.get("build_key") if isinstance(build, Mapping) else None
+    return str(key) if key else None

@@ -21,6 +21,10 @@ one command works against the emulators and against a real project:
   source archives with; else `STORAGE_EMULATOR_HOST` (what the Google storage library reads,
   so the CLI, the jobs and the dispatcher all meet the same emulator), else
   `https://storage.googleapis.com`.
+- `LAUNCHQ_CLOUDBUILD_ENDPOINT` / `LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT`: base URLs of Cloud Build
+  and Artifact Registry (the local Cloud Build stand-in serves both); default Google's.
+- `LAUNCHQ_BUILD_REPOSITORY`: `REGION-docker.pkg.dev/PROJECT/REPOSITORY`, the one repository
+  queues may build into (the build service account writes only there); unset: any.
 
 The submit lease must outlive the longest invocation that can hold it (the event function's
 timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
@@ -49,6 +53,9 @@ class Settings:
     queue_cache_seconds: float = 10.0
     vertex_timeout_seconds: float = 30.0
     storage_endpoint: str | None = None
+    cloudbuild_endpoint: str | None = None
+    artifactregistry_endpoint: str | None = None
+    build_repository: str | None = None
 
     @property
     def storage_base_url(self) -> str:
@@ -80,6 +87,11 @@ class Settings:
             storage_endpoint=env.get("LAUNCHQ_STORAGE_ENDPOINT")
             or env.get("STORAGE_EMULATOR_HOST")
             or None,
+            cloudbuild_endpoint=env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT") or None,
+            artifactregistry_endpoint=env.get("LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT")
+            or env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT")
+            or None,
+            build_repository=env.get("LAUNCHQ_BUILD_REPOSITORY") or None,
         )
 
 

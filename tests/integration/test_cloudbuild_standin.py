@@ -13,7 +13,8 @@ from google.api_core import exceptions
 from google.cloud.devtools.cloudbuild_v1.services.cloud_build import CloudBuildClient
 from google.cloud.devtools.cloudbuild_v1.types import Build, BuildStep, Source, StorageSource
 
-from launchq.cloudbuild import CloudBuildError, ImageRef, client_for, status_name
+from launchq.buildplan import ImageRef
+from launchq.cloudbuild import CloudBuildError, client_for, status_name
 from launchq.vertex import RetryPolicy
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from tests.fixtures.cloudbuild import BUILD_LOCATION, BUILD_PROJECT, source_tarball

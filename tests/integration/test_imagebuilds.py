@@ -12,16 +12,10 @@ import pytest
 import requests
 from google.cloud import firestore
 
+from launchq.buildplan import destination_problem, dockerfile_problem, pin_image, plan_for
 from launchq.cloudbuild import CloudBuildClient, client_for
 from launchq.config import BuilderSettings
-from launchq.imagebuilds import (
-    BuildState,
-    ImageBuilder,
-    destination_problem,
-    dockerfile_problem,
-    pin_image,
-    plan_for,
-)
+from launchq.imagebuilds import BuildState, ImageBuilder
 from launchq.item import ItemSource
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from tests.fixtures.cloudbuild import source_tarball
