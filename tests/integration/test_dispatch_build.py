@@ -5,6 +5,7 @@ once, QUEUED with the digest-pinned image, and every bad input found before a bu
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,12 +13,14 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.events import EventPublisher
 from launchq.states import ItemState
 from launchq.wiring import Launchq, build
+from launchq_cli import main
 from launchq_cli.source import SourceUploader, pack
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from launchq_local.gcs import GcsEmulator
@@ -226,3 +229,31 @@ def test_cancelling_building_items_cancels_the_build_when_nobody_waits(
     assert cloudbuild_standin.app.counters["CancelBuild"] == 0  # k2 still waits
     assert launchq.canceller.request("b", "k2") == ItemState.CANCELLED
     assert cloudbuild_standin.app.counters["CancelBuild"] == 1
+
+
+def test_cli_status_and_ls_show_the_build(
+    harness: Harness,
+    cloudbuild_standin: CloudBuildStandin,
+    gcs_client: Any,
+    gcs_bucket: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launchq = app(harness, cloudbuild_standin)
+    harness.apply("b", builder_queue(gcs_bucket.name))
+    source = upload(tmp_path, gcs_client, gcs_bucket.name, PROJECT)
+    launchq.dispatcher.handle(message({"queue": "b", "item_id": "s", "source": source}))
+    monkeypatch.setenv("LAUNCHQ_PROJECT", harness.project)
+    monkeypatch.setenv("LAUNCHQ_EVENTS_TOPIC", "")
+    runner = CliRunner()
+    listed = runner.invoke(main, ["ls", "--queue", "b", "--state", "BUILDING", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert [row["item_id"] for row in json.loads(listed.stdout)] == ["s"]
+    detail = json.loads(runner.invoke(main, ["status", "s", "--queue", "b", "--json"]).stdout)
+    assert detail["state"] == "BUILDING"
+    assert detail["build"]["build_id"]
+    shown = runner.invoke(main, ["status", "s", "--queue", "b"])
+    assert shown.exit_code == 0, shown.stderr
+    assert "BUILDING" in shown.stdout
+    assert "build log" in shown.stdout
+    assert detail["build"]["tag_uri"] in shown.stdout.replace("\n", "")
