@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
 from google.cloud.devtools.cloudbuild_v1.services.cloud_build import CloudBuildClient
 from google.cloud.devtools.cloudbuild_v1.types import Build, BuildStep, Source, StorageSource
 
 from launchq.buildplan import ImageRef
 from launchq.cloudbuild import CloudBuildError, client_for, status_name
 from launchq.vertex import RetryPolicy
-from launchq_local.cloudbuild_standin import CloudBuildStandin
+from launchq_local.cloudbuild_standin import BuildDelays, CloudBuildStandin
+from launchq_local.cloudbuild_standin.images import IMAGES_VARIABLE
 from tests.fixtures.cloudbuild import BUILD_LOCATION, BUILD_PROJECT, source_tarball
+from tests.fixtures.standin import make_job, wait_for_state
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +239,42 @@ def _camel(value: Any) -> Any:
 def _camel_key(key: str) -> str:
     head, *rest = key.rstrip("_").split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def test_the_vertex_standin_runs_a_built_image_in_its_source_tree(
+    gcs_emulator: Any,
+    gcs_bucket: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    job_client: Any,
+    standin_parent: str,
+    standin_admin: Any,
+) -> None:
+    """No Docker: the image is the unpacked source, run with its Dockerfile's CMD."""
+    dockerfile = 'FROM python:3.11-slim\nCMD ["sh", "-c", "cat marker.txt; echo ran in $PWD"]\n'
+    obj = source_tarball(gcs_bucket, {"Dockerfile": dockerfile, "marker.txt": "from-source\n"})
+    images = tmp_path / "images"
+    monkeypatch.setenv(IMAGES_VARIABLE, str(images))
+    with CloudBuildStandin(
+        delays=BuildDelays(0, 0), gcs_url=gcs_emulator.url, images_dir=images
+    ) as server:
+        client = CloudBuildClient(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            transport="rest",
+            client_options=ClientOptions(api_endpoint=server.url),
+        )
+        operation = client.create_build(
+            parent=PARENT, project_id=BUILD_PROJECT, build=docker_build(gcs_bucket.name, obj, "r")
+        )
+        built = operation.result(timeout=5)
+    pinned = f"{IMAGE}@{built.results.images[0].digest}"
+    standin_admin.set_mode("execute")
+    standin_admin.set_delays(queued=0, pending=0)
+    job = make_job("built-image")
+    job.job_spec.worker_pool_specs[0].container_spec.image_uri = pinned
+    created = job_client.create_custom_job(parent=standin_parent, custom_job=job)
+    done = wait_for_state(job_client, created.name, "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED")
+    assert done.state.name == "JOB_STATE_SUCCEEDED", done.error.message
+    out = standin_admin.job_log(created.name)["stdout"]
+    assert out.startswith("from-source\nran in ")
+    assert out.strip().endswith("/src")

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ import requests
 from google.cloud.devtools.cloudbuild_v1.types import cloudbuild
 from google.protobuf import timestamp_pb2
 
+from launchq_local.cloudbuild_standin import images
 from launchq_local.standin.wire import ApiError
 
 BuildPb = Any  # google.devtools.cloudbuild.v1.Build, the raw protobuf message
@@ -73,6 +75,7 @@ class Image:
     command: tuple[str, ...]
     entrypoint: tuple[str, ...]
     source: str  # gs://bucket/object the image was built from
+    context: str = "."  # the build context in the workspace (the job's working directory)
 
     @property
     def uri(self) -> str:
@@ -115,8 +118,11 @@ class BuildStore:
         delays: BuildDelays | None = None,
         gcs_url: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        images_dir: Path | None = None,
     ) -> None:
         self.delays = delays or BuildDelays()
+        self.images_dir = images_dir
+        self._tarballs: dict[str, bytes] = {}  # build id -> source, until the image is saved
         self._gcs_url = gcs_url or (lambda: None)
         self._clock = clock
         self._lock = threading.Lock()
@@ -278,6 +284,16 @@ class BuildStore:
             built.name = f"{image.repository}:{image.tag}"
             built.digest = image.digest
             self._images[(image.repository, image.tag)] = image
+            tarball = self._tarballs.pop(pb.id, None)
+            if self.images_dir is not None and tarball is not None:
+                images.save(
+                    self.images_dir,
+                    image.uri,
+                    tarball,
+                    image.context,
+                    image.command,
+                    image.entrypoint,
+                )
         elif outcome.status != Status.SUCCESS:
             pb.status_detail = outcome.detail or _default_detail(outcome, pb)
             if outcome.status == Status.FAILURE:
@@ -309,7 +325,7 @@ class BuildStore:
         for index, step in enumerate(build.steps):
             if step.name not in DOCKER_BUILDERS or not step.args or step.args[0] != "build":
                 continue
-            tag, dockerfile = _docker_args(list(step.args), step.dir_)
+            tag, dockerfile, context = _docker_args(list(step.args), step.dir_)
             lines.append(f"Step #{index}: docker build -t {tag} -f {dockerfile or '?'}")
             if dockerfile is None or dockerfile not in members:
                 missing = dockerfile or "Dockerfile"
@@ -337,7 +353,10 @@ class BuildStore:
                 command,
                 entrypoint,
                 where,
+                context,
             )
+            if self.images_dir is not None:
+                self._tarballs[build.id] = data
             lines.append(f"pushed {repository}:{image_tag} {image.digest}")
             return Outcome(Status.SUCCESS), image, lines
         return Outcome(Status.SUCCESS), None, [*lines, "no docker build step"]
@@ -378,8 +397,8 @@ def _members(data: bytes) -> dict[str, bytes]:
     return found
 
 
-def _docker_args(args: list[str], step_dir: str) -> tuple[str, str | None]:
-    """`(tag, dockerfile path in the workspace)` from `docker build` arguments."""
+def _docker_args(args: list[str], step_dir: str) -> tuple[str, str | None, str]:
+    """`(tag, dockerfile path, context dir)` in the workspace from `docker build` arguments."""
     tag, dockerfile, context = "", "", "."
     rest = iter(args[1:])
     for arg in rest:
@@ -396,13 +415,14 @@ def _docker_args(args: list[str], step_dir: str) -> tuple[str, str | None]:
         else:
             context = arg
     base = step_dir or "."
+    where = posixpath.normpath(posixpath.join(base, context))
     if dockerfile:
         path = posixpath.normpath(posixpath.join(base, dockerfile))
     else:
-        path = posixpath.normpath(posixpath.join(base, context, "Dockerfile"))
-    if path.startswith("..") or path.startswith("/"):
-        return tag, None
-    return tag, path
+        path = posixpath.normpath(posixpath.join(where, "Dockerfile"))
+    if path.startswith("..") or path.startswith("/") or where.startswith(".."):
+        return tag, None, where
+    return tag, path, where
 
 
 def _image_config(dockerfile: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -10,10 +10,12 @@ serves it, like the Vertex stand-in, on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -365,7 +367,8 @@ class CloudBuildStandin:
     """The stand-in on a 127.0.0.1 port, served from a background thread.
 
     `gcs_url` is the GCS emulator builds read their sources from (default: the
-    `STORAGE_EMULATOR_HOST` of the moment a build starts).
+    `STORAGE_EMULATOR_HOST` of the moment a build starts). With `images_dir`, every successful
+    build's source is unpacked there for the Vertex stand-in to run (`images`).
     """
 
     def __init__(
@@ -374,11 +377,12 @@ class CloudBuildStandin:
         port: int = 0,
         delays: BuildDelays | None = None,
         gcs_url: str | None = None,
+        images_dir: Path | None = None,
     ) -> None:
-        import os
-
         self.store = BuildStore(
-            delays, gcs_url=lambda: gcs_url or os.environ.get("STORAGE_EMULATOR_HOST")
+            delays,
+            gcs_url=lambda: gcs_url or os.environ.get("STORAGE_EMULATOR_HOST"),
+            images_dir=images_dir,
         )
         self.app = CloudBuildApp(self.store)
         self._server: BaseWSGIServer = make_server(
