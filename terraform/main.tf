@@ -10,7 +10,8 @@
 # (var.queues); the shared <prefix>-items topic is an opt-in (var.shared_items_topic).
 #   Cloud Scheduler --HTTP POST (OIDC)--> sweep --> Vertex get/list/cancel/create, Firestore, events
 #
-# Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, outputs.tf.
+# Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, image_builds.tf,
+# outputs.tf.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -22,15 +23,18 @@ locals {
   # out of the environment, so the code's own default applies (LAUNCHQ_VERTEX_ENDPOINT unset in
   # production means https://{region}-aiplatform.googleapis.com).
   launchq_environment = {
-    LAUNCHQ_PROJECT                = var.project_id
-    LAUNCHQ_FIRESTORE_DATABASE     = var.firestore_database
-    LAUNCHQ_QUEUE_TOPIC            = one(google_pubsub_topic.items[*].name)
-    LAUNCHQ_EVENTS_TOPIC           = google_pubsub_topic.events.name
-    LAUNCHQ_VERTEX_ENDPOINT        = var.vertex_endpoint
-    LAUNCHQ_SUBMIT_LEASE_SECONDS   = tostring(var.submit_lease_seconds)
-    LAUNCHQ_QUEUE_CACHE_SECONDS    = tostring(var.queue_cache_seconds)
-    LAUNCHQ_VERTEX_TIMEOUT_SECONDS = tostring(var.vertex_timeout_seconds)
-    LAUNCHQ_STORAGE_ENDPOINT       = var.storage_endpoint
+    LAUNCHQ_PROJECT                   = var.project_id
+    LAUNCHQ_FIRESTORE_DATABASE        = var.firestore_database
+    LAUNCHQ_QUEUE_TOPIC               = one(google_pubsub_topic.items[*].name)
+    LAUNCHQ_EVENTS_TOPIC              = google_pubsub_topic.events.name
+    LAUNCHQ_VERTEX_ENDPOINT           = var.vertex_endpoint
+    LAUNCHQ_SUBMIT_LEASE_SECONDS      = tostring(var.submit_lease_seconds)
+    LAUNCHQ_QUEUE_CACHE_SECONDS       = tostring(var.queue_cache_seconds)
+    LAUNCHQ_VERTEX_TIMEOUT_SECONDS    = tostring(var.vertex_timeout_seconds)
+    LAUNCHQ_STORAGE_ENDPOINT          = var.storage_endpoint
+    LAUNCHQ_CLOUDBUILD_ENDPOINT       = var.cloudbuild_endpoint
+    LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT = var.artifactregistry_endpoint
+    LAUNCHQ_BUILD_REPOSITORY          = local.image_build_repository
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

@@ -77,3 +77,14 @@ locals {
   example_queue = try(sort(keys(var.queues))[0], "default")
   example_topic = length(var.queues) > 0 ? "${local.queue_topic_prefix}${local.example_queue}" : one(google_pubsub_topic.items[*].name)
 }
+
+output "image_build_repository" {
+  description = "Where queues' builder.destination must point (LAUNCHQ_BUILD_REPOSITORY): <location>-docker.pkg.dev/<project>/<repository>; null unless image_builds."
+  value       = local.image_build_repository
+}
+
+output "image_build_service_account" {
+  description = "Email of the service account image builds run as (a queue's builder.service_account); null unless image_builds."
+  value       = one(google_service_account.build[*].email)
+}
+
