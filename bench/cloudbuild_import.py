@@ -2,7 +2,8 @@
 
 Each run is a fresh interpreter that first imports `launchq.vertex` and `launchq.queues` (what
 the dispatch function loads anyway: requests, google-auth, tenacity, pydantic and the config and
-item models; the baseline, timed in the same process), then, in the run's order, each way of calling Cloud Build:
+item models; the baseline, timed in the same process), then, in the run's order, each way of
+calling Cloud Build:
 
 - `rest`: `import launchq.cloudbuild` (what `launchq.wiring` uses);
 - `client`: `from google.cloud.devtools.cloudbuild_v1.services.cloud_build import

@@ -88,8 +88,9 @@ def dev(
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
     mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), Cloud Build stand-in
-    8092 (builds images from source, no Docker), the queue topic pushed to the dispatcher, a sweep every few seconds. Prints the variables that point the CLI at it,
-    then every state change.
+    8092 (builds images from source, no Docker), the queue topic pushed to the dispatcher, a
+    sweep every few seconds. Prints the variables that point the CLI at it, then every state
+    change.
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
     from launchq_local.emulators import EmulatorError
