@@ -184,7 +184,22 @@ class ImageBuilder:
             log.info("image already built", build_key=key, digest=digest)
             return _record(key, {**claim, **done})
         request = json.loads(str(claim["request"]))
-        operation = client.create_build(str(claim["project"]), str(claim["location"]), request)
+        try:
+            operation = client.create_build(str(claim["project"]), str(claim["location"]), request)
+        except CloudBuildError as exc:
+            if exc.transient:
+                raise  # the claim stays: a redelivery joins it, the sweep repairs it
+            # Refused for good (a bad service account, a missing permission): the build
+            # failed, once, for every item with this key; nothing retries it in a loop.
+            refused = {
+                "state": BuildState.FAILED,
+                "status": exc.status,
+                "detail": f"Cloud Build refused the build: {exc.http_status} {exc.message}",
+                "finished_at": now,
+            }
+            self.ref(key).update(refused)
+            log.warning("build refused", build_key=key, error=str(exc))
+            return _record(key, {**claim, **refused})
         build = operation.get("metadata", {}).get("build", {})
         started = {
             "state": BuildState.BUILDING,

@@ -257,3 +257,29 @@ def test_cli_status_and_ls_show_the_build(
     assert "BUILDING" in shown.stdout
     assert "build log" in shown.stdout
     assert detail["build"]["tag_uri"] in shown.stdout.replace("\n", "")
+
+
+def test_a_refused_build_fails_its_items_once_and_nothing_loops(
+    harness: Harness,
+    cloudbuild_standin: CloudBuildStandin,
+    gcs_client: Any,
+    gcs_bucket: Any,
+    tmp_path: Path,
+) -> None:
+    launchq = app(harness, cloudbuild_standin)
+    harness.apply("b", builder_queue(gcs_bucket.name))
+    requests.post(
+        f"{cloudbuild_standin.url}/emulator/v1/faults",
+        json={"methods": ["CreateBuild"], "status": "PERMISSION_DENIED", "count": 1},
+        timeout=5,
+    ).raise_for_status()
+    source = upload(tmp_path, gcs_client, gcs_bucket.name, PROJECT)
+    launchq.dispatcher.handle(message({"queue": "b", "item_id": "r1", "source": source}))
+    launchq.dispatcher.handle(message({"queue": "b", "item_id": "r2", "source": source}))
+    for item_id in ("r1", "r2"):
+        data = harness.item_data("b", item_id)
+        assert data["state"] == ItemState.FAILED.value
+        assert data["error"]["reason"] == "build_failed"
+        assert "PERMISSION_DENIED" in data["error"]["message"]
+    launchq.sweeper.run()
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 1
