@@ -1,4 +1,4 @@
-"""The content-addressed build plan and the Cloud Build wire helpers (no I/O)."""
+"""The content-addressed build plan and the Cloud Build wire functions (no I/O)."""
 
 from __future__ import annotations
 
