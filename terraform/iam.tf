@@ -51,11 +51,16 @@ resource "google_project_iam_custom_role" "dispatch" {
   description = "Create Vertex AI custom jobs and look them up by label (idempotent submit); cancel them on a cancel message from the queue's topic."
   # cancel: a researcher cancels by publishing a control message to the queue's topic, and the
   # dispatcher sends CancelCustomJob with its own identity (researchers hold no Vertex role).
+  # cloudbuild.builds.*: images built from source (image_builds.tf); update is what cancels.
   permissions = [
     "aiplatform.customJobs.cancel",
     "aiplatform.customJobs.create",
     "aiplatform.customJobs.get",
     "aiplatform.customJobs.list",
+    "cloudbuild.builds.create",
+    "cloudbuild.builds.get",
+    "cloudbuild.builds.list",
+    "cloudbuild.builds.update",
   ]
 }
 
@@ -64,11 +69,16 @@ resource "google_project_iam_custom_role" "sweep" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_sweeper"
   title       = "launchq sweeper"
   description = "Follow, cancel and (when it admits waiting items into freed slots) create Vertex AI custom jobs."
+  # cloudbuild.builds.*: images built from source (image_builds.tf); update is what cancels.
   permissions = [
     "aiplatform.customJobs.cancel",
     "aiplatform.customJobs.create",
     "aiplatform.customJobs.get",
     "aiplatform.customJobs.list",
+    "cloudbuild.builds.create",
+    "cloudbuild.builds.get",
+    "cloudbuild.builds.list",
+    "cloudbuild.builds.update",
   ]
 }
 
@@ -272,6 +282,13 @@ locals {
       for pair in setproduct(var.staging_buckets, tolist(local.job_service_accounts)) :
       "job ${pair[0]} ${pair[1]}" => { bucket = pair[0], member = "serviceAccount:${pair[1]}" }
     },
+    # The image builds' service account fetches the source it builds (image_builds.tf).
+    {
+      for bucket in var.staging_buckets : "build ${bucket}" => {
+        bucket = bucket
+        member = "serviceAccount:${local.image_build_account_email}"
+      } if var.image_builds
+    },
   )
 }
 
@@ -288,5 +305,5 @@ resource "google_storage_bucket_iam_member" "source_reader" {
     expression  = "resource.name.startsWith(\"projects/_/buckets/${each.value.bucket}/objects/${local.source_prefix}\")"
   }
 
-  depends_on = [google_service_account.job]
+  depends_on = [google_service_account.job, google_service_account.build]
 }

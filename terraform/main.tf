@@ -10,7 +10,8 @@
 # (var.queues); the shared <prefix>-items topic is an opt-in (var.shared_items_topic).
 #   Cloud Scheduler --HTTP POST (OIDC)--> sweep --> Vertex get/list/cancel/create, Firestore, events
 #
-# Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, outputs.tf.
+# Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, image_builds.tf,
+# outputs.tf.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -37,6 +38,9 @@ locals {
     LAUNCHQ_SWEEP_INTERVAL_SECONDS        = tostring(var.sweep_interval_seconds)
     LAUNCHQ_SWEEP_PERIOD_SECONDS          = tostring(var.sweep_period_seconds)
     LAUNCHQ_STORAGE_ENDPOINT              = var.storage_endpoint
+    LAUNCHQ_CLOUDBUILD_ENDPOINT           = var.cloudbuild_endpoint
+    LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT     = var.artifactregistry_endpoint
+    LAUNCHQ_BUILD_REPOSITORY              = local.image_build_repository
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

@@ -82,3 +82,14 @@ output "dashboard_url" {
   description = "URL of the dashboard's Cloud Run service (only dashboard.members may open it), or null unless dashboard.enabled."
   value       = one(google_cloud_run_v2_service.dashboard[*].uri)
 }
+
+output "image_build_repository" {
+  description = "Where queues' builder.destination must point (LAUNCHQ_BUILD_REPOSITORY): <location>-docker.pkg.dev/<project>/<repository>; null unless image_builds."
+  value       = local.image_build_repository
+}
+
+output "image_build_service_account" {
+  description = "Email of the service account image builds run as (a queue's builder.service_account); null unless image_builds."
+  value       = one(google_service_account.build[*].email)
+}
+

@@ -471,3 +471,58 @@ variable "dashboard" {
     error_message = "dashboard.members must be IAM members such as user:a@example.com or group:ml@example.com (no public principals: the dashboard shows every queue's items)."
   }
 }
+
+# --- Images built from source (docs/cloudbuild.md) ---------------------------------------------
+
+variable "image_builds" {
+  type        = bool
+  description = "Let queues with a `builder` block build images from source with Cloud Build: a build service account, its grants, the functions' Cloud Build permissions and LAUNCHQ_BUILD_REPOSITORY."
+  default     = false
+}
+
+variable "create_image_build_repository" {
+  type        = bool
+  description = "With image_builds: create the Artifact Registry repository image_build_repository_id. false uses an existing one of that id."
+  default     = true
+}
+
+variable "image_build_repository_id" {
+  type        = string
+  description = "Artifact Registry repository (Docker) queues' builder.destination must be in: <location>-docker.pkg.dev/<project_id>/<this id>/IMAGE."
+  default     = "launchq"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,62}$", var.image_build_repository_id))
+    error_message = "image_build_repository_id must be 1-63 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "image_build_repository_location" {
+  type        = string
+  description = "Location of the build repository; null means var.region."
+  default     = null
+
+  validation {
+    condition     = var.image_build_repository_location == null || can(regex("^[a-z]+(-[a-z]+[0-9]+)?$", var.image_build_repository_location))
+    error_message = "image_build_repository_location must be a region (us-central1) or a multi-region (us, europe, asia)."
+  }
+}
+
+variable "image_build_kms_key_name" {
+  type        = string
+  description = "Cloud KMS key that encrypts the created build repository (projects/P/locations/L/keyRings/R/cryptoKeys/K); null uses Google-managed encryption."
+  default     = null
+}
+
+variable "cloudbuild_endpoint" {
+  type        = string
+  description = "Base URL of Cloud Build (LAUNCHQ_CLOUDBUILD_ENDPOINT); null means https://cloudbuild.googleapis.com."
+  default     = null
+}
+
+variable "artifactregistry_endpoint" {
+  type        = string
+  description = "Base URL of Artifact Registry's API for tag lookups (LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT); null means https://artifactregistry.googleapis.com."
+  default     = null
+}
+

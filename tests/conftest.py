@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.emulators",
     "tests.fixtures.gcs",
     "tests.fixtures.standin",
+    "tests.fixtures.cloudbuild",
 ]

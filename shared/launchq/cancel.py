@@ -1,5 +1,8 @@
 """Cancelling an item: a waiting one at once, a submitted one through CancelCustomJob.
 
+A BUILDING item is cancelled at once too; its build is cancelled when no other item still
+waits on it (builds are shared by every item with the same source: `launchq.imagebuilds`).
+
 The sweep records CANCELLED when Vertex reports it; a cancelled item is never retried. An item in
 SUBMITTING has no job name yet: the request is recorded and the sweep sends the cancel once the
 job exists.
@@ -7,8 +10,11 @@ job exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from launchq import vertex as vx
 from launchq.errors import NotFound
+from launchq.imagebuilds import ImageBuilder
 from launchq.recorder import Recorder
 from launchq.states import ItemState
 from launchq.store import Store, Transition
@@ -16,10 +22,17 @@ from launchq.submission import VertexFor
 
 
 class Canceller:
-    def __init__(self, store: Store, recorder: Recorder, vertex_for: VertexFor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder,
+        vertex_for: VertexFor,
+        builds: ImageBuilder | None = None,
+    ) -> None:
         self.store = store
         self.recorder = recorder
         self.vertex_for = vertex_for
+        self.builds = builds
 
     def request(self, queue: str, item_id: str) -> ItemState:
         """Cancel `item_id`; its state afterwards. Raises `NotFound` for an unknown item."""
@@ -32,6 +45,12 @@ class Canceller:
             self.recorder.transition(
                 item, Transition(ItemState.CANCELLED, "cancelled by user"), {"reason": None}
             )
+            return ItemState.CANCELLED
+        if item.state is ItemState.BUILDING:
+            self.recorder.transition(
+                item, Transition(ItemState.CANCELLED, "cancelled by user while building")
+            )
+            self._leave_build(item.queue, item.item_id, item.stored.get("build"))
             return ItemState.CANCELLED
         sent_at = None
         if item.job is not None and item.state is not ItemState.CANCELLING:
@@ -48,3 +67,15 @@ class Canceller:
             {"cancel_requested": True, "cancel_reason": "user", "cancel_sent_at": sent_at},
         )
         return item.state
+
+    def _leave_build(self, queue: str, item_id: str, build: object) -> None:
+        key = build.get("build_key") if isinstance(build, Mapping) else None
+        if self.builds is None or not key:
+            return
+
+        def still_building(waiter: str) -> bool:
+            other_queue, _, other_id = waiter.partition("/")
+            other = self.store.get_item(other_queue, other_id)
+            return other is not None and other.state is ItemState.BUILDING
+
+        self.builds.leave(str(key), f"{queue}/{item_id}", still_building)

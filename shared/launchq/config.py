@@ -95,6 +95,47 @@ class SourceSettings(BaseModel):
     )
 
 
+ImageDestination = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z]+(?:-[a-z0-9]+)*-docker\.pkg\.dev/[a-z][a-z0-9-]{4,28}[a-z0-9]"
+        r"/[a-z][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._/-]{0,127}$",
+        max_length=300,
+    ),
+]
+
+
+class BuilderSettings(BaseModel):
+    """How the queue builds an image from an item's `source` (W&B's `builder` keys where they
+    fit): one Cloud Build per distinct source and settings, pushed to `destination` with the
+    source's sha256 as its tag, and run pinned by digest.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    destination: ImageDestination = Field(
+        description="REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE (Artifact Registry, no tag)."
+    )
+    dockerfile: Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^/\s][^\s]*$")] = (
+        Field(default="Dockerfile", description="Path of the Dockerfile in the source.")
+    )
+    timeout: int = Field(default=1200, ge=60, le=86400, description="Build timeout in seconds.")
+    machine_type: (
+        Literal["E2_MEDIUM", "E2_HIGHCPU_8", "E2_HIGHCPU_32", "N1_HIGHCPU_8", "N1_HIGHCPU_32"]
+        | None
+    ) = Field(default=None, description="Cloud Build machine type (default: Cloud Build's).")
+    service_account: (
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+$")] | None
+    ) = Field(default=None, description="Service account the build runs as (email).")
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _inside_source(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("must be a path inside the source (no '..')")
+        return value
+
+
 WRAPPERS = ("vertex", "gcp-vertex")
 
 
@@ -127,6 +168,10 @@ class QueueConfig(BaseModel):
     source: SourceSettings | None = Field(
         default=None, description="How items with a `source` (code, not an image) run."
     )
+    builder: BuilderSettings | None = Field(
+        default=None,
+        description="Build an image from each item's source with Cloud Build, and run it.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -154,7 +199,6 @@ class QueueConfig(BaseModel):
 
 TOP_HINTS: Mapping[str, Mapping[str, str]] = {
     "": {
-        "builder": "launchq does not build images: publish items with an image_uri",
         "location": "use 'region'",
         "queue": "use 'name'",
         "resource_args": "paste the contents of resource_args (its 'vertex' block)",

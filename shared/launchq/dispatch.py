@@ -34,10 +34,12 @@ from typing import Any
 
 from launchq import sanitize
 from launchq.admission import Admission
+from launchq.buildplan import plan_for
 from launchq.cancel import Canceller
 from launchq.errors import InfrastructureError, NotFound, is_infrastructure
 from launchq.events import CONFLICT_EVENT_TYPE
 from launchq.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
+from launchq.imagebuilds import BuildGate
 from launchq.item import canonical_hash
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
@@ -122,6 +124,7 @@ class Dispatcher:
         canceller: Canceller,
         shared_topic: str | None = None,
         sources: SourceChecker | None = None,
+        builds: BuildGate | None = None,
     ) -> None:
         self.store = store
         self.queues = queues
@@ -132,6 +135,7 @@ class Dispatcher:
         self.shared_topic = shared_topic
         self._local = threading.local()  # this thread's message routing, for the catch-all
         self.sources = sources
+        self.builds = builds
 
     def handle(self, message: PubsubMessage) -> DispatchResult:
         self._local.routing = None  # (queue, item_id) once `_handle` knows them
@@ -292,9 +296,10 @@ class Dispatcher:
                 "rejected: invalid item",
                 first["message"],
             )
+        metadata: Mapping[str, Any] = {}
         if prepared.source is not None and self.sources is not None:
             # Before anything is queued: a job whose package is missing fails minutes later.
-            unusable = self.sources.check(prepared.source, prepared.body)
+            unusable, metadata = self.sources.inspect(prepared.source, prepared.body)
             if unusable is not None:
                 error = error_record(unusable.reason, unusable.message, unusable.path)
                 fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
@@ -311,9 +316,25 @@ class Dispatcher:
             error = error_record(RECORD_TOO_LARGE, problem)
             fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
             return self._reject(queue, item_id, fields, "rejected: record too large", problem)
-        created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
-        if created is None:
-            return self._redelivered(queue, item_id, prepared.payload_hash)
+        builder = runtime.config.builder
+        if prepared.source is not None and builder is not None and self.builds is not None:
+            # An image built from the source (launchq.imagebuilds): BUILDING until it exists.
+            plan = plan_for(prepared.source, builder)
+            decision = self.builds.decide(plan, f"{queue}/{item_id}", metadata, prepared.body)
+            if decision.state is ItemState.REJECTED:
+                fields = {**received, "payload_hash": prepared.payload_hash, **decision.fields}
+                return self._reject(queue, item_id, fields, decision.cause, str(decision.problem))
+            fields.update(decision.fields)
+            created = self.recorder.create(queue, item_id, decision.state, fields, decision.cause)
+            if created is None:
+                return self._redelivered(queue, item_id, prepared.payload_hash)
+            if decision.state is not ItemState.QUEUED:
+                return DispatchResult(DispatchOutcome.RECORDED, item_id, queue)
+            submitted = self.admission.admit(queue, own=created)
+        else:
+            created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
+            if created is None:
+                return self._redelivered(queue, item_id, prepared.payload_hash)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
     def _reject(

@@ -179,3 +179,8 @@ class Changes(TypedDict, total=False):
     cancel_requested: bool
     cancel_reason: str | None
     cancel_sent_at: datetime | None
+    # A source item whose image is built (launchq.imagebuilds): the build's state, and the job
+    # body pinned to the built digest once it exists.
+    build: Mapping[str, Any]
+    job_body: Mapping[str, Any]
+    body_hash: str

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.buildplan import plan_for
 from launchq.config import QueueConfig, SourceSettings
 from launchq.item import ItemSource, QueueItem
 from launchq.labels import LAUNCHQ_LABELS, MAX_LABELS, job_labels, validate_labels
@@ -120,7 +121,8 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
     ]
     issues += _label_issues(config, item)
     source_issues = _source_issues(config, item, queue)
-    if item.source is not None and config.source is None:  # not also "image_uri: required"
+    if item.source is not None and config.source is None and config.builder is None:
+        # not also "image_uri: required"
         issues = [issue for issue in issues if issue.path != "image_uri"]
     issues += source_issues
     if issues:
@@ -128,7 +130,7 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
     values = {name: value for name, value in macros.items() if value is not None}
     spec = substitute(config.spec, values, variables, wants_text("spec"))
     run = substitute(config.run, values, variables, wants_text("run"))
-    if item.source is not None and config.source is not None:
+    if item.source is not None and config.source is not None and config.builder is None:
         issues += _apply_source(spec, item, item.source, config.source)
     else:
         issues += _apply_item(spec, item, target_pools(config.spec))
@@ -175,7 +177,10 @@ def _queue_name(config: QueueConfig, item: QueueItem, context: RenderContext) ->
 
 
 def _image(config: QueueConfig, item: QueueItem) -> str | None:
-    """`${image_uri}`: the item's image, or for a source item the queue's executor image."""
+    """`${image_uri}`: the item's image; for a source item the image built from it (by tag:
+    the dispatcher pins it by digest once built), else the queue's executor image."""
+    if item.source is not None and config.builder is not None:
+        return plan_for(item.source, config.builder).tag_uri
     if item.source is not None and config.source is not None:
         return config.source.executor_image_uri
     return item.image_uri
@@ -287,6 +292,8 @@ def _apply_to_pool(pool: dict[str, Any], index: int, item: QueueItem) -> list[Is
 def _source_issues(config: QueueConfig, item: QueueItem, queue: str) -> list[Issue]:
     if item.source is None:
         return []
+    if config.builder is not None:
+        return _built_source_issues(item)
     if config.source is None:
         return [
             Issue(
@@ -302,6 +309,14 @@ def _source_issues(config: QueueConfig, item: QueueItem, queue: str) -> list[Iss
     if item.command is not None:
         issues.append(Issue("command", "a source item runs `python -m MODULE`; pass the "
                             "module's arguments in args"))  # fmt: skip
+    return issues
+
+
+def _built_source_issues(item: QueueItem) -> list[Issue]:
+    issues: list[Issue] = []
+    if item.image_uri is not None:
+        issues.append(Issue("image_uri", "set image_uri or source, not both: a source item runs "
+                            "the image the queue builds from it"))  # fmt: skip
     return issues
 
 
@@ -438,7 +453,7 @@ def render_placeholder(config: QueueConfig) -> RenderedJob:
 def render_placeholders(config: QueueConfig) -> list[RenderedJob]:
     """The default render, and for a queue with a source block the default source render."""
     jobs = [render_placeholder(config)]
-    if config.source is not None:
+    if config.source is not None or config.builder is not None:
         item = placeholder_source_item(config)
         jobs.append(render(config, item, placeholder_context(config)))
     return jobs

@@ -29,6 +29,10 @@ one command works against the emulators and against a real project:
 - `LAUNCHQ_SWEEP_INTERVAL_SECONDS`: pause between sweep passes inside one invocation (`10`).
 - `LAUNCHQ_SWEEP_PERIOD_SECONDS`: how often Cloud Scheduler starts the sweep (`60`); one
   invocation loops until just before the next one starts.
+- `LAUNCHQ_CLOUDBUILD_ENDPOINT` / `LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT`: base URLs of Cloud Build
+  and Artifact Registry (the local Cloud Build stand-in serves both); default Google's.
+- `LAUNCHQ_BUILD_REPOSITORY`: `REGION-docker.pkg.dev/PROJECT/REPOSITORY`, the one repository
+  queues may build into (the build service account writes only there); unset: any.
 
 The submit lease must outlive the longest invocation that can hold it (the event function's
 timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
@@ -57,6 +61,9 @@ class Settings:
     queue_cache_seconds: float = 10.0
     vertex_timeout_seconds: float = 30.0
     storage_endpoint: str | None = None
+    cloudbuild_endpoint: str | None = None
+    artifactregistry_endpoint: str | None = None
+    build_repository: str | None = None
 
     @property
     def storage_base_url(self) -> str:
@@ -107,6 +114,11 @@ class Settings:
             quota_backoff_max_seconds=_number(env, "LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS", 240.0),
             sweep_interval_seconds=_number(env, "LAUNCHQ_SWEEP_INTERVAL_SECONDS", 10.0),
             sweep_period_seconds=_number(env, "LAUNCHQ_SWEEP_PERIOD_SECONDS", 60.0),
+            cloudbuild_endpoint=env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT") or None,
+            artifactregistry_endpoint=env.get("LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT")
+            or env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT")
+            or None,
+            build_repository=env.get("LAUNCHQ_BUILD_REPOSITORY") or None,
         )
 
 

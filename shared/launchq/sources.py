@@ -90,7 +90,16 @@ class SourceChecker:
 
     def check(self, source: ItemSource, body: Mapping[str, Any]) -> SourceProblem | None:
         """The first problem, or None. Raises `InfrastructureError` if Storage cannot answer."""
+        return self.inspect(source, body)[0]
+
+    def inspect(
+        self, source: ItemSource, body: Mapping[str, Any]
+    ) -> tuple[SourceProblem | None, Mapping[str, Any]]:
+        """`check`, and the object's custom metadata (the uploader's listing of Dockerfiles,
+        which the image builder judges with this same GET)."""
         problem = bucket_problem(source, body)
         if problem is not None:
-            return problem
-        return object_problem(source, self._reader().get_object(source.bucket, source.object_name))
+            return problem, {}
+        resource = self._reader().get_object(source.bucket, source.object_name)
+        metadata = resource.get("metadata") if resource is not None else None
+        return object_problem(source, resource), metadata if isinstance(metadata, Mapping) else {}

@@ -20,6 +20,7 @@ from launchq.errors import InvalidTransition
 class ItemState(StrEnum):
     """Where a queue item is. Stored in Firestore by value (the upper-case name)."""
 
+    BUILDING = "BUILDING"
     QUEUED = "QUEUED"
     SUBMITTING = "SUBMITTING"
     SUBMITTED = "SUBMITTED"
@@ -70,6 +71,7 @@ class StateInfo:
 # slot on purpose: releasing capacity for a job that may still run would break the quota the
 # queue promises.
 STATES: dict[ItemState, StateInfo] = {
+    ItemState.BUILDING: StateInfo(False, False, False, "its image is being built from source"),
     ItemState.QUEUED: StateInfo(False, False, False, "accepted, waiting for a slot"),
     ItemState.SUBMITTING: StateInfo(False, True, False, "claimed; CreateCustomJob in progress"),
     ItemState.SUBMITTED: StateInfo(False, True, True, "job created; Vertex has it QUEUED"),
@@ -113,6 +115,11 @@ _VERTEX_DRIVEN = frozenset(
 # through a retry (a new attempt, a new CustomJob, on the same item), recorded in the same write
 # as the end itself (launchq.store.Transition.via).
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
+    # An item whose image is built from source is created BUILDING and holds no slot: a build
+    # can take many minutes, and capacity is for running jobs. Built -> QUEUED (admitted as
+    # usual); the build failed -> FAILED (`build_failed`, never retried: the same source
+    # builds the same way); cancelled while building -> CANCELLED.
+    ItemState.BUILDING: frozenset({ItemState.QUEUED, ItemState.FAILED, ItemState.CANCELLED}),
     ItemState.QUEUED: frozenset(
         {ItemState.SUBMITTING, ItemState.CANCELLED, ItemState.REJECTED, ItemState.FAILED}
     ),

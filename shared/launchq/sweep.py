@@ -47,6 +47,7 @@ from launchq import vertex as vx
 from launchq.admission import Admission
 from launchq.errors import Conflict
 from launchq.failures import FailureClass, failure_class, retry_delay
+from launchq.imagebuilds import ImageBuilder, settle_building
 from launchq.labels import QUEUE_LABEL
 from launchq.log import get_logger
 from launchq.queues import QueueSource
@@ -156,8 +157,10 @@ class Sweeper:
         vertex_for: VertexFor,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        builds: ImageBuilder | None = None,
     ) -> None:
         self.sleep = sleep
+        self.builds = builds
         self.store = store
         self.queues = queues
         self.recorder = recorder
@@ -231,6 +234,7 @@ class Sweeper:
     # -- the steps ------------------------------------------------------------------------
 
     def _sweep(self, summary: SweepSummary) -> None:
+        self._follow_builds(summary)
         active = list(
             self.store.items_in_states(POLLED_STATES | {ItemState.SUBMITTING}, fields=_ITEM_FIELDS)
         )
@@ -254,6 +258,14 @@ class Sweeper:
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
+
+    def _follow_builds(self, summary: SweepSummary) -> None:
+        """Images built from source (launchq.imagebuilds): first, so a built item is admitted by
+        this same sweep."""
+        if self.builds is not None:
+            moved, errors = settle_building(self.builds, self.store, self.recorder)
+            summary.transitions += moved
+            summary.errors.extend(errors)
 
     def _free_leaked_slots(self, queue: str, active: set[str], summary: SweepSummary) -> None:
         """A safety net: capacity held by an item that no longer runs is given back."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from launchq import cloudbuild as cb
 from launchq import gcs
 from launchq import vertex as vx
 from launchq.admission import Admission
@@ -25,6 +26,7 @@ from launchq.cancel import Canceller
 from launchq.capacity import Capacity
 from launchq.dispatch import Dispatcher
 from launchq.events import EventPublisher
+from launchq.imagebuilds import BuildGate, ImageBuilder
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.settings import Settings
@@ -51,6 +53,7 @@ class Launchq:
     submitter: Submitter
     admission: Admission
     dispatcher: Dispatcher
+    builds: ImageBuilder
     sweeper: Sweeper
     canceller: Canceller
 
@@ -65,6 +68,7 @@ def build(
     sleep: Callable[[float], None] = time.sleep,
     store: Store | None = None,
     storage: ObjectReader | None = None,
+    cloudbuild: cb.CloudBuildClient | None = None,
 ) -> Launchq:
     """Wire launchq from `settings`; every keyword replaces one dependency (tests, benchmarks)."""
     if store is None:
@@ -85,6 +89,16 @@ def build(
         else (lambda: gcs.client_for(settings.storage_base_url, settings.vertex_timeout_seconds))
     )
     queues = QueueSource(store, settings.queue_cache_seconds)
+
+    def cloudbuild_client() -> cb.CloudBuildClient:
+        if cloudbuild is not None:
+            return cloudbuild
+        return cb.client_for(
+            settings.cloudbuild_endpoint or cb.CLOUDBUILD_ENDPOINT,
+            settings.artifactregistry_endpoint or cb.ARTIFACTREGISTRY_ENDPOINT,
+        )
+
+    builds = ImageBuilder(store.db, cloudbuild_client, store.clock)
     recorder = Recorder(store, events)
     capacity = Capacity(
         store,
@@ -97,7 +111,7 @@ def build(
         store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity
     )
     admission = Admission(store, queues, submitter, sleep)
-    canceller = Canceller(store, recorder, vertex_for)
+    canceller = Canceller(store, recorder, vertex_for, builds)
     return Launchq(
         settings=settings,
         store=store,
@@ -109,8 +123,17 @@ def build(
         submitter=submitter,
         admission=admission,
         dispatcher=Dispatcher(
-            store, queues, recorder, admission, submitter, canceller, settings.queue_topic, sources
+            store,
+            queues,
+            recorder,
+            admission,
+            submitter,
+            canceller,
+            settings.queue_topic,
+            sources,
+            BuildGate(builds, settings.build_repository),
         ),
-        sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for),
+        builds=builds,
+        sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for, builds=builds),
         canceller=canceller,
     )

@@ -274,6 +274,7 @@ def duration(seconds: float | None) -> str:
 
 
 STATE_STYLES = {
+    "BUILDING": "bold yellow",
     "QUEUED": "yellow",
     "SUBMITTING": "cyan",
     "SUBMITTED": "cyan",

@@ -455,6 +455,16 @@ def _print_detail(d: dict[str, Any]) -> None:
         f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
+    build = d.get("build")
+    if build:
+        built = build.get("digest") or build.get("build_state")
+        out.print(f"  image      {escape(str(build.get('tag_uri')))} ({escape(str(built))})")
+        if build.get("build_id"):
+            seconds = build.get("build_seconds")
+            took = f"  took {duration(seconds)}" if seconds is not None else ""
+            out.print(f"  build      {escape(str(build['build_id']))}{took}")
+        if build.get("log_url"):
+            out.print(f"  build log  {build['log_url']}", soft_wrap=True)
     job = d["job"]
     if job:
         out.print(f"  job        {escape(str(job['name']))} ({job['vertex_state']})")

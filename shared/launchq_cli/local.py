@@ -87,9 +87,10 @@ def dev(
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
-    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), the queue topic pushed
-    to the dispatcher, a sweep every few seconds. Prints the variables that point the CLI at it,
-    then every state change.
+    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), Cloud Build stand-in
+    8092 (builds images from source, no Docker), the queue topic pushed to the dispatcher, a
+    sweep every few seconds. Prints the variables that point the CLI at it, then every state
+    change.
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
     from launchq_local.emulators import EmulatorError
@@ -153,7 +154,8 @@ def _announce(stack: Any) -> None:
         f"{stack.ports.firestore}, Pub/Sub {stack.ports.pubsub}, dispatcher "
         f"{stack.dispatcher_url}, sweeper {stack.sweeper_url} (every {stack.sweep_interval:g}s), "
         f"Vertex stand-in {stack.standin_url} (execute mode), GCS emulator "
-        f"http://127.0.0.1:{stack.ports.gcs}, Logging stand-in {stack.logging_url}."
+        f"http://127.0.0.1:{stack.ports.gcs}, Logging stand-in {stack.logging_url}, "
+        f"Cloud Build stand-in {stack.cloudbuild_url}."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
     err.print(

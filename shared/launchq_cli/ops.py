@@ -178,6 +178,8 @@ def item_detail(data: Mapping[str, Any], now: datetime | None = None) -> dict[st
             if isinstance(a, Mapping)
         ],
         "not_before": iso(data.get("not_before")),
+        # A source item's image build (launchq.imagebuilds): build id, log URL, digest, timing.
+        "build": _plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
         "error_detail": _plain(error) if isinstance(error, Mapping) else None,
         "history": [
             {

@@ -103,6 +103,36 @@ class PackedSource:
     def object_name(self, prefix: str = SOURCES_PREFIX) -> str:
         return f"{prefix}/{self.sha256}.tar.gz"
 
+    @property
+    def dockerfiles(self) -> list[str] | None:
+        """Dockerfile-like paths under `top` (a queue's `builder.dockerfile` must be one), or
+        None when too many to record in the object's metadata (GCS allows 8 KiB in all)."""
+        found = [
+            rel
+            for member in self.listing
+            if (rel := member.removeprefix(f"{self.top}/")) and _is_dockerfile(rel)
+        ]
+        return found if len(",".join(found)) <= DOCKERFILES_METADATA_BYTES else None
+
+
+DOCKERFILES_METADATA_BYTES = 4096
+
+
+def _is_dockerfile(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1].lower()
+    return name.startswith(("dockerfile", "containerfile")) or name.endswith(".dockerfile")
+
+
+def object_metadata(packed: PackedSource) -> dict[str, str]:
+    """The archive's custom metadata: its sha256 (the dispatcher's match check), and for image
+    builds its top directory and Dockerfiles, so a missing Dockerfile is found before a build
+    starts (launchq.buildplan.dockerfile_problem)."""
+    metadata = {"sha256": packed.sha256, "top": packed.top}
+    dockerfiles = packed.dockerfiles
+    if dockerfiles is not None:
+        metadata["dockerfiles"] = ",".join(dockerfiles)
+    return metadata
+
 
 # --------------------------------------------------------------------------- choosing files
 
@@ -425,7 +455,7 @@ class SourceUploader:
         # only that generation of it.
         generation = existing.generation if existing is not None else 0
         blob = self._bucket.blob(name)
-        blob.metadata = {"sha256": packed.sha256}
+        blob.metadata = object_metadata(packed)
         reader: _CountingReader | None = None
         try:
             with packed.path.open("rb") as handle, self._progress(packed) as advance:

@@ -19,6 +19,10 @@ it:
    (`enqueue --source`: packed, uploaded once to the GCS emulator, checked by the dispatcher,
    run by the stand-in as a python package); its model.json is read back through the storage
    client and checked;
+4c. `demo-built` / `demo-built-again`: the same source on examples/queues/built.yaml (a `builder`
+   block): the first item is BUILDING while the Cloud Build stand-in "builds" its Dockerfile,
+   then QUEUED with the image pinned by digest and run; the second, same source, skips the build
+   (checked: one build, both SUCCEEDED, the same digest);
 5. an invalid item: the CLI refuses it before publishing (exit 2, every reason), and the same
    item published without the check is recorded REJECTED by the dispatcher with its reasons;
 
@@ -163,6 +167,37 @@ class Demo:
             *("--args", "--epochs 300 --learning-rate 0.1"),
         )
 
+    def enqueue_built(self) -> None:
+        self.step("Build it into an image once: a builder queue, two items with one source")
+        self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "built.yaml")))
+        self.expect("demo-built", "built", "SUCCEEDED", "BUILDING, then the built image runs")
+        self.expect("demo-built-again", "built", "SUCCEEDED", "same source: no second build")
+        for item_id in ("demo-built", "demo-built-again"):
+            self.cli(
+                *("enqueue", "-q", "built", "--item-id", item_id),
+                *("--source", str(_rel(EXAMPLES / "source-trainer")), "--module", "trainer.task"),
+                *("--args", "--epochs 300 --learning-rate 0.1"),
+            )
+            if item_id == "demo-built":
+                self.wait_for(
+                    "demo-built's image to be built",
+                    lambda: self._state("built", "demo-built") not in (None, "BUILDING"),
+                )
+
+    def _check_built(self) -> None:
+        first = self.item("built", "demo-built").get("build") or {}
+        again = self.item("built", "demo-built-again").get("build") or {}
+        builds = 0
+        if self.stack.cloudbuild is not None:
+            builds = self.stack.cloudbuild.app.counters["CreateBuild"]
+        self.check(
+            builds == 1
+            and bool(first.get("digest"))
+            and first.get("digest") == again.get("digest"),
+            f"one build ({builds}) for two items with one source; both ran "
+            f"{first.get('tag_uri', '?').rsplit(':', 1)[0]}@{first.get('digest')}",
+        )
+
     def enqueue_priority_story(self) -> None:
         self.step("One slot on `default`: a low-priority item waits, a critical one overtakes it")
         self._enqueue_default("demo-first", "medium", "--epochs 40 --epoch-seconds 0.1")
@@ -257,6 +292,7 @@ class Demo:
         self.console.print(table)
         self._check_model()
         self._check_source_model()
+        self._check_built()
         self._check_overtaking()
         self._check_errors()
         self.cli("status", "demo-fail")
@@ -379,6 +415,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
         if demo.apply_queues():
             demo.enqueue_trainer_items()
             demo.enqueue_source()
+            demo.enqueue_built()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()
             demo.enqueue_cross_queue()

@@ -60,6 +60,8 @@ from typing import Any, Self
 import requests
 
 from launchq.log import get_logger
+from launchq_local.cloudbuild_standin import CloudBuildStandin
+from launchq_local.cloudbuild_standin.images import IMAGES_VARIABLE
 from launchq_local.emulators import (
     EmulatorStack,
     EmulatorStartError,
@@ -105,10 +107,11 @@ class Ports:
     standin: int = 8090
     gcs: int = 4443
     logging: int = 8091
+    cloudbuild: int = 8092
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -118,7 +121,7 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int, int, int]:
+    def _values(self) -> tuple[int, int, int, int, int, int, int, int]:
         return (
             self.firestore,
             self.pubsub,
@@ -127,6 +130,7 @@ class Ports:
             self.standin,
             self.gcs,
             self.logging,
+            self.cloudbuild,
         )
 
 
@@ -239,6 +243,7 @@ class DevStack:
         self.standin: StandinServer | None = None
         self.gcs: GcsEmulator | None = None
         self.logging: LoggingStandinServer | None = None
+        self.cloudbuild: CloudBuildStandin | None = None
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -267,6 +272,10 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports.logging}"
 
     @property
+    def cloudbuild_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.cloudbuild}"
+
+    @property
     def events_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
 
@@ -284,6 +293,11 @@ class DevStack:
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
             "LAUNCHQ_LOGGING_ENDPOINT": self.logging_url,
+            # The Cloud Build stand-in also answers Artifact Registry's tag lookups.
+            "LAUNCHQ_CLOUDBUILD_ENDPOINT": self.cloudbuild_url,
+            "LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT": self.cloudbuild_url,
+            # Where built images are unpacked for the Vertex stand-in to run.
+            IMAGES_VARIABLE: str(self.work_dir / "images"),
         }
 
     def _process_env(self) -> dict[str, str]:
@@ -339,6 +353,7 @@ class DevStack:
         self.ports = self._requested.resolved()
         self.functions = self._new_functions()
         self.emulators = self.standin = self.sweep_loop = None
+        self.cloudbuild = None
         self.gcs = None
         self.logging = None
         self._previous_env = {}
@@ -358,6 +373,11 @@ class DevStack:
             # The example queues' staging bucket: `enqueue --source` uploads there by default.
             self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.logging = LoggingStandinServer(port=self.ports.logging).start()
+            self.cloudbuild = CloudBuildStandin(
+                port=self.ports.cloudbuild,
+                gcs_url=f"http://127.0.0.1:{self.ports.gcs}",
+                images_dir=self.work_dir / "images",
+            ).start()
             self.standin = StandinServer(
                 port=self.ports.standin,
                 mode="execute",
@@ -498,6 +518,7 @@ class DevStack:
             ("functions", self._stop_functions),  # call the emulators and the stand-in
             ("vertex stand-in", self._stop_standin),  # runs jobs; calls the two below
             ("logging stand-in", self._stop_logging),
+            ("cloud build stand-in", self._stop_cloudbuild),  # reads the GCS emulator
             ("gcs emulator", self._stop_gcs),
             ("emulators", self._stop_emulators),
         ]
@@ -538,6 +559,10 @@ class DevStack:
     def _stop_logging(self) -> None:
         if self.logging is not None:
             self.logging.stop()
+
+    def _stop_cloudbuild(self) -> None:
+        if self.cloudbuild is not None:
+            self.cloudbuild.stop()
 
     def _stop_gcs(self) -> None:
         if self.gcs is not None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions
 
-from launchq_cli.source import SourceUploader, pack
+from launchq_cli.source import SourceUploader, object_metadata, pack
 from launchq_local import gcs
 from launchq_local.emulators import EmulatorNotInstalled, group_members
 from launchq_local.gcs import GcsEmulator, start_gcs
@@ -71,7 +71,8 @@ def test_second_upload_sends_nothing(
     assert first.uri == f"gs://{gcs_bucket.name}/launchq/sources/{packed.sha256}.tar.gz"
     blob = gcs_bucket.get_blob(f"launchq/sources/{packed.sha256}.tar.gz")
     assert blob.size == packed.size
-    assert blob.metadata == {"sha256": packed.sha256}
+    assert blob.metadata == object_metadata(packed)
+    assert blob.metadata["sha256"] == packed.sha256
     assert blob.download_as_bytes() == packed.path.read_bytes()
 
     second = uploader.upload(pack(tmp_path / "proj", tmp_path / "out2", use_git=False))
@@ -107,7 +108,8 @@ def test_an_object_without_launchq_metadata_is_replaced(
     assert result.bytes_sent == packed.size
     blob = gcs_bucket.get_blob(packed.object_name())
     assert blob.generation != stale
-    assert blob.metadata == {"sha256": packed.sha256}
+    assert blob.metadata == object_metadata(packed)
+    assert blob.metadata["sha256"] == packed.sha256
     assert blob.download_as_bytes() == packed.path.read_bytes()
 
 

@@ -73,6 +73,15 @@ ALLOWED_ROLES = {
     "roles/iam.serviceAccountTokenCreator",  # service agent mints the push OIDC token
     "roles/run.invoker",  # each function's Cloud Run service, one caller each; the dashboard's
     "roles/logging.viewer",  # the dashboard's log tail (its own account, when enabled)
+    "roles/artifactregistry.writer",  # the image build account, on the build repository only
+    "roles/logging.logWriter",  # the image build account's build logs (no narrower resource)
+}
+# Images built from source (terraform/image_builds.tf): create, follow in bulk, cancel (update).
+BUILD_PERMISSIONS = {
+    "cloudbuild.builds.create",
+    "cloudbuild.builds.get",
+    "cloudbuild.builds.list",
+    "cloudbuild.builds.update",
 }
 CUSTOM_ROLE_PERMISSIONS = {
     "dispatch": {
@@ -81,15 +90,19 @@ CUSTOM_ROLE_PERMISSIONS = {
         "aiplatform.customJobs.create",
         "aiplatform.customJobs.get",
         "aiplatform.customJobs.list",
+        *BUILD_PERMISSIONS,
     },
     "sweep": {
         "aiplatform.customJobs.cancel",
         "aiplatform.customJobs.create",
         "aiplatform.customJobs.get",
         "aiplatform.customJobs.list",
+        *BUILD_PERMISSIONS,
     },
     # source archives under launchq/sources/ (tests/terraform/test_sources.py)
     "source_reader": {"storage.objects.get"},
+    # "is this source already built?": one tag GET, granted on the build repository only
+    "tag_reader": {"artifactregistry.tags.get"},
 }
 FUNCTION_SIGNATURES = {"dispatch": "cloud_event", "sweep": "http"}
 
@@ -462,7 +475,9 @@ def test_act_as_is_granted_on_job_accounts_only(tf: dict[str, Any]) -> None:
                 f"{rtype}.{name}: serviceAccountUser must be granted on an account, "
                 "never on the project"
             )
-            assert name == "job_act_as"
+            assert name in ("job_act_as", "build_act_as")
+    build_act_as = resource(tf, "google_service_account_iam_member", "build_act_as")
+    assert refers_to(build_act_as["service_account_id"], "google_service_account.build")
     act_as = locals_(tf)["job_act_as"]
     assert "local.job_service_accounts" in act_as
     accounts = locals_(tf)["job_service_accounts"]
@@ -476,12 +491,23 @@ def test_act_as_is_granted_on_job_accounts_only(tf: dict[str, Any]) -> None:
 
 def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[str, Any]) -> None:
     grants = resources(tf, "google_project_iam_member")
-    assert set(grants) == {"dispatch", "sweep", "state_viewer", "dashboard_state", "dashboard_logs"}
+    assert set(grants) == {
+        "dispatch",
+        "sweep",
+        "state_viewer",
+        "dashboard_state",
+        "dashboard_logs",
+        "build_log_writer",
+    }
     # Publishers' read-only state (tests/terraform/test_queues.py checks its condition).
     assert grants.pop("state_viewer")["role"] == "roles/datastore.viewer"
     # The opt-in dashboard: read-only state and logs (test_the_dashboard_is_opt_in_and_private).
     assert grants.pop("dashboard_state")["role"] == "roles/datastore.viewer"
     assert grants.pop("dashboard_logs")["role"] == "roles/logging.viewer"
+    # The image build account writes its build logs, nothing else at the project level.
+    log_writer = grants.pop("build_log_writer")
+    assert log_writer["role"] == "roles/logging.logWriter"
+    assert refers_to(log_writer["member"], "google_service_account.build")
     for name, body in grants.items():
         assert body["for_each"] == f"${{local.{name}_project_roles}}"
         assert body["member"] == f"${{google_service_account.{name}.member}}"
@@ -979,3 +1005,22 @@ def test_the_dashboard_is_opt_in_and_private(tf: dict[str, Any]) -> None:
     assert refers_to(
         block(service, "template")["service_account"], "google_service_account.dashboard"
     )
+
+
+def test_image_builds_grant_on_the_build_repository_and_account_only(tf: dict[str, Any]) -> None:
+    """Images built from source: the build account writes the repository; the functions read
+    its tags there and may act as that one account."""
+    for name in ("build_writer", "tag_reader"):
+        grant = resource(tf, "google_artifact_registry_repository_iam_member", name)
+        assert refers_to(grant["repository"], "local.image_build_repository_name")
+    writer = resource(tf, "google_artifact_registry_repository_iam_member", "build_writer")
+    assert writer["role"] == "roles/artifactregistry.writer"
+    assert refers_to(writer["member"], "google_service_account.build")
+    reader = resource(tf, "google_artifact_registry_repository_iam_member", "tag_reader")
+    assert refers_to(reader["role"], "google_project_iam_custom_role.tag_reader.name")
+    assert refers_to(reader["for_each"], "local.image_build_callers")
+    repository = resource(tf, "google_artifact_registry_repository", "images")
+    assert repository["format"] == "DOCKER"
+    assert block(repository, "docker_config")["immutable_tags"] is True
+    assert refers_to(locals_(tf)["launchq_environment"]["LAUNCHQ_BUILD_REPOSITORY"],
+                     "local.image_build_repository")  # fmt: skip

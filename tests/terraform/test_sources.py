@@ -81,7 +81,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert shutil.which("terraform"), "terraform is not on PATH (any 1.5+ binary)"
     directory = tmp_path_factory.mktemp("sources-harness")
     (directory / "variables.tf").write_text((MODULE / "variables.tf").read_text())
-    names = ("default_job_service_account", "job_service_accounts", "source_prefix")
+    names = (
+        "default_job_service_account",
+        "job_service_accounts",
+        "source_prefix",
+        "image_build_account_email",
+    )
     body = "\n".join(_local_source(name) for name in names)
     readers = _local_source("source_readers")
     assert "google_service_account.dispatch.member" in readers
@@ -118,6 +123,14 @@ def test_each_bucket_gets_the_dispatcher_and_every_job_account(harness: Path) ->
             expected.add((bucket, f"serviceAccount:{account}"))
     assert members == expected
     assert len(readers) == len(expected)
+
+
+def test_image_builds_add_the_build_account_as_a_source_reader(harness: Path) -> None:
+    plain = _readers(harness, staging_buckets=["team-a-staging"])
+    built = _readers(harness, staging_buckets=["team-a-staging"], image_builds=True)
+    build = "serviceAccount:launchq-build@my-ml-project.iam.gserviceaccount.com"
+    assert set(built) - set(plain) == {"build team-a-staging"}
+    assert built["build team-a-staging"] == {"bucket": "team-a-staging", "member": build}
 
 
 def test_no_staging_buckets_means_no_grants(harness: Path) -> None:

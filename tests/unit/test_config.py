@@ -349,7 +349,8 @@ def test_queue_level_and_spec_errors_are_reported_together() -> None:
         "max_jobs: 0 is not allowed: set paused: true to stop launching, -1 = unlimited",
         "priority: invalid priority 'urgent'; use critical, high, medium, low or an integer >= 0 "
         "(0 is the most urgent)",
-        "unknown key 'builder'; launchq does not build images: publish items with an image_uri",
+        "builder: missing required key 'destination'",
+        "builder: unknown key 'type'",
         "spec.worker_pool_specs[0].machine_spec: unknown key 'machineType'; use 'machine_type' "
         "(keys are snake_case)",
     ]

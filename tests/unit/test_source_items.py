@@ -182,9 +182,19 @@ def test_unknown_source_keys_and_modes_are_rejected() -> None:
     assert mode.startswith("source.run_as: ")
 
 
-def test_builder_stays_an_error() -> None:
-    [issue] = config_issues(queue(builder={"type": "docker"}))
-    assert issue.startswith("unknown key 'builder'")
+def test_builder_is_a_validated_block() -> None:
+    dest = "us-central1-docker.pkg.dev/my-project/launchq/trainer"
+    parsed = parse_queue_config(queue(builder={"destination": dest}), name="q")
+    assert parsed.builder is not None
+    assert parsed.builder.dockerfile == "Dockerfile"
+    [tagged] = config_issues(queue(builder={"destination": f"{dest}:v1"}))
+    assert tagged.startswith("builder.destination: ")
+    [other] = config_issues(queue(builder={"destination": "gcr.io/my-project/trainer"}))
+    assert other.startswith("builder.destination: ")
+    [outside] = config_issues(queue(builder={"destination": dest, "dockerfile": "../Dockerfile"}))
+    assert outside.startswith("builder.dockerfile: ")
+    [unknown] = config_issues(queue(builder={"destination": dest, "type": "docker"}))
+    assert unknown.startswith("builder: unknown key 'type'")
 
 
 def test_apply_time_validation_parses_both_renders_strictly() -> None:

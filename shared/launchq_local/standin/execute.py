@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from launchq.log import get_logger
+from launchq_local.cloudbuild_standin import images as local_images
 
 log = get_logger(__name__)
 
@@ -78,6 +79,7 @@ class ExecRun:
     sink: LineSink | None = None
     job_name: str = ""
     readers: list[threading.Thread] = field(default_factory=list)
+    cwd: Path | None = None  # where the process starts (default: job_dir)
 
     @property
     def stdout_path(self) -> Path:
@@ -140,6 +142,7 @@ def prepare(job: Any, job_id: str, work_dir: Path, sink: LineSink | None = None)
     """Work out argv and env for the first pool; `argv` is None when there is nothing to run."""
     pool = job.job_spec.worker_pool_specs[0]
     job_dir = work_dir / "jobs" / job_id
+    cwd: Path | None = None
     job_dir.mkdir(parents=True, exist_ok=True)
     aip = _aip_env(job, job_id, work_dir)
     if pool.WhichOneof("task") == "python_package_spec":
@@ -157,12 +160,19 @@ def prepare(job: Any, job_id: str, work_dir: Path, sink: LineSink | None = None)
         spec = pool.container_spec
         own = {v.name: v.value for v in spec.env}
         command = [*spec.command, *spec.args] if spec.command else []
+        # An image the Cloud Build stand-in built: its CMD/ENTRYPOINT, in its source tree.
+        built = local_images.lookup(spec.image_uri)
+        if built is not None:
+            command = built.argv(list(spec.command), list(spec.args))
+            cwd = built.root
     env = {**os.environ}
     for name, value in own.items():
         env[name] = _expand(value, env)
     env.update(aip)
     argv = [_expand(part, env) for part in command] or None
-    return ExecRun(job_dir=job_dir, argv=argv, env=env, aip_env=aip, sink=sink, job_name=job.name)
+    return ExecRun(
+        job_dir=job_dir, argv=argv, env=env, aip_env=aip, sink=sink, job_name=job.name, cwd=cwd
+    )
 
 
 def spawn(run: ExecRun) -> subprocess.Popen[bytes]:
@@ -174,7 +184,7 @@ def spawn(run: ExecRun) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             run.argv,
             env=run.env,
-            cwd=run.job_dir,
+            cwd=run.cwd or run.job_dir,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -187,7 +197,7 @@ def _spawn_piped(run: ExecRun, sink: LineSink) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         run.argv,
         env=run.env,
-        cwd=run.job_dir,
+        cwd=run.cwd or run.job_dir,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,0 +1,98 @@
+"""The content-addressed build plan and the Cloud Build wire functions (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from launchq.buildplan import ImageRef, build_request, plan_for, settings_hash
+from launchq.cloudbuild import status_name
+from launchq.config import BuilderSettings
+from launchq.item import ItemSource
+from launchq_local.cloudbuild_standin.server import parse_filter
+from launchq_local.standin.wire import ApiError
+
+SHA = "c" * 64
+SOURCE = ItemSource(uri=f"gs://bkt/launchq/sources/{SHA}.tar.gz", sha256=SHA, module="train")
+DEST = "europe-west4-docker.pkg.dev/my-project/launchq/team/trainer"
+
+
+def test_image_ref_parses_artifact_registry_and_refuses_tags_and_other_registries() -> None:
+    ref = ImageRef.parse(DEST)
+    assert (ref.location, ref.project, ref.repository, ref.package) == (
+        "europe-west4",
+        "my-project",
+        "launchq",
+        "team/trainer",
+    )
+    assert ref.uri == DEST
+    assert ref.repository_uri == "europe-west4-docker.pkg.dev/my-project/launchq"
+    for bad in (f"{DEST}:v1", f"{DEST}@sha256:{'a' * 64}", "gcr.io/my-project/trainer"):
+        with pytest.raises(ValueError, match=r"REGION-docker\.pkg\.dev"):
+            ImageRef.parse(bad)
+
+
+def test_the_tag_is_the_source_sha_plus_a_hash_of_every_setting() -> None:
+    base = BuilderSettings(destination=DEST)
+    plan = plan_for(SOURCE, base)
+    assert plan.key == f"{SHA}-{settings_hash(base)}"
+    assert plan.tag_uri == f"{DEST}:{plan.key}"
+    assert len(plan.build_tag) <= 128  # Cloud Build's tag limit
+    others = [
+        BuilderSettings(destination=DEST, dockerfile="docker/Dockerfile"),
+        BuilderSettings(destination=DEST, timeout=600),
+        BuilderSettings(destination=DEST, machine_type="E2_HIGHCPU_8"),
+        BuilderSettings(destination=DEST.replace("trainer", "other")),
+    ]
+    keys = {plan_for(SOURCE, settings).key for settings in others}
+    assert plan.key not in keys
+    assert len(keys) == len(others)
+    assert plan_for(SOURCE, BuilderSettings(destination=DEST)).key == plan.key
+
+
+def test_the_build_request_builds_pushes_and_tags_the_one_image() -> None:
+    settings = BuilderSettings(
+        destination=DEST,
+        dockerfile="docker/Dockerfile",
+        timeout=900,
+        machine_type="E2_HIGHCPU_8",
+        service_account="launchq-build@my-project.iam.gserviceaccount.com",
+    )
+    plan = plan_for(SOURCE, settings)
+    body = build_request(plan, "trainer-0.1.0")
+    assert body["source"] == {
+        "storageSource": {"bucket": "bkt", "object": f"launchq/sources/{SHA}.tar.gz"}
+    }
+    [step] = body["steps"]
+    assert step["args"] == ["build", "-t", plan.tag_uri, "-f", "docker/Dockerfile", "."]
+    assert step["dir"] == "trainer-0.1.0"
+    assert body["images"] == [plan.tag_uri]
+    assert body["tags"] == [f"launchq-{plan.key}"]
+    assert body["timeout"] == "900s"
+    assert body["options"]["machineType"] == "E2_HIGHCPU_8"
+    assert body["serviceAccount"] == (
+        "projects/my-project/serviceAccounts/launchq-build@my-project.iam.gserviceaccount.com"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [(3, "SUCCESS"), ("4", "FAILURE"), ("TIMEOUT", "TIMEOUT"), (99, "STATUS_UNKNOWN"),
+     (True, "STATUS_UNKNOWN"), ("bogus", "STATUS_UNKNOWN"), (None, "STATUS_UNKNOWN")],
+)  # fmt: skip
+def test_status_names_come_from_numbers_or_names(raw: object, name: str) -> None:
+    assert status_name(raw) == name
+
+
+def test_the_standin_filter_ors_tags_and_refuses_what_it_does_not_know() -> None:
+    class Build:
+        def __init__(self, tags: list[str], status: int) -> None:
+            self.tags, self.status, self.id, self.images = tags, status, "x", []
+
+    matches = parse_filter('tags="launchq-a" OR tags="launchq-b" AND status="SUCCESS"')
+    assert matches(Build(["launchq-a"], 2))
+    assert matches(Build(["launchq-b"], 3))
+    assert not matches(Build(["launchq-b"], 2))
+    assert not matches(Build(["launchq-c"], 3))
+    for bad in ('create_time>"2020"', 'status="DONE"', "tags"):
+        with pytest.raises(ApiError):
+            parse_filter(bad)
