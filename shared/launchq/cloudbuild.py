@@ -26,27 +26,20 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import requests
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from launchq.buildplan import ImageRef
 from launchq.log import get_logger
-from launchq.vertex import RetryPolicy, VertexError, _session_for, _sleep
+from launchq.rest import JsonCaller, RetryPolicy, session_for
+from launchq.vertex import VertexError
 
 log = get_logger(__name__)
 
 CLOUDBUILD_ENDPOINT = "https://cloudbuild.googleapis.com"
 ARTIFACTREGISTRY_ENDPOINT = "https://artifactregistry.googleapis.com"
-_ALT = {"$alt": "json;enum-encoding=int"}
 
 # google.devtools.cloudbuild.v1.Build.Status, by number (what `enum-encoding=int` answers).
 STATUS_NAMES: dict[int, str] = {
@@ -95,8 +88,14 @@ class CloudBuildClient:
     session: requests.Session
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    calls: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _api: JsonCaller = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._api = JsonCaller(self.session, self.timeout, CloudBuildError, self.retry)
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self._api.calls
 
     def create_build(self, project: str, location: str, build: dict[str, Any]) -> dict[str, Any]:
         """One CreateBuild call (never retried); answers the long-running operation."""
@@ -164,15 +163,7 @@ class CloudBuildClient:
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        policy = self.retry
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, CloudBuildError) and e.transient),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline_seconds),
-            wait=wait_exponential_jitter(initial=policy.initial_seconds, max=policy.max_seconds),
-            sleep=policy.sleep or _sleep,
-            reraise=True,
-        )
-        return retrying(self._call, method, verb, url, params, json)
+        return self._api.retried(method, verb, url, params, json)
 
     def _call(
         self,
@@ -182,27 +173,7 @@ class CloudBuildClient:
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        with self._lock:
-            self.calls[method] += 1
-        query: dict[str, str | int] = {**_ALT, **(params or {})}
-        try:
-            response = self.session.request(
-                verb, url, params=query, json=json, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise CloudBuildError(0, "UNAVAILABLE", f"no answer: {exc}", method) from exc
-        if response.status_code >= 400:
-            status, message = "UNKNOWN", response.text[:500]
-            try:
-                error = response.json()["error"]
-                status = str(error.get("status", status))
-                message = str(error.get("message", message))
-            except (ValueError, KeyError, TypeError):
-                pass
-            raise CloudBuildError(response.status_code, status, message, method)
-        if not response.content:
-            return {}
-        return cast(dict[str, Any], response.json())
+        return self._api.call(method, verb, url, params, json)
 
 
 _clients: dict[tuple[str, str], CloudBuildClient] = {}
@@ -218,6 +189,6 @@ def client_for(
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = CloudBuildClient(key[0], key[1], _session_for(key[0]))
+            client = CloudBuildClient(key[0], key[1], session_for(key[0]))
             _clients[key] = client
         return client

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import requests
 
 from launchq.errors import InfrastructureError
+from launchq.rest import session_for
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 _SCOPES = ("https://www.googleapis.com/auth/devstorage.read_only",)
@@ -67,7 +68,7 @@ class GcsClient:
     def session(self) -> requests.Session:
         with self._lock:
             if self._session is None:
-                self._session = _session_for(self.base_url)
+                self._session = session_for(self.base_url, _SCOPES)
             return self._session
 
 
@@ -78,18 +79,6 @@ def endpoint(configured: str | None) -> str:
         return DEFAULT_ENDPOINT
     url = configured if "://" in configured else f"http://{configured}"
     return url.rstrip("/")
-
-
-def _session_for(base_url: str) -> requests.Session:
-    if base_url.startswith("http://"):  # the emulator: no credentials, no proxy
-        session = requests.Session()
-        session.trust_env = False
-        return session
-    import google.auth
-    from google.auth.transport.requests import AuthorizedSession
-
-    credentials, _ = google.auth.default(scopes=_SCOPES)
-    return cast(requests.Session, AuthorizedSession(credentials))  # type: ignore[no-untyped-call]
 
 
 _clients: dict[str, GcsClient] = {}

@@ -27,28 +27,22 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import requests
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from launchq.errors import LaunchqError
 from launchq.log import get_logger
+from launchq.rest import JsonCaller, RetryPolicy, session_for
+
+__all__ = ["RetryPolicy", "VertexClient", "VertexError", "client_for", "exhaustion"]
 
 log = get_logger(__name__)
 
-_ALT = {"$alt": "json;enum-encoding=int"}
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
-_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
 _QUOTA_LIST = re.compile(r"quota metrics exceed quota limits:\s*([^\s,;]+)", re.IGNORECASE)
@@ -154,15 +148,6 @@ class VertexError(LaunchqError):
         return self.http_status == 0 or self.http_status >= 500
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    initial_seconds: float = 0.5
-    max_seconds: float = 8.0
-    deadline_seconds: float = 60.0
-    sleep: Callable[[float], None] | None = None
-
-
 @dataclass
 class VertexClient:
     """Calls against one Vertex endpoint (a region, or the local stand-in)."""
@@ -171,8 +156,15 @@ class VertexClient:
     session: requests.Session
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    calls: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _api: JsonCaller = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._api = JsonCaller(self.session, self.timeout, VertexError, self.retry)
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Calls made, per method (the sweep reports its own; tests count them)."""
+        return self._api.calls
 
     def create_custom_job(self, parent: str, body: dict[str, Any]) -> dict[str, Any]:
         """One CreateCustomJob call, never retried (see the module docstring)."""
@@ -219,15 +211,7 @@ class VertexClient:
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        policy = self.retry
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, VertexError) and e.transient),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline_seconds),
-            wait=wait_exponential_jitter(initial=policy.initial_seconds, max=policy.max_seconds),
-            sleep=policy.sleep or _sleep,
-            reraise=True,
-        )
-        return retrying(self._call, method, verb, path, params, json)
+        return self._api.retried(method, verb, self.base_url + path, params, json)
 
     def _call(
         self,
@@ -237,20 +221,7 @@ class VertexClient:
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        with self._lock:
-            self.calls[method] += 1
-        query: dict[str, str | int] = {**_ALT, **(params or {})}
-        try:
-            response = self.session.request(
-                verb, self.base_url + path, params=query, json=json, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise VertexError(0, "UNAVAILABLE", f"no answer: {exc}", method) from exc
-        if response.status_code >= 400:
-            raise _error_from(response, method)
-        if not response.content:
-            return {}
-        return cast(dict[str, Any], response.json())
+        return self._api.call(method, verb, self.base_url + path, params, json)
 
 
 def field_mask(paths: Sequence[str]) -> str:
@@ -263,23 +234,6 @@ def _camel(path: str) -> str:
         head + "".join(part.title() for part in rest)
         for head, *rest in (segment.split("_") for segment in path.split("."))
     )
-
-
-def _sleep(seconds: float) -> None:
-    threading.Event().wait(seconds)
-
-
-def _error_from(response: requests.Response, method: str) -> VertexError:
-    status, message = "UNKNOWN", response.text[:500]
-    details: list[Mapping[str, Any]] = []
-    try:
-        error = response.json()["error"]
-        status = str(error.get("status", status))
-        message = str(error.get("message", message))
-        details = [d for d in error.get("details") or [] if isinstance(d, Mapping)]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return VertexError(response.status_code, status, message, method, details)
 
 
 _clients: dict[str, VertexClient] = {}
@@ -295,22 +249,9 @@ def client_for(base_url: str, timeout: float = 30.0) -> VertexClient:
     with _clients_lock:
         client = _clients.get(base_url)
         if client is None:
-            client = VertexClient(base_url.rstrip("/"), _session_for(base_url), timeout)
+            client = VertexClient(base_url.rstrip("/"), session_for(base_url), timeout)
             _clients[base_url] = client
         return client
-
-
-def _session_for(base_url: str) -> requests.Session:
-    if base_url.startswith("http://"):
-        session = requests.Session()
-        # A loopback emulator needs no proxy; not asking the environment saves ~1 ms a request.
-        session.trust_env = False
-        return session
-    import google.auth
-    from google.auth.transport.requests import AuthorizedSession
-
-    credentials, _ = google.auth.default(scopes=_SCOPES)
-    return cast(requests.Session, AuthorizedSession(credentials))  # type: ignore[no-untyped-call]
 
 
 def job_id(job_name: str) -> str:

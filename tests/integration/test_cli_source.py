@@ -53,7 +53,7 @@ def test_enqueue_source_uploads_once_and_publishes_the_source_block(
     assert payload["args"] == ["--epochs", "3"]
     blob = gcs_bucket.get_blob(f"launchq/sources/{source['sha256']}.tar.gz")
     assert blob.metadata["sha256"] == source["sha256"]
-    assert blob.metadata["dockerfiles"] == ""  # none in the example: recorded as none
+    assert blob.metadata["dockerfiles"] == "Dockerfile"  # the listing the builder checks
 
     code, out, err = run(*argv, "--item-id", "src-2")
     assert code == 0, err
