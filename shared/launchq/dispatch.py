@@ -19,7 +19,10 @@ Flow for a message (`Dispatcher.handle`):
 
 Errors: content problems are recorded and acknowledged; infrastructure trouble (Firestore or
 Vertex unavailable after bounded retries) raises `InfrastructureError`, which the entry point
-turns into a 500 so Pub/Sub redelivers (`launchq.errors.is_infrastructure` decides).
+turns into a 500 so Pub/Sub redelivers (`launchq.errors.is_infrastructure` decides). Anything
+else that fails on a message is recorded REJECTED `internal_error` by the one catch-all in
+`handle`: a message's content never answers a 5xx. What a REJECTED record stores from the
+message is made storable in one place (`launchq.sanitize`, through `_reject`/`_reject_message`).
 """
 
 from __future__ import annotations
