@@ -69,7 +69,11 @@ def measure(stack: Stack, gcs: Any, items: int = 100) -> dict[str, Any]:
     apply_queue(store, QUEUE, config)
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     settings = Settings(
-        project=project, events_topic="", vertex_endpoint=stack.vertex_url, storage_endpoint=gcs.url
+        project=project,
+        events_topic="",
+        vertex_endpoint=stack.vertex_url,
+        storage_endpoint=gcs.url,
+        create_rate_per_minute=0,  # what is measured is the source check, not the budget
     )
     app = build(settings, store=store, vertex_for=lambda _region: vertex)
     kinds = {

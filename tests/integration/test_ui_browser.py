@@ -19,6 +19,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -121,7 +122,11 @@ def test_dashboard_follows_and_cancels_items(
     for name in ("default", "trainer"):
         code, _, err = run("queue", "apply", str(EXAMPLES / "queues" / f"{name}.yaml"))
         assert code == 0, err
-    wait = WebDriverWait(browser, 60, poll_frequency=0.25)
+    # The items table is re-rendered by live polling every 2 s: an element read a moment ago can
+    # be replaced before its text is read, so waits ignore stale references and retry.
+    wait = WebDriverWait(
+        browser, 60, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
     browser.get(dashboard + "/")
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.queues tbody th a")]
@@ -146,7 +151,9 @@ def test_dashboard_follows_and_cancels_items(
     search = browser.find_element(By.NAME, "q")
     search.send_keys("ui-", Keys.ENTER)
     wait.until(lambda d: "q=ui-" in d.current_url)
-    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tbody th a")] == ["ui-ok"]
+    wait.until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "tbody th a")] == ["ui-ok"]
+    )
     browser.get(f"{dashboard}/queues/trainer?state=FAILED")
     assert text_of(browser, "tbody") == "No items match."
     api = requests.get(f"{dashboard}/api/queues/trainer/items?q=ui-ok", timeout=10).json()
