@@ -16,14 +16,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from google.cloud.devtools.cloudbuild_v1.types import cloudbuild
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from launchq.log import get_logger
@@ -35,6 +33,7 @@ from launchq_local.cloudbuild_standin.builds import (
     Outcome,
     Status,
 )
+from launchq_local.httpserver import BackgroundServer
 from launchq_local.standin.wire import (
     ApiError,
     load_json_object,
@@ -356,14 +355,7 @@ def _outcome(body: dict[str, Any]) -> Outcome:
     )
 
 
-class _QuietHandler(WSGIRequestHandler):
-    disable_nagle_algorithm = True
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-class CloudBuildStandin:
+class CloudBuildStandin(BackgroundServer):
     """The stand-in on a 127.0.0.1 port, served from a background thread.
 
     `gcs_url` is the GCS emulator builds read their sources from (default: the
@@ -385,45 +377,9 @@ class CloudBuildStandin:
             images_dir=images_dir,
         )
         self.app = CloudBuildApp(self.store)
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread: threading.Thread | None = None
+        super().__init__(self.app, host, port)
 
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+    title = "cloud build stand-in"
 
-    def start(self) -> CloudBuildStandin:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="cloudbuild-standin", daemon=True
-        )
-        self._thread.start()
-        log.info("cloud build stand-in listening", url=self.url)
-        return self
-
-    def serve_forever(self) -> None:
-        log.info("cloud build stand-in listening", url=self.url)
-        try:
-            self._server.serve_forever()
-        finally:
-            self.store.close()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+    def _close(self) -> None:
         self.store.close()
-
-    def __enter__(self) -> CloudBuildStandin:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

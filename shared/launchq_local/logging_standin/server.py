@@ -11,18 +11,16 @@ Werkzeug, as for the Vertex stand-in.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
 from google.cloud.logging_v2.types import ListLogEntriesRequest
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from launchq.log import get_logger
+from launchq_local.httpserver import BackgroundServer
 from launchq_local.logging_standin.book import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, LogBook, Query
 from launchq_local.standin.wire import (
     ApiError,
@@ -105,14 +103,7 @@ class LoggingApp:
             return _reply(internal.envelope(), internal.http)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    disable_nagle_algorithm = True  # see launchq_local.standin.server._QuietHandler
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-class LoggingStandinServer:
+class LoggingStandinServer(BackgroundServer):
     """The stand-in on a loopback port in a background thread; `book.record` is the line sink.
 
     >>> with LoggingStandinServer() as logs:
@@ -122,38 +113,6 @@ class LoggingStandinServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, book: LogBook | None = None):
         self.book = book or LogBook()
         self.app = LoggingApp(self.book)
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread: threading.Thread | None = None
+        super().__init__(self.app, host, port)
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{int(port)}"
-
-    def start(self) -> LoggingStandinServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="logging-standin-http", daemon=True
-        )
-        self._thread.start()
-        log.info("logging stand-in listening", url=self.url)
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> LoggingStandinServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    title = "logging stand-in"

@@ -7,19 +7,17 @@ after a path segment (`customJobs/123:cancel`), which Werkzeug's default convert
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from launchq.log import get_logger
+from launchq_local.httpserver import BackgroundServer
 from launchq_local.standin import admin_api, api
 from launchq_local.standin.admin import AdminClient
 from launchq_local.standin.admin_api import Defaults
@@ -151,22 +149,7 @@ class StandinApp:
         return response
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No per-request access log (at hundreds of requests per second it drowns everything), and
-    TCP_NODELAY: Werkzeug writes headers and body in two sends, and Nagle's algorithm holding
-    the body back until the client's delayed ACK costs milliseconds per request.
-    """
-
-    disable_nagle_algorithm = True
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug("http server: " + (message % args if args else message), kind=type)
-
-
-class StandinServer:
+class StandinServer(BackgroundServer):
     """The stand-in on a local port, in a background thread (`start`) or the foreground.
 
     >>> with StandinServer() as server:          # port 0: a free port is chosen
@@ -196,23 +179,8 @@ class StandinServer:
         self.store.line_sink = line_sink
         self.faults = FaultBook()
         self.app = StandinApp(self.store, self.faults, Defaults(mode, delays, limits))
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread: threading.Thread | None = None
+        super().__init__(self.app, host, port)
         self._admin: AdminClient | None = None
-
-    @property
-    def host(self) -> str:
-        return str(self._server.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def admin(self) -> AdminClient:
@@ -221,40 +189,13 @@ class StandinServer:
             self._admin = AdminClient(self.url)
         return self._admin
 
-    def start(self) -> StandinServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="standin-http", daemon=True
-        )
-        self._thread.start()
-        log.info("vertex stand-in listening", url=self.url, mode=self.store.mode)
-        return self
+    title = "vertex stand-in"
 
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until `stop()` or KeyboardInterrupt."""
-        log.info("vertex stand-in listening", url=self.url, mode=self.store.mode)
-        try:
-            self._server.serve_forever()
-        finally:
-            self.store.close()
+    def _listening(self) -> dict[str, Any]:
+        return {"mode": self.store.mode}
 
-    def stop(self) -> None:
-        """Stop serving and kill every executed job's process group."""
+    def _close(self) -> None:
+        """Kill every executed job's process group, and close the admin client."""
         self.store.close()
         if self._admin is not None:
             self._admin.close()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> StandinServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
