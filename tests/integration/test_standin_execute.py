@@ -27,7 +27,9 @@ def _alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:
+        # The process can exit between open() and read(); the read then raises
+        # ProcessLookupError rather than FileNotFoundError.
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
