@@ -27,6 +27,7 @@ message is made storable in one place (`launchq.sanitize`, through `_reject`/`_r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -103,6 +104,7 @@ class PubsubMessage:
     message_id: str
     publish_time: str | None = None
     topic: str | None = None  # the topic id it was published to (from the CloudEvent source)
+    problem: str | None = None  # why the envelope itself is malformed (launchq.functions)
 
 
 @dataclass
@@ -185,6 +187,8 @@ class Dispatcher:
         return DispatchResult(outcome, item_id, queue, detail=problem)
 
     def _handle(self, message: PubsubMessage) -> DispatchResult:
+        if message.problem is not None:
+            return self._reject_message(message, message.problem)
         if len(message.data) > MAX_ITEM_BYTES:
             return self._reject_message(
                 message,
@@ -398,7 +402,10 @@ class Dispatcher:
         reason: str = UNDECODABLE,
         path: str | None = None,
     ) -> DispatchResult:
-        item_id = f"_message-{sanitize.text(message.message_id, 256)}"
+        # Pub/Sub always sets a message id; a hand-posted event may not, and one shared
+        # `_message-` record would hide every such message after the first.
+        key = message.message_id or "sha256-" + hashlib.sha256(message.data).hexdigest()[:32]
+        item_id = f"_message-{sanitize.text(key, 256)}"
         raw = message.data[:4096].decode("utf-8", errors="replace")
         fields = {
             "received_raw": raw,

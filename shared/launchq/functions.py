@@ -8,6 +8,8 @@ first event, not at import, so a cold start pays only for what the first event n
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -24,23 +26,74 @@ _lock = threading.Lock()
 _built: dict[str, Launchq] = {}  # the process's one Launchq, under "app"
 
 
-def message_from_event_data(data: dict[str, Any], source: str | None = None) -> PubsubMessage:
+def message_from_event_data(data: Any, source: str | None = None) -> PubsubMessage:
     """The Pub/Sub message inside a `messagePublished` CloudEvent's data; `source` (the event's,
     `//pubsub.googleapis.com/projects/P/topics/T`) names the topic it was published to.
 
     Works for Eventarc's events and for functions-framework's conversion of the emulator's raw
     push, which drops `subscription`, `orderingKey` and `deliveryAttempt`: only `message.data`,
     `message.attributes`, `message.messageId` and `message.publishTime` are read.
+
+    Never raises on content. Real Pub/Sub always sends base64 data and string attributes, but
+    anyone who can reach the function's URL can post anything, and an exception here would come
+    before the dispatcher's catch-all: a 500, a redelivery loop and no record. A malformed
+    envelope becomes a message carrying `problem`, which the dispatcher records REJECTED
+    (`undecodable`) and acknowledges.
     """
-    message = data.get("message") or {}
-    raw = message.get("data") or ""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        problems.append(f"event data must be a JSON object, got {type(data).__name__}")
+        data = {}
+    message = data.get("message")
+    if message is None:
+        message = {}
+    elif not isinstance(message, dict):
+        problems.append(f"message must be a JSON object, got {type(message).__name__}")
+        message = {}
+    body, problem = _body(message.get("data"))
+    if problem is not None:
+        problems.append(problem)
+    attributes, problem = _attributes(message.get("attributes"))
+    if problem is not None:
+        problems.append(problem)
+    message_id = message.get("messageId") or message.get("message_id") or ""
+    publish_time = message.get("publishTime") or message.get("publish_time")
     return PubsubMessage(
-        data=base64.b64decode(raw) if raw else b"",
-        attributes=dict(message.get("attributes") or {}),
-        message_id=str(message.get("messageId") or message.get("message_id") or ""),
-        publish_time=message.get("publishTime") or message.get("publish_time"),
+        data=body,
+        attributes=attributes,
+        message_id=message_id if isinstance(message_id, str) else json.dumps(message_id)[:100],
+        publish_time=publish_time if isinstance(publish_time, str) else None,
         topic=topic_of_source(source),
+        problem="; ".join(problems) or None,
     )
+
+
+def _body(raw: Any) -> tuple[bytes, str | None]:
+    """The decoded `message.data`, or what could be read of it and why it is unreadable."""
+    if raw is None or raw == "":
+        return b"", None
+    if not isinstance(raw, str):
+        return b"", f"message.data must be a base64 string, got {type(raw).__name__}"
+    try:
+        # validate=True: the default silently drops characters outside the alphabet, so "@@@"
+        # would decode to an empty body and be rejected for the wrong reason.
+        return base64.b64decode(raw, validate=True), None
+    except (binascii.Error, ValueError) as exc:
+        # ValueError: a non-ASCII character in the string.
+        return raw.encode("utf-8", errors="replace"), f"message.data is not base64: {exc}"
+
+
+def _attributes(raw: Any) -> tuple[dict[str, str], str | None]:
+    """`message.attributes` as a string map, or what could be kept and why it is malformed."""
+    if raw is None:
+        return {}, None
+    if not isinstance(raw, dict):
+        return {}, f"message.attributes must be a map of strings, got {type(raw).__name__}"
+    kept = {key: value for key, value in raw.items() if isinstance(value, str)}
+    if len(kept) != len(raw):
+        dropped = sorted(key for key in raw if key not in kept)[:5]
+        return kept, f"message.attributes values must be strings: {', '.join(dropped)}"
+    return kept, None
 
 
 def app() -> Launchq:
@@ -61,7 +114,7 @@ def reset() -> None:
         _built.clear()
 
 
-def handle_pubsub_event(data: dict[str, Any], source: str | None = None) -> DispatchResult:
+def handle_pubsub_event(data: Any, source: str | None = None) -> DispatchResult:
     """Dispatch one event. Raises on infrastructure trouble so the platform redelivers."""
     message = message_from_event_data(data, source)
     result = app().dispatcher.handle(message)

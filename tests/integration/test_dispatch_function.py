@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -110,6 +111,57 @@ def test_a_bad_message_is_acknowledged_not_retried(
     assert response.status_code == 200  # a 2xx is an ack: Pub/Sub will not loop on it
     document = Store(firestore_db).item_document("_unroutable", "_message-9")
     assert (document or {})["state"] == "REJECTED"
+
+
+@pytest.mark.parametrize(
+    ("envelope", "record_id", "reason_text"),
+    [
+        ({"message": {"data": "%%%not base64", "messageId": "b64"}}, "b64", "not base64"),
+        (
+            {"message": {"data": _b64({"a": 1}), "attributes": ["q"], "messageId": "attrs"}},
+            "attrs",
+            "message.attributes must be a map",
+        ),
+        ({"message": {"data": 5, "messageId": "int"}}, "int", "must be a base64 string"),
+    ],
+)
+def test_a_malformed_envelope_is_recorded_and_acknowledged(
+    firestore_db: firestore.Client,
+    function_env: dict[str, str],
+    envelope: dict[str, Any],
+    record_id: str,
+    reason_text: str,
+) -> None:
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    # `subscription` marks a raw push; functions-framework turns it into the CloudEvent.
+    response = client.post(
+        "/projects/p/topics/launchq-q-q1", json={"subscription": "s", **envelope}
+    )
+    assert response.status_code == 200  # recorded and acked, not a redelivery loop
+    document = Store(firestore_db).item_document("_unroutable", f"_message-{record_id}") or {}
+    assert document["state"] == "REJECTED"
+    assert document["error"]["reason"] == "undecodable"
+    assert reason_text in document["error"]["message"]
+
+
+def test_an_eventarc_event_without_a_message_is_recorded_under_its_hash(
+    firestore_db: firestore.Client, function_env: dict[str, str]
+) -> None:
+    client = create_app("dispatch", SOURCE, "cloudevent").test_client()
+    event = CloudEvent(
+        {
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/launchq-q-q1",
+        },
+        ["not", "an", "envelope"],
+    )
+    headers, body = to_structured(event)
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    # No message id to key it by: the record is keyed by the (empty) body's hash.
+    key = "_message-sha256-" + hashlib.sha256(b"").hexdigest()[:32]
+    document = Store(firestore_db).item_document("_unroutable", key) or {}
+    assert document["state"] == "REJECTED"
+    assert "event data must be a JSON object, got list" in document["error"]["message"]
 
 
 def test_a_transient_failure_is_a_5xx_so_pubsub_redelivers(
