@@ -315,10 +315,15 @@ class Dispatcher:
                 )
         fields = {**received, **_item_fields(prepared, runtime)}
         size = sanitize.firestore_size(fields)
-        if size > sanitize.RECORD_BYTES:  # the record must fit, not only the message
+        count = sanitize.field_count(fields)
+        if size > sanitize.RECORD_BYTES or count > sanitize.RECORD_FIELDS:
+            # The record must fit, not only the message.
             problem = (
                 f"the record would take {size} bytes (the item plus the job it renders into); "
                 f"the limit is {sanitize.RECORD_BYTES}"
+                if size > sanitize.RECORD_BYTES
+                else f"the record would hold {count} fields (the item's metadata is stored "
+                f"twice); Firestore's limit leaves {sanitize.RECORD_FIELDS} for it"
             )
             error = error_record(RECORD_TOO_LARGE, problem)
             fields = {**received, "payload_hash": prepared.payload_hash, "error": error}

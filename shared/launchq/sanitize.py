@@ -22,10 +22,16 @@ test_sanitize_firestore.py writes each side of each limit) and matching the docu
   int/double/timestamp 8, bool/null 1, map = its names (bytes + 1) plus values, array = its
   values, plus the document name and 32. Two strings of 524,250 characters store, and 1,048,530
   characters in total do not (the 1 MiB boundary within 6 bytes of the formula); 130,000
-  integers store and 131,100 do not (8 bytes each). The number of fields (20,000 documented)
-  is not enforced by the emulator, and is not checked here.
+  integers store and 131,100 do not (8 bytes each).
+- A document holds at most 20,000 fields, every map's names counted at every depth. The
+  emulator does not enforce it (`{"p": {"k0": 0, ..., "k24999": 0}}` stores there), so it is
+  checked here against the documented figure, counting names inside maps in arrays as well
+  (the conservative reading). A 256 KiB message can carry ~43,000 names (`"kN":0,` is 6-8
+  bytes), and a new record stores the payload's `metadata` twice (in `payload` and in
+  `metadata`), so a valid message could make a record production refuses.
 
-Records are checked whole, not only messages (`RECORD_BYTES`, used by the dispatcher): an item
+Records are checked whole, not only messages (`RECORD_BYTES` and `RECORD_FIELDS`, used by the
+dispatcher): an item
 is stored once as received and once rendered per pool running `${image_uri}`, so a message under
 the 256 KiB limit can make a record over 1 MiB. Measured (`firestore_size`) for an item with a
 240 KiB `image_uri` (245,821 bytes of JSON): the payload takes 245,803 bytes stored, and the
@@ -78,6 +84,14 @@ FIELD_BYTES: Mapping[str, int] = {
 The payload's is over 256 KiB because a payload under the 256 KiB message limit can take more
 stored than sent (an integer is 2 bytes of JSON, 8 stored); together they stay under
 `RECORD_BYTES`."""
+MAX_FIELDS = 20_000
+RECORD_FIELDS = MAX_FIELDS - 1_000
+"""What a new item record's own fields may count. History entries (maps in an array, ~8 names
+each) and job details come later: 1,000 leaves room for over 100 transitions."""
+FIELD_COUNTS: Mapping[str, int] = {"payload": 15_000, "attributes": 200}
+"""Per-field name budgets of a REJECTED record's untrusted fields (others:
+`DEFAULT_FIELD_COUNT`): together under `RECORD_FIELDS`. Pub/Sub allows 100 attributes."""
+DEFAULT_FIELD_COUNT = 500
 DEFAULT_FIELD_BYTES = 16 * 1024
 TEXT_BYTES: Mapping[str, int] = {"error": 512}
 """Fields whose every string is cut to this many bytes, so that the field keeps its structure
@@ -97,6 +111,7 @@ SURROGATE = "surrogate"
 NESTED_ARRAY = "nested_array"
 TOO_DEEP = "too_deep"
 TOO_LARGE = "too_large"
+TOO_MANY_FIELDS = "too_many_fields"
 UNSUPPORTED = "unsupported_type"
 
 
@@ -130,6 +145,7 @@ def clean(
     max_bytes: int | None = None,
     under: str = "",
     max_text_bytes: int | None = None,
+    max_fields: int | None = None,
 ) -> Sanitized:
     """`value` made storable as the value of a Firestore field at `path`.
 
@@ -138,11 +154,19 @@ def clean(
     value is replaced by a JSON text of it, cut to fit. `under` is the field path `value` will
     be stored under when `path` (which the changes report) does not include it: it counts
     toward the 1,500 bytes of every field path inside. `max_text_bytes` cuts every string.
+    `max_fields` bounds how many field names it holds (`field_count`), the same way.
     """
     changes: list[Change] = []
     walker = _Walker(changes, max_text_bytes)
     prefix = len(under.encode("utf-8")) + 1 if under else 0
     out = walker.value(value, path, prefix + _path_bytes(path), level)
+    if max_fields is not None and (count := field_count(out)) > max_fields:
+        out = summary(out, SUMMARY_BYTES)
+        changes.append(
+            Change(
+                path, TOO_MANY_FIELDS, f"{count} field names; at most {max_fields} are kept here"
+            )
+        )
     if max_bytes is not None and firestore_size(out) > max_bytes:
         size = firestore_size(out)
         out = summary(out, max(max_bytes - 1, 0))
@@ -164,6 +188,7 @@ def clean_fields(fields: Mapping[str, Any], budgets: Mapping[str, int] = FIELD_B
             name,
             max_bytes=budgets.get(name, DEFAULT_FIELD_BYTES),
             max_text_bytes=TEXT_BYTES.get(name),
+            max_fields=FIELD_COUNTS.get(name, DEFAULT_FIELD_COUNT),
         )
         out[name] = one.value
         changes.extend(one.changes)
@@ -223,6 +248,20 @@ def firestore_size(value: Any) -> int:
     if isinstance(value, list | tuple):
         return sum(firestore_size(v) for v in value)
     return 8  # ints and floats of other types, timestamps, references: 8 bytes
+
+
+def field_count(value: Any) -> int:
+    """How many fields Firestore counts in a value: every map name, at every depth."""
+    kind = type(value)
+    if kind is dict or isinstance(value, Mapping):
+        return len(value) + sum(field_count(v) for v in value.values() if _nests(v))
+    if kind is list or isinstance(value, tuple):
+        return sum(field_count(v) for v in value if _nests(v))
+    return 0
+
+
+def _nests(value: Any) -> bool:
+    return isinstance(value, Mapping | list | tuple)
 
 
 def _text_bytes(value: str) -> int:

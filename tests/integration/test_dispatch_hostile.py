@@ -152,6 +152,32 @@ def test_an_item_too_big_once_rendered_is_rejected_with_a_clear_reason(
     assert result.submitted == ["big"]
 
 
+def test_an_item_whose_record_would_hold_too_many_fields_is_rejected(
+    harness: Harness, standin: StandinServer
+) -> None:
+    # 10,000 metadata names: a 100 KiB message, stored twice in the record (payload, metadata).
+    metadata = {f"m{n}": 0 for n in range(10_000)}
+    payload = item("q1", "wide-meta", metadata=metadata)
+    assert len(json.dumps(payload)) < 256 * 1024
+    result = harness.dispatcher().handle(message(payload))
+    assert result.outcome == "rejected"
+    data = rejected(harness, "q1", "wide-meta")
+    assert data["error"]["reason"] == "record_too_large"
+    assert f"leaves {sanitize.RECORD_FIELDS} for it" in data["error"]["message"]
+    assert data["payload"]["metadata"] == metadata  # the payload alone fits, and is kept
+    assert sanitize.field_count(data) < sanitize.MAX_FIELDS
+    assert standin.admin.jobs() == []
+    # Twice as many names: even the REJECTED record cannot keep the payload as a map.
+    wider = item("q1", "wider-meta", metadata={f"m{n}": 0 for n in range(20_000)})
+    assert len(json.dumps(wider)) < 256 * 1024
+    harness.dispatcher().handle(message(wider))
+    data = rejected(harness, "q1", "wider-meta")
+    assert data["error"]["reason"] == "record_too_large"
+    assert isinstance(data["payload"], str)
+    assert {c["code"] for c in data["sanitized"]} == {sanitize.TOO_MANY_FIELDS}
+    assert sanitize.field_count(data) < sanitize.MAX_FIELDS
+
+
 @pytest.mark.parametrize(
     ("payload", "attributes", "reason", "path"),
     [

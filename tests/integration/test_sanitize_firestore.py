@@ -120,3 +120,12 @@ def test_an_untrusted_record_of_the_worst_fields_stores(firestore_db: firestore.
         sanitize.LONG_NAME,
     }
     assert write(firestore_db, record) == "ok"
+
+
+def test_the_emulator_does_not_enforce_the_20000_field_limit(
+    firestore_db: firestore.Client,
+) -> None:
+    """Why `sanitize.field_count` exists: production refuses what the emulator stores."""
+    wide = {f"k{n}": 0 for n in range(25_000)}
+    assert sanitize.field_count({"p": wide}) > sanitize.MAX_FIELDS
+    assert write(firestore_db, {"p": wide}) == "ok"

@@ -204,6 +204,35 @@ def test_untrusted_record_stays_under_the_record_limit() -> None:
     assert sanitize.firestore_size(record) < sanitize.RECORD_BYTES
 
 
+def test_field_count_counts_every_map_name_at_every_depth() -> None:
+    assert sanitize.field_count({}) == 0
+    assert sanitize.field_count({"a": 1, "b": "x"}) == 2
+    assert sanitize.field_count({"a": {"b": {"c": 1}}}) == 3
+    # Names inside maps inside arrays count too (the conservative reading of the limit).
+    assert sanitize.field_count({"a": [{"b": 1, "c": 2}, 3, [{"d": 4}]]}) == 4
+    assert sanitize.field_count(["x", 1]) == 0
+
+
+def test_a_value_with_too_many_names_becomes_a_text() -> None:
+    wide = {f"k{n}": 0 for n in range(100)}
+    cleaned = sanitize.clean(wide, "payload", max_fields=99)
+    assert isinstance(cleaned.value, str)
+    assert [c.code for c in cleaned.changes] == [sanitize.TOO_MANY_FIELDS]
+    assert sanitize.clean(wide, "payload", max_fields=100).value == wide
+
+
+def test_untrusted_record_stays_under_the_field_limit() -> None:
+    wide = {f"k{n}": 0 for n in range(sanitize.MAX_FIELDS)}
+    record = sanitize.untrusted_record(dict.fromkeys([*sanitize.FIELD_COUNTS, "x"], wide))
+    assert sanitize.field_count(record) < sanitize.RECORD_FIELDS
+    codes = {change["code"] for change in record["sanitized"]}
+    assert codes == {sanitize.TOO_MANY_FIELDS}
+    # A payload within its budget is kept as a map.
+    kept = sanitize.untrusted_record({"payload": {f"k{n}": 0 for n in range(10_000)}})
+    assert isinstance(kept["payload"], dict)
+    assert "sanitized" not in kept
+
+
 json_leaf = (
     st.none()
     | st.booleans()
