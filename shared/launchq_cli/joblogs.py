@@ -335,15 +335,22 @@ def follow(
     replica: str | None,
     since: datetime | None,
     position: Position,
-    ended: Callable[[], bool],
+    watch: Callable[[], tuple[JobRef | None, bool]],
     emit: Callable[[LogLine], None],
     interval: float = 2.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sleep: Callable[[float], None] = time.sleep,
+    switched: Callable[[JobRef], None] = lambda job: None,
 ) -> None:
-    """Print new entries every `interval` seconds until `ended()` and the last ones are read."""
+    """Print new entries every `interval` seconds until the item ends and the last are read.
+
+    `watch()` is the item's current job and whether the item has ended. A retried item gets a
+    new job: the old one's last lines are read first, then `switched(new)` is called and the
+    new job is followed, so `--follow` shows every attempt of an item, not only the first.
+    """
     delay = timedelta(seconds=client.ingestion_delay)
     finishing = False
+    after: JobRef | None = None  # the job to follow once this one's last lines are read
     while True:
         until = None if finishing else clock() - delay
         lower = position.at or since
@@ -351,8 +358,15 @@ def follow(
             if position.fresh(line):
                 emit(line)
         if finishing:
-            return
-        if ended():
+            if after is None:
+                return
+            job, after, finishing, position = after, None, False, Position()
+            switched(job)
+            continue
+        current, ended = watch()
+        if current is not None and current.name != job.name:
+            after = current
+        if ended or after is not None:
             # Entries written just before the end may not be visible yet: wait out the
             # ingestion delay once, then read everything that is left.
             sleep(client.ingestion_delay)

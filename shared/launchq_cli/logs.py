@@ -58,7 +58,8 @@ def logs(
 
     Works for running, ended and cancelled items. With --follow, polls like `gcloud ai
     custom-jobs stream-logs` and exits once the item has ended and its last lines are printed
-    (Ctrl-C stops following earlier, with exit code 0).
+    (Ctrl-C stops following earlier, with exit code 0). A retried item's new job is followed
+    too, announced on stderr.
     """
     from launchq_cli import joblogs
 
@@ -86,8 +87,8 @@ def logs(
             queue = str(data["queue"])
             joblogs.follow(
                 client, job, replica, lower, position,
-                ended=lambda: _ended(backends, queue, item_id),
-                emit=emit, interval=interval,
+                watch=lambda: _watch(backends, queue, item_id),
+                emit=emit, interval=interval, switched=_announce(as_json),
             )  # fmt: skip
     except KeyboardInterrupt:
         return  # Ctrl-C is how a person stops following a job that runs on: not an error
@@ -139,12 +140,24 @@ def _item_and_job(
         time.sleep(interval)
 
 
-def _ended(backends: Backends, queue: str, item_id: str) -> bool:
+def _watch(backends: Backends, queue: str, item_id: str) -> tuple[JobRef | None, bool]:
+    """The item's current job (a retry makes a new one) and whether the item has ended."""
     from launchq.states import TERMINAL_STATES
+    from launchq_cli.joblogs import job_ref
     from launchq_cli.ops import find_item_data
 
-    state = find_item_data(backends.store, item_id, queue).get("state")
-    return state in {s.value for s in TERMINAL_STATES}
+    data = find_item_data(backends.store, item_id, queue)
+    return job_ref(data), data.get("state") in {s.value for s in TERMINAL_STATES}
+
+
+def _announce(as_json: bool) -> Callable[[JobRef], None]:
+    """Say on stderr that a retry's job is followed now; stdout stays the log (NDJSON with
+    --json), so a pipe sees only log lines."""
+
+    def announce(job: JobRef) -> None:
+        click.echo(f"-- the item was retried: following its new job {job.job_id}", err=True)
+
+    return announce
 
 
 def _printer(as_json: bool) -> Callable[[LogLine], None]:

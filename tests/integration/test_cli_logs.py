@@ -159,6 +159,54 @@ def test_follow_shows_lines_as_the_job_runs_and_stops_when_it_ends(
     assert state(item) == "SUCCEEDED"
 
 
+def test_follow_moves_on_to_the_job_of_a_retry(stack: DevStack, tmp_path: Path) -> None:
+    config = (EXAMPLES / "queues" / "trainer.yaml").read_text()
+    config = config.replace("name: trainer", "name: retrier").replace(
+        "  user_errors: false", "  user_errors: true\n  backoff_initial_seconds: 0"
+    )
+    (tmp_path / "retrier.yaml").write_text(config)
+    assert run("queue", "apply", str(tmp_path / "retrier.yaml"))[0] == 0
+    tried, flag = tmp_path / "tried", tmp_path / "go"
+    # The first attempt fails, but only once the follower is on it; the retry succeeds.
+    body = (
+        "import os, sys, time\n"
+        f"if not os.path.exists({str(tried)!r}):\n"
+        f"    open({str(tried)!r}, 'w').close()\n"
+        "    print('attempt one', flush=True)\n"
+        "    deadline = time.time() + 120\n"
+        f"    while not os.path.exists({str(flag)!r}) and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    print('attempt one fails', flush=True)\n"
+        "    sys.exit(3)\n"
+        "print('attempt two', flush=True)\n"
+    )
+    code, out, err = run(
+        "enqueue", "-q", "retrier", "--image", "python:3.11-slim", "--command", script_command(body)
+    )
+    assert code in (0, 1), err
+    item = out.strip().splitlines()[0]
+    follower = subprocess.Popen(
+        [str(LAUNCHQ), "logs", item, "--follow", "--json", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert follower.stdout is not None
+        assert json.loads(follower.stdout.readline())["message"] == "attempt one"
+        flag.touch()
+        rest, err = follower.communicate(timeout=120)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    assert [e["message"] for e in ndjson(rest)] == ["attempt one fails", "attempt two"]
+    assert "the item was retried: following its new job" in err
+    status = json.loads(run("status", item, "--json")[1])
+    assert status["state"] == "SUCCEEDED"
+    assert status["attempts"] == 2
+
+
 def test_follow_a_cancelled_item(stack: DevStack) -> None:
     body = "import time\nprint('running', flush=True)\ntime.sleep(120)\nprint('never')\n"
     item = enqueue("--command", script_command(body))

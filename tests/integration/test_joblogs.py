@@ -129,13 +129,45 @@ def test_follow_prints_each_line_once_and_stops_after_the_end(
     started = time.monotonic()
     follow(
         client, job("300", created), None, None, Position(),
-        ended=done.is_set, emit=seen.append, interval=0.1,
+        watch=lambda: (None, done.is_set()), emit=seen.append, interval=0.1,
     )  # fmt: skip
     thread.join()
     assert [line.message for line in seen] == written
     assert seen[-1].severity == "ERROR"
     assert len({line.insert_id for line in seen}) == len(seen)
     assert time.monotonic() - started < 30  # it returned by itself, soon after the end
+
+
+def test_follow_moves_to_the_job_of_a_retry(logs: LoggingStandinServer, client: LogsClient) -> None:
+    created = datetime.now(UTC)
+    first, second = job("400", created), job("401", created)
+    add(logs, "400", "attempt 1 starts", created + timedelta(milliseconds=1))
+    add(logs, "401", "attempt 2, written early", created + timedelta(milliseconds=2))
+    calls = {"n": 0}
+    switched: list[str] = []
+
+    def watch() -> tuple[JobRef | None, bool]:
+        calls["n"] += 1
+        if calls["n"] == 1:  # still the first job
+            return first, False
+        if calls["n"] == 2:  # the sweep retried the item: a new job
+            add(logs, "400", "attempt 1 last words", created + timedelta(milliseconds=3))
+            return second, False
+        add(logs, "401", "attempt 2 done", created + timedelta(milliseconds=4))
+        return second, True
+
+    seen: list[LogLine] = []
+    follow(
+        client, first, None, None, Position(), watch=watch, emit=seen.append,
+        interval=0.01, switched=lambda ref: switched.append(ref.job_id),
+    )  # fmt: skip
+    assert [line.message for line in seen] == [
+        "attempt 1 starts",
+        "attempt 1 last words",  # the old job's end is read before moving on
+        "attempt 2, written early",  # the new job from its start, whatever came before
+        "attempt 2 done",
+    ]
+    assert switched == ["401"]
 
 
 def test_position_skips_what_was_printed() -> None:
