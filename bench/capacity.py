@@ -1,19 +1,18 @@
 """Vertex's limits under a burst, and refill latency of the looping sweep.
 
-**Burst** (`burst`): `items` items into a queue with `max_jobs` 200; every job needs 2 A100s and
-the project's quota is 16 A100s, so at most 8 jobs run at once and the queue's 200 slots are
-never the limit: quota is. The stand-in on this branch has no quota of its own, so a shim
-Vertex client (`QuotaShim`) counts the A100s of the jobs it created that have not ended and
-answers Vertex's own 429 RESOURCE_EXHAUSTED ("The following quota metrics exceed quota limits:
-aiplatform.googleapis.com/custom_model_training_nvidia_a100_gpus") before forwarding a create
-that would exceed 16. Everything is scaled 10x faster, and says so: 600 creates/min instead of
-60, quota backoff 1.5 s doubling to 24 s instead of 15 s to 240 s, sweep interval 1 s and period
-6 s instead of 10 s and 60 s; jobs run `run_s` seconds. Eight dispatcher instances (threads, each
-its own `wiring.build`) deliver the items while one sweep loop runs. Reported: refused creates
-per created job (each refusal is a create request spent for nothing), the most creates Vertex
-saw in any one second against the budget, makespan against the floor (the quota's
-`items / 8 * run_s`, or the budget's `items / 10` s if larger), messages that raised (would be
-redelivered, then dead-lettered: must be 0).
+**Burst** (`burst`): `items` items into a queue with `max_jobs` 200; every job asks for 2 A100s
+and the stand-in holds the region to a quota of 16 A100s (`custom_model_training_nvidia_a100_gpus`,
+its own quota check, answering Vertex's 429 RESOURCE_EXHAUSTED with the metric), so at most 8 jobs
+run at once and the queue's 200 slots are never the limit: quota is. Everything is scaled 10x
+faster, and says so: 600 creates/min instead of 60, quota backoff 1.5 s doubling to 24 s instead
+of 15 s to 240 s, sweep interval 1 s and period 6 s instead of 10 s and 60 s; the stand-in runs
+each job `run_s` seconds, then it succeeds and frees its GPUs. Eight dispatcher instances
+(threads, each its own `wiring.build`) deliver the items while one sweep loop runs. Reported:
+refused creates per created job (each refusal is a create request spent for nothing; the
+stand-in counts every create it receives), the most creates Vertex saw in any one second against
+the budget, makespan against the floor (the quota's `items / 8 * run_s`, or the budget's
+`items / 10` s if larger), messages that raised (would be redelivered, then dead-lettered: must
+be 0).
 
 **Refill** (`refill`): a `max_jobs` queue kept full; jobs end at random times; the latency
 from a job's end to its freed slot's next create, in units of the schedule period, for one sweep
@@ -43,7 +42,7 @@ from launchq.dispatch import PubsubMessage
 from launchq.settings import Settings
 from launchq.store import Store
 from launchq.topics import queue_topic
-from launchq.vertex import RetryPolicy, VertexClient, VertexError
+from launchq.vertex import VertexClient
 from launchq.wiring import Launchq, build
 from launchq_cli.configs import apply_queue
 
@@ -51,44 +50,6 @@ A100_QUOTA = 16
 GPUS_PER_JOB = 2
 METRIC = "custom_model_training_nvidia_a100_gpus"
 SCALE = 10.0  # everything runs this much faster than in production
-
-
-class QuotaShim(VertexClient):
-    """Vertex with a project quota of `A100_QUOTA` A100s, counted over the jobs it created."""
-
-    def __init__(self, url: str, stack: Stack, run_s: float) -> None:
-        super().__init__(url, requests.Session(), 30.0, RetryPolicy(sleep=lambda _s: None))
-        self.session.trust_env = False
-        self.stack = stack
-        self.run_s = run_s
-        self.active: dict[str, float] = {}  # job name -> when it ends
-        self.refused = 0
-        self.lock = threading.Lock()
-
-    def create_custom_job(self, parent: str, body: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            if (len(self.active) + 1) * GPUS_PER_JOB > A100_QUOTA:
-                self.refused += 1
-                raise VertexError(
-                    429,
-                    "RESOURCE_EXHAUSTED",
-                    "The following quota metrics exceed quota limits: "
-                    f"aiplatform.googleapis.com/{METRIC}",
-                    "CreateCustomJob",
-                )
-            job = super().create_custom_job(parent, body)
-            self.active[str(job["name"])] = time.monotonic() + self.run_s
-            return job
-
-    def end_due_jobs(self) -> None:
-        """End the jobs whose run time is over (Vertex: they succeeded, the GPUs are free)."""
-        now = time.monotonic()
-        with self.lock:
-            due = [name for name, end in self.active.items() if end <= now]
-        for name in due:
-            self.stack.admin.set_state(name, "JOB_STATE_SUCCEEDED")
-            with self.lock:
-                self.active.pop(name, None)
 
 
 def _settings(stack: Stack, project: str, **extra: Any) -> Settings:
@@ -106,9 +67,17 @@ def _creates_per_second(stack: Stack) -> Counter[int]:
 def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int = 8) -> Any:
     project = stack.new_project()
     stack.apply_env(project)
-    stack.admin.reset(delays={"queued": None})
+    stack.admin.reset(
+        delays={"queued": 0.0, "pending": 0.0, "running": run_s}, quotas={METRIC: A100_QUOTA}
+    )
     store = Store(stack.firestore(project))
-    apply_queue(store, "burst", queue_config(max_jobs=200))
+    config = queue_config(max_jobs=200)
+    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
+        "machine_type": "a2-highgpu-2g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": GPUS_PER_JOB,
+    }
+    apply_queue(store, "burst", config)
     rate = 60 * SCALE
     settings = _settings(
         stack,
@@ -118,17 +87,9 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
         quota_backoff_max_seconds=240 / SCALE,
         queue_cache_seconds=0.0,
     )
-    shim = QuotaShim(stack.vertex_url, stack, run_s)
-    apps: list[Launchq] = [
-        build(settings, store=store, vertex_for=lambda _r: shim) for _ in range(dispatchers)
-    ]
+    apps: list[Launchq] = [build(settings, store=store) for _ in range(dispatchers)]
     stop = threading.Event()
     raised = 0
-
-    def ender() -> None:
-        while not stop.is_set():
-            shim.end_due_jobs()
-            stop.wait(0.02)
 
     def sweeps() -> None:
         while not stop.is_set():
@@ -147,26 +108,25 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
         return errors
 
     logging.disable(logging.INFO)
-    threads = [threading.Thread(target=ender), threading.Thread(target=sweeps)]
+    sweeper = threading.Thread(target=sweeps)
     started = time.monotonic()
     try:
-        for thread in threads:
-            thread.start()
+        sweeper.start()
         with ThreadPoolExecutor(dispatchers) as pool:
             raised = sum(pool.map(deliver, range(dispatchers)))
         delivered_s = time.monotonic() - started
         deadline = started + items / (A100_QUOTA / GPUS_PER_JOB) * run_s * 4 + 60
-        while stack.admin.counters().get("CreateCustomJob", 0) < items:
+        while len(stack.admin.jobs()) < items:
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.1)
+            time.sleep(0.2)
         makespan = time.monotonic() - started
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        sweeper.join()
         logging.disable(logging.NOTSET)
-    created = stack.admin.counters().get("CreateCustomJob", 0)
+    created = len(stack.admin.jobs())
+    refused = stack.admin.counters().get("CreateCustomJob", 0) - created
     per_second = _creates_per_second(stack)
     # Neither limit can be beaten: the quota runs 8 jobs at once, the budget creates
     # `rate / 60` a second; the makespan is compared with the larger of the two floors.
@@ -175,8 +135,8 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
         "items": items,
         "scale": f"{SCALE:g}x faster than production (rate, backoff, sweep interval, period)",
         "created": created,
-        "quota_refusals": shim.refused,
-        "refusals_per_job": round(shim.refused / max(created, 1), 3),
+        "quota_refusals": refused,
+        "refusals_per_job": round(refused / max(created, 1), 3),
         "messages_raised": raised,
         "delivered_s": round(delivered_s, 2),
         "makespan_s": round(makespan, 2),
