@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
+from google.cloud.firestore import FieldFilter
 
 from bench.common import PARENT, Stack, item, local_stack, queue_config
 from launchq.dispatch import PubsubMessage
@@ -56,12 +57,47 @@ def _settings(stack: Stack, project: str, **extra: Any) -> Settings:
     return Settings(project=project, events_topic="", vertex_endpoint=stack.vertex_url, **extra)
 
 
-def _creates_per_second(stack: Stack) -> Counter[int]:
+def _moment(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _vertex_timeline(stack: Stack) -> dict[str, Any]:
+    """From the stand-in's own job timestamps: creates per second and per (scaled) minute, and
+    the most jobs running at once."""
     lister = VertexClient(stack.vertex_url, requests.Session(), 30.0)
-    return Counter(
-        int(datetime.fromisoformat(job["createTime"].replace("Z", "+00:00")).timestamp())
-        for job in lister.list_custom_jobs(PARENT)
+    jobs = list(lister.list_custom_jobs(PARENT))
+    creates = sorted(_moment(job["createTime"]) for job in jobs)
+    per_second = Counter(int(at) for at in creates)
+    minute = 60 / SCALE
+    begin, per_minute = 0, 0
+    for end, at in enumerate(creates):  # a sliding window of one scaled minute
+        while at - creates[begin] >= minute:
+            begin += 1
+        per_minute = max(per_minute, end - begin + 1)
+    # Running from startTime to endTime: +1 at a start, -1 at an end (ends first at a tie).
+    edges = sorted(
+        [(_moment(job["startTime"]), 1) for job in jobs if job.get("startTime")]
+        + [
+            (_moment(job["endTime"]), -1)
+            for job in jobs
+            if job.get("startTime") and job.get("endTime")
+        ]
     )
+    running = most_running = 0
+    for _at, step in edges:
+        running += step
+        most_running = max(most_running, running)
+    return {
+        "max_creates_in_a_second": max(per_second.values(), default=0),
+        "max_creates_in_a_scaled_minute": per_minute,
+        "max_jobs_running": most_running,
+    }
+
+
+def _item_states(store: Store, queue: str) -> Counter[str]:
+    items = store.db.collection("items")
+    query = items.where(filter=FieldFilter("queue", "==", queue)).select(["state"])
+    return Counter(str((doc.to_dict() or {}).get("state")) for doc in query.stream())
 
 
 def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int = 8) -> Any:
@@ -121,13 +157,19 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
                 break
             time.sleep(0.2)
         makespan = time.monotonic() - started
+        # Then every item to its end, as the sweep records it.
+        while _item_states(store, "burst").get("SUCCEEDED", 0) < items:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         stop.set()
         sweeper.join()
         logging.disable(logging.NOTSET)
     created = len(stack.admin.jobs())
     refused = stack.admin.counters().get("CreateCustomJob", 0) - created
-    per_second = _creates_per_second(stack)
+    timeline = _vertex_timeline(stack)
+    states = _item_states(store, "burst")
     # Neither limit can be beaten: the quota runs 8 jobs at once, the budget creates
     # `rate / 60` a second; the makespan is compared with the larger of the two floors.
     floor = max(items / (A100_QUOTA / GPUS_PER_JOB) * run_s, items / (rate / 60))
@@ -143,7 +185,10 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
         "floor_s": round(floor, 2),
         "makespan_ratio": round(makespan / floor, 2),
         "budget_per_second": rate / 60,
-        "max_creates_in_a_second": max(per_second.values(), default=0),
+        "budget_per_scaled_minute": rate / SCALE,
+        "quota_jobs": A100_QUOTA // GPUS_PER_JOB,
+        **timeline,
+        "item_states": dict(states),
     }
 
 
@@ -226,10 +271,14 @@ def _refill_waits(
         for k in range(min(len(ends), len(creates) - max_jobs))
         if creates[k + max_jobs] >= ends[k]
     ]
+    ordered = sorted(waits)
     return {
         "refills": len(waits),
-        "p50_periods": round(statistics.median(waits) / period, 3) if waits else None,
-        "max_periods": round(max(waits) / period, 3) if waits else None,
+        "p50_periods": round(statistics.median(ordered) / period, 3) if waits else None,
+        "p95_periods": round(ordered[int(0.95 * (len(ordered) - 1))] / period, 3)
+        if waits
+        else None,
+        "max_periods": round(max(ordered) / period, 3) if waits else None,
     }
 
 
@@ -295,6 +344,10 @@ def measure(
         "met": {
             "no_message_raised": burst_result["messages_raised"] == 0,
             "all_created": burst_result["created"] == items,
+            "all_succeeded": burst_result["item_states"].get("SUCCEEDED", 0) == items,
+            "within_quota": burst_result["max_jobs_running"] <= burst_result["quota_jobs"],
+            "within_rate": burst_result["max_creates_in_a_scaled_minute"]
+            <= burst_result["budget_per_scaled_minute"],
         },
     }
 

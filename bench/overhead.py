@@ -6,9 +6,16 @@ document, which fails if it exists), one CreateCustomJob, and one Firestore writ
 job. The floor makes exactly those calls, with the same document (payload, rendered job body)
 and job body, through the same Firestore client and Vertex session as the dispatcher.
 
-Per round, three things run back to back, so load changes hit them alike:
-`Dispatcher.handle` with the events topic on (the production default), the same with events
-off, and the floor. Ratio = median dispatcher time / median floor time. Firestore RPCs, documents
+With events on (the production default) the dispatcher also makes one more request: the
+item's state-change events, batched into one Pub/Sub publish (`launchq.recorder`). The issue
+that set the goal puts the dispatcher's path as "the I/O floor's shape plus the events publish",
+so a second floor, `floor_events`, is the same three calls plus that one publish (the same three
+events, the same `EventPublisher`): `ratio_events_floor` compares like with like, while `ratio`
+keeps the three-call floor for every variant.
+
+Per round, the variants run back to back, so load changes hit them alike: `Dispatcher.handle`
+with events on, with events off, with events and budget off, and the two floors. Ratio = median
+dispatcher time / median floor time. Firestore RPCs, documents
 read and writes are counted on the wire (`bench.common.FirestoreCounter`) per item. A separate
 run of the dispatcher under pyinstrument gives the top self-time entries.
 
@@ -43,6 +50,7 @@ from bench.common import (
     queue_config,
 )
 from launchq.dispatch import Dispatcher, PubsubMessage
+from launchq.events import EventPublisher, state_changed_event
 from launchq.settings import Settings
 from launchq.store import Store, item_doc_id
 from launchq.topics import queue_topic
@@ -51,6 +59,7 @@ from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 
 QUEUE = "overhead"
+GOAL = 1.3  # dispatcher time / floor time
 BUDGET = 600_000.0  # creates per minute: 10,000 tokens a second, never the limit here
 
 
@@ -81,10 +90,17 @@ def _dispatcher(
 class Floor:
     """The three unavoidable calls, made directly."""
 
-    def __init__(self, store: Store, vertex: VertexClient, template: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        vertex: VertexClient,
+        template: dict[str, Any],
+        events: EventPublisher | None = None,
+    ) -> None:
         self.store = store
         self.vertex = vertex
         self.template = template
+        self.events = events
 
     def run(self, item_id: str) -> None:
         ref = self.store.db.collection("items").document(item_doc_id(QUEUE + "-floor", item_id))
@@ -93,6 +109,27 @@ class Floor:
         body = {**self.template["job_body"], "displayName": item_id}
         job = self.vertex.create_custom_job(PARENT, body)
         ref.update({"state": "SUBMITTED", "job": {"name": job["name"]}})
+        if self.events is not None:
+            # The dispatcher's three events of an item admitted at once, in one request.
+            self.events.publish_many(
+                [
+                    state_changed_event(
+                        queue=QUEUE,
+                        item_id=item_id,
+                        from_state=before,
+                        to_state=after,
+                        cause="floor",
+                    )
+                    for before, after in _EVENTS
+                ]
+            )
+
+
+_EVENTS: tuple[tuple[str | None, str], ...] = (
+    (None, "QUEUED"),
+    ("QUEUED", "SUBMITTING"),
+    ("SUBMITTING", "SUBMITTED"),
+)
 
 
 def _self_times(profiler: Any, top: int) -> list[dict[str, Any]]:
@@ -132,6 +169,28 @@ def _profile(dispatcher: Dispatcher, count: int, top: int) -> dict[str, Any]:
     }
 
 
+def _ratios(ms: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Median dispatcher time over median floor time, for each variant, against the goal."""
+
+    def over(variant: str, floor: str = "floor") -> float:
+        return round(ms[variant]["median"] / ms[floor]["median"], 2)
+
+    ratios = {
+        "ratio": over("dispatch"),
+        "ratio_no_events": over("dispatch_no_events"),
+        "ratio_no_budget": over("dispatch_no_budget"),
+        "ratio_events_floor": over("dispatch", "floor_events"),
+    }
+    return {
+        **ratios,
+        "goals": {"ratio_max": GOAL},
+        "met": {
+            name: ratios[name] <= GOAL
+            for name in ("ratio", "ratio_no_events", "ratio_events_floor")
+        },
+    }
+
+
 def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[str, Any]:
     project = stack.new_project()
     stack.apply_env(project)
@@ -154,11 +213,14 @@ def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[st
         template = {k: template[k] for k in ("queue", "payload", "job_body", "parent", "region")}
         floor = Floor(store, vertex, template)
         floor.run("warm-floor")
+        floor_events = Floor(store, vertex, template, EventPublisher(project, "launchq-events"))
+        floor_events.run("warm-floor-events")
         timings: dict[str, list[float]] = {
             "dispatch": [],
             "dispatch_no_events": [],
             "dispatch_no_budget": [],
             "floor": [],
+            "floor_events": [],
         }
         counts: dict[str, dict[str, Any]] = {}
         with FirestoreCounter() as counter:
@@ -167,6 +229,7 @@ def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[st
                 "dispatch_no_events": lambda i: without_events.handle(_message(f"n-{i}")),
                 "dispatch_no_budget": lambda i: without_budget.handle(_message(f"b-{i}")),
                 "floor": lambda i: floor.run(f"f-{i}"),
+                "floor_events": lambda i: floor_events.run(f"fe-{i}"),
             }
             rpcs: dict[str, dict[str, float]] = {k: defaultdict(float) for k in runners}
             cpu: dict[str, float] = dict.fromkeys(runners, 0.0)
@@ -205,16 +268,7 @@ def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[st
         "per_item": counts,
         "events_published_per_item": 3,
     }
-    floor_ms = result["ms_per_item"]["floor"]["median"]
-    result["ratio"] = round(result["ms_per_item"]["dispatch"]["median"] / floor_ms, 2)
-    result["ratio_no_events"] = round(
-        result["ms_per_item"]["dispatch_no_events"]["median"] / floor_ms, 2
-    )
-    result["ratio_no_budget"] = round(
-        result["ms_per_item"]["dispatch_no_budget"]["median"] / floor_ms, 2
-    )
-    result["goals"] = {"ratio_max": 1.3}
-    result["met"] = {"ratio": result["ratio"] <= 1.3}
+    result.update(_ratios(result["ms_per_item"]))
     result["profile"] = profile
     return result
 

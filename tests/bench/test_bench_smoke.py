@@ -62,6 +62,8 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert over["per_item"]["dispatch"].get("batch_get_documents", 0) < 1
     assert over["vertex_creates_total"] > 0
     assert over["ratio"] > 0
+    assert over["per_item"]["floor_events"]["commit"] == 2
+    assert over["ratio_events_floor"] > 0
     assert over["profile"]["top_self_time"]
 
     (sweep,) = (results["sweep_scaling"][k] for k in results["sweep_scaling"] if k.isdigit())
@@ -89,6 +91,9 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     cap = results["capacity"]
     assert cap["burst"]["messages_raised"] == 0
     assert cap["burst"]["created"] == cap["burst"]["items"]
+    assert cap["burst"]["item_states"] == {"SUCCEEDED": cap["burst"]["items"]}
+    assert 0 < cap["burst"]["max_jobs_running"] <= cap["burst"]["quota_jobs"]
+    assert 0 < cap["burst"]["max_creates_in_a_scaled_minute"] <= cap["burst"]["items"]
     assert cap["budget_contention"]["token_documents_written_again"] == 0
     assert 0 < cap["budget_contention"]["max_granted_in_a_window"] <= 10
 
