@@ -31,7 +31,8 @@ programming languages. An explicit AND and juxtaposition mean the same, so the p
 
 Where the two languages differ, a `Dialect` says so: which characters quote a string (Vertex
 takes "..." and '...', Logging only "..."), whether a field path may hold quoted segments
-(Logging's labels."ml.googleapis.com/task_name"), and which comparators exist.
+(Logging's labels."ml.googleapis.com/task_name"), and which comparators exist (Logging's regex
+`=~` and `!~` are tokens, so a stand-in can refuse them by name).
 
 Tokens are context-sensitive: right after a comparator a bare value may contain ':' and the
 other operator characters (timestamps), and AND/OR/NOT there are values, not keywords.

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from launchq_local.filtering import (
+    AIP160_COMPARATORS,
     And,
     Dialect,
     FieldPath,
@@ -22,7 +23,7 @@ from launchq_local.filtering import (
 from launchq_local.standin.wire import ApiError
 
 AIP160 = Dialect()
-LOGGING = Dialect(quotes='"', quoted_segments=True)
+LOGGING = Dialect(quotes='"', quoted_segments=True, comparators=("=~", "!~", *AIP160_COMPARATORS))
 
 
 def shape(node: Node | None) -> object:
@@ -122,6 +123,16 @@ def test_logging_field_paths_may_hold_quoted_segments() -> None:
     assert (
         error('labels."a.b"="x"', AIP160) == "expected a comparator after 'labels.' at position 0"
     )
+
+
+def test_logging_tokenizes_regex_comparators_so_they_can_be_refused() -> None:
+    tree = parse('textPayload=~"lo+s"', LOGGING)
+    assert isinstance(tree, Restriction)
+    assert (tree.comparator, tree.value) == ("=~", "lo+s")
+    # AIP-160 has no `=~`: the '~' is the start of a bare value.
+    tree = parse('display_name=~"x"', AIP160)
+    assert isinstance(tree, Restriction)
+    assert (tree.comparator, tree.value) == ("=", '~"x"')
 
 
 @pytest.mark.parametrize(

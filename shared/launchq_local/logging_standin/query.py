@@ -8,8 +8,8 @@ construct, never silently matched or ignored.
 
 The grammar is `launchq_local.filtering`'s, shared with the Vertex stand-in: OR binds tighter
 than AND, as documented; juxtaposition (or a newline) means AND; NOT or `-` negates. This
-module owns the Logging dialect (strings only "...", quoted field path segments), the fields
-and their types.
+module owns the Logging dialect (strings only "...", quoted field path segments, regex
+comparators as tokens so they can be refused), the fields and their types.
 
 Supported (https://cloud.google.com/logging/docs/view/logging-query-language):
 `resource.type`, `resource.labels.KEY`, `labels.KEY` (KEY bare or quoted, e.g.
@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from launchq_local.filtering import (
+    AIP160_COMPARATORS,
     ORDERED,
     Dialect,
     Restriction,
@@ -46,7 +47,7 @@ SEVERITIES: dict[str, int] = {
     "ALERT": 700,
     "EMERGENCY": 800,
 }
-LOGGING = Dialect(quotes='"', quoted_segments=True)
+LOGGING = Dialect(quotes='"', quoted_segments=True, comparators=("=~", "!~", *AIP160_COMPARATORS))
 
 
 @dataclass(frozen=True)
