@@ -49,6 +49,8 @@ ENTRY = Fields(
         ('timestamp="2026-05-01T10:00:00.25Z" AND insertId>"abc0001"', True),
         ('insertId<"abc0002"', False),
         ('logName="projects/p/logs/workerpool0-0"', True),
+        ('resource.type="ml_job"\nAND severity>=ERROR\nresource.labels.job_id="42"', True),
+        ('resource.type="ml_job"\n\nseverity<ERROR', False),
     ],
 )
 def test_matches(source: str, matches: bool) -> None:
@@ -70,6 +72,9 @@ def test_matches(source: str, matches: bool) -> None:
         ("severity>=LOUD", "not a severity"),
         ("resource.type>ml_job", "operator '>' is not supported"),
         ("severity:ERROR", "operator ':' is not supported"),
+        ('textPayload=~"lo+s"', "operator '=~' is not supported for textPayload"),
+        ('textPayload!~"lo+s"', "operator '!~' is not supported for textPayload"),
+        ("severity=~ERROR", "operator '=~' is not supported for severity"),
     ],
 )
 def test_rejects(source: str, fragment: str) -> None:
