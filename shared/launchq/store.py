@@ -55,6 +55,7 @@ BACKOFF_FIELD = "capacity_backoff"
 SLOTS = "slots"
 ITEMS = "items"
 MAX_SLOTS = 10_000  # max_jobs above this is treated as a configuration error, see put_queue
+_DOCUMENT_ID = "__name__"  # a query's name for the document id (`FieldPath.document_id()`)
 
 Clock = Callable[[], datetime]
 Snapshot = DocumentSnapshot[firestore.DocumentReference]
@@ -303,17 +304,34 @@ class Store:
         return (_record(snap) for snap in query.stream())
 
     def recent_items(
-        self, queue: str | None, states: Sequence[ItemState], limit: int
+        self,
+        queue: str | None,
+        states: Sequence[ItemState],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
     ) -> list[ItemRecord]:
-        """Newest first, optionally of one queue and in some states (the CLI's `ls`)."""
+        """Newest first, optionally of one queue and in some states (the CLI's `ls`, the
+        dashboard's item pages).
+
+        Ties on `enqueued_at` are ordered by document id, descending: the order every composite
+        index on `enqueued_at desc` already keeps (an index ends with the document id in its
+        last field's direction), so no index is added. `after` is the `(enqueued_at, doc_id)` of
+        the last item of the previous page; the query starts right behind it, so a page reads
+        `limit` documents at any depth and equal timestamps are neither repeated nor skipped.
+        """
         query: Any = self.db.collection(ITEMS)
         if queue:
             query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
         if states:
             values = [s.value for s in states]
             query = query.where(filter=firestore.FieldFilter("state", "in", values))
-        query = query.order_by("enqueued_at", direction=firestore.Query.DESCENDING).limit(limit)
-        return [_record(snap) for snap in query.stream()]
+        query = query.order_by("enqueued_at", direction=firestore.Query.DESCENDING).order_by(
+            _DOCUMENT_ID, direction=firestore.Query.DESCENDING
+        )
+        if after is not None:
+            at, doc_id = after
+            query = query.start_after({"enqueued_at": at, _DOCUMENT_ID: doc_id})
+        return [_record(snap) for snap in query.limit(limit).stream()]
 
     def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]:
         """Items called `item_id` in any queue (the CLI resolves an id without its queue)."""

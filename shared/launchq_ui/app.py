@@ -80,23 +80,7 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
     # -- items -------------------------------------------------------------------------------
 
     def item_query(queue: str) -> dict[str, Any]:
-        ops.queue_document(store(), queue)  # NotFound -> 404
-        state = request.args.get("state", "").strip().upper()
-        search = request.args.get("q", "").strip()
-        try:
-            page = int(request.args.get("page", "1"))
-        except ValueError:
-            page = 1
-        states = [ItemState(state)] if state in ItemState.__members__ else []
-        rows, more = views.page_of_items(store(), queue, states, search, page, now())
-        return {
-            "queue": queue,
-            "state": states[0].value if states else "",
-            "q": search,
-            "page": max(page, 1),
-            "more": more,
-            "items": rows,
-        }
+        return _item_page(store, queue, now())
 
     @app.get("/queues/<queue>")
     def items(queue: str) -> str:
@@ -166,11 +150,58 @@ def _configure(app: Flask) -> None:
         response.headers["Referrer-Policy"] = "same-origin"
         return response
 
+    @app.errorhandler(views.BadCursor)
+    def bad_cursor(exc: views.BadCursor) -> tuple[str, int]:
+        queue = (request.view_args or {}).get("queue")
+        first = url_for("items", queue=queue) if isinstance(queue, str) else None
+        return render_template(
+            "error.html",
+            view="error",
+            title="Bad page link",
+            message=f"{exc}: the link was damaged or edited.",
+            link=first,
+            link_text="Go to the queue's first page",
+        ), 400
+
     @app.context_processor
     def helpers() -> dict[str, Any]:
         from launchq_cli.common import duration
 
         return {"duration": duration, "states": [s.value for s in ItemState]}
+
+
+def _item_page(store: Callable[[], Store], queue: str, moment: datetime) -> dict[str, Any]:
+    """The items page's data from the request's query: `state`, `q`, and the page's position,
+    `after` (a `views.Cursor`, absent on the first page) and `page` (its number, a label only:
+    the cursor alone says where the page is; editing the number changes only the label).
+    `store` is called only once the query is known to be sound."""
+    # The cursor is checked before anything is read: a damaged link is a 400, never a 500.
+    cursor = request.args.get("after", "").strip()
+    after = views.Cursor.decode(cursor, queue) if cursor else None
+    try:
+        page = min(max(int(request.args.get("page", "2")), 2), 1_000_000) if after else 1
+    except ValueError:
+        page = 2
+    ops.queue_document(store(), queue)  # NotFound -> 404
+    state = request.args.get("state", "").strip().upper()
+    search = request.args.get("q", "").strip()
+    states = [ItemState(state)] if state in ItemState.__members__ else []
+    found = views.page_of_items(store(), queue, states, search, after, moment)
+    shown = states[0].value if states else ""
+    following = found.next.encode() if found.next else None
+    return {
+        "queue": queue,
+        "state": shown,
+        "q": search,
+        "page": page,
+        "after": cursor if after else "",
+        "next": following,
+        "older_url": following
+        and url_for("items", queue=queue, state=shown, q=search, after=following, page=page + 1),
+        "first_url": url_for("items", queue=queue, state=shown, q=search),
+        "more": following is not None,
+        "items": found.rows,
+    }
 
 
 def _same_origin() -> None:

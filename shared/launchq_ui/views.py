@@ -12,25 +12,44 @@ finished items in the window, each with its rendered trainer job; `python -m
 bench.dashboard_window --items 500`, medians of 5 interleaved runs in one process): the projected
 window query takes 0.69x the time of reading whole documents, and the whole queues page costs
 3.5x `launchq queue ls` (0.35 s vs 0.10 s).
+
+Item pages are keyset pages, not offsets: a page link carries an opaque cursor, the
+`(enqueued_at, document id)` of the last row shown, and the next page is the query started right
+behind it (`Store.recent_items(after=...)`). A page costs `PAGE_SIZE + 1` document reads at any
+depth (an offset is billed as reads of every skipped document, so page N used to cost N pages),
+and there is no depth limit. The cursor is only a position in a list the reader may see anyway,
+so it is not signed; it is checked (shape, range, that it names an item of the page's queue) and
+a damaged one is refused with `BadCursor` (answered 400) before anything is read.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.cloud import firestore
 
+from launchq.records import ItemRecord
 from launchq.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import ITEMS, Store
 from launchq_cli import ops
 
 WINDOW = timedelta(hours=24)
 PAGE_SIZE = 25
-MAX_PAGE = 40  # paging re-reads the pages before it (no cursors): 1,000 items deep at most
+# A prefix search reads this many items at most per page, from the page's position back; an
+# exact id is one lookup. Firestore has no "starts with" on a field the query is not ordered by.
+SEARCH_SCAN = 1_000
+# A document id is at most 1,500 bytes, so no cursor this dashboard makes is longer than
+# about 2,100 characters (item ids of at most 128 characters make about 200).
+_MAX_CURSOR = 2_200
+_MAX_DOC_ID = 1_500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enough of an item for the queue page and the charts; `job.name` for nothing heavier.
 _CHART_FIELDS = ["item_id", "queue", "state", "enqueued_at", "history", "reason", "attempts"]
 _TERMINAL = {s.value for s in TERMINAL_STATES}
@@ -153,27 +172,108 @@ def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
     )
 
 
-def page_of_items(
-    store: Store, queue: str, states: Sequence[ItemState], search: str, page: int, now: datetime
-) -> tuple[list[dict[str, Any]], bool]:
-    """One page of a queue's items, newest first, and whether another page follows.
+class BadCursor(ValueError):
+    """A page link's cursor that is not one this dashboard made (damaged or edited)."""
 
-    A search is an item id (or its prefix): ids are what people paste from the CLI.
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page starts: right behind the item `(enqueued_at, doc_id)`, newest first."""
+
+    enqueued_at: datetime
+    doc_id: str
+
+    def encode(self) -> str:
+        """URL-safe base64 of `[microseconds since the epoch, document id]`, unpadded.
+
+        Microseconds are exact: Firestore keeps timestamps to the microsecond.
+        """
+        micros = (self.enqueued_at - _EPOCH) // timedelta(microseconds=1)
+        raw = json.dumps([micros, self.doc_id], separators=(",", ":"), ensure_ascii=False).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str, queue: str) -> Cursor:
+        """The cursor `encode` made for one of `queue`'s pages; BadCursor for anything else."""
+        if len(text) > _MAX_CURSOR:
+            raise BadCursor("the page cursor is too long")
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            value = json.loads(raw.decode("utf-8"))
+        except (binascii.Error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BadCursor("the page cursor is not one of this dashboard's") from exc
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or type(value[0]) is not int
+            or not isinstance(value[1], str)
+        ):
+            raise BadCursor("the page cursor is not one of this dashboard's")
+        micros, doc_id = value
+        # A document id of this queue's items (`item_doc_id`): never a path, never another queue.
+        if (
+            not doc_id.startswith(f"{queue}~")
+            or "/" in doc_id
+            or len(doc_id.encode()) > _MAX_DOC_ID
+        ):
+            raise BadCursor("the page cursor is not one of this queue's items")
+        try:
+            at = _EPOCH + timedelta(microseconds=micros)
+        except OverflowError as exc:
+            raise BadCursor("the page cursor's time is out of range") from exc
+        return cls(at, doc_id)
+
+
+def _key(cursor: Cursor | None) -> tuple[datetime, str] | None:
+    return (cursor.enqueued_at, cursor.doc_id) if cursor is not None else None
+
+
+def _cursor_of(record: ItemRecord) -> Cursor | None:
+    at = _aware(record.enqueued_at)
+    return Cursor(at, record.doc_id) if at is not None else None
+
+
+@dataclass(frozen=True)
+class ItemsPage:
+    """One page of a queue's items (`launchq ls --json` rows) and the cursor of the next page
+    (None when this is the last)."""
+
+    rows: list[dict[str, Any]]
+    next: Cursor | None
+
+
+def page_of_items(
+    store: Store,
+    queue: str,
+    states: Sequence[ItemState],
+    search: str,
+    after: Cursor | None,
+    now: datetime,
+) -> ItemsPage:
+    """The page of a queue's items, newest first, that starts behind `after` (None: the first).
+
+    Reads `PAGE_SIZE + 1` documents (the one extra tells whether another page follows). A
+    search is an item id (or its prefix): ids are what people paste from the CLI. An exact id is
+    one lookup and one page; a prefix is matched in the next `SEARCH_SCAN` items, and when those
+    are used up before the page is full, the next page goes on searching behind them.
     """
-    page = min(max(page, 1), MAX_PAGE)
+    wanted = {s.value for s in states}
     if search:
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
-        rows = [ops.item_summary(d, now) for d in exact if d.get("queue") == queue]
-        if not rows:
-            rows = [
-                r
-                for r in ops.list_items(store, queue, states, PAGE_SIZE * MAX_PAGE, now)
-                if str(r["item_id"]).startswith(search)
-            ]
-        wanted = {s.value for s in states}
-        rows = [r for r in rows if not wanted or r["state"] in wanted]
-        begin = (page - 1) * PAGE_SIZE
-        return rows[begin : begin + PAGE_SIZE], len(rows) > begin + PAGE_SIZE
-    rows = ops.list_items(store, queue, states, page * PAGE_SIZE + 1, now)
-    begin = (page - 1) * PAGE_SIZE
-    return rows[begin : begin + PAGE_SIZE], len(rows) > page * PAGE_SIZE
+        found = [d for d in exact if d.get("queue") == queue]
+        if found:
+            rows = [ops.item_summary(d, now) for d in found]
+            return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
+        scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
+        matches = [r for r in scanned if r.item_id.startswith(search)]
+        if len(matches) > PAGE_SIZE:
+            following = _cursor_of(matches[PAGE_SIZE - 1])
+        elif len(scanned) == SEARCH_SCAN:
+            following = _cursor_of(scanned[-1])
+        else:
+            following = None
+        rows = [ops.item_summary(r.stored, now) for r in matches[:PAGE_SIZE]]
+        return ItemsPage(rows, following)
+    records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
+    following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
+    return ItemsPage([ops.item_summary(r.stored, now) for r in records[:PAGE_SIZE]], following)

@@ -1,14 +1,22 @@
-"""The dashboard's pure parts: chart series from item histories, the SVG, and the cancel gate's
-refusals (cross-origin, bad token) that happen before any backend is touched."""
+"""The dashboard's pure parts: chart series from item histories, the SVG, the cancel gate's
+refusals (cross-origin, bad token) and the refusal of damaged page cursors, both before any
+backend is touched, and the item pages' cursor logic over an in-memory list of items."""
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 
+from launchq.records import ItemRecord
+from launchq.states import ItemState
+from launchq.store import Store
 from launchq_cli import main
 from launchq_cli.common import Backends
 from launchq_ui import charts, views
@@ -96,3 +104,111 @@ def test_ui_without_a_project_fails_in_one_sentence(monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(main, ["ui", "--port", "0"])
     assert result.exit_code == 2
     assert "--project" in result.stderr
+
+
+# -- item pages: cursors ---------------------------------------------------------------------
+
+
+def _raw_cursor(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def test_cursor_round_trips_to_the_microsecond() -> None:
+    stored: Any = DatetimeWithNanoseconds  # what the client reads back; api_core's is untyped
+    read_back: datetime = stored(2026, 1, 2, 12, 0, 0, 654_321, tzinfo=UTC)
+    for at in (NOW, NOW + timedelta(microseconds=7), read_back):
+        cursor = views.Cursor(at, "q~it%2Fone")
+        text = cursor.encode()
+        assert set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        back = views.Cursor.decode(text, "q")
+        assert back.doc_id == "q~it%2Fone"
+        assert back.enqueued_at == at
+        assert back.encode() == text
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "!!!",
+        "a",
+        _raw_cursor({"at": 1}),
+        _raw_cursor([1.5, "q~x"]),
+        _raw_cursor(["1", "q~x"]),
+        _raw_cursor([True, "q~x"]),
+        _raw_cursor([1, "q~x", 3]),
+        _raw_cursor([1, "other~x"]),  # another queue's item
+        _raw_cursor([1, "q~a/b"]),  # a path, not a document id
+        _raw_cursor([10**30, "q~x"]),  # out of any timestamp's range
+        _raw_cursor([-(10**30), "q~x"]),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),  # not UTF-8
+        "A" * 5000,
+    ],
+)
+def test_a_damaged_cursor_is_a_400_before_any_backend(after: str) -> None:
+    client = create_app(Backends(project="nowhere")).test_client()
+    for path in ("/queues/q", "/api/queues/q/items"):
+        answer = client.get(path, query_string={"after": after, "page": "3"})
+        assert answer.status_code == 400, (path, after)
+    assert "first page" in answer.get_data(as_text=True)
+
+
+class _Items:
+    """`Store.recent_items` and `items_with_id` over a list, ordered as Firestore orders them."""
+
+    def __init__(self, records: Sequence[ItemRecord]) -> None:
+        self.records = sorted(records, key=lambda r: (r.enqueued_at, r.doc_id), reverse=True)
+        self.reads: list[int] = []
+
+    def recent_items(
+        self,
+        queue: str | None,
+        states: Sequence[ItemState],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ItemRecord]:
+        rows = [r for r in self.records if r.queue == queue and (not states or r.state in states)]
+        if after is not None:
+            rows = [r for r in rows if (r.enqueued_at, r.doc_id) < after]
+        self.reads.append(len(rows[:limit]))
+        return rows[:limit]
+
+    def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]:
+        return [r for r in self.records if r.item_id == item_id][:limit]
+
+
+def _record(n: int, at: datetime, state: ItemState = ItemState.QUEUED) -> ItemRecord:
+    stored = {"queue": "q", "item_id": f"it-{n:03d}", "state": state.value, "enqueued_at": at}
+    return ItemRecord("q", f"it-{n:03d}", state, enqueued_at=at, stored=stored)
+
+
+def _walk(store: _Items, search: str = "", states: Sequence[ItemState] = ()) -> list[str]:
+    seen: list[str] = []
+    after: views.Cursor | None = None
+    while True:
+        page = views.page_of_items(cast(Store, store), "q", states, search, after, NOW)
+        seen += [str(r["item_id"]) for r in page.rows]
+        if page.next is None:
+            return seen
+        after = views.Cursor.decode(page.next.encode(), "q")  # as a link carries it
+
+
+def test_pages_follow_each_other_through_equal_timestamps() -> None:
+    # 130 items, 9 to a timestamp: ties straddle every page boundary.
+    records = [_record(n, NOW - timedelta(seconds=n // 9)) for n in range(130)]
+    store = _Items(records)
+    assert _walk(store) == [str(r.item_id) for r in store.records]
+    assert store.reads == [views.PAGE_SIZE + 1] * 5 + [130 - 5 * views.PAGE_SIZE]
+
+
+def test_a_prefix_search_goes_on_behind_a_used_up_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views, "SEARCH_SCAN", 40)
+    records = [_record(n, NOW - timedelta(seconds=n)) for n in range(300)]
+    store = _Items(records)
+    wanted = [f"it-{n:03d}" for n in range(300) if f"it-{n:03d}".startswith("it-1")]
+    assert _walk(store, "it-1") == wanted
+    assert max(store.reads) <= 40
+    exact = views.page_of_items(cast(Store, store), "q", (), "it-007", None, NOW)
+    assert [r["item_id"] for r in exact.rows] == ["it-007"]
+    assert exact.next is None
+    filtered = views.page_of_items(cast(Store, store), "q", [ItemState.FAILED], "it-007", None, NOW)
+    assert filtered.rows == []

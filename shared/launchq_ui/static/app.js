@@ -58,7 +58,16 @@ function itemsPage() {
         el("td", { class: "num" }, String(row.attempts)));
     });
     if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "8" },
-      data.state || data.q ? "No items match." : "No items.")));
+      !(data.state || data.q) ? "No items." :
+        data.q && data.more ? "No items match here; Older searches further back." :
+          "No items match.")));
+    // The page's own window stays put (its cursor is in the polled URL); what follows it can
+    // change as items arrive, so the Older link follows the last poll: nothing is skipped.
+    const older = document.getElementById("older");
+    if (older) {
+      if (data.older_url) older.setAttribute("href", data.older_url);
+      older.hidden = !data.older_url;
+    }
     // Keep keyboard focus on the same item's link across a refresh.
     const focused = document.activeElement && document.activeElement.closest("tr[data-item]");
     const focusedId = focused ? focused.dataset.item : null;
