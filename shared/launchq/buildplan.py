@@ -79,7 +79,13 @@ class BuildPlan:
 
     @property
     def build_tag(self) -> str:
-        return f"{TAG_PREFIX}{self.key}"
+        return build_tag(self.key)
+
+
+def build_tag(key: str, attempt: int = 1) -> str:
+    """The Cloud Build tag of one build attempt of `key`: `launchq-KEY`, then `launchq-KEY-rN`
+    for the N-th (a failed build is built again for a new item: launchq.imagebuilds)."""
+    return f"{TAG_PREFIX}{key}" if attempt <= 1 else f"{TAG_PREFIX}{key}-r{attempt}"
 
 
 def settings_hash(settings: BuilderSettings) -> str:
@@ -120,8 +126,9 @@ def dockerfile_problem(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> s
     )
 
 
-def build_request(plan: BuildPlan, top: str) -> dict[str, Any]:
-    """The Cloud Build `Build` (REST, camelCase) that builds and pushes `plan.tag_uri`."""
+def build_request(plan: BuildPlan, top: str, attempt: int = 1) -> dict[str, Any]:
+    """The Cloud Build `Build` (REST, camelCase) that builds and pushes `plan.tag_uri`, tagged
+    with the attempt's tag (`build_tag`)."""
     settings = plan.settings
     build: dict[str, Any] = {
         "source": {
@@ -138,7 +145,7 @@ def build_request(plan: BuildPlan, top: str) -> dict[str, Any]:
             }
         ],
         "images": [plan.tag_uri],
-        "tags": [plan.build_tag],
+        "tags": [build_tag(plan.key, attempt)],
         "timeout": f"{settings.timeout}s",
         "options": {"logging": "CLOUD_LOGGING_ONLY"},
     }

@@ -11,6 +11,14 @@ settings is the same tag, so it is built once, ever. Three layers keep it once:
 3. Cloud Build tags: the build carries `launchq-<key>`, so a claim whose builder died between
    claiming and creating is repaired by a list on that tag before a second create.
 
+A failed build fails the items that waited on it, and a redelivery of one of them, but it does
+not poison the key: a NEW item with the same source and settings builds again (attempt N+1,
+tagged `launchq-<key>-rN+1`). Without that, a transient Cloud Build failure, or a permission
+fixed after a refusal, would fail every later item of that source until someone deleted the
+document by hand. The restart is a compare-and-swap on the failed document (`last_update_time`
+precondition), so items arriving together after a failure still start one build, and each
+rebuild needs a new item, so nothing loops.
+
 The sweep follows every open build with ONE `builds.list` per 20 keys (a filter OR-ing their
 tags), not a GET per build, and turns each finished one into the states of the items waiting on
 it (`launchq.sweep` calls `BuildFollower.follow`).
@@ -30,11 +38,11 @@ from google.cloud import firestore
 from launchq.buildplan import (
     DESTINATION_REFUSED,
     DOCKERFILE_MISSING,
-    TAG_PREFIX,
     TOP_METADATA,
     BuildPlan,
     ImageRef,
     build_request,
+    build_tag,
     destination_problem,
     dockerfile_problem,
     pin_image,
@@ -63,6 +71,13 @@ BUILD_FAILED = "build_failed"
 LIST_CHUNK = 20  # tags OR-ed into one list filter
 # A claim with no build id this old lost its builder (crash between claim and create).
 CLAIM_REPAIR_SECONDS = 120.0
+# Rebuilding a failed key races other new items; each lost race re-reads and joins the winner.
+MAX_CLAIM_RACES = 5
+# What a restart clears: the failed attempt's results (kept in `failed_attempts`).
+_ATTEMPT_FIELDS = (
+    "build_id", "log_url", "digest", "status", "failing_step", "detail", "started_at",
+    "finished_at",
+)  # fmt: skip
 
 
 class BuildState:
@@ -92,6 +107,7 @@ class BuildRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     skipped: bool = False  # the image already existed: nothing was built
+    attempt: int = 1  # which build of this key (a new item after a failure builds again)
 
     @property
     def pinned_uri(self) -> str | None:
@@ -110,6 +126,8 @@ class BuildRecord:
                 found[name] = value
         if self.skipped:
             found["build_skipped"] = True
+        if self.attempt > 1:
+            found["build_attempt"] = self.attempt
         if self.started_at and self.finished_at:
             found["build_seconds"] = round((self.finished_at - self.started_at).total_seconds(), 3)
         return found
@@ -120,6 +138,7 @@ def _record(key: str, data: Mapping[str, Any]) -> BuildRecord:
         name: data.get(name) for name in BuildRecord.__dataclass_fields__ if name != "key"
     }
     fields["skipped"] = bool(fields.get("skipped"))
+    fields["attempt"] = int(fields.get("attempt") or 1)
     return BuildRecord(key=key, **fields)
 
 
@@ -145,27 +164,61 @@ class ImageBuilder:
 
     # ------------------------------------------------------------------ one item arrives
     def ensure(self, plan: BuildPlan, waiter: str, top: str) -> BuildRecord:
-        """The build of `plan`, claimed and started by this call or joined (`waiter` added)."""
-        now = self.clock()
+        """The build of `plan`, claimed and started by this call or joined (`waiter` added).
+
+        A FAILED build is joined only by the items that waited on it (a redelivery sees the
+        failure again); a new item claims the key again and builds (see the module docstring).
+        """
         ref = self.ref(plan.key)
-        claim = {
+        claim = self._claim(plan, top, 1)
+        try:
+            ref.create({**claim, "waiting": [waiter]})
+        except gexc.AlreadyExists:
+            pass
+        else:
+            return self._start(plan.key, claim)
+        for _ in range(MAX_CLAIM_RACES):
+            snap = ref.get()
+            data = snap.to_dict() or {}
+            record = _record(plan.key, data)
+            if record.state != BuildState.FAILED or waiter in data.get("waiting", []):
+                ref.update({"waiting": firestore.ArrayUnion([waiter])})
+                joined = self.get(plan.key)
+                assert joined is not None  # created above by someone, never deleted
+                return joined
+            again = self._claim(plan, top, record.attempt + 1)
+            restart = {
+                **again,
+                **dict.fromkeys(_ATTEMPT_FIELDS, firestore.DELETE_FIELD),
+                "skipped": False,
+                "waiting": firestore.ArrayUnion([waiter]),
+                "failed_attempts": firestore.ArrayUnion([_attempt_summary(record)]),
+            }
+            try:
+                ref.update(restart, option=self.db.write_option(last_update_time=snap.update_time))
+            except (gexc.FailedPrecondition, gexc.Aborted):
+                continue  # another new item restarted it first: join that build
+            log.info(
+                "building again after a failed build",
+                build_key=plan.key,
+                attempt=record.attempt + 1,
+                previous_status=record.status,
+            )
+            return self._start(plan.key, {**data, **again})
+        raise Conflict(f"build {plan.key} kept changing while claiming it")
+
+    def _claim(self, plan: BuildPlan, top: str, attempt: int) -> dict[str, Any]:
+        """The fields of a fresh claim on `plan`'s key, for build attempt `attempt`."""
+        return {
             "state": BuildState.CLAIMED,
             "image": plan.image.uri,
             "tag_uri": plan.tag_uri,
             "project": plan.image.project,
             "location": plan.image.location,
-            "created_at": now,
-            "waiting": [waiter],
-            "request": json.dumps(build_request(plan, top), sort_keys=True),
+            "created_at": self.clock(),
+            "attempt": attempt,
+            "request": json.dumps(build_request(plan, top, attempt), sort_keys=True),
         }
-        try:
-            ref.create(claim)
-        except gexc.AlreadyExists:
-            ref.update({"waiting": firestore.ArrayUnion([waiter])})
-            record = self.get(plan.key)
-            assert record is not None  # created above by someone, never deleted
-            return record
-        return self._start(plan.key, claim)
 
     def _start(self, key: str, claim: Mapping[str, Any]) -> BuildRecord:
         """We hold the claim: an image that exists needs no build; else create one."""
@@ -232,7 +285,7 @@ class ImageBuilder:
     def _follow_chunk(
         self, project: str, location: str, chunk: list[BuildRecord]
     ) -> list[BuildRecord]:
-        wanted = {f"{TAG_PREFIX}{r.key}": r for r in chunk}
+        wanted = {build_tag(r.key, r.attempt): r for r in chunk}
         filter_ = " OR ".join(f'tags="{tag}"' for tag in wanted)
         seen: dict[str, dict[str, Any]] = {}
         for build in self._client().list_builds(project, location, filter_):
@@ -323,6 +376,18 @@ class ImageBuilder:
             return False
         log.info("build cancelled: no item waits on it", build_key=key, build_id=record.build_id)
         return True
+
+
+def _attempt_summary(record: BuildRecord) -> dict[str, Any]:
+    """What a restart keeps of the failed attempt it replaces."""
+    return {
+        "attempt": record.attempt,
+        "build_id": record.build_id,
+        "status": record.status,
+        "detail": record.detail,
+        "log_url": record.log_url,
+        "finished_at": record.finished_at,
+    }
 
 
 def _failing_step(build: Mapping[str, Any]) -> int | None:

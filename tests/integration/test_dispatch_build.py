@@ -259,7 +259,7 @@ def test_cli_status_and_ls_show_the_build(
     assert detail["build"]["tag_uri"] in shown.stdout.replace("\n", "")
 
 
-def test_a_refused_build_fails_its_items_once_and_nothing_loops(
+def test_a_refused_build_fails_its_item_once_and_a_new_item_builds_again(
     harness: Harness,
     cloudbuild_standin: CloudBuildStandin,
     gcs_client: Any,
@@ -274,12 +274,18 @@ def test_a_refused_build_fails_its_items_once_and_nothing_loops(
         timeout=5,
     ).raise_for_status()
     source = upload(tmp_path, gcs_client, gcs_bucket.name, PROJECT)
-    launchq.dispatcher.handle(message({"queue": "b", "item_id": "r1", "source": source}))
-    launchq.dispatcher.handle(message({"queue": "b", "item_id": "r2", "source": source}))
-    for item_id in ("r1", "r2"):
-        data = harness.item_data("b", item_id)
-        assert data["state"] == ItemState.FAILED.value
-        assert data["error"]["reason"] == "build_failed"
-        assert "PERMISSION_DENIED" in data["error"]["message"]
+    refused = message({"queue": "b", "item_id": "r1", "source": source})
+    launchq.dispatcher.handle(refused)
+    data = harness.item_data("b", "r1")
+    assert data["state"] == ItemState.FAILED.value
+    assert data["error"]["reason"] == "build_failed"
+    assert "PERMISSION_DENIED" in data["error"]["message"]
     launchq.sweeper.run()
+    launchq.dispatcher.handle(refused)  # a redelivery: the same failure, no new build
     assert cloudbuild_standin.app.counters["CreateBuild"] == 1
+    # The permission is fixed (the fault was once): a new item with the same source builds.
+    launchq.dispatcher.handle(message({"queue": "b", "item_id": "r2", "source": source}))
+    assert harness.item_data("b", "r2")["state"] == ItemState.BUILDING.value
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 2
+    assert settle(launchq, harness, "r2")["state"] not in (ItemState.FAILED.value, "BUILDING")
+    assert harness.item_data("b", "r1")["state"] == ItemState.FAILED.value

@@ -112,6 +112,59 @@ def test_a_failed_build_names_the_step_and_log(
     assert (failed.log_url or "").startswith("https://console.cloud.google.com/cloud-build/")
 
 
+def test_a_new_item_builds_again_after_a_failure_and_a_redelivery_does_not(
+    firestore_db: firestore.Client, cloudbuild_standin: CloudBuildStandin, gcs_bucket: Any
+) -> None:
+    builder, client = _builder(firestore_db, cloudbuild_standin)
+    plan = plan_for(
+        _source(gcs_bucket, {"Dockerfile": DOCKERFILE + "# flaky\n"}),
+        BuilderSettings(destination=DEST),
+    )
+    requests.post(
+        f"{cloudbuild_standin.url}/emulator/v1/outcomes",
+        json={"status": "INTERNAL_ERROR"},
+        timeout=5,
+    ).raise_for_status()
+    builder.ensure(plan, "q/first", "src")
+    failed = _wait_finished(builder, plan.key)
+    assert (failed.state, failed.status, failed.attempt) == (BuildState.FAILED, "INTERNAL_ERROR", 1)
+    # A redelivery of the item that waited on it sees the failure: nothing is built.
+    assert builder.ensure(plan, "q/first", "src").state == BuildState.FAILED
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 1
+
+    # Eight new items arrive together after the failure: one new build, attempt 2.
+    barrier = threading.Barrier(8)
+    results: list[Any] = []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        results.append(builder.ensure(plan, f"q/new-{n}", "src"))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8
+    assert {r.state for r in results} <= {BuildState.CLAIMED, BuildState.BUILDING}
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 2
+    rebuilt = _wait_finished(builder, plan.key)
+    assert (rebuilt.state, rebuilt.attempt) == (BuildState.SUCCESS, 2)
+    assert rebuilt.details()["build_attempt"] == 2
+    document = builder.ref(plan.key).get().to_dict() or {}
+    assert [a["status"] for a in document["failed_attempts"]] == ["INTERNAL_ERROR"]
+    assert document["failed_attempts"][0]["build_id"] == failed.build_id
+    assert set(document["waiting"]) == {"q/first", *(f"q/new-{n}" for n in range(8))}
+    # Each attempt carries its own tag, so following attempt 2 never sees attempt 1.
+    tagged = list(
+        client.list_builds(plan.image.project, plan.image.location, f'tags="launchq-{plan.key}-r2"')
+    )
+    assert [b["id"] for b in tagged] == [rebuilt.build_id]
+    # Built now: a later item joins the success, and nothing is built again.
+    assert builder.ensure(plan, "q/later", "src").state == BuildState.SUCCESS
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 2
+
+
 def test_follow_lists_in_bulk_not_one_get_per_build(
     firestore_db: firestore.Client, cloudbuild_standin: CloudBuildStandin, gcs_bucket: Any
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launchq.buildplan import ImageRef, build_request, plan_for, settings_hash
+from launchq.buildplan import ImageRef, build_request, build_tag, plan_for, settings_hash
 from launchq.cloudbuild import status_name
 from launchq.config import BuilderSettings
 from launchq.item import ItemSource
@@ -36,7 +36,7 @@ def test_the_tag_is_the_source_sha_plus_a_hash_of_every_setting() -> None:
     plan = plan_for(SOURCE, base)
     assert plan.key == f"{SHA}-{settings_hash(base)}"
     assert plan.tag_uri == f"{DEST}:{plan.key}"
-    assert len(plan.build_tag) <= 128  # Cloud Build's tag limit
+    assert len(build_tag(plan.key, 99)) <= 128  # Cloud Build's tag limit, even for a rebuild
     others = [
         BuilderSettings(destination=DEST, dockerfile="docker/Dockerfile"),
         BuilderSettings(destination=DEST, timeout=600),
@@ -67,6 +67,7 @@ def test_the_build_request_builds_pushes_and_tags_the_one_image() -> None:
     assert step["dir"] == "trainer-0.1.0"
     assert body["images"] == [plan.tag_uri]
     assert body["tags"] == [f"launchq-{plan.key}"]
+    assert build_request(plan, "trainer-0.1.0", attempt=3)["tags"] == [f"launchq-{plan.key}-r3"]
     assert body["timeout"] == "900s"
     assert body["options"]["machineType"] == "E2_HIGHCPU_8"
     assert body["serviceAccount"] == (
