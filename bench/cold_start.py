@@ -12,6 +12,11 @@ Time is from spawning the process to the response (resp. the import) being done,
 same clock; peak RSS is the child's own high-water mark (`VmHWM`) when it is done. One more
 dispatcher run under `-X importtime` gives the import profile.
 
+A third child, run in the same rotation, imports only the libraries a dispatch function cannot do
+without (`functions_framework`, `google.cloud.firestore`, `pydantic`, `requests`, `google.auth`):
+`libraries_ratio` is what they alone cost against the baseline, so the part launchq itself adds
+(its modules and the first event) is `time_ratio - libraries_ratio`.
+
     .venv/bin/python -m bench.cold_start --runs 7
 """
 
@@ -45,6 +50,13 @@ done = time.time()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({"imported": imported, "done": done, "status": response.status_code,
                   "hwm_kb": int(hwm)}), flush=True)
+"""
+_LIBRARIES_CHILD = """
+import json, time
+import functions_framework, google.cloud.firestore, pydantic, requests, google.auth
+done = time.time()
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"imported": done, "done": done, "status": 0, "hwm_kb": int(hwm)}), flush=True)
 """
 _BASELINE_CHILD = """
 import json, time
@@ -132,6 +144,7 @@ def measure(stack: Stack, runs: int = 5, profile: bool = True) -> dict[str, Any]
     env = stack.env(project)
     dispatch_argv = [sys.executable, "-c", _DISPATCH_CHILD, DISPATCH_SOURCE]
     baseline_argv = [sys.executable, "-c", _BASELINE_CHILD]
+    libraries_argv = [sys.executable, "-c", _LIBRARIES_CHILD]
 
     def dispatch_once() -> dict[str, Any]:
         result = _spawn([*dispatch_argv, _envelope(f"cold-{uuid.uuid4().hex[:8]}")], env)
@@ -141,11 +154,13 @@ def measure(stack: Stack, runs: int = 5, profile: bool = True) -> dict[str, Any]
 
     dispatch_once()  # warm-up: bytecode caches, page cache
     _spawn(baseline_argv, env)
+    _spawn(libraries_argv, env)
     creates_before = stack.admin.counters().get("CreateCustomJob", 0)
-    dispatch_runs, baseline_runs = [], []
+    dispatch_runs, baseline_runs, library_runs = [], [], []
     for _ in range(runs):
         dispatch_runs.append(dispatch_once())
         baseline_runs.append(_spawn(baseline_argv, env))
+        library_runs.append(_spawn(libraries_argv, env))
     creates = stack.admin.counters().get("CreateCustomJob", 0) - creates_before
 
     def med(rows: list[dict[str, Any]], key: str) -> float:
@@ -173,6 +188,15 @@ def measure(stack: Stack, runs: int = 5, profile: bool = True) -> dict[str, Any]
     }
     result["time_ratio"] = round(
         result["dispatch"]["ready_s_median"] / result["aiplatform_import"]["ready_s_median"], 3
+    )
+    result["libraries_import"] = {
+        "ready_s_median": med(library_runs, "ready_s"),
+        "peak_rss_mb_median": med(library_runs, "peak_rss_mb"),
+    }
+    result["libraries_ratio"] = round(
+        result["libraries_import"]["ready_s_median"]
+        / result["aiplatform_import"]["ready_s_median"],
+        3,
     )
     result["memory_ratio"] = round(
         result["dispatch"]["peak_rss_mb_median"]

@@ -119,6 +119,15 @@ def table(results: dict[str, Any]) -> str:
                 "",
                 "",
             ),
+            (
+                "",
+                "the libraries alone (functions-framework, Firestore, pydantic, requests, auth)",
+                f"{c['libraries_import']['ready_s_median']:.2f} s: ratio "
+                f"**{c['libraries_ratio']:.2f}**; launchq adds "
+                f"{c['time_ratio'] - c['libraries_ratio']:.2f}",
+                "",
+                "",
+            ),
         ]
     if p := results.get("publish_latency"):
         paced = p["paced"]

@@ -48,6 +48,10 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert cold["aiplatform_import"]["peak_rss_mb_median"] > 10
     assert cold["time_ratio"] > 0
     assert cold["memory_ratio"] > 0
+    assert (
+        0 < cold["libraries_import"]["peak_rss_mb_median"] < cold["dispatch"]["peak_rss_mb_median"]
+    )
+    assert cold["libraries_ratio"] > 0
 
     latency = results["publish_latency"]["paced"]
     assert latency["items"] == latency["latency_ms"]["n"] == run.SMOKE["publish_latency"]["items"]
