@@ -118,6 +118,17 @@ def script_command(body: str) -> str:
     return shlex.join(["$(LAUNCHQ_PYTHON)", "-c", body])
 
 
+def follow_in_a_process(item: str, *extra: str) -> subprocess.Popen[str]:
+    """`launchq logs ITEM --follow` as a real process, so its lines can be read as they come."""
+    return subprocess.Popen(
+        [str(LAUNCHQ), "logs", item, "--follow", "--interval", "0.2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+
+
 def test_follow_shows_lines_as_the_job_runs_and_stops_when_it_ends(
     stack: DevStack, tmp_path: Path
 ) -> None:
@@ -133,13 +144,7 @@ def test_follow_shows_lines_as_the_job_runs_and_stops_when_it_ends(
         "print('a warning', file=sys.stderr, flush=True)\n"
     )
     item = enqueue("--command", script_command(body))
-    follower = subprocess.Popen(
-        [str(LAUNCHQ), "logs", item, "--follow", "--json", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+    follower = follow_in_a_process(item, "--json")
     try:
         assert follower.stdout is not None
         first = json.loads(follower.stdout.readline())
@@ -185,13 +190,7 @@ def test_follow_moves_on_to_the_job_of_a_retry(stack: DevStack, tmp_path: Path) 
     )
     assert code in (0, 1), err
     item = out.strip().splitlines()[0]
-    follower = subprocess.Popen(
-        [str(LAUNCHQ), "logs", item, "--follow", "--json", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+    follower = follow_in_a_process(item, "--json")
     try:
         assert follower.stdout is not None
         assert json.loads(follower.stdout.readline())["message"] == "attempt one"
@@ -215,13 +214,7 @@ def test_follow_a_cancelled_item(stack: DevStack) -> None:
         assert time.monotonic() < deadline, "no log line within 60 s"
         time.sleep(0.2)
     # Ctrl-C stops a follower of a job that runs on, quietly.
-    follower = subprocess.Popen(
-        [str(LAUNCHQ), "logs", item, "--follow", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+    follower = follow_in_a_process(item)
     try:
         assert follower.stdout is not None
         assert follower.stdout.readline().rstrip().endswith(" workerpool0-0 running")

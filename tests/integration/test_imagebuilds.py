@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,23 @@ def _wait_finished(builder: ImageBuilder, key: str, timeout: float = 5.0) -> Any
     raise AssertionError("the build did not finish")
 
 
+def _together(count: int, deliver: Callable[[int], Any]) -> list[Any]:
+    """`deliver(n)` for n in range(count), on as many threads released at once."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+
+    def run(n: int) -> None:
+        barrier.wait()
+        results.append(deliver(n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_eight_concurrent_deliveries_share_one_build(
     firestore_db: firestore.Client, cloudbuild_standin: CloudBuildStandin, gcs_bucket: Any
 ) -> None:
@@ -58,18 +76,7 @@ def test_eight_concurrent_deliveries_share_one_build(
     plan = plan_for(
         _source(gcs_bucket, {"Dockerfile": DOCKERFILE}), BuilderSettings(destination=DEST)
     )
-    barrier = threading.Barrier(8)
-    results: list[Any] = []
-
-    def deliver(n: int) -> None:
-        barrier.wait()
-        results.append(builder.ensure(plan, f"q/item-{n}", "src"))
-
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _together(8, lambda n: builder.ensure(plan, f"q/item-{n}", "src"))
     assert len(results) == 8
     assert cloudbuild_standin.app.counters["CreateBuild"] == 1
     assert sorted(builder.waiters(plan.key)) == sorted(f"q/item-{n}" for n in range(8))
@@ -133,18 +140,7 @@ def test_a_new_item_builds_again_after_a_failure_and_a_redelivery_does_not(
     assert cloudbuild_standin.app.counters["CreateBuild"] == 1
 
     # Eight new items arrive together after the failure: one new build, attempt 2.
-    barrier = threading.Barrier(8)
-    results: list[Any] = []
-
-    def deliver(n: int) -> None:
-        barrier.wait()
-        results.append(builder.ensure(plan, f"q/new-{n}", "src"))
-
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _together(8, lambda n: builder.ensure(plan, f"q/new-{n}", "src"))
     assert len(results) == 8
     assert {r.state for r in results} <= {BuildState.CLAIMED, BuildState.BUILDING}
     assert cloudbuild_standin.app.counters["CreateBuild"] == 2
