@@ -31,15 +31,14 @@ test_sanitize_firestore.py writes each side of each limit) and matching the docu
   `metadata`), so a valid message could make a record production refuses.
 
 Records are checked whole, not only messages (`RECORD_BYTES` and `RECORD_FIELDS`, used by the
-dispatcher): an item
-is stored once as received and once rendered per pool running `${image_uri}`, so a message under
-the 256 KiB limit can make a record over 1 MiB. Measured (`firestore_size`) for an item with a
-240 KiB `image_uri` (245,821 bytes of JSON): the payload takes 245,803 bytes stored, and the
-record (payload plus body) 491,862 with one such pool, 737,708 with two, 983,554 with three and
-1,229,400 with four. Storing the rendered body once (a template plus values) would save this
-but make the stored body differ from what is sent, which `body_hash` and the repair's lookup
-rely on; such records are rare and a publisher can fix them, so they are REJECTED
-(`record_too_large`) instead, with the size in the message.
+dispatcher): an item is stored once as received and once rendered per pool running
+`${image_uri}`, so a message under the 256 KiB limit can make a record over 1 MiB. Measured
+(`firestore_size`) for an item with a 240 KiB `image_uri` (245,821 bytes of JSON): the payload
+takes 245,803 bytes stored, and the record (payload plus body) 491,862 with one such pool,
+737,708 with two, 983,554 with three and 1,229,400 with four. Storing the rendered body once (a
+template plus values) would save this but make the stored body differ from what is sent, which
+`body_hash` and the repair's lookup rely on; such records are rare and a publisher can fix them,
+so they are REJECTED (`record_too_large`) instead, with the size in the message.
 
 Cost (bench/sanitize_cost.py, ratios to `QueueRuntime.prepare` in the same process): for a
 typical item the walk is 7-11% and the record sizing 6-9% of validating and rendering it, about
