@@ -1,6 +1,8 @@
 """Fuzz: hostile messages through the dispatch function as deployed, on the real emulators.
 
-Property, for every generated message: the function answers 2xx (never a 5xx: a 5xx is a
+Messages are hostile in their body, their attributes, their topic and, now and then, in the
+envelope itself (data that is not base64, attributes that are not strings). Property, for every
+generated message: the function answers 2xx (never a 5xx: a 5xx is a
 redelivery, and content never gets better by redelivering), exactly one record carries the
 message's id, and a job exists exactly when that record is not REJECTED.
 
@@ -170,6 +172,20 @@ attributes = st.dictionaries(
     ).map(lambda ids: {**attrs, **ids})
 )
 
+# Mostly what Pub/Sub sends (base64 data, string attributes); sometimes what only a hand-made
+# POST to the function's URL would: data that is not base64 or not a string, attributes that
+# are not a map of strings (launchq.functions records these `undecodable`).
+PUBSUB_SHAPE = "pubsub"
+
+
+def rarely(odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`PUBSUB_SHAPE` seven times in eight, else one of `odd`."""
+    return st.sampled_from(range(8)).flatmap(lambda n: odd if n == 7 else st.just(PUBSUB_SHAPE))
+
+
+data_fields = rarely(st.sampled_from(["@@@", "abc", "é", 12, None, ["x"]]))
+attribute_fields = rarely(st.sampled_from([["queue"], "queue=fz", {"queue": 1}, {"item_id": None}]))
+
 # The queue's own topic, the opted-in shared one, somebody else's, and none at all.
 topics = st.sampled_from(
     [f"/projects/p/topics/launchq-q-{QUEUE}", "/projects/p/topics/launchq-items",
@@ -208,6 +224,7 @@ def test_every_hostile_message_ends_in_one_record_and_a_2xx(
     dispatch_client: Any, firestore_db: firestore.Client, standin: StandinServer
 ) -> None:
     cases: list[str] = []
+    odd_envelopes: list[str] = []  # data or attributes not as Pub/Sub sends them
     outcomes: dict[str, int] = {}
     jobs_before = len(standin.admin.jobs())
 
@@ -218,16 +235,22 @@ def test_every_hostile_message_ends_in_one_record_and_a_2xx(
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(body=bodies, attrs=attributes, topic=topics)
-    def one_message(body: bytes, attrs: dict[str, str], topic: str) -> None:
+    @given(
+        body=bodies, attrs=attributes, topic=topics, data=data_fields, odd_attrs=attribute_fields
+    )
+    def one_message(
+        body: bytes, attrs: dict[str, str], topic: str, data: Any, odd_attrs: Any
+    ) -> None:
         nonlocal jobs_before
         message_id = uuid.uuid4().hex
         cases.append(message_id)
+        if data != PUBSUB_SHAPE or odd_attrs != PUBSUB_SHAPE:
+            odd_envelopes.append(message_id)
         envelope = {
             "subscription": "projects/p/subscriptions/push",
             "message": {
-                "data": base64.b64encode(body).decode(),
-                "attributes": attrs,
+                "data": base64.b64encode(body).decode() if data == PUBSUB_SHAPE else data,
+                "attributes": attrs if odd_attrs == PUBSUB_SHAPE else odd_attrs,
                 "messageId": message_id,
             },
         }
@@ -254,5 +277,8 @@ def test_every_hostile_message_ends_in_one_record_and_a_2xx(
         jobs_before = len(jobs)
 
     one_message()
-    print(f"fuzz: {len(cases)} messages dispatched, records by state: {outcomes}")
+    print(
+        f"fuzz: {len(cases)} messages dispatched ({len(odd_envelopes)} with a malformed "
+        f"envelope), records by state: {outcomes}"
+    )
     assert len(cases) >= min(EXAMPLES, 50)
