@@ -6,35 +6,12 @@ size). It never asserts a timing: the machine is shared and noisy.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
 from bench import admission, cold_start, overhead, publish_latency, run, sweep_scaling
 from bench.common import Stack
-from launchq_local.emulators import EmulatorStack
-from launchq_local.standin import StandinServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def stack(emulator_stack: EmulatorStack, standin: StandinServer) -> Iterator[Stack]:
-    bench_stack = Stack.from_parts(
-        emulator_stack.project,
-        emulator_stack.firestore.host_port,
-        emulator_stack.pubsub.host_port,
-        standin.url,
-    )
-    saved = dict(os.environ)  # the benchmarks point the environment at their own projects
-    try:
-        yield bench_stack
-    finally:
-        bench_stack.cleanup()
-        bench_stack.admin.close()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
