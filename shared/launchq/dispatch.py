@@ -4,11 +4,13 @@ Flow for a message (`Dispatcher.handle`):
 
 1. Route and decode. The queue is the one whose topic the message was published to
    (`launchq.topics`: a topic per queue, so publishing rights are launch rights); an item that
-   names another queue is REJECTED `queue_mismatch`, a message from a topic that is no queue's
-   (and not the opted-in shared topic) is REJECTED `unknown_topic`. Not JSON, not an object:
-   recorded REJECTED (keyed by the message id when nothing better exists) and acknowledged:
-   retrying cannot fix it. A message with `launchq-action: cancel` is a control message: it
-   cancels an item of the topic's queue, with the function's own credentials.
+   names another queue is REJECTED `queue_mismatch` (a `queue` that is no non-empty string,
+   `invalid_queue`), a message from a topic that is no queue's (and not the opted-in shared
+   topic) is REJECTED `unknown_topic`. Not JSON, not an object: recorded REJECTED (keyed by the
+   message id when nothing better exists) and acknowledged: retrying cannot fix it. A message
+   with `launchq-action: cancel` is a control message: it cancels an item of the topic's queue,
+   with the function's own credentials; a refused one is recorded under `_unroutable`, keyed by
+   its message id, never under the item id it names.
 2. Record. The item is validated against its queue and rendered once; the document is created
    with `create()` (fails if it exists), so a redelivery finds the first record and changes
    nothing. Invalid items are recorded REJECTED with every error and acknowledged. A message
@@ -212,32 +214,41 @@ class Dispatcher:
         if isinstance(routed, _Unroutable):
             return self._reject_message(message, routed.problem, routed.reason, routed.path)
         queue, item_id = routed
-        self._local.routing = routed
-        if topic_queue is not None and _named_elsewhere(payload, message, topic_queue):
-            return self._reject_mismatch(topic_queue, item_id, payload, message)
+        named = _queue_named(payload, message, topic_queue) if topic_queue is not None else None
         if message.attributes.get(ACTION_ATTRIBUTE) is not None:
+            # A control message never occupies an item id, refused or not (not even through
+            # the catch-all, so routing stays unset): its item id names somebody's item.
+            if named is not None:
+                return self._reject_message(
+                    message, f"cancel refused: {named.problem}", CONTROL_REFUSED, named.path
+                )
             return self._control(queue, item_id, payload, message)
+        self._local.routing = routed
+        if named is not None:
+            return self._reject_named(queue, item_id, payload, message, named)
         return self._record(queue, item_id, payload, message)
 
-    def _reject_mismatch(
-        self, queue: str, item_id: str, payload: dict[str, Any], message: PubsubMessage
+    def _reject_named(
+        self,
+        queue: str,
+        item_id: str,
+        payload: dict[str, Any],
+        message: PubsubMessage,
+        named: _Unroutable,
     ) -> DispatchResult:
-        """An item on queue A's topic that names queue B: publishing to A gives no right to B."""
-        problem = (
-            f"published to the topic of queue {queue!r} but names queue "
-            f"{str(payload.get('queue') or message.attributes.get('queue'))[:100]!r}: a queue's "
-            "topic only launches onto that queue"
-        )
+        """An item on queue A's topic whose `queue` is not A: another queue (publishing to A
+        gives no right to B) or no queue name at all. The topic says which queue it reached, so
+        it is recorded there, under its own id, where its publisher looks for it."""
         return self._reject(
             queue,
             item_id,
             {
                 **_received(payload, message),
                 "payload_hash": canonical_hash(payload),
-                "error": error_record(QUEUE_MISMATCH, problem, "queue"),
+                "error": error_record(named.reason, named.problem, named.path),
             },
-            "rejected: queue mismatch",
-            problem,
+            f"rejected: {named.reason.replace('_', ' ')}",
+            named.problem,
         )
 
     def _control(
@@ -512,12 +523,32 @@ def _key_field(
     return value, where
 
 
-def _named_elsewhere(payload: Mapping[str, Any], message: PubsubMessage, queue: str) -> bool:
-    """Does the body or an attribute name a queue other than the topic's?"""
-    named = [payload["queue"]] if "queue" in payload else []
+def _queue_named(
+    payload: Mapping[str, Any], message: PubsubMessage, queue: str
+) -> _Unroutable | None:
+    """What is wrong with the `queue` a message on `queue`'s topic names, if anything.
+
+    Naming the topic's own queue, or none (absent or null, as on the shared topic), is fine.
+    A value that is no non-empty string is `invalid_queue`, as `_route` calls it on the shared
+    topic; a string naming another queue is `queue_mismatch`. The body is judged first, then
+    the attribute: either one naming another queue is a mismatch.
+    """
+    named = [("queue", payload.get("queue"))]
     if "queue" in message.attributes:
-        named.append(message.attributes["queue"])
-    return any(value != queue for value in named)
+        named.append(("attributes.queue", message.attributes["queue"]))
+    for where, value in named:
+        if value is None or value == queue:
+            continue
+        if not isinstance(value, str) or not value:
+            shown = describe(value)[:100]
+            problem = f"{where}: expected a non-empty string, got {shown}"
+            return _Unroutable(problem, INVALID_QUEUE, where)
+        problem = (
+            f"published to the topic of queue {queue!r} but names queue {value[:100]!r}: a "
+            "queue's topic only launches onto that queue"
+        )
+        return _Unroutable(problem, QUEUE_MISMATCH, where)
+    return None
 
 
 def _received(payload: dict[str, Any], message: PubsubMessage) -> dict[str, Any]:

@@ -424,3 +424,83 @@ def test_a_control_message_cannot_reach_another_queues_item(
     assert "no item 'theirs' in queue 'team-a'" in refused["error"]["message"]
     assert harness.item_data("team-b", "theirs") == before
     assert standin.admin.counters().get("CancelCustomJob", 0) == 0
+
+
+def test_a_cross_queue_cancel_naming_the_other_queue_leaves_the_item_id_free(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """A refused control message is recorded under `_unroutable` (by message id), never as an
+    item of the topic's queue: the id it names stays free there."""
+    harness.apply("team-a", queue_config())
+    harness.apply("team-b", queue_config())
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("team-b", "theirs")))
+    before = harness.item_data("team-b", "theirs")
+    for body in ({"item_id": "theirs", "queue": "team-b"}, {"item_id": "theirs", "queue": 7}):
+        control = message(body, topic="launchq-q-team-a", **{"launchq-action": "cancel"})
+        assert dispatcher.handle(control).outcome == DispatchOutcome.REJECTED
+        refused = harness.item_data("_unroutable", f"_message-{control.message_id}")
+        assert refused["error"]["reason"] == "control_refused"
+        assert refused["error"]["message"].startswith("cancel refused: ")
+        assert refused["attributes"] == {"launchq-action": "cancel"}
+    assert harness.store.get_item("team-a", "theirs") is None
+    assert harness.item_data("team-b", "theirs") == before
+    # The id is still usable on team-a.
+    fresh = message(item("team-a", "theirs"), topic="launchq-q-team-a")
+    assert dispatcher.handle(fresh).outcome == DispatchOutcome.RECORDED
+    assert harness.item_data("team-a", "theirs")["state"] == ItemState.SUBMITTED.value
+    assert standin.admin.counters().get("CancelCustomJob", 0) == 0
+
+
+def test_a_control_message_that_fails_inside_is_not_recorded_under_its_item_id(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even the catch-all keys a failed control message by its message id."""
+    harness.apply("one", queue_config())
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("one", "mine"), topic="launchq-q-one"))
+
+    def broken(queue: str, item_id: str) -> Any:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(dispatcher.canceller, "request", broken)
+    control = _cancel("one", "never-used")
+    assert dispatcher.handle(control).outcome == DispatchOutcome.REJECTED
+    recorded = harness.item_data("_unroutable", f"_message-{control.message_id}")
+    assert recorded["error"]["reason"] == "internal_error"
+    assert harness.store.get_item("one", "never-used") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "attributes", "reason", "path"),
+    [
+        ({"queue": ""}, {}, "invalid_queue", "queue"),
+        ({"queue": 42}, {}, "invalid_queue", "queue"),
+        ({"queue": ["team-a"]}, {}, "invalid_queue", "queue"),
+        ({}, {"queue": ""}, "invalid_queue", "attributes.queue"),
+        ({"queue": "team-b"}, {}, "queue_mismatch", "queue"),
+        ({}, {"queue": "team-b"}, "queue_mismatch", "attributes.queue"),
+    ],
+)
+def test_a_bad_queue_field_on_a_queue_topic_is_recorded_with_its_reason_and_path(
+    harness: Harness,
+    body: dict[str, Any],
+    attributes: dict[str, str],
+    reason: str,
+    path: str,
+) -> None:
+    """docs/message-format.md: a `queue` that is no non-empty string is `invalid_queue` on a
+    queue's topic too; only a string naming another queue is `queue_mismatch`."""
+    harness.apply("team-a", queue_config())
+    payload = {"item_id": "x1", "image_uri": "gcr.io/p/trainer:1", **body}
+    result = harness.dispatcher().handle(message(payload, topic="launchq-q-team-a", **attributes))
+    assert result.outcome == DispatchOutcome.REJECTED
+    error = harness.item_data("team-a", "x1")["error"]
+    assert (error["reason"], error["path"]) == (reason, path)
+
+
+def test_a_null_queue_on_a_queue_topic_is_no_queue_named(harness: Harness) -> None:
+    harness.apply("team-a", queue_config())
+    payload = {"item_id": "x2", "image_uri": "gcr.io/p/trainer:1", "queue": None}
+    result = harness.dispatcher().handle(message(payload, topic="launchq-q-team-a"))
+    assert result.outcome == DispatchOutcome.RECORDED, result.detail
