@@ -8,7 +8,11 @@ source with the same settings is the same image and is built once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+import posixpath
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +24,16 @@ TAG_PREFIX = "launchq-"
 DOCKERFILE_MISSING = "dockerfile_missing"
 DESTINATION_REFUSED = "build_destination_refused"
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
-# Object metadata the uploader writes (`launchq_cli.source`): the archive's top directory and
-# the Dockerfile-like paths under it, so the dispatcher finds a missing Dockerfile with the one
-# metadata GET it already makes, before any build starts.
+# Object metadata the uploader writes (`launchq_cli.source`): the archive's top directory, the
+# Dockerfile-like paths under it, and (when it fits) every path under it, so the dispatcher finds
+# a missing Dockerfile with the one metadata GET it already makes, before any build starts.
 TOP_METADATA = "top"
 DOCKERFILES_METADATA = "dockerfiles"
+FILES_METADATA = "files"
+# Cloud Storage allows 8 KiB of custom metadata in all: the two listings share it with `sha256`
+# and `top`, and either one is left out when it would not fit.
+DOCKERFILES_METADATA_BYTES = 4096
+FILES_METADATA_BYTES = 3584
 
 
 @dataclass(frozen=True)
@@ -111,15 +120,55 @@ def destination_problem(settings: BuilderSettings, allowed: str | None) -> str |
     )
 
 
+def looks_like_dockerfile(path: str) -> bool:
+    """`Dockerfile*`, `Containerfile*` or `*.dockerfile`, in any directory, any case: the names
+    the `dockerfiles` record lists (a queue may name a file of any other name)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    return name.startswith(("dockerfile", "containerfile")) or name.endswith(".dockerfile")
+
+
+def encode_files(paths: Iterable[str]) -> str | None:
+    """The `files` record: every path, NUL-separated (no path holds a NUL), zlib-compressed and
+    base64-encoded (metadata values are text, and a source tree's paths compress ~5x). None
+    when it would not fit in FILES_METADATA_BYTES."""
+    raw = "\0".join(paths).encode()
+    encoded = base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    return encoded if len(encoded) <= FILES_METADATA_BYTES else None
+
+
+def decode_files(value: Any) -> list[str] | None:
+    """The paths of a `files` record, or None when there is none or it cannot be read (then
+    the archive is judged as if the record were absent)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        raw = zlib.decompress(base64.b64decode(value, validate=True))
+        return [p for p in raw.decode().split("\0") if p]
+    except (binascii.Error, zlib.error, UnicodeDecodeError):
+        return None
+
+
 def dockerfile_problem(plan: BuildPlan, metadata: Mapping[str, Any] | None) -> str | None:
-    """The Dockerfile the queue names is not in the archive (judged from the listing the
-    uploader recorded; an object without that record is not judged: the build will tell)."""
-    if not isinstance(metadata, Mapping) or DOCKERFILES_METADATA not in metadata:
+    """The Dockerfile the queue names is not in the archive, judged from what the uploader
+    recorded: the `files` record holds every path, so any name is judged; without it, the
+    `dockerfiles` record is complete for Dockerfile-like names only, so another name (say
+    `ci/trainer.build`) is not judged, nor is an object with neither record (uploaded by another
+    tool): the build will tell."""
+    if not isinstance(metadata, Mapping):
         return None
-    listed = {p for p in str(metadata[DOCKERFILES_METADATA]).split(",") if p}
-    if plan.settings.dockerfile in listed:
+    wanted = posixpath.normpath(plan.settings.dockerfile)  # `./Dockerfile` is `Dockerfile`
+    files = decode_files(metadata.get(FILES_METADATA))
+    if files is not None:
+        present = set(files)
+        dockerfiles = {p for p in files if looks_like_dockerfile(p)}
+    elif DOCKERFILES_METADATA in metadata and looks_like_dockerfile(wanted):
+        dockerfiles = {p for p in str(metadata[DOCKERFILES_METADATA]).split(",") if p}
+        present = dockerfiles
+    else:
         return None
-    found = ", ".join(sorted(listed)) or "none"
+    if wanted in present:
+        return None
+    found = ", ".join(sorted(dockerfiles)) or "none"
     return (
         f"{plan.source.uri} has no {plan.settings.dockerfile} (Dockerfiles in it: {found}); "
         "add it to the source, or set builder.dockerfile"

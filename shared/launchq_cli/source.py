@@ -30,6 +30,7 @@ generated `setup.py`, as the aiplatform SDK's script packager does, with `requir
 from __future__ import annotations
 
 import configparser
+import difflib
 import gzip
 import hashlib
 import io
@@ -46,7 +47,16 @@ from typing import IO, Any
 
 import pathspec
 
+from launchq.buildplan import (
+    DOCKERFILES_METADATA,
+    DOCKERFILES_METADATA_BYTES,
+    FILES_METADATA,
+    TOP_METADATA,
+    encode_files,
+    looks_like_dockerfile,
+)
 from launchq.log import get_logger
+from launchq.sources import SHA256_METADATA
 
 log = get_logger(__name__)
 
@@ -104,34 +114,69 @@ class PackedSource:
         return f"{prefix}/{self.sha256}.tar.gz"
 
     @property
+    def files(self) -> list[str]:
+        """Every path in the archive relative to `top`, in archive order."""
+        return [member.removeprefix(f"{self.top}/") for member in self.listing]
+
+    @property
     def dockerfiles(self) -> list[str] | None:
-        """Dockerfile-like paths under `top` (a queue's `builder.dockerfile` must be one), or
-        None when too many to record in the object's metadata (GCS allows 8 KiB in all)."""
-        found = [
-            rel
-            for member in self.listing
-            if (rel := member.removeprefix(f"{self.top}/")) and _is_dockerfile(rel)
-        ]
+        """Dockerfile-like paths under `top`, or None when too many to record in the object's
+        metadata (GCS allows 8 KiB in all)."""
+        found = [rel for rel in self.files if looks_like_dockerfile(rel)]
         return found if len(",".join(found)) <= DOCKERFILES_METADATA_BYTES else None
-
-
-DOCKERFILES_METADATA_BYTES = 4096
-
-
-def _is_dockerfile(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1].lower()
-    return name.startswith(("dockerfile", "containerfile")) or name.endswith(".dockerfile")
 
 
 def object_metadata(packed: PackedSource) -> dict[str, str]:
     """The archive's custom metadata: its sha256 (the dispatcher's match check), and for image
-    builds its top directory and Dockerfiles, so a missing Dockerfile is found before a build
-    starts (launchq.buildplan.dockerfile_problem)."""
-    metadata = {"sha256": packed.sha256, "top": packed.top}
+    builds its top directory, its Dockerfile-like paths and, when it fits, every path, so that a
+    queue's `builder.dockerfile` of any name is judged before a build starts
+    (launchq.buildplan.dockerfile_problem)."""
+    metadata = {SHA256_METADATA: packed.sha256, TOP_METADATA: packed.top}
     dockerfiles = packed.dockerfiles
     if dockerfiles is not None:
-        metadata["dockerfiles"] = ",".join(dockerfiles)
+        metadata[DOCKERFILES_METADATA] = ",".join(dockerfiles)
+    files = encode_files(packed.files)
+    if files is not None:
+        metadata[FILES_METADATA] = files
     return metadata
+
+
+def runnable_modules(files: Iterable[str]) -> set[str]:
+    """Every name `python -m NAME` could run from these paths once the project is installed.
+
+    `a/b.py` is `a.b`, `a/__main__.py` makes `a` runnable (an `__init__.py` alone does not:
+    Python refuses to run a package without `__main__`). Where a project's packages start
+    depends on its build config (a `src/` layout, `package-dir`), so every dotted suffix counts:
+    `src/trainer/task.py` gives `src.trainer.task`, `trainer.task` and `task`. Lenient on
+    purpose: the point is to catch a module that is no file at all, never to refuse a real one.
+    """
+    found: set[str] = set()
+    for path in files:
+        if not path.endswith(".py"):
+            continue
+        parts = path.removesuffix(".py").split("/")
+        if parts[-1] == "__init__":
+            continue
+        if parts[-1] == "__main__":
+            parts = parts[:-1]
+        found.update(".".join(parts[i:]) for i in range(len(parts)))
+    found.discard("")
+    return found
+
+
+def module_problem(packed: PackedSource, module: str) -> str | None:
+    """Why `python -m MODULE` would fail on this archive (no such file), with the closest
+    names there are, or None. Found here, before the upload, instead of by the job on Vertex."""
+    runnable = runnable_modules(packed.files)
+    if module in runnable:
+        return None
+    path = module.replace(".", "/")
+    close = difflib.get_close_matches(module, sorted(runnable), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"--module {module!r}: the source has no {path}.py or {path}/__main__.py, so "
+        f"`python -m {module}` would fail{hint}"
+    )
 
 
 # --------------------------------------------------------------------------- choosing files

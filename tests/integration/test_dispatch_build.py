@@ -183,6 +183,34 @@ def test_missing_dockerfile_and_foreign_destination_are_refused_before_a_build(
     assert cloudbuild_standin.app.counters["CreateBuild"] == 0
 
 
+def test_a_dockerfile_of_any_name_builds_and_a_missing_one_is_refused(
+    harness: Harness,
+    cloudbuild_standin: CloudBuildStandin,
+    gcs_client: Any,
+    gcs_bucket: Any,
+    tmp_path: Path,
+) -> None:
+    """`builder.dockerfile: ci/trainer.build` is no Dockerfile-like name: the item builds from
+    it when the archive holds it, and is refused before a build when the archive does not."""
+    launchq = app(harness, cloudbuild_standin)
+    harness.apply("b", builder_queue(gcs_bucket.name, dockerfile="ci/trainer.build"))
+    files = {"ci/trainer.build": PROJECT["Dockerfile"], "train.py": "1\n"}
+    source = upload(tmp_path, gcs_client, gcs_bucket.name, files)
+    result = launchq.dispatcher.handle(message({"queue": "b", "item_id": "ok", "source": source}))
+    assert result.outcome == DispatchOutcome.RECORDED, result.detail
+    data = settle(launchq, harness, "ok")
+    assert data["state"] == ItemState.SUBMITTED.value, data.get("error")
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 1
+
+    harness.apply("b", builder_queue(gcs_bucket.name, dockerfile="ci/other.build"))
+    result = launchq.dispatcher.handle(message({"queue": "b", "item_id": "no", "source": source}))
+    assert result.outcome == DispatchOutcome.REJECTED
+    error = harness.item_data("b", "no")["error"]
+    assert error["reason"] == "dockerfile_missing"
+    assert "has no ci/other.build (Dockerfiles in it: none)" in error["message"]
+    assert cloudbuild_standin.app.counters["CreateBuild"] == 1
+
+
 def test_a_failed_build_fails_the_item_with_step_and_log(
     harness: Harness,
     cloudbuild_standin: CloudBuildStandin,

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from launchq.buildplan import ImageRef, build_request, build_tag, plan_for, settings_hash
+from launchq.buildplan import (
+    ImageRef,
+    build_request,
+    build_tag,
+    decode_files,
+    dockerfile_problem,
+    encode_files,
+    plan_for,
+    settings_hash,
+)
 from launchq.cloudbuild import status_name
 from launchq.config import BuilderSettings
 from launchq.item import ItemSource
+from launchq_cli.source import object_metadata, pack
 from launchq_local.cloudbuild_standin.server import parse_filter
 from launchq_local.standin.wire import ApiError
 
@@ -97,3 +109,54 @@ def test_the_standin_filter_ors_tags_and_refuses_what_it_does_not_know() -> None
     for bad in ('create_time>"2020"', 'status="DONE"', "tags"):
         with pytest.raises(ApiError):
             parse_filter(bad)
+
+
+def _packed_metadata(tmp_path: Path, files: list[str]) -> dict[str, str]:
+    root = tmp_path / "proj"
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("FROM scratch\n" if "build" in rel else "x = 1\n")
+    return object_metadata(pack(root, tmp_path / "out", use_git=False))
+
+
+def _problem(dockerfile: str, metadata: dict[str, str] | None) -> str | None:
+    return dockerfile_problem(
+        plan_for(SOURCE, BuilderSettings(destination=DEST, dockerfile=dockerfile)), metadata
+    )
+
+
+def test_a_dockerfile_of_any_name_in_the_archive_is_found(tmp_path: Path) -> None:
+    """builder.dockerfile: ci/trainer.build names no Dockerfile-like file: the uploader's record
+    must still show it is there, and refuse it when it is not."""
+    metadata = _packed_metadata(tmp_path, ["ci/trainer.build", "train.py", "Dockerfile"])
+    assert metadata["dockerfiles"] == "Dockerfile"
+    assert _problem("ci/trainer.build", metadata) is None
+    assert _problem("./ci/trainer.build", metadata) is None
+    assert _problem("Dockerfile", metadata) is None
+    missing = _problem("ci/other.build", metadata)
+    assert missing is not None
+    assert "has no ci/other.build (Dockerfiles in it: Dockerfile)" in missing
+    assert _problem("docker/Dockerfile", metadata) is not None
+
+
+def test_without_the_full_listing_only_dockerfile_like_names_are_judged(tmp_path: Path) -> None:
+    """An archive uploaded before the `files` record, or with too many paths for it: the
+    `dockerfiles` record is complete for Dockerfile-like names only."""
+    legacy = {"sha256": SHA, "top": "proj-0.0.0", "dockerfiles": "Dockerfile"}
+    assert _problem("ci/trainer.build", legacy) is None  # not judged: the build will tell
+    assert _problem("docker/Dockerfile", legacy) is not None
+    assert _problem("Dockerfile", legacy) is None
+    assert _problem("Dockerfile", {"sha256": SHA}) is None  # another tool's object
+    assert _problem("ci/x.build", {**legacy, "files": "not base64!"}) is None
+    many = [f"pkg{n // 100}/module_{n:05d}_{'x' * 40}.py" for n in range(5000)]
+    assert encode_files(many) is None
+    assert decode_files(encode_files(many[:50])) == many[:50]
+
+
+def test_the_metadata_fits_cloud_storage_for_a_large_tree(tmp_path: Path) -> None:
+    files = [f"pkg/m{n:04d}/Dockerfile.{'v' * 40}" for n in range(300)]
+    files += [f"src/module_{n:04d}.py" for n in range(400)]
+    metadata = _packed_metadata(tmp_path, files)
+    assert sum(len(k) + len(v) for k, v in metadata.items()) <= 8192
+    assert "files" in metadata
+    assert _problem("src/module_0007.py", metadata) is None
