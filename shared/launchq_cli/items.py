@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import secrets
 import shlex
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,18 +140,23 @@ def enqueue(
     item_id = item_id or payload.get("item_id") or new_item_id()
     payload["item_id"] = item_id
     runtime = _queue_runtime(backends, queue)
-    if source_dir is not None:
-        payload["source"] = _push_source(runtime, source_dir, module, source_bucket, as_json)
-    elif module or source_bucket:
+    if source_dir is None and (module or source_bucket):
         invalid("--module and --source-bucket only go with --source")
     if set_vars:
         payload["template_variables"] = {
             **payload.get("template_variables", {}),
             **_typed_vars(runtime, set_vars),
         }
-    if not no_check:
-        _check(runtime, payload, str(item_id))
-        _refuse_reuse(backends, queue, str(item_id), payload)
+
+    def check() -> None:
+        if not no_check:
+            _check(runtime, payload, str(item_id))
+            _refuse_reuse(backends, queue, str(item_id), payload)
+
+    if source_dir is not None:
+        _with_source(runtime, payload, source_dir, module, source_bucket, as_json, check, no_check)
+    else:
+        check()
     message_id = _publish(backends, payload)
     if as_json:
         emit_json(
@@ -168,18 +175,35 @@ def enqueue(
             raise click.exceptions.Exit(EXIT_FAILURE)
 
 
-def _push_source(
-    runtime: QueueRuntime, directory: Path, module: str | None, bucket: str | None, quiet: bool
-) -> dict[str, str]:
-    """Pack and upload (once) `directory`; the item's `{uri, sha256, module}` source block."""
-    from launchq_cli.source import SourceError, SourceUploader, pack
+def _with_source(
+    runtime: QueueRuntime,
+    payload: dict[str, Any],
+    directory: Path,
+    module: str | None,
+    bucket: str | None,
+    quiet: bool,
+    check: Callable[[], None],
+    no_check: bool,
+) -> None:
+    """Pack `directory`, set the item's `{uri, sha256, module}` source block, check the item,
+    then upload the archive (once). Whatever would refuse the item refuses it before a byte is
+    uploaded: a queue that runs no source items, a module that is no file in the archive, a
+    Dockerfile the queue's builder names that is not in it, and the usual item check."""
+    from launchq_cli.source import SourceError, SourceUploader, module_problem, pack
     from launchq_cli.source_cli import storage_client
 
     if not module:
         invalid("--source needs --module: the module Vertex runs, e.g. trainer.task")
     from launchq.render import staging_bucket_of
 
-    staging = staging_bucket_of(runtime.config)  # where the dispatcher expects sources
+    config = runtime.config
+    if not no_check and config.source is None and config.builder is None:
+        invalid(
+            f"--source: queue {runtime.name!r} does not run source items (its config has no "
+            "source or builder block); nothing was uploaded. Enqueue an --image, or use a "
+            "queue with a source block"
+        )
+    staging = staging_bucket_of(config)  # where the dispatcher expects sources
     chosen = bucket or os.environ.get("LAUNCHQ_SOURCE_BUCKET") or staging
     if not isinstance(chosen, str) or not chosen:
         invalid(
@@ -192,11 +216,24 @@ def _push_source(
         except SourceError as exc:
             invalid(f"--source: {exc}")
         name = chosen.removeprefix("gs://").split("/", 1)[0]
-        result = SourceUploader(storage_client(None), name, progress=not quiet).upload(packed)
+        uploader = SourceUploader(storage_client(None), name, progress=not quiet)
+        payload["source"] = {"uri": uploader.uri(packed), "sha256": packed.sha256, "module": module}
+        if not no_check:
+            # A module from a dependency is no file here: --no-check lets it through.
+            problem = module_problem(packed, module)
+            if problem is not None:
+                invalid(f"{problem} (nothing was uploaded; --no-check skips this check)")
+            dockerfile = config.builder.dockerfile if config.builder is not None else None
+            if dockerfile is not None and posixpath.normpath(dockerfile) not in packed.files:
+                invalid(
+                    f"--source: queue {runtime.name!r} builds from {dockerfile}, "
+                    f"which is not in the packed source (nothing was uploaded)"
+                )
+        check()
+        result = uploader.upload(packed)
     if not quiet:
         sent = "already uploaded" if result.already_present else f"{result.bytes_sent:,} bytes sent"
         click.echo(f"source {result.uri} ({sent})", err=True)
-    return {"uri": result.uri, "sha256": result.sha256, "module": module}
 
 
 def _load_item_file(path: Path) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def push(
 
     Prints the uri, the sha256 and the bytes sent (0 when the same archive was uploaded before).
     """
-    from launchq_cli.source import SourceError, SourceUploader, pack
+    from launchq_cli.source import SourceError, SourceUploader, module_problem, pack
 
     if not dry_run and not bucket:
         raise InvalidInput("--bucket is required (or use --dry-run)")
@@ -60,6 +60,9 @@ def push(
             packed = pack(directory, Path(scratch), use_git=not no_git)
         except SourceError as exc:
             raise InvalidInput(str(exc)) from None
+        problem = module_problem(packed, module) if module else None
+        if problem is not None:  # before the upload, not 5 s into the job on Vertex
+            raise InvalidInput(f"{problem} (nothing was uploaded)")
         report: dict[str, Any] = {
             "sha256": packed.sha256,
             "size": packed.size,
