@@ -1,8 +1,11 @@
 """The recorder: a state change is a history entry, a log line and an event, always together.
 
-Every transition the dispatcher, the sweep or a cancel makes goes through here, so no path can
-commit a state without logging and publishing it. Events are batched per invocation
-(`Recorder.batch`): one Pub/Sub request instead of one per transition (measured: three
+Every transition the dispatcher, the sweep (repairs included) or a cancel makes goes through
+here, so no path can commit a state without logging and publishing it
+(`tests/unit/test_architecture.py` fails on a store write called from anywhere else).
+
+Events are batched per invocation (`Recorder.batch`): one Pub/Sub request instead of one per
+transition (measured: three
 synchronous publishes were 8-11 ms of a 36 ms dispatch). They are published when the block ends,
 also when it raises: every event stands for a transition already committed.
 """

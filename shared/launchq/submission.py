@@ -150,7 +150,8 @@ class Submitter:
         `item` must be a full read (the sweep's projected reads have no job body).
         """
         try:
-            claimed = self.store.transition(
+            # Through the recorder like every state change: the takeover is logged and published.
+            claimed = self.recorder.transition(
                 item,
                 Transition(ItemState.SUBMITTING, "repair: submit lease expired"),
                 {"claim": self._new_claim(), "needs_lookup": True},
@@ -325,7 +326,7 @@ class Submitter:
             current = self.store.get_item(item.queue, item.item_id)
             mine = item.claim.id if item.claim else None
             if current is not None and current.claim is not None and current.claim.id == mine:
-                self.store.touch(
+                self.recorder.touch(
                     current,
                     {"claim": current.claim.ended_at(self.store.clock()), "needs_lookup": True},
                 )

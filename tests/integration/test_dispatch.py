@@ -113,6 +113,32 @@ def test_a_crash_at_every_step_then_redelivery_makes_one_job(
     assert len(all_jobs(standin)) == 1
 
 
+def test_the_repair_takeover_publishes_its_transition(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """A repair is a state change like any other: its takeover (SUBMITTING -> SUBMITTING, a
+    new claim) is in the history and is published, then the job it records."""
+    harness.apply("q1", queue_config())
+    harness.lease_seconds = 0.0
+    with pytest.raises(SimulatedCrash):
+        harness.dispatcher(crash_at="claimed").handle(message(item("q1", "stuck")))
+    events = RecordingPublisher()
+    result = harness.app(events=events).dispatcher.handle(message(item("q1", "stuck")))
+    assert result.outcome == DispatchOutcome.REPAIRED
+    changes = [
+        (e["data"]["from"], e["data"]["to"], e["data"]["cause"])
+        for e in events.sent
+        if e["subject"] == "stuck"
+    ]
+    assert changes == [
+        ("SUBMITTING", "SUBMITTING", "repair: submit lease expired"),
+        ("SUBMITTING", "SUBMITTED", "submitted"),
+    ]
+    causes = [h["cause"] for h in harness.item_data("q1", "stuck")["history"]]
+    assert "repair: submit lease expired" in causes
+    assert len(all_jobs(standin)) == 1
+
+
 def test_a_crash_inside_the_lease_leaves_the_item_visibly_submitting(
     harness: Harness, standin: StandinServer
 ) -> None:
