@@ -5,9 +5,9 @@ here, so no path can commit a state without logging and publishing it
 (`tests/unit/test_architecture.py` fails on a store write called from anywhere else).
 
 Events are batched per invocation (`Recorder.batch`): one Pub/Sub request instead of one per
-transition (measured: three
-synchronous publishes were 8-11 ms of a 36 ms dispatch). They are published when the block ends,
-also when it raises: every event stands for a transition already committed.
+transition (measured: three synchronous publishes were 8-11 ms of a 36 ms dispatch). They are
+published when the block ends, also when it raises: every event stands for a transition already
+committed.
 """
 
 from __future__ import annotations
