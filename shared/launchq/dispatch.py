@@ -44,7 +44,7 @@ from launchq.errors import InfrastructureError, NotFound, is_infrastructure
 from launchq.events import CONFLICT_EVENT_TYPE
 from launchq.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
 from launchq.imagebuilds import BuildGate
-from launchq.item import canonical_hash
+from launchq.item import canonical_hash, item_hash
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.recorder import Recorder
@@ -233,7 +233,7 @@ class Dispatcher:
             item_id,
             {
                 **_received(payload, message),
-                "payload_hash": canonical_hash(payload),
+                "payload_hash": item_hash(payload, queue, item_id),
                 "error": error_record(QUEUE_MISMATCH, problem, "queue"),
             },
             "rejected: queue mismatch",
@@ -280,7 +280,9 @@ class Dispatcher:
                 item_id,
                 {
                     **received,
-                    "payload_hash": canonical_hash(payload),
+                    # The hash it would have once its queue exists: sent again then, it is a
+                    # duplicate of this rejection, not a conflict.
+                    "payload_hash": item_hash(payload, queue, item_id),
                     "error": error_record("unknown_queue", f"no queue named {queue!r}", "queue"),
                 },
                 "rejected: unknown queue",
@@ -299,7 +301,7 @@ class Dispatcher:
             return self._reject(
                 queue,
                 item_id,
-                {**received, "payload_hash": canonical_hash(payload), "error": error},
+                {**received, "payload_hash": item_hash(payload, queue, item_id), "error": error},
                 "rejected: invalid item",
                 first["message"],
             )
@@ -339,14 +341,14 @@ class Dispatcher:
             fields.update(decision.fields)
             created = self.recorder.create(queue, item_id, decision.state, fields, decision.cause)
             if created is None:
-                return self._redelivered(queue, item_id, prepared.payload_hash)
+                return self._redelivered(queue, item_id, prepared.payload_hash, payload)
             if decision.state is not ItemState.QUEUED:
                 return DispatchResult(DispatchOutcome.RECORDED, item_id, queue)
             submitted = self.admission.admit(queue, own=created)
         else:
             created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
             if created is None:
-                return self._redelivered(queue, item_id, prepared.payload_hash)
+                return self._redelivered(queue, item_id, prepared.payload_hash, payload)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
     def _reject(
@@ -357,15 +359,20 @@ class Dispatcher:
         stored = sanitize.untrusted_record(fields)
         created = self.recorder.create(queue, item_id, ItemState.REJECTED, stored, cause)
         if created is None:
-            return self._redelivered(queue, item_id, str(fields["payload_hash"]))
+            payload = fields["payload"]
+            return self._redelivered(queue, item_id, str(fields["payload_hash"]), payload)
         return DispatchResult(DispatchOutcome.REJECTED, item_id, queue, detail=detail)
 
-    def _redelivered(self, queue: str, item_id: str, payload_hash: str) -> DispatchResult:
+    def _redelivered(
+        self, queue: str, item_id: str, payload_hash: str, payload: Mapping[str, Any]
+    ) -> DispatchResult:
         """A message for an item we already know: a redelivery, or a reused id."""
         item = self.store.get_item(queue, item_id)
         if item is None:  # deleted in between (by hand): nothing sensible to add
             return DispatchResult(DispatchOutcome.DUPLICATE, item_id, queue, detail="vanished")
-        if item.payload_hash is not None and item.payload_hash != payload_hash:
+        # Records rejected before `item_hash` stored the raw payload's hash: still the same item.
+        known = (payload_hash, canonical_hash(payload))
+        if item.payload_hash is not None and item.payload_hash not in known:
             return self._conflict(item, payload_hash)
         if item.state is ItemState.SUBMITTING and item.lease_expired(self.store.clock()):
             self.submitter.repair(item)

@@ -282,12 +282,12 @@ def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[st
     saying so here, before publishing, is kinder. The same payload again is allowed (it is what
     a retrying publisher does) and stays a no-op.
     """
-    from launchq.item import parse_item, payload_hash
+    from launchq.item import item_hash
 
     existing = backends.store.get_item(queue, item_id)
     if existing is None or existing.payload_hash is None:
         return
-    if payload_hash(parse_item(payload)) != existing.payload_hash:
+    if item_hash(payload, queue, item_id) != existing.payload_hash:
         invalid(
             f"item id {item_id!r} is already taken in queue {queue!r} by a different payload "
             f"(it is {existing.state.value}); publishing would change nothing: choose another "

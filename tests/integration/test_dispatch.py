@@ -13,6 +13,7 @@ from google.cloud import firestore
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
 from launchq.events import CONFLICT_EVENT_TYPE
+from launchq.item import canonical_hash
 from launchq.states import SLOT_STATES, ItemState
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import (
@@ -255,6 +256,39 @@ def test_unknown_queue_is_rejected(harness: Harness) -> None:
     assert result.outcome == "rejected"
     data = harness.item_data("nope", "a")
     assert data["error"]["reason"] == "unknown_queue"
+
+
+def test_an_item_rejected_for_its_queue_and_sent_again_once_it_exists_is_a_duplicate(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """One hash whatever became of the item: a rejected item stores the hash an accepted one
+    would, so sending it again (on its queue's topic, priority by name) is a redelivery of the
+    rejection, not a conflict; another payload under the id still is one."""
+    dispatcher = harness.dispatcher()
+    sent = item("later", "a", priority="high", metadata={"run": 1})
+    assert dispatcher.handle(message(sent)).outcome == DispatchOutcome.REJECTED
+    rejected = harness.item_data("later", "a")
+    harness.apply("later", queue_config())
+    again = {**sent, "priority": 1}  # the same item: `high` is rank 1
+    del again["queue"]
+    result = dispatcher.handle(message(again, topic="launchq-q-later"))
+    assert (result.outcome, result.detail) == (DispatchOutcome.DUPLICATE, "already REJECTED")
+    assert harness.item_data("later", "a") == rejected
+    other = dispatcher.handle(message(item("later", "a", image_uri="gcr.io/p/other:2")))
+    assert other.outcome == DispatchOutcome.CONFLICT
+    assert all_jobs(standin) == []
+
+
+def test_a_rejection_recorded_with_the_raw_payload_hash_still_reads_as_a_redelivery(
+    harness: Harness,
+) -> None:
+    """Records written before the one hash kept the raw payload's: they stay valid."""
+    dispatcher = harness.dispatcher()
+    sent = item("gone", "old")
+    dispatcher.handle(message(sent))
+    harness.store.item_ref("gone", "old").update({"payload_hash": canonical_hash(sent)})
+    harness.apply("gone", queue_config())
+    assert dispatcher.handle(message(sent)).outcome == DispatchOutcome.DUPLICATE
 
 
 def test_invalid_item_is_rejected_with_its_path(harness: Harness, standin: StandinServer) -> None:
