@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from launchq.capacity import RATE_LIMITED
 from launchq.errors import Conflict
 from launchq.queues import QueueRuntime, QueueSource
+from launchq.reasons import WaitReason
 from launchq.records import ItemRecord, Slot
 from launchq.states import ItemState
 from launchq.store import Store, TokenTaken
@@ -121,11 +121,11 @@ class Admission:
                     outcome = self.submitter.submit(direct, token_taken=True)
                     return direct, [item_id] if outcome is SubmitOutcome.RECORDED else []
                 if direct is _OVER_BUDGET:
-                    fields = {**fields, "reason": RATE_LIMITED}
+                    fields = {**fields, "reason": WaitReason.RATE_LIMITED}
         created = self.submitter.recorder.create(queue, item_id, ItemState.QUEUED, fields, cause)
         if created is None:
             return None, []
-        if created.reason == RATE_LIMITED:
+        if created.reason == WaitReason.RATE_LIMITED:
             return created, []  # the sweep admits it when the budget allows
         return created, self.admit(queue, own=created)
 
@@ -182,10 +182,10 @@ class Admission:
 
     def _mark_rate_limited(self, item: ItemRecord) -> None:
         """Show why the item waits (one write, only when the reason changes)."""
-        if item.reason == RATE_LIMITED or item.state is not ItemState.QUEUED:
+        if item.reason == WaitReason.RATE_LIMITED or item.state is not ItemState.QUEUED:
             return
         with contextlib.suppress(Conflict):
-            self.submitter.recorder.touch(item, {"reason": RATE_LIMITED})
+            self.submitter.recorder.touch(item, {"reason": WaitReason.RATE_LIMITED})
 
     def _admit_own(self, item: ItemRecord) -> list[str]:
         if not item.ready(self.store.clock()):

@@ -47,8 +47,9 @@ from launchq.imagebuilds import BuildGate
 from launchq.item import canonical_hash, item_hash
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
+from launchq.reasons import ErrorRecord, RejectReason, WaitReason
 from launchq.recorder import Recorder
-from launchq.records import ItemRecord, error_record
+from launchq.records import ItemRecord
 from launchq.sources import SourceChecker
 from launchq.states import ItemState
 from launchq.store import Store
@@ -83,18 +84,7 @@ class DispatchOutcome(StrEnum):
     CONTROLLED = "controlled"  # a control message (cancel) was carried out
 
 
-# Reasons a message is rejected before it is an item (stored as `error.reason`).
-UNDECODABLE = "undecodable"
-TOO_LARGE = "too_large"
-NO_QUEUE = "no_queue"
-INVALID_QUEUE = "invalid_queue"
-INVALID_ITEM_ID = "invalid_item_id"
-RECORD_TOO_LARGE = "record_too_large"
-INTERNAL_ERROR = "internal_error"
 MAX_ERRORS = 100  # issues stored per rejected item (the first is also the error's message)
-UNKNOWN_TOPIC = "unknown_topic"
-QUEUE_MISMATCH = "queue_mismatch"
-CONTROL_REFUSED = "control_refused"
 
 
 @dataclass(frozen=True)
@@ -165,11 +155,11 @@ class Dispatcher:
         try:
             with self.recorder.batch():
                 if routing is None:
-                    return self._reject_message(message, problem, INTERNAL_ERROR)
+                    return self._reject_message(message, problem, RejectReason.INTERNAL_ERROR)
                 queue, item_id = routing
                 fields = {
                     "message_id": message.message_id,
-                    "error": error_record(INTERNAL_ERROR, problem),
+                    "error": ErrorRecord(RejectReason.INTERNAL_ERROR, problem).document(),
                 }
                 created = self.recorder.create(
                     queue,
@@ -193,7 +183,7 @@ class Dispatcher:
             return self._reject_message(
                 message,
                 f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}",
-                TOO_LARGE,
+                RejectReason.TOO_LARGE,
             )
         payload, problem = _decode(message.data)
         if problem is not None:
@@ -206,7 +196,7 @@ class Dispatcher:
                 f"published to {message.topic or 'no topic'}: launchq takes items from its "
                 f"queues' topics ({QUEUE_TOPIC_PREFIX}<queue>)"
                 + (f" and the shared topic {self.shared_topic}" if self.shared_topic else ""),
-                UNKNOWN_TOPIC,
+                RejectReason.UNKNOWN_TOPIC,
             )
         routed = _route(payload, message, topic_queue)
         if isinstance(routed, _Unroutable):
@@ -234,7 +224,7 @@ class Dispatcher:
             {
                 **_received(payload, message),
                 "payload_hash": item_hash(payload, queue, item_id),
-                "error": error_record(QUEUE_MISMATCH, problem, "queue"),
+                "error": ErrorRecord(RejectReason.QUEUE_MISMATCH, problem, "queue").document(),
             },
             "rejected: queue mismatch",
             problem,
@@ -251,13 +241,17 @@ class Dispatcher:
         action = message.attributes.get(ACTION_ATTRIBUTE)
         if action != CANCEL_ACTION:
             return self._reject_message(
-                message, f"unknown {ACTION_ATTRIBUTE} {str(action)[:40]!r}", CONTROL_REFUSED
+                message,
+                f"unknown {ACTION_ATTRIBUTE} {str(action)[:40]!r}",
+                RejectReason.CONTROL_REFUSED,
             )
         try:
             state = self.canceller.request(queue, item_id)
         except NotFound:
             return self._reject_message(
-                message, f"cancel refused: no item {item_id!r} in queue {queue!r}", CONTROL_REFUSED
+                message,
+                f"cancel refused: no item {item_id!r} in queue {queue!r}",
+                RejectReason.CONTROL_REFUSED,
             )
         log.info(
             "cancel requested by control message",
@@ -283,7 +277,9 @@ class Dispatcher:
                     # The hash it would have once its queue exists: sent again then, it is a
                     # duplicate of this rejection, not a conflict.
                     "payload_hash": item_hash(payload, queue, item_id),
-                    "error": error_record("unknown_queue", f"no queue named {queue!r}", "queue"),
+                    "error": ErrorRecord(
+                        RejectReason.UNKNOWN_QUEUE, f"no queue named {queue!r}", "queue"
+                    ).document(),
                 },
                 "rejected: unknown queue",
                 "unknown queue",
@@ -295,9 +291,12 @@ class Dispatcher:
                 for e in prepared
             ]
             first = errors[0]
-            error = error_record(
-                "invalid_item", first["message"], first.get("path"), errors[:MAX_ERRORS]
-            )
+            error = ErrorRecord(
+                RejectReason.INVALID_ITEM,
+                first["message"],
+                first.get("path"),
+                tuple(errors[:MAX_ERRORS]),
+            ).document()
             return self._reject(
                 queue,
                 item_id,
@@ -310,7 +309,7 @@ class Dispatcher:
             # Before anything is queued: a job whose package is missing fails minutes later.
             unusable, metadata = self.sources.inspect(prepared.source, prepared.body)
             if unusable is not None:
-                error = error_record(unusable.reason, unusable.message, unusable.path)
+                error = ErrorRecord(unusable.reason, unusable.message, unusable.path).document()
                 fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
                 return self._reject(
                     queue, item_id, fields, f"rejected: {unusable.reason}", unusable.message
@@ -327,7 +326,7 @@ class Dispatcher:
                 else f"the record would hold {count} fields (the item's metadata is stored "
                 f"twice); Firestore's limit leaves {sanitize.RECORD_FIELDS} for it"
             )
-            error = error_record(RECORD_TOO_LARGE, problem)
+            error = ErrorRecord(RejectReason.RECORD_TOO_LARGE, problem).document()
             fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
             return self._reject(queue, item_id, fields, "rejected: record too large", problem)
         builder = runtime.config.builder
@@ -411,7 +410,7 @@ class Dispatcher:
         self,
         message: PubsubMessage,
         problem: str,
-        reason: str = UNDECODABLE,
+        reason: RejectReason = RejectReason.UNDECODABLE,
         path: str | None = None,
     ) -> DispatchResult:
         # Pub/Sub always sets a message id; a hand-posted event may not, and one shared
@@ -424,7 +423,7 @@ class Dispatcher:
             "message_id": message.message_id,
             "attributes": dict(message.attributes),
             "topic": message.topic,
-            "error": error_record(reason, problem, path),
+            "error": ErrorRecord(reason, problem, path).document(),
         }
         self.recorder.create(
             UNROUTABLE,
@@ -459,7 +458,7 @@ def _not_json(constant: str) -> Any:
 @dataclass(frozen=True)
 class _Unroutable:
     problem: str
-    reason: str
+    reason: RejectReason
     path: str | None
 
 
@@ -482,11 +481,13 @@ def _route(
         return queue
     if queue is None:
         return _Unroutable(
-            "no queue: set `queue` in the item or as a message attribute", NO_QUEUE, "queue"
+            "no queue: set `queue` in the item or as a message attribute",
+            RejectReason.NO_QUEUE,
+            "queue",
         )
     # fullmatch: `$` alone would let a trailing newline through.
     if not _QUEUE_NAME.fullmatch(queue):
-        return _Unroutable(f"invalid queue name {queue[:100]!r}", INVALID_QUEUE, where)
+        return _Unroutable(f"invalid queue name {queue[:100]!r}", RejectReason.INVALID_QUEUE, where)
     item_id, where = _key_field(payload, message, "item_id")
     if isinstance(item_id, _Unroutable):
         return item_id
@@ -495,7 +496,7 @@ def _route(
         return _Unroutable(
             f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
             "starting with a letter or digit",
-            INVALID_ITEM_ID,
+            RejectReason.INVALID_ITEM_ID,
             where,
         )
     return queue, item_id
@@ -515,8 +516,11 @@ def _key_field(
     if not isinstance(value, str) or not value:
         shown = describe(value)[:100]
         problem = f"{where}: expected a non-empty string, got {shown}"
-        return _Unroutable(problem, f"invalid_{name}", where), where
+        return _Unroutable(problem, _INVALID_KEY[name], where), where
     return value, where
+
+
+_INVALID_KEY = {"queue": RejectReason.INVALID_QUEUE, "item_id": RejectReason.INVALID_ITEM_ID}
 
 
 def _named_elsewhere(payload: Mapping[str, Any], message: PubsubMessage, queue: str) -> bool:
@@ -556,5 +560,6 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
         "display_name": prepared.display_name,
         "metadata": prepared.metadata,
         "attempt": 0,
-        "reason": "queue paused" if runtime.paused else "waiting for a free slot",
+        # Why it waited when recorded; displays derive the current reason (launchq.waiting).
+        "reason": WaitReason.PAUSED if runtime.paused else WaitReason.FREE_SLOT,
     }

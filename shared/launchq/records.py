@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypedDict
 from urllib.parse import quote
 
+from launchq.reasons import quota_reason
 from launchq.states import ItemState
 
 
@@ -63,17 +64,6 @@ class JobRef:
     @property
     def job_id(self) -> str:
         return self.name.rsplit("/", 1)[-1]
-
-
-def error_record(
-    reason: str,
-    message: str,
-    path: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The one shape of an item's `error`: a reason constant, a message, where, and every issue."""
-    return {"reason": reason, "message": message, "path": path, "errors": errors or [], **extra}
 
 
 @dataclass(frozen=True)
@@ -141,11 +131,6 @@ def admission_order(items: list[ItemRecord], now: datetime) -> list[ItemRecord]:
     far = datetime.max.replace(tzinfo=now.tzinfo)
     ready = [item for item in items if item.ready(now)]
     return sorted(ready, key=lambda item: (item.priority, item.enqueued_at or far))
-
-
-def quota_reason(metric: str, region: str) -> str:
-    """The reason a waiting item shows while its queue backs off for a resource quota."""
-    return f"waiting: Vertex quota {metric} exhausted in {region}"
 
 
 @dataclass(frozen=True)

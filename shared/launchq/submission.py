@@ -37,12 +37,13 @@ from enum import StrEnum
 from typing import Any
 
 from launchq import vertex as vx
-from launchq.capacity import RATE_LIMITED, Capacity, quota_reason
+from launchq.capacity import Capacity
 from launchq.errors import Conflict, InfrastructureError
 from launchq.labels import ATTEMPT_LABEL
 from launchq.log import get_logger
+from launchq.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
 from launchq.recorder import Recorder
-from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot, error_record
+from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot
 from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Store, Transition
 
@@ -205,7 +206,7 @@ class Submitter:
                 str(item.project), str(item.region)
             ):
                 if last is None or last.rate_limited:
-                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous)
+                    raise _Deferred(WaitReason.RATE_LIMITED, ambiguous=ambiguous)
                 raise last  # a retry of a 5xx found no budget: redelivery retries it later
             token_taken = False  # a retried create takes a token of its own
             try:
@@ -220,7 +221,7 @@ class Submitter:
                     ) from exc
                 delay = next(delays, None)
                 if delay is None and exc.rate_limited:
-                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous) from exc
+                    raise _Deferred(WaitReason.RATE_LIMITED, ambiguous=ambiguous) from exc
                 if not exc.transient or delay is None:
                     raise
                 log.warning("create failed; retrying", item_id=item.item_id, error=str(exc))
@@ -291,9 +292,11 @@ class Submitter:
         # slot in the same write (the sweep never polls a terminal item, so nobody else would).
         if terminal and job.get("error"):
             error = job["error"]
-            changes["error"] = error_record(
-                "vertex", str(error.get("message", "")), code=error.get("code")
-            )
+            changes["error"] = ErrorRecord(
+                FailureReason.JOB_ERROR,
+                str(error.get("message", "")),
+                details={"code": error.get("code")},
+            ).document()
         try:
             self.recorder.transition(
                 current,
@@ -306,9 +309,11 @@ class Submitter:
         return True
 
     def _fail(self, current: ItemRecord, exc: vx.VertexError) -> None:
-        error = error_record(
-            "vertex_rejected", exc.message, status=exc.status, http_status=exc.http_status
-        )
+        error = ErrorRecord(
+            FailureReason.VERTEX_REJECTED,
+            exc.message,
+            details={"status": exc.status, "http_status": exc.http_status},
+        ).document()
         try:
             self.recorder.transition(
                 current,

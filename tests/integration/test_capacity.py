@@ -22,7 +22,8 @@ from functions_framework import create_app
 from google.cloud import firestore
 
 from launchq import functions
-from launchq.capacity import RATE_LIMITED, quota_reason
+from launchq.capacity import quota_reason
+from launchq.reasons import WaitReason
 from launchq.store import utcnow
 from launchq.vertex import RetryPolicy, VertexClient
 from launchq_cli import ops
@@ -191,7 +192,7 @@ def test_a_rate_429_is_retried_then_deferred_as_rate_limited(
     assert result.submitted == []
     assert creates(standin) == 4  # the create and its three jittered retries
     data = harness.item_data("q", "a")
-    assert (data["state"], data["reason"]) == ("QUEUED", RATE_LIMITED)
+    assert (data["state"], data["reason"]) == ("QUEUED", WaitReason.RATE_LIMITED)
     assert "capacity_backoff" not in (harness.store.get_queue("q") or {})  # not a quota
     standin.admin.clear_faults()
     assert harness.sweeper().run().admitted == 1
@@ -352,7 +353,7 @@ def test_a_new_item_over_budget_is_recorded_rate_limited_in_one_write(
     assert [h["to"] for h in first["history"]] == ["QUEUED", "SUBMITTING", "SUBMITTED"]
     assert dispatcher.handle(message(item("q", "b"))).submitted == []
     second = harness.item_data("q", "b")
-    assert (second["state"], second["reason"]) == ("QUEUED", RATE_LIMITED)
+    assert (second["state"], second["reason"]) == ("QUEUED", WaitReason.RATE_LIMITED)
     assert [h["to"] for h in second["history"]] == ["QUEUED"]  # never claimed and put back
     assert second.get("slot") is None
     assert creates(standin) == 1

@@ -73,7 +73,7 @@ def test_the_sweep_and_the_dispatcher_are_siblings() -> None:
 
 def test_leaf_modules_import_nothing_of_launchq_but_the_errors() -> None:
     graph = import_graph()
-    for leaf in ("launchq.fields", "launchq.errors", "launchq.log"):
+    for leaf in ("launchq.fields", "launchq.errors", "launchq.log", "launchq.reasons"):
         assert graph[leaf] <= {"launchq.errors"}, f"{leaf} imports {graph[leaf]}"
 
 
