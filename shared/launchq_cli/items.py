@@ -335,7 +335,7 @@ def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> 
 def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str | None:
     """A live status line on stderr until the item ends; returns its final state."""
     from launchq.states import TERMINAL_STATES
-    from launchq_cli.ops import item_summary
+    from launchq_cli.ops import QueueStates, item_summary
 
     terminal = {s.value for s in TERMINAL_STATES}
     err = console(stderr=True)
@@ -346,7 +346,7 @@ def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str 
             data = backends.store.item_document(queue, item_id) or {}
             state = data.get("state")
             if state:
-                row = item_summary(data)
+                row = item_summary(data, queues=QueueStates(backends.store))
                 extra = row["reason"] or row["vertex_state"] or ""
                 status.update(
                     f"{item_id}: {styled_state(state)} {extra}  "
@@ -428,10 +428,10 @@ def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     For a FAILED item, also the last lines of its job's log (`launchq logs` shows all of it).
     """
     from launchq_cli.logs import failed_job_tail
-    from launchq_cli.ops import find_item_data, item_detail
+    from launchq_cli.ops import QueueStates, find_item_data, item_detail
 
     data = find_item_data(backends.store, item_id, queue_name)
-    detail = item_detail(data)
+    detail = item_detail(data, queues=QueueStates(backends.store))
     tail: tuple[list[str] | None, str | None] = (None, None)
     if detail["state"] == "FAILED" and detail["job"]:
         tail = failed_job_tail(backends, data)
