@@ -248,6 +248,31 @@ def dispatch(harness: Harness, queue: str, item_id: str, **extra: Any) -> None:
     harness.dispatcher().handle(message(payload))
 
 
+def test_pending_status_and_ls_say_why_an_item_waits_now(
+    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    """An item recorded `waiting for a free slot` reads `queue paused` once its queue is paused
+    (in every command, tables too), and what it waits for again after the resume."""
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))  # max_jobs 2
+    for item_id in ("a", "b", "c"):
+        dispatch(harness, "trainer", item_id)
+
+    def reasons() -> tuple[str, str, str]:
+        [pending] = run_json("queue", "pending", "trainer")
+        [listed] = run_json("ls", "--state", "queued")
+        return pending["reason"], run_json("status", "c")["reason"], listed["reason"]
+
+    assert reasons() == ("waiting for a free slot",) * 3
+    run("queue", "pause", "trainer")
+    assert reasons() == ("queue paused",) * 3
+    code, out, _ = run("status", "c")
+    assert code == 0
+    assert "queue paused" in out
+    run("queue", "resume", "trainer")
+    assert reasons() == ("waiting for a free slot",) * 3  # a and b still hold both slots
+
+
 def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
     cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
 ) -> None:
