@@ -49,7 +49,7 @@ from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.reasons import ErrorRecord, RejectReason, WaitReason
 from launchq.recorder import Recorder
-from launchq.records import ItemRecord
+from launchq.records import ItemRecord, NewItem
 from launchq.sources import SourceChecker
 from launchq.states import ItemState
 from launchq.store import Store
@@ -161,12 +161,9 @@ class Dispatcher:
                     "message_id": message.message_id,
                     "error": ErrorRecord(RejectReason.INTERNAL_ERROR, problem).document(),
                 }
+                stored = sanitize.untrusted_record(fields)
                 created = self.recorder.create(
-                    queue,
-                    item_id,
-                    ItemState.REJECTED,
-                    sanitize.untrusted_record(fields),
-                    "rejected: internal error",
+                    NewItem(queue, item_id, stored, "rejected: internal error", ItemState.REJECTED)
                 )
         except Exception as again:
             if is_infrastructure(again):
@@ -338,14 +335,18 @@ class Dispatcher:
                 fields = {**received, "payload_hash": prepared.payload_hash, **decision.fields}
                 return self._reject(queue, item_id, fields, decision.cause, str(decision.problem))
             fields.update(decision.fields)
-            created = self.recorder.create(queue, item_id, decision.state, fields, decision.cause)
+            created = self.recorder.create(
+                NewItem(queue, item_id, fields, decision.cause, decision.state)
+            )
             if created is None:
                 return self._redelivered(queue, item_id, prepared.payload_hash, payload)
             if decision.state is not ItemState.QUEUED:
                 return DispatchResult(DispatchOutcome.RECORDED, item_id, queue)
             submitted = self.admission.admit(queue, own=created)
         else:
-            created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
+            created, submitted = self.admission.admit_new(
+                NewItem(queue, item_id, fields, "accepted")
+            )
             if created is None:
                 return self._redelivered(queue, item_id, prepared.payload_hash, payload)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
@@ -356,7 +357,7 @@ class Dispatcher:
         """Record the item REJECTED: what a message carries is made storable first (one place,
         `launchq.sanitize`), so no payload can make the rejection itself fail."""
         stored = sanitize.untrusted_record(fields)
-        created = self.recorder.create(queue, item_id, ItemState.REJECTED, stored, cause)
+        created = self.recorder.create(NewItem(queue, item_id, stored, cause, ItemState.REJECTED))
         if created is None:
             payload = fields["payload"]
             return self._redelivered(queue, item_id, str(fields["payload_hash"]), payload)
@@ -425,13 +426,9 @@ class Dispatcher:
             "topic": message.topic,
             "error": ErrorRecord(reason, problem, path).document(),
         }
-        self.recorder.create(
-            UNROUTABLE,
-            item_id,
-            ItemState.REJECTED,
-            sanitize.untrusted_record(fields),
-            f"rejected: {sanitize.text(problem, 300)}",
-        )
+        cause = f"rejected: {sanitize.text(problem, 300)}"
+        stored = sanitize.untrusted_record(fields)
+        self.recorder.create(NewItem(UNROUTABLE, item_id, stored, cause, ItemState.REJECTED))
         return DispatchResult(DispatchOutcome.REJECTED, item_id, None, detail=problem)
 
 

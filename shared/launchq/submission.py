@@ -43,7 +43,7 @@ from launchq.labels import ATTEMPT_LABEL
 from launchq.log import get_logger
 from launchq.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
 from launchq.recorder import Recorder
-from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot
+from launchq.records import Admit, Changes, Claim, ItemRecord, JobRef, NewItem, Slot
 from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Store, Transition
 
@@ -119,10 +119,7 @@ class Submitter:
 
     def create_claimed(
         self,
-        queue: str,
-        item_id: str,
-        fields: Mapping[str, Any],
-        cause: str,
+        new: NewItem,
         slot: Slot | None,
         token: str | None = None,
         token_expire_at: datetime | None = None,
@@ -133,17 +130,8 @@ class Submitter:
         None if the item exists (a redelivery); TokenTaken if the token is another create's;
         Conflict if `slot` was taken meanwhile.
         """
-        return self.recorder.create_admitted(
-            queue,
-            item_id,
-            fields,
-            cause,
-            self._new_claim(),
-            slot,
-            ADMITTED,
-            token,
-            token_expire_at,
-        )
+        admit = Admit(self._new_claim(), slot, ADMITTED, token, token_expire_at)
+        return self.recorder.create(new, admit)
 
     def repair(self, item: ItemRecord) -> SubmitOutcome | None:
         """Take over an item whose submitter died: look the job up first, create only if absent.

@@ -8,6 +8,7 @@ prints the graph.
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 from pathlib import Path
 
@@ -123,6 +124,24 @@ def test_the_write_check_finds_a_direct_store_write(tmp_path: Path) -> None:
         "unit.py:2 store.transition",
         "unit.py:4 store.touch",
         "unit.py:5 writer.create_item",
+    ]
+
+
+def test_a_new_item_travels_as_one_value() -> None:
+    """Dispatcher -> admission -> submission -> recorder: one `NewItem` (and one `Admit`), not
+    the queue, id, fields, cause, claim, slot, token ... passed again at every step."""
+    from launchq.admission import Admission
+    from launchq.recorder import Recorder
+    from launchq.submission import Submitter
+
+    for method in (Admission.admit_new, Submitter.create_claimed, Recorder.create):
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+        assert parameters[0].annotation == "NewItem", method.__qualname__
+        assert len(parameters) <= 4, method.__qualname__
+    assert [p.annotation for p in inspect.signature(Recorder.create).parameters.values()] == [
+        inspect.Parameter.empty,
+        "NewItem",
+        "Admit | None",
     ]
 
 
