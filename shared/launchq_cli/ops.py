@@ -338,6 +338,8 @@ def _pending_row(
         "waiting_s": _seconds(data.get("enqueued_at"), now),
         "attempts": len(data.get("attempts") or []),
         "reason": waiting.message if waiting is not None else record.reason,
+        # When that wait ends, if known: the queue's quota backoff, the item's retry backoff.
+        "waiting_until": iso(waiting.until) if waiting is not None else None,
         "not_before": iso(data.get("not_before")),
     }
 

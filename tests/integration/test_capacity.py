@@ -419,11 +419,15 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
     quota_fault(standin, count=1)
     harness.sweeper().run()
     assert pending() == {"b": WAITING, "c": WAITING}
+    backoff_until = harness.store.get_queue("q")["capacity_backoff"]["until"]  # type: ignore[index]
+    rows = ops.pending_items(harness.store, "q")
+    assert {row["waiting_until"] for row in rows} == {ops.iso(backoff_until)}
     assert status("c") == WAITING  # recorded as `queue paused`: it waits for the quota now
     assert dashboard() == ([(WAITING, 2)], {"b": WAITING, "c": WAITING})
 
     clock.offset = timedelta(seconds=16)  # the backoff (15 s) is over, the slot is free
     assert pending() == {"b": ADMITTING, "c": ADMITTING}
+    assert {row["waiting_until"] for row in ops.pending_items(harness.store, "q")} == {None}
     assert status("b") == ADMITTING
     assert harness.sweeper().run().admitted == 1
     assert harness.item_data("q", "b")["state"] == "SUBMITTED"
