@@ -153,7 +153,7 @@ def item_summary(
         "job_name": job_name,
         "job_id": str(job_name).rsplit("/", 1)[-1] if job_name else None,
         "vertex_state": job.get("vertex_state"),
-        "reason": current_reason(data, now, queues.get(str(data.get("queue"))) if queues else None),
+        "reason": current_reason(data, now, _queue_of(data, queues)),
         "error": _error_summary(data),
     }
 
@@ -377,6 +377,14 @@ class QueueStates:
 
 
 _WAITING = {s.value for s in WAITING_STATES}
+
+
+def _queue_of(data: Mapping[str, Any], queues: QueueStates | None) -> QueueState | None:
+    """The state of a waiting item's queue; read only for waiting items (a listing of finished
+    ones costs no queue read)."""
+    if queues is None or data.get("state") not in _WAITING:
+        return None
+    return queues.get(str(data.get("queue")))
 
 
 def current_reason(data: Mapping[str, Any], now: datetime, queue: QueueState | None) -> str | None:

@@ -210,6 +210,15 @@ def test_pages_follow_each_other_through_equal_timestamps() -> None:
     assert store.queue_reads == 6  # once per page, not per waiting row
 
 
+def test_a_waiting_row_reads_its_queue_now_and_a_finished_one_reads_none() -> None:
+    waiting = _Items([_record(0, NOW)])
+    [row] = views.page_of_items(cast(Store, waiting), "q", (), "", None, NOW).rows
+    assert row["reason"] == "queue paused"  # the fake queue is paused; nothing was stored
+    finished = _Items([_record(n, NOW, ItemState.SUCCEEDED) for n in range(30)])
+    views.page_of_items(cast(Store, finished), "q", (), "", None, NOW)
+    assert finished.queue_reads == 0
+
+
 def test_a_prefix_search_goes_on_behind_a_used_up_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(views, "SEARCH_SCAN", 40)
     records = [_record(n, NOW - timedelta(seconds=n)) for n in range(300)]
