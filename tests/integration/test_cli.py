@@ -404,6 +404,29 @@ def test_enqueue_refuses_a_taken_item_id_with_another_payload(
     assert "item id 'taken' is already taken in queue 'trainer' by a different payload" in err
 
 
+def test_enqueue_sends_again_an_item_rejected_before_its_queue_existed(
+    cli_env: str,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+) -> None:
+    """The rejection stored the hash the CLI computes (one hash, `launchq.item.item_hash`): the
+    same item again is a retry, not a reuse of its id by another payload."""
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))
+    base = ("enqueue", "-q", "trainer", "--item-id", "early", "--set-var", "epochs=2")
+    assert run(*base, "--image", "gcr.io/p/t:1")[0] == 0
+    [published] = pulled(pubsub_subscriber, cli_env)
+    harness.store.queue_ref("trainer").delete()  # delivered while the queue does not exist
+    harness.dispatcher().handle(message(json.loads(published.data)))
+    assert harness.item_data("trainer", "early")["error"]["reason"] == "unknown_queue"
+    run("queue", "apply", str(TRAINER))
+    code, _, err = run(*base, "--image", "gcr.io/p/t:1")
+    assert code == 0, err
+    assert run(*base, "--image", "gcr.io/p/t:2")[0] == 2  # another payload is still refused
+
+
 def test_researcher_commands_never_write_state_nor_call_vertex(
     cli_env: str,
     pubsub_subscriber: pubsub_v1.SubscriberClient,
