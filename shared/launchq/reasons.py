@@ -3,7 +3,9 @@
 Like Kubernetes condition reasons next to their messages: the value is the machine-readable
 code a record stores and a script may compare against; `text` says what it means. The values
 are the strings launchq has always stored (each enum is a `StrEnum`), so existing records, docs
-and scripts stay valid. Nothing else in launchq spells a reason as a bare string.
+and scripts stay valid. Nothing else in launchq spells a reason as a bare string, but for the
+queue config's `retry.reasons` (a `Literal`, for its JSON Schema), which a test keeps equal to
+the failure classes a policy may retry.
 
 - `RejectReason`: `error.reason` of a REJECTED item (the message could not become an item).
 - `FailureClass`: `error.reason` of an attempt that ended badly on Vertex; `retry.reasons` in a

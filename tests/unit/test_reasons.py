@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from launchq.config import RetryReason
 from launchq.failures import FailureClass as FailureClassOfFailures
 from launchq.reasons import (
     CancelReason,
@@ -95,6 +97,8 @@ def test_every_reason_has_its_text() -> None:
 def test_the_failure_classes_are_the_ones_retry_policies_name() -> None:
     assert FailureClassOfFailures is FailureClass
     assert CancelReason.START_TIMEOUT == FailureClass.START_TIMEOUT
+    never_by_name = {FailureClass.USER_ERROR, FailureClass.CANCELLED_BY_USER}  # user_errors: true
+    assert set(get_args(RetryReason)) == {c.value for c in FailureClass} - never_by_name
 
 
 @pytest.mark.parametrize(
