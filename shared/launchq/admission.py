@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Literal
 
-from launchq.capacity import RATE_LIMITED
 from launchq.errors import Conflict
 from launchq.queues import QueueRuntime, QueueSource
-from launchq.records import ItemRecord, Slot
+from launchq.reasons import WaitReason
+from launchq.records import ItemRecord, NewItem, Slot
 from launchq.states import ItemState
 from launchq.store import Store, TokenTaken
 from launchq.submission import SubmitOutcome, Submitter
@@ -98,9 +98,7 @@ class Admission:
                 break
         return submitted
 
-    def admit_new(
-        self, queue: str, item_id: str, fields: Mapping[str, Any], cause: str
-    ) -> tuple[ItemRecord | None, list[str]]:
+    def admit_new(self, new: NewItem) -> tuple[ItemRecord | None, list[str]]:
         """Record a new item and admit; (None, []) if it exists already (a redelivery).
 
         When the item can start at once (queue open, nothing waiting ahead of it, a free slot,
@@ -110,43 +108,35 @@ class Admission:
         lost slot race writes nothing and falls back to the queued path; a taken token tries
         the next one).
         """
-        runtime = self.queues.get(queue, fresh=True)
+        runtime = self.queues.get(new.queue, fresh=True)
         if self._open(runtime) and runtime is not None:
             slot = self._direct_slot(runtime)
             if slot is not False:
-                direct = self._create_admitted(queue, item_id, fields, cause, slot)
+                direct = self._create_admitted(new, slot)
                 if direct is _REDELIVERY:
                     return None, []
                 if isinstance(direct, ItemRecord):
                     outcome = self.submitter.submit(direct, token_taken=True)
-                    return direct, [item_id] if outcome is SubmitOutcome.RECORDED else []
+                    return direct, [new.item_id] if outcome is SubmitOutcome.RECORDED else []
                 if direct is _OVER_BUDGET:
-                    fields = {**fields, "reason": RATE_LIMITED}
-        created = self.submitter.recorder.create(queue, item_id, ItemState.QUEUED, fields, cause)
+                    new = new.with_fields(reason=WaitReason.RATE_LIMITED)
+        created = self.submitter.recorder.create(new)
         if created is None:
             return None, []
-        if created.reason == RATE_LIMITED:
+        if created.reason == WaitReason.RATE_LIMITED:
             return created, []  # the sweep admits it when the budget allows
-        return created, self.admit(queue, own=created)
+        return created, self.admit(new.queue, own=created)
 
-    def _create_admitted(
-        self,
-        queue: str,
-        item_id: str,
-        fields: Mapping[str, Any],
-        cause: str,
-        slot: Slot | None,
-    ) -> ItemRecord | object:
+    def _create_admitted(self, new: NewItem, slot: Slot | None) -> ItemRecord | object:
         """The item created already claimed, with a budget token in the same batch; or why
         not: `_REDELIVERY`, `_OVER_BUDGET`, `_SLOT_LOST`."""
         capacity = self.submitter.capacity
+        fields = new.fields
         tokens = capacity.candidates(str(fields.get("project")), str(fields.get("region")))
         expire_at = tokens.expire_at if tokens is not None else None
         for token in tokens.ids if tokens is not None else [None]:
             try:
-                created = self.submitter.create_claimed(
-                    queue, item_id, fields, cause, slot, token, expire_at
-                )
+                created = self.submitter.create_claimed(new, slot, token, expire_at)
             except TokenTaken:
                 continue
             except Conflict:
@@ -182,10 +172,10 @@ class Admission:
 
     def _mark_rate_limited(self, item: ItemRecord) -> None:
         """Show why the item waits (one write, only when the reason changes)."""
-        if item.reason == RATE_LIMITED or item.state is not ItemState.QUEUED:
+        if item.reason == WaitReason.RATE_LIMITED or item.state is not ItemState.QUEUED:
             return
         with contextlib.suppress(Conflict):
-            self.submitter.recorder.touch(item, {"reason": RATE_LIMITED})
+            self.submitter.recorder.touch(item, {"reason": WaitReason.RATE_LIMITED})
 
     def _admit_own(self, item: ItemRecord) -> list[str]:
         if not item.ready(self.store.clock()):

@@ -21,8 +21,6 @@ from launchq.fields import canonical_hash
 from launchq.item import ItemSource
 
 TAG_PREFIX = "launchq-"
-DOCKERFILE_MISSING = "dockerfile_missing"
-DESTINATION_REFUSED = "build_destination_refused"
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
 # Object metadata the uploader writes (`launchq_cli.source`): the archive's top directory, the
 # Dockerfile-like paths under it, and (when it fits) every path under it, so the dispatcher finds

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from launchq import vertex as vx
 from launchq.errors import NotFound
 from launchq.imagebuilds import ImageBuilder
+from launchq.reasons import CancelReason
 from launchq.recorder import Recorder
 from launchq.states import ItemState
 from launchq.store import Store, Transition
@@ -64,7 +65,11 @@ class Canceller:
             sent_at = self.store.clock()
         self.recorder.touch(
             item,
-            {"cancel_requested": True, "cancel_reason": "user", "cancel_sent_at": sent_at},
+            {
+                "cancel_requested": True,
+                "cancel_reason": CancelReason.USER,
+                "cancel_sent_at": sent_at,
+            },
         )
         return item.state
 

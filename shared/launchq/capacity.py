@@ -35,11 +35,11 @@ if TYPE_CHECKING:
     from launchq.queues import QueueSource
     from launchq.store import Store
 
-from launchq.records import QueueBackoff, quota_reason
+from launchq.reasons import quota_reason
+from launchq.records import QueueBackoff
 
 __all__ = ["QueueBackoff", "quota_reason"]
 
-RATE_LIMITED = "rate_limited"
 # Token documents outlive their window by this much, then a Firestore TTL policy deletes them.
 TOKEN_TTL = timedelta(hours=1)
 

@@ -46,11 +46,12 @@ from launchq.errors import InfrastructureError, NotFound, is_infrastructure
 from launchq.events import CONFLICT_EVENT_TYPE
 from launchq.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
 from launchq.imagebuilds import BuildGate
-from launchq.item import canonical_hash
+from launchq.item import canonical_hash, item_hash
 from launchq.log import get_logger
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
+from launchq.reasons import ErrorRecord, RejectReason, WaitReason
 from launchq.recorder import Recorder
-from launchq.records import ItemRecord, error_record
+from launchq.records import ItemRecord, NewItem
 from launchq.sources import SourceChecker
 from launchq.states import ItemState
 from launchq.store import Store
@@ -85,18 +86,7 @@ class DispatchOutcome(StrEnum):
     CONTROLLED = "controlled"  # a control message (cancel) was carried out
 
 
-# Reasons a message is rejected before it is an item (stored as `error.reason`).
-UNDECODABLE = "undecodable"
-TOO_LARGE = "too_large"
-NO_QUEUE = "no_queue"
-INVALID_QUEUE = "invalid_queue"
-INVALID_ITEM_ID = "invalid_item_id"
-RECORD_TOO_LARGE = "record_too_large"
-INTERNAL_ERROR = "internal_error"
 MAX_ERRORS = 100  # issues stored per rejected item (the first is also the error's message)
-UNKNOWN_TOPIC = "unknown_topic"
-QUEUE_MISMATCH = "queue_mismatch"
-CONTROL_REFUSED = "control_refused"
 
 
 @dataclass(frozen=True)
@@ -167,18 +157,15 @@ class Dispatcher:
         try:
             with self.recorder.batch():
                 if routing is None:
-                    return self._reject_message(message, problem, INTERNAL_ERROR)
+                    return self._reject_message(message, problem, RejectReason.INTERNAL_ERROR)
                 queue, item_id = routing
                 fields = {
                     "message_id": message.message_id,
-                    "error": error_record(INTERNAL_ERROR, problem),
+                    "error": ErrorRecord(RejectReason.INTERNAL_ERROR, problem).document(),
                 }
+                stored = sanitize.untrusted_record(fields)
                 created = self.recorder.create(
-                    queue,
-                    item_id,
-                    ItemState.REJECTED,
-                    sanitize.untrusted_record(fields),
-                    "rejected: internal error",
+                    NewItem(queue, item_id, stored, "rejected: internal error", ItemState.REJECTED)
                 )
         except Exception as again:
             if is_infrastructure(again):
@@ -195,7 +182,7 @@ class Dispatcher:
             return self._reject_message(
                 message,
                 f"item is {len(message.data)} bytes; the limit is {MAX_ITEM_BYTES}",
-                TOO_LARGE,
+                RejectReason.TOO_LARGE,
             )
         payload, problem = _decode(message.data)
         if problem is not None:
@@ -208,7 +195,7 @@ class Dispatcher:
                 f"published to {message.topic or 'no topic'}: launchq takes items from its "
                 f"queues' topics ({QUEUE_TOPIC_PREFIX}<queue>)"
                 + (f" and the shared topic {self.shared_topic}" if self.shared_topic else ""),
-                UNKNOWN_TOPIC,
+                RejectReason.UNKNOWN_TOPIC,
             )
         routed = _route(payload, message, topic_queue)
         if isinstance(routed, _Unroutable):
@@ -220,7 +207,10 @@ class Dispatcher:
             # the catch-all, so routing stays unset): its item id names somebody's item.
             if named is not None:
                 return self._reject_message(
-                    message, f"cancel refused: {named.problem}", CONTROL_REFUSED, named.path
+                    message,
+                    f"cancel refused: {named.problem}",
+                    RejectReason.CONTROL_REFUSED,
+                    named.path,
                 )
             return self._control(queue, item_id, payload, message)
         self._local.routing = routed
@@ -244,8 +234,8 @@ class Dispatcher:
             item_id,
             {
                 **_received(payload, message),
-                "payload_hash": canonical_hash(payload),
-                "error": error_record(named.reason, named.problem, named.path),
+                "payload_hash": item_hash(payload, queue, item_id),
+                "error": ErrorRecord(named.reason, named.problem, named.path).document(),
             },
             f"rejected: {named.reason.replace('_', ' ')}",
             named.problem,
@@ -262,13 +252,17 @@ class Dispatcher:
         action = message.attributes.get(ACTION_ATTRIBUTE)
         if action != CANCEL_ACTION:
             return self._reject_message(
-                message, f"unknown {ACTION_ATTRIBUTE} {str(action)[:40]!r}", CONTROL_REFUSED
+                message,
+                f"unknown {ACTION_ATTRIBUTE} {str(action)[:40]!r}",
+                RejectReason.CONTROL_REFUSED,
             )
         try:
             state = self.canceller.request(queue, item_id)
         except NotFound:
             return self._reject_message(
-                message, f"cancel refused: no item {item_id!r} in queue {queue!r}", CONTROL_REFUSED
+                message,
+                f"cancel refused: no item {item_id!r} in queue {queue!r}",
+                RejectReason.CONTROL_REFUSED,
             )
         log.info(
             "cancel requested by control message",
@@ -291,8 +285,12 @@ class Dispatcher:
                 item_id,
                 {
                     **received,
-                    "payload_hash": canonical_hash(payload),
-                    "error": error_record("unknown_queue", f"no queue named {queue!r}", "queue"),
+                    # The hash it would have once its queue exists: sent again then, it is a
+                    # duplicate of this rejection, not a conflict.
+                    "payload_hash": item_hash(payload, queue, item_id),
+                    "error": ErrorRecord(
+                        RejectReason.UNKNOWN_QUEUE, f"no queue named {queue!r}", "queue"
+                    ).document(),
                 },
                 "rejected: unknown queue",
                 "unknown queue",
@@ -304,13 +302,16 @@ class Dispatcher:
                 for e in prepared
             ]
             first = errors[0]
-            error = error_record(
-                "invalid_item", first["message"], first.get("path"), errors[:MAX_ERRORS]
-            )
+            error = ErrorRecord(
+                RejectReason.INVALID_ITEM,
+                first["message"],
+                first.get("path"),
+                tuple(errors[:MAX_ERRORS]),
+            ).document()
             return self._reject(
                 queue,
                 item_id,
-                {**received, "payload_hash": canonical_hash(payload), "error": error},
+                {**received, "payload_hash": item_hash(payload, queue, item_id), "error": error},
                 "rejected: invalid item",
                 first["message"],
             )
@@ -319,7 +320,7 @@ class Dispatcher:
             # Before anything is queued: a job whose package is missing fails minutes later.
             unusable, metadata = self.sources.inspect(prepared.source, prepared.body)
             if unusable is not None:
-                error = error_record(unusable.reason, unusable.message, unusable.path)
+                error = ErrorRecord(unusable.reason, unusable.message, unusable.path).document()
                 fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
                 return self._reject(
                     queue, item_id, fields, f"rejected: {unusable.reason}", unusable.message
@@ -336,7 +337,7 @@ class Dispatcher:
                 else f"the record would hold {count} fields (the item's metadata is stored "
                 f"twice); Firestore's limit leaves {sanitize.RECORD_FIELDS} for it"
             )
-            error = error_record(RECORD_TOO_LARGE, problem)
+            error = ErrorRecord(RejectReason.RECORD_TOO_LARGE, problem).document()
             fields = {**received, "payload_hash": prepared.payload_hash, "error": error}
             return self._reject(queue, item_id, fields, "rejected: record too large", problem)
         builder = runtime.config.builder
@@ -348,16 +349,20 @@ class Dispatcher:
                 fields = {**received, "payload_hash": prepared.payload_hash, **decision.fields}
                 return self._reject(queue, item_id, fields, decision.cause, str(decision.problem))
             fields.update(decision.fields)
-            created = self.recorder.create(queue, item_id, decision.state, fields, decision.cause)
+            created = self.recorder.create(
+                NewItem(queue, item_id, fields, decision.cause, decision.state)
+            )
             if created is None:
-                return self._redelivered(queue, item_id, prepared.payload_hash)
+                return self._redelivered(queue, item_id, prepared.payload_hash, payload)
             if decision.state is not ItemState.QUEUED:
                 return DispatchResult(DispatchOutcome.RECORDED, item_id, queue)
             submitted = self.admission.admit(queue, own=created)
         else:
-            created, submitted = self.admission.admit_new(queue, item_id, fields, "accepted")
+            created, submitted = self.admission.admit_new(
+                NewItem(queue, item_id, fields, "accepted")
+            )
             if created is None:
-                return self._redelivered(queue, item_id, prepared.payload_hash)
+                return self._redelivered(queue, item_id, prepared.payload_hash, payload)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
     def _reject(
@@ -366,17 +371,22 @@ class Dispatcher:
         """Record the item REJECTED: what a message carries is made storable first (one place,
         `launchq.sanitize`), so no payload can make the rejection itself fail."""
         stored = sanitize.untrusted_record(fields)
-        created = self.recorder.create(queue, item_id, ItemState.REJECTED, stored, cause)
+        created = self.recorder.create(NewItem(queue, item_id, stored, cause, ItemState.REJECTED))
         if created is None:
-            return self._redelivered(queue, item_id, str(fields["payload_hash"]))
+            payload = fields["payload"]
+            return self._redelivered(queue, item_id, str(fields["payload_hash"]), payload)
         return DispatchResult(DispatchOutcome.REJECTED, item_id, queue, detail=detail)
 
-    def _redelivered(self, queue: str, item_id: str, payload_hash: str) -> DispatchResult:
+    def _redelivered(
+        self, queue: str, item_id: str, payload_hash: str, payload: Mapping[str, Any]
+    ) -> DispatchResult:
         """A message for an item we already know: a redelivery, or a reused id."""
         item = self.store.get_item(queue, item_id)
         if item is None:  # deleted in between (by hand): nothing sensible to add
             return DispatchResult(DispatchOutcome.DUPLICATE, item_id, queue, detail="vanished")
-        if item.payload_hash is not None and item.payload_hash != payload_hash:
+        # Records rejected before `item_hash` stored the raw payload's hash: still the same item.
+        known = (payload_hash, canonical_hash(payload))
+        if item.payload_hash is not None and item.payload_hash not in known:
             return self._conflict(item, payload_hash)
         if item.state is ItemState.SUBMITTING and item.lease_expired(self.store.clock()):
             self.submitter.repair(item)
@@ -415,7 +425,7 @@ class Dispatcher:
         self,
         message: PubsubMessage,
         problem: str,
-        reason: str = UNDECODABLE,
+        reason: RejectReason = RejectReason.UNDECODABLE,
         path: str | None = None,
     ) -> DispatchResult:
         # Pub/Sub always sets a message id; a hand-posted event may not, and one shared
@@ -428,15 +438,11 @@ class Dispatcher:
             "message_id": message.message_id,
             "attributes": dict(message.attributes),
             "topic": message.topic,
-            "error": error_record(reason, problem, path),
+            "error": ErrorRecord(reason, problem, path).document(),
         }
-        self.recorder.create(
-            UNROUTABLE,
-            item_id,
-            ItemState.REJECTED,
-            sanitize.untrusted_record(fields),
-            f"rejected: {sanitize.text(problem, 300)}",
-        )
+        cause = f"rejected: {sanitize.text(problem, 300)}"
+        stored = sanitize.untrusted_record(fields)
+        self.recorder.create(NewItem(UNROUTABLE, item_id, stored, cause, ItemState.REJECTED))
         return DispatchResult(DispatchOutcome.REJECTED, item_id, None, detail=problem)
 
 
@@ -463,7 +469,7 @@ def _not_json(constant: str) -> Any:
 @dataclass(frozen=True)
 class _Unroutable:
     problem: str
-    reason: str
+    reason: RejectReason
     path: str | None
 
 
@@ -486,11 +492,13 @@ def _route(
         return queue
     if queue is None:
         return _Unroutable(
-            "no queue: set `queue` in the item or as a message attribute", NO_QUEUE, "queue"
+            "no queue: set `queue` in the item or as a message attribute",
+            RejectReason.NO_QUEUE,
+            "queue",
         )
     # fullmatch: `$` alone would let a trailing newline through.
     if not _QUEUE_NAME.fullmatch(queue):
-        return _Unroutable(f"invalid queue name {queue[:100]!r}", INVALID_QUEUE, where)
+        return _Unroutable(f"invalid queue name {queue[:100]!r}", RejectReason.INVALID_QUEUE, where)
     item_id, where = _key_field(payload, message, "item_id")
     if isinstance(item_id, _Unroutable):
         return item_id
@@ -499,7 +507,7 @@ def _route(
         return _Unroutable(
             f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
             "starting with a letter or digit",
-            INVALID_ITEM_ID,
+            RejectReason.INVALID_ITEM_ID,
             where,
         )
     return queue, item_id
@@ -519,8 +527,11 @@ def _key_field(
     if not isinstance(value, str) or not value:
         shown = describe(value)[:100]
         problem = f"{where}: expected a non-empty string, got {shown}"
-        return _Unroutable(problem, f"invalid_{name}", where), where
+        return _Unroutable(problem, _INVALID_KEY[name], where), where
     return value, where
+
+
+_INVALID_KEY = {"queue": RejectReason.INVALID_QUEUE, "item_id": RejectReason.INVALID_ITEM_ID}
 
 
 def _queue_named(
@@ -542,12 +553,12 @@ def _queue_named(
         if not isinstance(value, str) or not value:
             shown = describe(value)[:100]
             problem = f"{where}: expected a non-empty string, got {shown}"
-            return _Unroutable(problem, INVALID_QUEUE, where)
+            return _Unroutable(problem, RejectReason.INVALID_QUEUE, where)
         problem = (
             f"published to the topic of queue {queue!r} but names queue {value[:100]!r}: a "
             "queue's topic only launches onto that queue"
         )
-        return _Unroutable(problem, QUEUE_MISMATCH, where)
+        return _Unroutable(problem, RejectReason.QUEUE_MISMATCH, where)
     return None
 
 
@@ -580,5 +591,6 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
         "display_name": prepared.display_name,
         "metadata": prepared.metadata,
         "attempt": 0,
-        "reason": "queue paused" if runtime.paused else "waiting for a free slot",
+        # Why it waited when recorded; displays derive the current reason (launchq.waiting).
+        "reason": WaitReason.PAUSED if runtime.paused else WaitReason.FREE_SLOT,
     }

@@ -9,28 +9,14 @@ is).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from launchq.config import RetryPolicy
+from launchq.reasons import CancelReason, FailureClass
 from launchq.states import ItemState
 
-
-class FailureClass(StrEnum):
-    """Stored as the item error's `reason`; `retry.reasons` in a queue config names these."""
-
-    NO_CAPACITY = "no_capacity"
-    QUOTA = "quota"
-    INFRASTRUCTURE = "infrastructure"
-    PREEMPTED = "preempted"
-    START_TIMEOUT = "start_timeout"
-    USER_ERROR = "user_error"
-    CANCELLED_BY_USER = "cancelled"
-
-    @property
-    def users_fault(self) -> bool:
-        return self is FailureClass.USER_ERROR
-
+# The classes are declared with the other reasons (`launchq.reasons`), their text beside them.
+__all__ = ["FailureClass", "failure_class", "retry_delay"]
 
 _INFRA_CODES = frozenset({4, 10, 13, 14})  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
 _CAPACITY_WORDS = ("stockout", "resources are insufficient", "not enough resources", "capacity")
@@ -41,7 +27,7 @@ def failure_class(
 ) -> FailureClass:
     """Why an attempt ended badly, from Vertex's error and what launchq itself did."""
     if state is ItemState.CANCELLED:
-        if cancel_reason == FailureClass.START_TIMEOUT.value:
+        if cancel_reason == CancelReason.START_TIMEOUT:
             return FailureClass.START_TIMEOUT
         return FailureClass.CANCELLED_BY_USER
     if state is ItemState.EXPIRED:

@@ -36,8 +36,6 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from launchq.buildplan import (
-    DESTINATION_REFUSED,
-    DOCKERFILE_MISSING,
     TOP_METADATA,
     BuildPlan,
     ImageRef,
@@ -55,8 +53,9 @@ from launchq.cloudbuild import (
 )
 from launchq.errors import Conflict
 from launchq.log import get_logger
+from launchq.reasons import ErrorRecord, FailureReason, RejectReason, WaitReason
 from launchq.recorder import Recorder
-from launchq.records import Changes, ItemRecord, error_record
+from launchq.records import Changes, ItemRecord
 from launchq.render import content_hash
 from launchq.states import ItemState
 from launchq.store import Store, Transition
@@ -67,7 +66,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BUILDS = "builds"
-BUILD_FAILED = "build_failed"
 LIST_CHUNK = 20  # tags OR-ed into one list filter
 # A claim with no build id this old lost its builder (crash between claim and create).
 CLAIM_REPAIR_SECONDS = 120.0
@@ -425,15 +423,17 @@ def item_fields_for(record: BuildRecord, body: Mapping[str, Any]) -> dict[str, A
 
 def build_error(record: BuildRecord) -> dict[str, Any]:
     step = f" at step {record.failing_step}" if record.failing_step is not None else ""
-    return error_record(
-        BUILD_FAILED,
+    return ErrorRecord(
+        FailureReason.BUILD_FAILED,
         f"the image build ended {record.status}{step}: {record.detail} (log: {record.log_url})",
         "source",
-        status=record.status,
-        failing_step=record.failing_step,
-        log_url=record.log_url,
-        build_id=record.build_id,
-    )
+        details={
+            "status": record.status,
+            "failing_step": record.failing_step,
+            "log_url": record.log_url,
+            "build_id": record.build_id,
+        },
+    ).document()
 
 
 class BuildGate:
@@ -452,16 +452,14 @@ class BuildGate:
     ) -> Decision:
         refused = destination_problem(plan.settings, self.allowed_repository)
         if refused is not None:
-            error = error_record(DESTINATION_REFUSED, refused, "builder.destination")
-            return Decision(
-                ItemState.REJECTED, f"rejected: {DESTINATION_REFUSED}", {"error": error}, refused
-            )
+            code = RejectReason.BUILD_DESTINATION_REFUSED
+            error = ErrorRecord(code, refused, "builder.destination").document()
+            return Decision(ItemState.REJECTED, f"rejected: {code}", {"error": error}, refused)
         missing = dockerfile_problem(plan, metadata)
         if missing is not None:
-            error = error_record(DOCKERFILE_MISSING, missing, "source.uri")
-            return Decision(
-                ItemState.REJECTED, f"rejected: {DOCKERFILE_MISSING}", {"error": error}, missing
-            )
+            code = RejectReason.DOCKERFILE_MISSING
+            error = ErrorRecord(code, missing, "source.uri").document()
+            return Decision(ItemState.REJECTED, f"rejected: {code}", {"error": error}, missing)
         record = self.builder.ensure(plan, waiter, str(metadata.get(TOP_METADATA, "")))
         fields = item_fields_for(record, body)
         if record.state == BuildState.SUCCESS:
@@ -499,7 +497,7 @@ def settle_building(
         if record.state == BuildState.SUCCESS:
             changes["job_body"] = fields["job_body"]
             changes["body_hash"] = fields["body_hash"]
-            changes["reason"] = "waiting for a free slot"
+            changes["reason"] = WaitReason.FREE_SLOT
             change = Transition(ItemState.QUEUED, "image built", record.details())
         else:
             changes["error"] = fields["error"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import keyword
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -26,6 +27,7 @@ __all__ = [
     "ItemSource",
     "QueueItem",
     "canonical_hash",
+    "item_hash",
     "parse_item",
     "payload_hash",
 ]
@@ -174,6 +176,26 @@ def payload_hash(item: QueueItem) -> str:
     return canonical_hash(
         item.model_dump(mode="json", exclude={"source"} if item.source is None else None)
     )
+
+
+def item_hash(payload: Mapping[str, Any], queue: str, item_id: str) -> str:
+    """THE hash of a message's item, whatever becomes of it: what `payload_hash` stores.
+
+    An item that validates on its own hashes as the validated item (`payload_hash`), with the
+    queue and item id it was routed by filled in where the payload leaves them out, exactly as
+    an accepted item does, whether it is accepted or rejected (unknown queue, a variable its
+    queue does not declare, a source not found ...). So an item rejected once and sent again
+    after its queue exists is a duplicate, not a conflict. Only an item that cannot be
+    validated at all, which no queue would ever accept, hashes as its raw payload.
+    """
+    routed = dict(payload)
+    for key, value in (("queue", queue), ("item_id", item_id)):
+        if routed.get(key) is None:
+            routed[key] = value
+    try:
+        return payload_hash(parse_item(routed))
+    except ItemError:
+        return canonical_hash(payload)
 
 
 def queue_item_json_schema() -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The recorder: a state change is a history entry, a log line and an event, always together.
 
-Every transition the dispatcher, the sweep or a cancel makes goes through here, so no path can
-commit a state without logging and publishing it. Events are batched per invocation
-(`Recorder.batch`): one Pub/Sub request instead of one per transition (measured: three
-synchronous publishes were 8-11 ms of a 36 ms dispatch). They are published when the block ends,
-also when it raises: every event stands for a transition already committed.
+Every transition the dispatcher, the sweep (repairs included) or a cancel makes goes through
+here, so no path can commit a state without logging and publishing it
+(`tests/unit/test_architecture.py` fails on a store write called from anywhere else).
+
+Events are batched per invocation (`Recorder.batch`): one Pub/Sub request instead of one per
+transition (measured: three synchronous publishes were 8-11 ms of a 36 ms dispatch). They are
+published when the block ends, also when it raises: every event stands for a transition already
+committed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from launchq.events import EventPublisher, item_event, state_changed_event
 from launchq.log import get_logger
-from launchq.records import Changes, Claim, ItemRecord, Slot
+from launchq.records import Admit, Changes, ItemRecord, NewItem, Slot
 from launchq.states import ItemState
 from launchq.store import Store, Transition
 
@@ -44,51 +46,33 @@ class Recorder:
             if events:
                 self.events.publish_many(events)
 
-    def create(
-        self,
-        queue: str,
-        item_id: str,
-        state: ItemState,
-        fields: Mapping[str, Any],
-        cause: str,
-    ) -> ItemRecord | None:
-        """Record a new item; None if it exists already (nothing is logged or published then)."""
-        created = self.store.create_item(queue, item_id, state, fields, cause)
-        if created is not None:
-            log.info(cause, item_id=item_id, queue=queue, state=state.value)
-            self._publish(queue, item_id, None, state, cause)
-        return created
+    def create(self, new: NewItem, admit: Admit | None = None) -> ItemRecord | None:
+        """Record a new item; None if it exists already (nothing is logged or published then).
 
-    def create_admitted(
-        self,
-        queue: str,
-        item_id: str,
-        fields: Mapping[str, Any],
-        cause: str,
-        claim: Claim,
-        slot: Slot | None,
-        claim_cause: str,
-        token: str | None = None,
-        token_expire_at: datetime | None = None,
-    ) -> ItemRecord | None:
-        """Record a new item already claimed (QUEUED -> SUBMITTING in one write): both steps
-        are logged and published. None if it exists; Conflict if `slot` was taken meanwhile."""
+        With `admit`, it is recorded already claimed (QUEUED -> SUBMITTING in one write): both
+        steps are logged and published; Conflict if `admit.slot` was taken meanwhile,
+        `TokenTaken` if its budget token is another create's.
+        """
+        # The one place a new item meets the store's keyword arguments.
+        admitted: dict[str, Any] = {}
+        if admit is not None:
+            admitted = {
+                "claim": admit.claim,
+                "take_slot": admit.slot,
+                "claim_cause": admit.cause,
+                "token": admit.token,
+                "token_expire_at": admit.token_expire_at,
+            }
         created = self.store.create_item(
-            queue,
-            item_id,
-            ItemState.QUEUED,
-            fields,
-            cause,
-            claim=claim,
-            take_slot=slot,
-            claim_cause=claim_cause,
-            token=token,
-            token_expire_at=token_expire_at,
+            new.queue, new.item_id, new.state, new.fields, new.cause, **admitted
         )
-        if created is not None:
-            log.info(claim_cause, item_id=item_id, queue=queue, state=created.state.value)
-            self._publish(queue, item_id, None, ItemState.QUEUED, cause)
-            self._publish(queue, item_id, ItemState.QUEUED, created.state, claim_cause)
+        if created is None:
+            return None
+        cause = admit.cause if admit is not None else new.cause
+        log.info(cause, item_id=new.item_id, queue=new.queue, state=created.state.value)
+        self._publish(new.queue, new.item_id, None, new.state, new.cause)
+        if admit is not None:
+            self._publish(new.queue, new.item_id, new.state, created.state, admit.cause)
         return created
 
     def transition(

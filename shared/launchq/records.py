@@ -6,17 +6,20 @@ document's update time when read): the store's compare-and-swap writes only if t
 still at that version, so a record is also the precondition of the next write.
 
 `Changes` is what a state change may set besides the state itself: a TypedDict, so a misspelt
-field is a type error rather than a silently stored key.
+field is a type error rather than a silently stored key. `NewItem` (and `Admit`, when it is
+recorded already admitted) is a new item on its way from the dispatcher through admission,
+submission and the recorder to the store: one value instead of the same arguments at each step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 from urllib.parse import quote
 
+from launchq.reasons import quota_reason
 from launchq.states import ItemState
 
 
@@ -63,17 +66,6 @@ class JobRef:
     @property
     def job_id(self) -> str:
         return self.name.rsplit("/", 1)[-1]
-
-
-def error_record(
-    reason: str,
-    message: str,
-    path: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The one shape of an item's `error`: a reason constant, a message, where, and every issue."""
-    return {"reason": reason, "message": message, "path": path, "errors": errors or [], **extra}
 
 
 @dataclass(frozen=True)
@@ -143,11 +135,6 @@ def admission_order(items: list[ItemRecord], now: datetime) -> list[ItemRecord]:
     return sorted(ready, key=lambda item: (item.priority, item.enqueued_at or far))
 
 
-def quota_reason(metric: str, region: str) -> str:
-    """The reason a waiting item shows while its queue backs off for a resource quota."""
-    return f"waiting: Vertex quota {metric} exhausted in {region}"
-
-
 @dataclass(frozen=True)
 class QueueBackoff:
     """A queue's wait after Vertex refused a create for a resource quota (queue doc field)."""
@@ -163,6 +150,34 @@ class QueueBackoff:
 
     def active(self, now: datetime) -> bool:
         return now < self.until
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to record: where, its stored fields (already made storable), its first state,
+    and the cause of its first history entry."""
+
+    queue: str
+    item_id: str
+    fields: Mapping[str, Any]
+    cause: str
+    state: ItemState = ItemState.QUEUED
+
+    def with_fields(self, **fields: Any) -> NewItem:
+        return replace(self, fields={**self.fields, **fields})
+
+
+@dataclass(frozen=True)
+class Admit:
+    """A new item recorded already admitted, QUEUED -> SUBMITTING in its first write: the claim
+    (the submitter's lease), the slot taken (None on an unlimited queue) and the creation-budget
+    token created in the same atomic batch, and the cause of the claim's history entry."""
+
+    claim: Claim
+    slot: Slot | None
+    cause: str
+    token: str | None = None
+    token_expire_at: datetime | None = None
 
 
 class Changes(TypedDict, total=False):

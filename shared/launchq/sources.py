@@ -2,7 +2,7 @@
 the archive the item names?
 
 The dispatcher calls `SourceChecker.check` after an item is validated and rendered, before it is
-recorded QUEUED; a problem is recorded REJECTED with one of the reason constants below and the
+recorded QUEUED; a problem is recorded REJECTED with its `launchq.reasons.RejectReason` and the
 message acknowledged (a redelivery cannot fix it). It costs one metadata GET (`launchq.gcs`).
 
 What "the archive matches" means with one GET: Cloud Storage's own checksums are MD5 (not for
@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from launchq.item import ItemSource
+from launchq.reasons import RejectReason
 
-SOURCE_OUTSIDE_BUCKET = "source_outside_bucket"
-SOURCE_MISSING = "source_missing"
-SOURCE_MISMATCH = "source_mismatch"
 SHA256_METADATA = "sha256"
 
 
@@ -35,7 +33,7 @@ class ObjectReader(Protocol):
 
 @dataclass(frozen=True)
 class SourceProblem:
-    reason: str
+    reason: RejectReason
     message: str
     path: str = "source.uri"
 
@@ -54,7 +52,7 @@ def bucket_problem(source: ItemSource, body: Mapping[str, Any]) -> SourceProblem
     if bucket is None or source.bucket == bucket:
         return None
     return SourceProblem(
-        SOURCE_OUTSIDE_BUCKET,
+        RejectReason.SOURCE_OUTSIDE_BUCKET,
         f"the source is in gs://{source.bucket}, not in the queue's staging bucket "
         f"gs://{bucket}: the queue's jobs may only read sources there "
         f"(launchq source push --bucket gs://{bucket})",
@@ -65,17 +63,20 @@ def object_problem(source: ItemSource, resource: Mapping[str, Any] | None) -> So
     """Judge the object's metadata resource (None: it does not exist)."""
     if resource is None:
         return SourceProblem(
-            SOURCE_MISSING, f"{source.uri} does not exist: upload it with launchq source push"
+            RejectReason.SOURCE_MISSING,
+            f"{source.uri} does not exist: upload it with launchq source push",
         )
     metadata = resource.get("metadata")
     stored = metadata.get(SHA256_METADATA) if isinstance(metadata, Mapping) else None
     size = str(resource.get("size", "0"))
     if size == "0":
-        return SourceProblem(SOURCE_MISMATCH, f"{source.uri} is empty, not a source archive")
+        return SourceProblem(
+            RejectReason.SOURCE_MISMATCH, f"{source.uri} is empty, not a source archive"
+        )
     if stored != source.sha256:
         found = f"sha256 {stored}" if stored else "no sha256 metadata"
         return SourceProblem(
-            SOURCE_MISMATCH,
+            RejectReason.SOURCE_MISMATCH,
             f"{source.uri} is not the archive the item names: the object has {found}, the "
             f"item {source.sha256} (push it again with launchq source push)",
         )

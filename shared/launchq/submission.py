@@ -37,12 +37,13 @@ from enum import StrEnum
 from typing import Any
 
 from launchq import vertex as vx
-from launchq.capacity import RATE_LIMITED, Capacity, quota_reason
+from launchq.capacity import Capacity
 from launchq.errors import Conflict, InfrastructureError
 from launchq.labels import ATTEMPT_LABEL
 from launchq.log import get_logger
+from launchq.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
 from launchq.recorder import Recorder
-from launchq.records import Changes, Claim, ItemRecord, JobRef, Slot, error_record
+from launchq.records import Admit, Changes, Claim, ItemRecord, JobRef, NewItem, Slot
 from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
 from launchq.store import Store, Transition
 
@@ -118,10 +119,7 @@ class Submitter:
 
     def create_claimed(
         self,
-        queue: str,
-        item_id: str,
-        fields: Mapping[str, Any],
-        cause: str,
+        new: NewItem,
         slot: Slot | None,
         token: str | None = None,
         token_expire_at: datetime | None = None,
@@ -132,17 +130,8 @@ class Submitter:
         None if the item exists (a redelivery); TokenTaken if the token is another create's;
         Conflict if `slot` was taken meanwhile.
         """
-        return self.recorder.create_admitted(
-            queue,
-            item_id,
-            fields,
-            cause,
-            self._new_claim(),
-            slot,
-            ADMITTED,
-            token,
-            token_expire_at,
-        )
+        admit = Admit(self._new_claim(), slot, ADMITTED, token, token_expire_at)
+        return self.recorder.create(new, admit)
 
     def repair(self, item: ItemRecord) -> SubmitOutcome | None:
         """Take over an item whose submitter died: look the job up first, create only if absent.
@@ -150,7 +139,8 @@ class Submitter:
         `item` must be a full read (the sweep's projected reads have no job body).
         """
         try:
-            claimed = self.store.transition(
+            # Through the recorder like every state change: the takeover is logged and published.
+            claimed = self.recorder.transition(
                 item,
                 Transition(ItemState.SUBMITTING, "repair: submit lease expired"),
                 {"claim": self._new_claim(), "needs_lookup": True},
@@ -204,7 +194,7 @@ class Submitter:
                 str(item.project), str(item.region)
             ):
                 if last is None or last.rate_limited:
-                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous)
+                    raise _Deferred(WaitReason.RATE_LIMITED, ambiguous=ambiguous)
                 raise last  # a retry of a 5xx found no budget: redelivery retries it later
             token_taken = False  # a retried create takes a token of its own
             try:
@@ -219,7 +209,7 @@ class Submitter:
                     ) from exc
                 delay = next(delays, None)
                 if delay is None and exc.rate_limited:
-                    raise _Deferred(RATE_LIMITED, ambiguous=ambiguous) from exc
+                    raise _Deferred(WaitReason.RATE_LIMITED, ambiguous=ambiguous) from exc
                 if not exc.transient or delay is None:
                     raise
                 log.warning("create failed; retrying", item_id=item.item_id, error=str(exc))
@@ -290,9 +280,11 @@ class Submitter:
         # slot in the same write (the sweep never polls a terminal item, so nobody else would).
         if terminal and job.get("error"):
             error = job["error"]
-            changes["error"] = error_record(
-                "vertex", str(error.get("message", "")), code=error.get("code")
-            )
+            changes["error"] = ErrorRecord(
+                FailureReason.JOB_ERROR,
+                str(error.get("message", "")),
+                details={"code": error.get("code")},
+            ).document()
         try:
             self.recorder.transition(
                 current,
@@ -305,9 +297,11 @@ class Submitter:
         return True
 
     def _fail(self, current: ItemRecord, exc: vx.VertexError) -> None:
-        error = error_record(
-            "vertex_rejected", exc.message, status=exc.status, http_status=exc.http_status
-        )
+        error = ErrorRecord(
+            FailureReason.VERTEX_REJECTED,
+            exc.message,
+            details={"status": exc.status, "http_status": exc.http_status},
+        ).document()
         try:
             self.recorder.transition(
                 current,
@@ -325,7 +319,7 @@ class Submitter:
             current = self.store.get_item(item.queue, item.item_id)
             mine = item.claim.id if item.claim else None
             if current is not None and current.claim is not None and current.claim.id == mine:
-                self.store.touch(
+                self.recorder.touch(
                     current,
                     {"claim": current.claim.ended_at(self.store.clock()), "needs_lookup": True},
                 )

@@ -51,6 +51,7 @@ from launchq.imagebuilds import ImageBuilder, settle_building
 from launchq.labels import QUEUE_LABEL
 from launchq.log import get_logger
 from launchq.queues import QueueSource
+from launchq.reasons import CancelReason, ErrorRecord, retry_reason
 from launchq.recorder import Recorder
 from launchq.records import Changes, ItemRecord, JobRef
 from launchq.states import POLLED_STATES, ItemState, item_state_for_vertex, vertex_state_name
@@ -396,13 +397,11 @@ class Sweeper:
         klass = None
         if observed is not ItemState.SUCCEEDED and observed is not ItemState.PARTIALLY_SUCCEEDED:
             klass = failure_class(observed, error, item.cancel_reason)
-            changes["error"] = {
-                "reason": klass.value,
-                "code": (error or {}).get("code"),
-                "message": (error or {}).get("message") or f"the job ended {observed.value}",
-                "path": None,
-                "errors": [],
-            }
+            changes["error"] = ErrorRecord(
+                klass,
+                (error or {}).get("message") or f"the job ended {observed.value}",
+                details={"code": (error or {}).get("code")},
+            ).document()
         vertex_cause = f"vertex: {details['vertex_state']}"
         delay = self._retry_delay(item, klass) if klass else None
         if delay is None:
@@ -422,7 +421,7 @@ class Sweeper:
         retry: Changes = {
             **changes,
             "not_before": not_before,
-            "reason": f"retrying after {klass.value}",
+            "reason": retry_reason(klass),
             "cancel_requested": False,
             "cancel_reason": None,
             "cancel_sent_at": None,
@@ -445,9 +444,9 @@ class Sweeper:
             return
         reason = None
         if item.cancel_requested:
-            reason = "user"
+            reason = CancelReason.USER
         elif state in (ItemState.SUBMITTED, ItemState.PENDING) and self._start_timed_out(item, job):
-            reason = FailureClass.START_TIMEOUT.value
+            reason = CancelReason.START_TIMEOUT
         if reason is None:
             return
         name = str(job["name"])
@@ -457,7 +456,7 @@ class Sweeper:
             summary.errors.append(f"cancelling {name}: {exc}")
             return
         summary.cancels_sent += 1
-        if reason == FailureClass.START_TIMEOUT.value:
+        if reason is CancelReason.START_TIMEOUT:
             summary.cancelled_start_timeout += 1
         current = self.store.get_item(item.queue, item.item_id)
         if current is not None:

@@ -319,12 +319,12 @@ def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[st
     saying so here, before publishing, is kinder. The same payload again is allowed (it is what
     a retrying publisher does) and stays a no-op.
     """
-    from launchq.item import parse_item, payload_hash
+    from launchq.item import item_hash
 
     existing = backends.store.get_item(queue, item_id)
     if existing is None or existing.payload_hash is None:
         return
-    if payload_hash(parse_item(payload)) != existing.payload_hash:
+    if item_hash(payload, queue, item_id) != existing.payload_hash:
         invalid(
             f"item id {item_id!r} is already taken in queue {queue!r} by a different payload "
             f"(it is {existing.state.value}); publishing would change nothing: choose another "
@@ -372,7 +372,7 @@ def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> 
 def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str | None:
     """A live status line on stderr until the item ends; returns its final state."""
     from launchq.states import TERMINAL_STATES
-    from launchq_cli.ops import item_summary
+    from launchq_cli.ops import QueueStates, item_summary
 
     terminal = {s.value for s in TERMINAL_STATES}
     err = console(stderr=True)
@@ -383,7 +383,7 @@ def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str 
             data = backends.store.item_document(queue, item_id) or {}
             state = data.get("state")
             if state:
-                row = item_summary(data)
+                row = item_summary(data, queues=QueueStates(backends.store))
                 extra = row["reason"] or row["vertex_state"] or ""
                 status.update(
                     f"{item_id}: {styled_state(state)} {extra}  "
@@ -465,10 +465,10 @@ def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     For a FAILED item, also the last lines of its job's log (`launchq logs` shows all of it).
     """
     from launchq_cli.logs import failed_job_tail
-    from launchq_cli.ops import find_item_data, item_detail
+    from launchq_cli.ops import QueueStates, find_item_data, item_detail
 
     data = find_item_data(backends.store, item_id, queue_name)
-    detail = item_detail(data)
+    detail = item_detail(data, queues=QueueStates(backends.store))
     tail: tuple[list[str] | None, str | None] = (None, None)
     if detail["state"] == "FAILED" and detail["job"]:
         tail = failed_job_tail(backends, data)

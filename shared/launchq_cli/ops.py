@@ -21,8 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.records import ItemRecord
 from launchq.states import STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store, backoff_from
+from launchq.waiting import WAITING_STATES, QueueState, current_wait
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
@@ -126,8 +128,14 @@ def _error_summary(data: Mapping[str, Any]) -> str | None:
     return f"{path}: {message}" if path and not message.startswith(str(path)) else message
 
 
-def item_summary(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """One row of `launchq ls` (the `--json` shape of each element)."""
+def item_summary(
+    data: Mapping[str, Any], now: datetime | None = None, queues: QueueStates | None = None
+) -> dict[str, Any]:
+    """One row of `launchq ls` (the `--json` shape of each element).
+
+    `reason`: for a waiting item, why it waits now, from its queue's current state in `queues`
+    (`current_reason`); else the stored one.
+    """
     now = now or datetime.now(UTC)
     job = data.get("job") or {}
     job_name = job.get("name")
@@ -145,12 +153,14 @@ def item_summary(data: Mapping[str, Any], now: datetime | None = None) -> dict[s
         "job_name": job_name,
         "job_id": str(job_name).rsplit("/", 1)[-1] if job_name else None,
         "vertex_state": job.get("vertex_state"),
-        "reason": data.get("reason"),
+        "reason": current_reason(data, now, _queue_of(data, queues)),
         "error": _error_summary(data),
     }
 
 
-def item_detail(data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def item_detail(
+    data: Mapping[str, Any], now: datetime | None = None, queues: QueueStates | None = None
+) -> dict[str, Any]:
     """Everything about one item (`launchq status --json`)."""
     now = now or datetime.now(UTC)
     job = data.get("job") or {}
@@ -158,7 +168,7 @@ def item_detail(data: Mapping[str, Any], now: datetime | None = None) -> dict[st
     info = STATES.get(ItemState(state)) if state in ItemState.__members__ else None
     error = data.get("error")
     return {
-        **item_summary(data, now),
+        **item_summary(data, now, queues),
         "description": info.description if info else None,
         "terminal": bool(info and info.terminal),
         "display_name": data.get("display_name"),
@@ -225,7 +235,8 @@ def list_items(
     """Items newest first, optionally of one queue and/or some states."""
     records = store.recent_items(queue, list(states)[:_MAX_IN_VALUES], limit)
     now = now or store.clock()
-    return [item_summary(record.stored, now) for record in records]
+    queues = QueueStates(store)
+    return [item_summary(record.stored, now, queues) for record in records]
 
 
 def find_item_data(store: Store, item_id: str, queue: str | None = None) -> dict[str, Any]:
@@ -294,35 +305,31 @@ def pending_items(
     Positions come from `Store.waiting_items` (priority rank, then enqueue time), the very query
     admission runs, so position 1 is the next item to start. Items backing off after a failure
     (`not_before` in the future) are not admissible yet: they follow with position null.
-    While the queue itself backs off after a Vertex quota refusal, every item that was only
-    waiting for a slot shows that reason (`waiting: Vertex quota … exhausted in …`): it is what
-    they wait for.
+    Each row's `reason` is why the item waits now, from the queue's current state
+    (`launchq.waiting.current_wait`): `queue paused` while paused, `waiting: Vertex quota …
+    exhausted in …` while the queue backs off after a quota refusal, `waiting for a free slot`
+    while every slot is taken, whatever reason was stored when the item was recorded.
     """
     document = queue_document(store, queue)
     now = now or store.clock()
-    backoff = backoff_from(document)
-    waiting_for = backoff.reason if backoff is not None and backoff.active(now) else None
+    state = queue_state(document, store.count_holding_slots(queue))
     ready = store.waiting_items(queue, limit=limit)
     rows = []
     for position, record in enumerate(ready, start=1):
-        rows.append(_pending_row(record.stored, position, now, waiting_for))
+        rows.append(_pending_row(record, position, now, state))
     seen = {record.doc_id for record in ready}
     backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
     later = [r for r in backing_off if r.doc_id not in seen]
     for record in later[: max(limit - len(rows), 0)]:
-        rows.append(_pending_row(record.stored, None, now, waiting_for))
+        rows.append(_pending_row(record, None, now, state))
     return rows
 
 
-_SLOT_REASONS = (None, "waiting for a free slot")
-
-
 def _pending_row(
-    data: Mapping[str, Any], position: int | None, now: datetime, queue_reason: str | None = None
+    record: ItemRecord, position: int | None, now: datetime, queue: QueueState
 ) -> dict[str, Any]:
-    reason = data.get("reason")
-    if queue_reason is not None and reason in _SLOT_REASONS:
-        reason = queue_reason
+    data = record.stored
+    waiting = current_wait(record, queue, now)
     return {
         "position": position,
         "item_id": data.get("item_id"),
@@ -330,9 +337,72 @@ def _pending_row(
         "enqueued_at": iso(data.get("enqueued_at")),
         "waiting_s": _seconds(data.get("enqueued_at"), now),
         "attempts": len(data.get("attempts") or []),
-        "reason": reason,
+        "reason": waiting.message if waiting is not None else record.reason,
+        # When that wait ends, if known: the queue's quota backoff, the item's retry backoff.
+        "waiting_until": iso(waiting.until) if waiting is not None else None,
         "not_before": iso(data.get("not_before")),
     }
+
+
+# -- why a waiting item waits ----------------------------------------------------------------
+
+
+def queue_state(document: Mapping[str, Any], running: int) -> QueueState:
+    """A queue document (and its count of slot holders) as `launchq.waiting` reads it."""
+    max_jobs = document.get("max_jobs")
+    return QueueState(
+        paused=bool(document.get("paused", False)),
+        max_jobs=int(max_jobs) if isinstance(max_jobs, int) else -1,
+        running=running,
+        backoff=backoff_from(document),
+    )
+
+
+class QueueStates:
+    """Queues' current states, each read once (two requests) for a listing or a page."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._read: dict[str, QueueState | None] = {}
+
+    def get(self, name: str) -> QueueState | None:
+        if name not in self._read:
+            document = self._store.get_queue(name)
+            self._read[name] = (
+                None
+                if document is None
+                else queue_state(document, self._store.count_holding_slots(name))
+            )
+        return self._read[name]
+
+
+_WAITING = {s.value for s in WAITING_STATES}
+
+
+def _queue_of(data: Mapping[str, Any], queues: QueueStates | None) -> QueueState | None:
+    """The state of a waiting item's queue; read only for waiting items (a listing of finished
+    ones costs no queue read)."""
+    if queues is None or data.get("state") not in _WAITING:
+        return None
+    return queues.get(str(data.get("queue")))
+
+
+def current_reason(data: Mapping[str, Any], now: datetime, queue: QueueState | None) -> str | None:
+    """The `reason` a display shows: for a waiting item, why it waits now
+    (`launchq.waiting.current_wait`, from its queue's current state; without it, only what the
+    item says); for any other item, the stored one (null once admitted)."""
+    state = data.get("state")
+    if state not in _WAITING:
+        return data.get("reason")
+    record = ItemRecord(
+        queue=str(data.get("queue")),
+        item_id=str(data.get("item_id")),
+        state=ItemState(state),
+        reason=data.get("reason"),
+        not_before=data.get("not_before"),
+    )
+    waiting = current_wait(record, queue, now)
+    return waiting.message if waiting is not None else record.reason
 
 
 def set_paused(store: Store, name: str, paused: bool) -> dict[str, Any]:

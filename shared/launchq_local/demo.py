@@ -46,6 +46,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from launchq.reasons import RejectReason
 from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
 
 TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
@@ -356,7 +357,7 @@ class Demo:
         )
         cross = self.item("trainer", "demo-cross").get("error") or {}
         self.check(
-            cross.get("reason") == "queue_mismatch",
+            cross.get("reason") == RejectReason.QUEUE_MISMATCH,
             f"demo-cross was refused ({cross.get('reason')}): {cross.get('message')}; "
             f"nothing reached queue default: {not self.item('default', 'demo-cross')}",
         )

@@ -96,7 +96,7 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
         data = store().item_document(queue, item_id)
         if data is None:
             raise ops.NotFound(f"no item {item_id!r} in queue {queue!r}")
-        detail = ops.item_detail(data, now())
+        detail = ops.item_detail(data, now(), ops.QueueStates(store()))
         detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
         return {"detail": detail, "data": data}
 

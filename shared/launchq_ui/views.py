@@ -52,6 +52,8 @@ _MAX_DOC_ID = 1_500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Enough of an item for the queue page and the charts; `job.name` for nothing heavier.
 _CHART_FIELDS = ["item_id", "queue", "state", "enqueued_at", "history", "reason", "attempts"]
+# What a waiting item's current reason is derived from (and what a record needs to be read).
+_WAITING_FIELDS = ["queue", "item_id", "state", "enqueued_at", "reason", "not_before"]
 _TERMINAL = {s.value for s in TERMINAL_STATES}
 _RUNNING = ItemState.RUNNING.value
 
@@ -84,16 +86,16 @@ def queue_row(
 ) -> dict[str, Any]:
     """`launchq queue ls`'s row plus the oldest waiting age, waiting reasons and 24 h outcomes."""
     row = ops.queue_summary(store, document)
-    waiting = store.items_in_states(
-        [ItemState.QUEUED], queue=row["name"], fields=["enqueued_at", "reason"]
-    )
+    waiting = store.items_in_states([ItemState.QUEUED], queue=row["name"], fields=_WAITING_FIELDS)
+    # Why they wait now (launchq.waiting), not the reason stored when each was recorded.
+    state = ops.queue_state(document, row["running"])
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
     for record in waiting:
         enqueued = _aware(record.stored.get("enqueued_at"))
         if enqueued is not None and (oldest is None or enqueued < oldest):
             oldest = enqueued
-        reasons[str(record.stored.get("reason") or "no reason recorded")] += 1
+        reasons[ops.current_reason(record.stored, now, state) or "no reason recorded"] += 1
     outcomes: Counter[str] = Counter()
     since = now - WINDOW
     for data in items:
@@ -258,11 +260,12 @@ def page_of_items(
     are used up before the page is full, the next page goes on searching behind them.
     """
     wanted = {s.value for s in states}
+    queues = ops.QueueStates(store)  # a waiting item's reason is its queue's current one
     if search:
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
         found = [d for d in exact if d.get("queue") == queue]
         if found:
-            rows = [ops.item_summary(d, now) for d in found]
+            rows = [ops.item_summary(d, now, queues) for d in found]
             return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
         scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
         matches = [r for r in scanned if r.item_id.startswith(search)]
@@ -272,8 +275,9 @@ def page_of_items(
             following = _cursor_of(scanned[-1])
         else:
             following = None
-        rows = [ops.item_summary(r.stored, now) for r in matches[:PAGE_SIZE]]
+        rows = [ops.item_summary(r.stored, now, queues) for r in matches[:PAGE_SIZE]]
         return ItemsPage(rows, following)
     records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
     following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
-    return ItemsPage([ops.item_summary(r.stored, now) for r in records[:PAGE_SIZE]], following)
+    rows = [ops.item_summary(r.stored, now, queues) for r in records[:PAGE_SIZE]]
+    return ItemsPage(rows, following)

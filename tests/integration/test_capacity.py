@@ -22,11 +22,14 @@ from functions_framework import create_app
 from google.cloud import firestore
 
 from launchq import functions
-from launchq.capacity import RATE_LIMITED, quota_reason
+from launchq.capacity import quota_reason
+from launchq.reasons import WaitReason
+from launchq.states import ItemState
 from launchq.store import utcnow
 from launchq.vertex import RetryPolicy, VertexClient
 from launchq_cli import ops
 from launchq_local.standin import StandinServer
+from launchq_ui import views
 from tests.integration.dispatch_support import (
     Harness,
     RecordingPublisher,
@@ -191,7 +194,7 @@ def test_a_rate_429_is_retried_then_deferred_as_rate_limited(
     assert result.submitted == []
     assert creates(standin) == 4  # the create and its three jittered retries
     data = harness.item_data("q", "a")
-    assert (data["state"], data["reason"]) == ("QUEUED", RATE_LIMITED)
+    assert (data["state"], data["reason"]) == ("QUEUED", WaitReason.RATE_LIMITED)
     assert "capacity_backoff" not in (harness.store.get_queue("q") or {})  # not a quota
     standin.admin.clear_faults()
     assert harness.sweeper().run().admitted == 1
@@ -352,7 +355,7 @@ def test_a_new_item_over_budget_is_recorded_rate_limited_in_one_write(
     assert [h["to"] for h in first["history"]] == ["QUEUED", "SUBMITTING", "SUBMITTED"]
     assert dispatcher.handle(message(item("q", "b"))).submitted == []
     second = harness.item_data("q", "b")
-    assert (second["state"], second["reason"]) == ("QUEUED", RATE_LIMITED)
+    assert (second["state"], second["reason"]) == ("QUEUED", WaitReason.RATE_LIMITED)
     assert [h["to"] for h in second["history"]] == ["QUEUED"]  # never claimed and put back
     assert second.get("slot") is None
     assert creates(standin) == 1
@@ -363,3 +366,70 @@ def test_a_new_item_over_budget_is_recorded_rate_limited_in_one_write(
     assert harness.sweeper().run().admitted == 1
     assert harness.item_data("q", "b")["state"] == "SUBMITTED"
     assert len(list(harness.db.collection("budgets").stream())) == 2
+
+
+# -- why a waiting item waits: derived from the queue now, not stored once ------------------
+
+SLOT, PAUSED = WaitReason.FREE_SLOT.value, WaitReason.PAUSED.value
+ADMITTING = WaitReason.ADMITTING.text
+
+
+def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """Issue 20, defect 7: the reason was written once, when the item was recorded. Every
+    display (`queue pending`, `status`, the dashboard's queue row and item page) now derives it
+    from the queue as it is: pause -> paused, resume -> a slot or the quota backoff, the
+    backoff's end -> admitted next, a full queue -> a free slot."""
+    clock = Clock()
+    harness.store.clock = clock
+    harness.apply("q", queue_config(max_jobs=1))
+    dispatcher = harness.dispatcher()
+    dispatcher.handle(message(item("q", "a")))  # takes the only slot
+    dispatcher.handle(message(item("q", "b")))
+
+    def pending() -> dict[str, str]:
+        return {row["item_id"]: row["reason"] for row in ops.pending_items(harness.store, "q")}
+
+    def status(name: str) -> str:
+        data = harness.item_data("q", name)
+        return str(ops.item_detail(data, clock(), ops.QueueStates(harness.store))["reason"])
+
+    def dashboard() -> tuple[list[tuple[str, int]], dict[str, str]]:
+        row = views.queue_row(harness.store, harness.store.get_queue("q") or {}, [], clock())
+        page = views.page_of_items(harness.store, "q", [ItemState.QUEUED], "", None, clock())
+        return row["reasons"], {r["item_id"]: r["reason"] for r in page.rows}
+
+    assert pending() == {"b": SLOT}
+    ops.set_paused(harness.store, "q", True)
+    dispatcher.handle(message(item("q", "c")))  # recorded during the pause
+    assert harness.item_data("q", "b")["reason"] == SLOT  # what was stored stays as it was
+    assert harness.item_data("q", "c")["reason"] == PAUSED
+    assert pending() == {"b": PAUSED, "c": PAUSED}
+    assert status("b") == PAUSED
+    assert dashboard() == ([(PAUSED, 2)], {"b": PAUSED, "c": PAUSED})
+
+    ops.set_paused(harness.store, "q", False)
+    assert pending() == {"b": SLOT, "c": SLOT}  # a still holds the only slot
+    assert status("c") == SLOT
+    assert dashboard() == ([(SLOT, 2)], {"b": SLOT, "c": SLOT})
+
+    # a ends; the sweep gives its slot to b, and Vertex refuses b's create for a quota.
+    standin.admin.set_state(harness.item_data("q", "a")["job"]["name"], "JOB_STATE_SUCCEEDED")
+    quota_fault(standin, count=1)
+    harness.sweeper().run()
+    assert pending() == {"b": WAITING, "c": WAITING}
+    backoff_until = harness.store.get_queue("q")["capacity_backoff"]["until"]  # type: ignore[index]
+    rows = ops.pending_items(harness.store, "q")
+    assert {row["waiting_until"] for row in rows} == {ops.iso(backoff_until)}
+    assert status("c") == WAITING  # recorded as `queue paused`: it waits for the quota now
+    assert dashboard() == ([(WAITING, 2)], {"b": WAITING, "c": WAITING})
+
+    clock.offset = timedelta(seconds=16)  # the backoff (15 s) is over, the slot is free
+    assert pending() == {"b": ADMITTING, "c": ADMITTING}
+    assert {row["waiting_until"] for row in ops.pending_items(harness.store, "q")} == {None}
+    assert status("b") == ADMITTING
+    assert harness.sweeper().run().admitted == 1
+    assert harness.item_data("q", "b")["state"] == "SUBMITTED"
+    assert pending() == {"c": SLOT}
+    assert dashboard() == ([(SLOT, 1)], {"c": SLOT})

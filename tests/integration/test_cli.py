@@ -248,6 +248,31 @@ def dispatch(harness: Harness, queue: str, item_id: str, **extra: Any) -> None:
     harness.dispatcher().handle(message(payload))
 
 
+def test_pending_status_and_ls_say_why_an_item_waits_now(
+    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    """An item recorded `waiting for a free slot` reads `queue paused` once its queue is paused
+    (in every command, tables too), and what it waits for again after the resume."""
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))  # max_jobs 2
+    for item_id in ("a", "b", "c"):
+        dispatch(harness, "trainer", item_id)
+
+    def reasons() -> tuple[str, str, str]:
+        [pending] = run_json("queue", "pending", "trainer")
+        [listed] = run_json("ls", "--state", "queued")
+        return pending["reason"], run_json("status", "c")["reason"], listed["reason"]
+
+    assert reasons() == ("waiting for a free slot",) * 3
+    run("queue", "pause", "trainer")
+    assert reasons() == ("queue paused",) * 3
+    code, out, _ = run("status", "c")
+    assert code == 0
+    assert "queue paused" in out
+    run("queue", "resume", "trainer")
+    assert reasons() == ("waiting for a free slot",) * 3  # a and b still hold both slots
+
+
 def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
     cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
 ) -> None:
@@ -377,6 +402,29 @@ def test_enqueue_refuses_a_taken_item_id_with_another_payload(
     code, _, err = run(*base, "--image", "gcr.io/p/t:2")
     assert code == 2
     assert "item id 'taken' is already taken in queue 'trainer' by a different payload" in err
+
+
+def test_enqueue_sends_again_an_item_rejected_before_its_queue_existed(
+    cli_env: str,
+    pubsub_subscriber: pubsub_v1.SubscriberClient,
+    firestore_db: firestore.Client,
+    gcp_project: str,
+    standin: StandinServer,
+) -> None:
+    """The rejection stored the hash the CLI computes (one hash, `launchq.item.item_hash`): the
+    same item again is a retry, not a reuse of its id by another payload."""
+    harness = Harness(firestore_db, gcp_project, standin.url)
+    run("queue", "apply", str(TRAINER))
+    base = ("enqueue", "-q", "trainer", "--item-id", "early", "--set-var", "epochs=2")
+    assert run(*base, "--image", "gcr.io/p/t:1")[0] == 0
+    [published] = pulled(pubsub_subscriber, cli_env)
+    harness.store.queue_ref("trainer").delete()  # delivered while the queue does not exist
+    harness.dispatcher().handle(message(json.loads(published.data)))
+    assert harness.item_data("trainer", "early")["error"]["reason"] == "unknown_queue"
+    run("queue", "apply", str(TRAINER))
+    code, _, err = run(*base, "--image", "gcr.io/p/t:1")
+    assert code == 0, err
+    assert run(*base, "--image", "gcr.io/p/t:2")[0] == 2  # another payload is still refused
 
 
 def test_researcher_commands_never_write_state_nor_call_vertex(

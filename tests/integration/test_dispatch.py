@@ -13,6 +13,7 @@ from google.cloud import firestore
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
 from launchq.events import CONFLICT_EVENT_TYPE
+from launchq.item import canonical_hash
 from launchq.states import SLOT_STATES, ItemState
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import (
@@ -110,6 +111,32 @@ def test_a_crash_at_every_step_then_redelivery_makes_one_job(
     assert data["claim"] is None
     # A third delivery is a no-op.
     assert harness.dispatcher().handle(message(item("q1", "crashy"))).outcome == "duplicate"
+    assert len(all_jobs(standin)) == 1
+
+
+def test_the_repair_takeover_publishes_its_transition(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """A repair is a state change like any other: its takeover (SUBMITTING -> SUBMITTING, a
+    new claim) is in the history and is published, then the job it records."""
+    harness.apply("q1", queue_config())
+    harness.lease_seconds = 0.0
+    with pytest.raises(SimulatedCrash):
+        harness.dispatcher(crash_at="claimed").handle(message(item("q1", "stuck")))
+    events = RecordingPublisher()
+    result = harness.app(events=events).dispatcher.handle(message(item("q1", "stuck")))
+    assert result.outcome == DispatchOutcome.REPAIRED
+    changes = [
+        (e["data"]["from"], e["data"]["to"], e["data"]["cause"])
+        for e in events.sent
+        if e["subject"] == "stuck"
+    ]
+    assert changes == [
+        ("SUBMITTING", "SUBMITTING", "repair: submit lease expired"),
+        ("SUBMITTING", "SUBMITTED", "submitted"),
+    ]
+    causes = [h["cause"] for h in harness.item_data("q1", "stuck")["history"]]
+    assert "repair: submit lease expired" in causes
     assert len(all_jobs(standin)) == 1
 
 
@@ -229,6 +256,39 @@ def test_unknown_queue_is_rejected(harness: Harness) -> None:
     assert result.outcome == "rejected"
     data = harness.item_data("nope", "a")
     assert data["error"]["reason"] == "unknown_queue"
+
+
+def test_an_item_rejected_for_its_queue_and_sent_again_once_it_exists_is_a_duplicate(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """One hash whatever became of the item: a rejected item stores the hash an accepted one
+    would, so sending it again (on its queue's topic, priority by name) is a redelivery of the
+    rejection, not a conflict; another payload under the id still is one."""
+    dispatcher = harness.dispatcher()
+    sent = item("later", "a", priority="high", metadata={"run": 1})
+    assert dispatcher.handle(message(sent)).outcome == DispatchOutcome.REJECTED
+    rejected = harness.item_data("later", "a")
+    harness.apply("later", queue_config())
+    again = {**sent, "priority": 1}  # the same item: `high` is rank 1
+    del again["queue"]
+    result = dispatcher.handle(message(again, topic="launchq-q-later"))
+    assert (result.outcome, result.detail) == (DispatchOutcome.DUPLICATE, "already REJECTED")
+    assert harness.item_data("later", "a") == rejected
+    other = dispatcher.handle(message(item("later", "a", image_uri="gcr.io/p/other:2")))
+    assert other.outcome == DispatchOutcome.CONFLICT
+    assert all_jobs(standin) == []
+
+
+def test_a_rejection_recorded_with_the_raw_payload_hash_still_reads_as_a_redelivery(
+    harness: Harness,
+) -> None:
+    """Records written before the one hash kept the raw payload's: they stay valid."""
+    dispatcher = harness.dispatcher()
+    sent = item("gone", "old")
+    dispatcher.handle(message(sent))
+    harness.store.item_ref("gone", "old").update({"payload_hash": canonical_hash(sent)})
+    harness.apply("gone", queue_config())
+    assert dispatcher.handle(message(sent)).outcome == DispatchOutcome.DUPLICATE
 
 
 def test_invalid_item_is_rejected_with_its_path(harness: Harness, standin: StandinServer) -> None:

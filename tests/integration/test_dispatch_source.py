@@ -14,7 +14,7 @@ from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
-from launchq.sources import SOURCE_MISMATCH, SOURCE_MISSING, SOURCE_OUTSIDE_BUCKET
+from launchq.reasons import RejectReason
 from launchq.states import ItemState
 from launchq_cli.source import SourceUploader, pack
 from launchq_local.gcs import GcsEmulator
@@ -94,7 +94,7 @@ def test_a_source_outside_the_staging_bucket_is_rejected(
     other = gcs_client.create_bucket(gcs_bucket.name + "-x")
     harness.apply("src", source_queue(other.name))
     error = rejected(harness, "src", "s-out", source_item("src", "s-out", uploaded))
-    assert error["reason"] == SOURCE_OUTSIDE_BUCKET
+    assert error["reason"] == RejectReason.SOURCE_OUTSIDE_BUCKET
     assert error["path"] == "source.uri"
     assert f"gs://{other.name}" in error["message"]
     assert standin.admin.jobs() == []
@@ -108,7 +108,7 @@ def test_a_missing_source_is_rejected(
     uri = f"gs://{gcs_bucket.name}/launchq/sources/{sha}.tar.gz"
     source = {"uri": uri, "sha256": sha, "module": "trainer.task"}
     error = rejected(harness, "src", "s-miss", source_item("src", "s-miss", source))
-    assert error["reason"] == SOURCE_MISSING
+    assert error["reason"] == RejectReason.SOURCE_MISSING
     assert uri in error["message"]
     assert standin.admin.jobs() == []
 
@@ -124,14 +124,14 @@ def test_an_object_without_the_items_sha256_is_rejected(
     source = {"uri": f"gs://{gcs_bucket.name}/{name}", "sha256": sha, "module": "trainer.task"}
     gcs_bucket.blob(name).upload_from_string(b"something else")
     error = rejected(harness, "src", "s-bare", source_item("src", "s-bare", source))
-    assert error["reason"] == SOURCE_MISMATCH
+    assert error["reason"] == RejectReason.SOURCE_MISMATCH
     assert "no sha256 metadata" in error["message"]
 
     blob = gcs_bucket.blob(name)
     blob.metadata = {"sha256": "f" * 64}
     blob.upload_from_string(b"something else")
     error = rejected(harness, "src", "s-wrong", source_item("src", "s-wrong", source))
-    assert error["reason"] == SOURCE_MISMATCH
+    assert error["reason"] == RejectReason.SOURCE_MISMATCH
     assert "f" * 64 in error["message"]
     assert standin.admin.jobs() == []
 

@@ -8,10 +8,16 @@ prints the graph.
 from __future__ import annotations
 
 import ast
+import inspect
 import sys
 from pathlib import Path
 
-CORE = Path(__file__).resolve().parents[2] / "shared" / "launchq"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORE = SHARED / "launchq"
+RECORDER = CORE / "recorder.py"
+# The store's item writes: a state change (or a new item) written anywhere else would commit
+# without its history's log line and CloudEvent.
+STORE_WRITES = frozenset({"transition", "create_item", "touch"})
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -68,8 +74,75 @@ def test_the_sweep_and_the_dispatcher_are_siblings() -> None:
 
 def test_leaf_modules_import_nothing_of_launchq_but_the_errors() -> None:
     graph = import_graph()
-    for leaf in ("launchq.fields", "launchq.errors", "launchq.log"):
+    for leaf in ("launchq.fields", "launchq.errors", "launchq.log", "launchq.reasons"):
         assert graph[leaf] <= {"launchq.errors"}, f"{leaf} imports {graph[leaf]}"
+
+
+def _receiver(node: ast.expr) -> str:
+    """The last name of a call's receiver: `self.submitter.recorder` -> `recorder`."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return ""
+
+
+def item_writes_outside_the_recorder(root: Path = SHARED) -> list[str]:
+    """`file:line call` of every store item write, and every `.transition`/`.create_item` call
+    on anything but a recorder, in the shipped packages outside `launchq/recorder.py`."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path == RECORDER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            method, receiver = node.func.attr, _receiver(node.func.value).lower()
+            on_store = method in STORE_WRITES and "store" in receiver
+            unrecorded = method in {"transition", "create_item"} and receiver != "recorder"
+            if on_store or unrecorded:
+                where = path.relative_to(root)
+                found.append(f"{where}:{node.lineno} {receiver}.{method}")
+    return found
+
+
+def test_every_item_write_goes_through_the_recorder() -> None:
+    """The recorder is the one path of a state change (history + log + event): the repair's
+    takeover once wrote to the store directly and published nothing."""
+    assert item_writes_outside_the_recorder() == []
+
+
+def test_the_write_check_finds_a_direct_store_write(tmp_path: Path) -> None:
+    (tmp_path / "unit.py").write_text(
+        "def repair(self, item):\n"
+        "    self.store.transition(item, change)\n"
+        "    self.recorder.transition(item, change)\n"
+        "    store.touch(item, {})\n"
+        "    writer.create_item(item)\n"
+    )
+    assert item_writes_outside_the_recorder(tmp_path) == [
+        "unit.py:2 store.transition",
+        "unit.py:4 store.touch",
+        "unit.py:5 writer.create_item",
+    ]
+
+
+def test_a_new_item_travels_as_one_value() -> None:
+    """Dispatcher -> admission -> submission -> recorder: one `NewItem` (and one `Admit`), not
+    the queue, id, fields, cause, claim, slot, token ... passed again at every step."""
+    from launchq.admission import Admission
+    from launchq.recorder import Recorder
+    from launchq.submission import Submitter
+
+    for method in (Admission.admit_new, Submitter.create_claimed, Recorder.create):
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+        assert parameters[0].annotation == "NewItem", method.__qualname__
+        assert len(parameters) <= 4, method.__qualname__
+    assert [p.annotation for p in inspect.signature(Recorder.create).parameters.values()] == [
+        inspect.Parameter.empty,
+        "NewItem",
+        "Admit | None",
+    ]
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

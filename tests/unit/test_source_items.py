@@ -23,6 +23,7 @@ from launchq.errors import InfrastructureError
 from launchq.gcs import GcsClient, endpoint
 from launchq.item import ItemSource, parse_item, payload_hash
 from launchq.queue_checks import parse_queue_config
+from launchq.reasons import RejectReason
 from launchq.render import (
     RenderContext,
     RenderedJob,
@@ -31,9 +32,6 @@ from launchq.render import (
     staging_bucket_of,
 )
 from launchq.sources import (
-    SOURCE_MISMATCH,
-    SOURCE_MISSING,
-    SOURCE_OUTSIDE_BUCKET,
     SourceChecker,
     bucket_problem,
     object_problem,
@@ -328,7 +326,7 @@ def test_bucket_check_uses_the_jobs_output_bucket() -> None:
     assert bucket_problem(source, body_in("bucket")) is None
     problem = bucket_problem(source, body_in("other"))
     assert problem is not None
-    assert (problem.reason, problem.path) == (SOURCE_OUTSIDE_BUCKET, "source.uri")
+    assert (problem.reason, problem.path) == (RejectReason.SOURCE_OUTSIDE_BUCKET, "source.uri")
     # base_output_dir wins over staging_bucket, as in the job body
     data = queue()
     data["spec"]["base_output_dir"] = "gs://runs-bucket/out"
@@ -338,11 +336,11 @@ def test_bucket_check_uses_the_jobs_output_bucket() -> None:
 @pytest.mark.parametrize(
     ("resource", "reason"),
     [
-        (None, SOURCE_MISSING),
+        (None, RejectReason.SOURCE_MISSING),
         ({"size": "10", "metadata": {"sha256": SHA}}, None),
-        ({"size": "10"}, SOURCE_MISMATCH),
-        ({"size": "10", "metadata": {"sha256": "0" * 64}}, SOURCE_MISMATCH),
-        ({"size": "0", "metadata": {"sha256": SHA}}, SOURCE_MISMATCH),
+        ({"size": "10"}, RejectReason.SOURCE_MISMATCH),
+        ({"size": "10", "metadata": {"sha256": "0" * 64}}, RejectReason.SOURCE_MISMATCH),
+        ({"size": "0", "metadata": {"sha256": SHA}}, RejectReason.SOURCE_MISMATCH),
     ],
 )
 def test_object_check(resource: dict[str, Any] | None, reason: str | None) -> None:

@@ -158,6 +158,7 @@ class _Items:
     def __init__(self, records: Sequence[ItemRecord]) -> None:
         self.records = sorted(records, key=lambda r: (r.enqueued_at, r.doc_id), reverse=True)
         self.reads: list[int] = []
+        self.queue_reads = 0
 
     def recent_items(
         self,
@@ -174,6 +175,14 @@ class _Items:
 
     def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]:
         return [r for r in self.records if r.item_id == item_id][:limit]
+
+    # A waiting item's reason is derived from its queue's state: one queue read per page.
+    def get_queue(self, queue: str) -> dict[str, Any] | None:
+        self.queue_reads += 1
+        return {"name": queue, "max_jobs": 4, "paused": True}
+
+    def count_holding_slots(self, queue: str) -> int:
+        return 0
 
 
 def _record(n: int, at: datetime, state: ItemState = ItemState.QUEUED) -> ItemRecord:
@@ -198,6 +207,16 @@ def test_pages_follow_each_other_through_equal_timestamps() -> None:
     store = _Items(records)
     assert _walk(store) == [str(r.item_id) for r in store.records]
     assert store.reads == [views.PAGE_SIZE + 1] * 5 + [130 - 5 * views.PAGE_SIZE]
+    assert store.queue_reads == 6  # once per page, not per waiting row
+
+
+def test_a_waiting_row_reads_its_queue_now_and_a_finished_one_reads_none() -> None:
+    waiting = _Items([_record(0, NOW)])
+    [row] = views.page_of_items(cast(Store, waiting), "q", (), "", None, NOW).rows
+    assert row["reason"] == "queue paused"  # the fake queue is paused; nothing was stored
+    finished = _Items([_record(n, NOW, ItemState.SUCCEEDED) for n in range(30)])
+    views.page_of_items(cast(Store, finished), "q", (), "", None, NOW)
+    assert finished.queue_reads == 0
 
 
 def test_a_prefix_search_goes_on_behind_a_used_up_scan(monkeypatch: pytest.MonkeyPatch) -> None:
