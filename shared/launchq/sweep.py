@@ -188,24 +188,34 @@ class Sweeper:
         The next pass starts only if it (as long as the longest pass so far) and the pause
         before it end `interval` seconds before `period` is over, so this invocation has let go
         of the lease when the scheduler starts the next one. The lease is renewed by every pass.
+        A pass may wait for creation-budget windows while items wait and slots are free, up to
+        `interval` seconds (`ADMIT_SECONDS` with `interval` 0: a single pass).
         """
         started = self.monotonic()
         total = SweepSummary()
         holder = uuid.uuid4().hex
         longest = 0.0
+        # One pass per invocation (interval 0: the local stack's scheduler calls every few
+        # seconds) still waits for budget windows like `launchq sweep`: with no wait at all, a
+        # pass found the one-second window spent and admitted one item per call.
+        admit_seconds = interval if interval > 0 else ADMIT_SECONDS
         try:
             while True:
                 begun = self.monotonic()
-                summary = self._pass(holder, interval)
+                summary = self._pass(holder, admit_seconds)
                 if summary.skipped:
                     total.skipped = summary.skipped
                     break
                 total.add_pass(summary)
-                longest = max(longest, self.monotonic() - begun)
-                next_end = self.monotonic() - started + interval + longest
+                took = self.monotonic() - begun
+                longest = max(longest, took)
+                # Passes start every `interval`: a pass that spent its interval waiting for
+                # budget windows is followed at once, not after another idle interval.
+                pause = max(interval - took, 0.0)
+                next_end = self.monotonic() - started + pause + longest
                 if interval <= 0 or next_end > period - interval:
                     break
-                self.sleep(interval)
+                self.sleep(pause)
         finally:
             self.store.release_lease(LEASE_NAME, holder)
         total.duration_s = round(self.monotonic() - started, 3)

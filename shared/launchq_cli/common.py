@@ -248,12 +248,21 @@ def emit_json(value: Any) -> None:
 
 
 def console(stderr: bool = False) -> Console:
-    """Rich console; a fixed width when not a terminal, so piped tables stay readable."""
+    """Rich console; when not a terminal, `COLUMNS` wide (else 120), so piped tables stay
+    readable and a script (or a test) can ask for the width a person's terminal has."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 120
+    width = None if stream.isatty() else _columns(os.environ.get("COLUMNS"), 120)
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def _columns(value: str | None, default: int) -> int:
+    try:
+        columns = int(value or "")
+    except ValueError:
+        return default
+    return columns if columns > 0 else default
 
 
 def duration(seconds: float | None) -> str:

@@ -38,10 +38,12 @@ from launchq_cli.common import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
     from launchq.queues import QueueRuntime
     from launchq.states import ItemState
+    from launchq.validation import Issue
 
 PRIORITIES = ("critical", "high", "medium", "low")
 
@@ -303,13 +305,38 @@ def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None
     if isinstance(prepared, list):
         from launchq.validation import ItemError
 
-        invalid(ItemError(prepared).render())
+        invalid(ItemError([_with_flag(issue) for issue in prepared]).render())
     if prepared.source is not None:  # the dispatcher would reject it: say so before publishing
         from launchq.sources import bucket_problem
 
         problem = bucket_problem(prepared.source, prepared.body)
         if problem is not None:
             invalid(f"{problem.path}: {problem.message}")
+
+
+# The item fields `enqueue` has a flag for: a missing one is fixed on the command line.
+_FLAGS = {
+    "image_uri": "--image IMAGE",
+    "display_name": "--display-name NAME",
+    "command": "--command 'CMD ...'",
+    "args": "--args 'ARG ...'",
+    "priority": "--priority NAME",
+    "source": "--source DIR --module MODULE",
+}
+
+
+def _with_flag(issue: Issue) -> Issue:
+    """Name the flag that sets a required field (`image_uri: required ...; pass --image IMAGE`):
+    the dispatcher's message speaks of item fields, a CLI user types flags."""
+    from dataclasses import replace
+
+    if issue.suggestion or not issue.message.startswith("required"):
+        return issue
+    field, _, rest = issue.path.partition(".")
+    if field == "template_variables" and rest:
+        return replace(issue, suggestion=f"pass --set-var {rest}=VALUE")
+    flag = _FLAGS.get(issue.path)
+    return replace(issue, suggestion=f"pass {flag}") if flag else issue
 
 
 def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[str, Any]) -> None:
@@ -369,8 +396,13 @@ def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> 
         ) from None
 
 
-def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str | None:
-    """A live status line on stderr until the item ends; returns its final state."""
+def follow(
+    backends: Backends, queue: str, item_id: str, timeout: float, announce: bool = True
+) -> str | None:
+    """A live status line on stderr until the item ends; returns its final state.
+
+    With `announce`, the end is printed on stderr (state, run time, error); a caller that
+    prints the outcome itself (`cancel --wait`) passes False, so it is said once."""
     from launchq.states import TERMINAL_STATES
     from launchq_cli.ops import QueueStates, item_summary
 
@@ -382,6 +414,8 @@ def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str 
         while time.monotonic() - started < timeout:
             data = backends.store.item_document(queue, item_id) or {}
             state = data.get("state")
+            if state in terminal:
+                break  # said once, below: not also in the (transient) status line
             if state:
                 row = item_summary(data, queues=QueueStates(backends.store))
                 extra = row["reason"] or row["vertex_state"] or ""
@@ -389,13 +423,13 @@ def follow(backends: Backends, queue: str, item_id: str, timeout: float) -> str 
                     f"{item_id}: {styled_state(state)} {extra}  "
                     f"[dim]{duration(time.monotonic() - started)}[/dim]"
                 )
-            if state in terminal:
-                break
             time.sleep(0.5)
     state = data.get("state")
     if state not in terminal:
         err.print(f"{item_id}: still {state or 'unrecorded'} after {timeout:.0f}s")
         return None
+    if not announce:
+        return str(state)
     row = item_summary(data)
     err.print(f"{item_id}: {styled_state(state)} (run time {duration(row['run_time_s'])})")
     if row["error"]:
@@ -426,29 +460,30 @@ def ls(
     if as_json:
         emit_json(rows)
         return
-    console().print(items_table(rows))
+    out = console()
+    out.print(items_table(rows, out.width))
 
 
-def items_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    from rich.table import Table
+def items_table(rows: list[dict[str, Any]], width: int, title: str | None = None) -> Table:
+    """`ls` and `watch`: what people find their run by (name, submitter, what ran) first; at a
+    narrow width the low-value columns give way (`launchq_cli.tables`)."""
+    from launchq_cli.tables import Column, fitted_table, priority, submitter, text
 
-    table = Table(title=title, title_justify="left")
-    for name in ("item", "state", "queue", "priority", "age", "duration", "attempts", "job id"):
-        table.add_column(name, no_wrap=name in ("item", "state", "job id"))
-    for row in rows:
-        table.add_row(
-            str(row["item_id"]),
-            styled_state(row["state"]),
-            str(row["queue"]),
-            "-" if row["priority"] is None else str(row["priority"]),
-            duration(row["age_s"]),
-            duration(row["run_time_s"]),
-            str(row["attempts"]),
-            row["job_id"] or "-",
-        )
-    if not rows:
-        table.caption = "no items"
-    return table
+    columns = [
+        # 20: enough to tell two runs of one experiment apart, before submitter and age show.
+        Column("name", text("display_name"), flexible=True, minimum=20),
+        Column("item", text("item_id")),
+        Column("state", lambda row: styled_state(row["state"])),
+        Column("queue", text("queue"), give_way=7),
+        Column("priority", priority, give_way=8),
+        Column("submitter", submitter, give_way=5, flexible=True, minimum=9),
+        Column("ran", text("ran"), give_way=3, flexible=True, minimum=12),
+        Column("age", lambda row: duration(row["age_s"]), give_way=6),
+        Column("duration", lambda row: duration(row["run_time_s"]), give_way=4),
+        Column("attempts", lambda row: str(row["attempts"]), give_way=2),
+        Column("job id", text("job_id"), give_way=1),
+    ]
+    return fitted_table(columns, rows, width, title=title, caption=None if rows else "no items")
 
 
 # -- status --------------------------------------------------------------------------------
@@ -484,11 +519,20 @@ def _print_detail(d: dict[str, Any]) -> None:
 
     out = console()
     out.print(f"[bold]{escape(str(d['item_id']))}[/bold]  queue {escape(str(d['queue']))}")
-    out.print(f"  state      {styled_state(d['state'])}  {escape(d['description'] or '')}")
+    if d["display_name"]:
+        _hang(out, "  name       ", escape(str(d["display_name"])))
+    claim = d["submitted_by"]
+    if claim:
+        # Pub/Sub carries no identity: the publisher's own word, and said to be one.
+        who = escape(str(claim.get("value")))
+        _hang(out, "  submitter  ", f"{who} [dim](claimed, unverified)[/dim]")
+    if d["ran"]:
+        _hang(out, "  ran        ", escape(str(d["ran"])))
+    _hang(out, "  state      ", f"{styled_state(d['state'])}  {escape(d['description'] or '')}")
     if d["reason"]:
-        out.print(f"  reason     {escape(d['reason'])}")
+        _hang(out, "  reason     ", escape(d["reason"]))
     out.print(
-        f"  priority   {d['priority'] if d['priority'] is not None else '-'}    "
+        f"  priority   {d['priority_name'] or '-'}    "
         f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
@@ -504,20 +548,22 @@ def _print_detail(d: dict[str, Any]) -> None:
             out.print(f"  build log  {build['log_url']}", soft_wrap=True)
     job = d["job"]
     if job:
-        out.print(f"  job        {escape(str(job['name']))} ({job['vertex_state']})")
+        # An identifier, like the links: never broken, even past the width.
+        name = f"{escape(str(job['name']))} ({job['vertex_state']})"
+        out.print(f"  job        {name}", soft_wrap=True)
         out.print(f"  console    {job['console_url']}", soft_wrap=True)
         out.print(f"  logs       {job['logs_url']}", soft_wrap=True)
     error = d["error_detail"]
     if error:
         lines = str(error.get("message")).splitlines() or [""]
         lines += [str(sub.get("message")) for sub in (error.get("errors") or [])[1:]]
-        out.print(f"  [red]error[/red]      {escape(lines[0])}")
+        _hang(out, "  [red]error[/red]      ", escape(lines[0]))
         for line in lines[1:]:
-            out.print(f"             {escape(line)}")
+            _hang(out, "             ", escape(line))
     if d.get("log_tail"):
         out.print(f"  [dim]log (last {len(d['log_tail'])} lines; `launchq logs` has all)[/dim]")
         for line in d["log_tail"]:
-            out.print(f"    {escape(line)}", soft_wrap=True)
+            _hang(out, "    ", escape(line))
     elif d.get("log_tail_unavailable"):
         out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
     if len(d["attempt_list"]) > 1:
@@ -529,10 +575,25 @@ def _print_detail(d: dict[str, Any]) -> None:
     for entry in d["history"]:
         offset = _offset(start, entry["at"])
         source = entry.get("from") or "·"
-        out.print(
-            f"    {entry['at']}  {offset:>8}  {source} → {styled_state(entry.get('to'))}  "
-            f"[dim]{escape(str(entry.get('cause') or ''))}[/dim]"
+        _hang(
+            out,
+            f"    {entry['at']}  {offset:>8}  ",
+            f"{source} → {styled_state(entry.get('to'))}  "
+            f"[dim]{escape(str(entry.get('cause') or ''))}[/dim]",
         )
+
+
+def _hang(out: Console, label: str, value: str) -> None:
+    """`label` then `value` (both markup), the value wrapped under itself at the console's
+    width instead of back at the margin, so a long error or log line stays readable at 80."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid()
+    grid.add_column(width=Text.from_markup(label).cell_len, no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row(label, value)
+    out.print(grid)
 
 
 def _offset(start: str | None, at: str | None) -> str:
@@ -565,8 +626,10 @@ def cancel(
     The dispatcher carries it out with launchq's own credentials (a waiting item is CANCELLED at
     once, a submitted one through CancelCustomJob, then CANCELLED once the sweep sees Vertex stop
     the job), so whoever may launch onto a queue may cancel in it, and needs no other right.
-    `--wait` follows the item to its end. Exits 0 when the cancel was requested (with `--wait`:
-    when the item ended CANCELLED), 1 when it had already ended or ended otherwise.
+    `--wait` follows the item to its end and prints how it ended, once. Exits 0 when the
+    cancel was requested or the item is already CANCELLED (cancelling twice is harmless; with
+    `--wait`: when the item ended CANCELLED), 1 when it had already ended otherwise (SUCCEEDED,
+    FAILED, REJECTED...) or, with `--wait`, ended otherwise or not within --timeout.
     """
     from launchq.states import ItemState
 
@@ -578,24 +641,27 @@ def cancel(
             )
         if state is ItemState.CANCELLED:
             if not as_json:
-                click.echo(f"{item_id}: CANCELLED")
+                click.echo(f"{item_id}: already CANCELLED (nothing published)")
             return
         raise CliError(f"{item_id} was not cancelled: it had already ended {state.value}")
-    final = follow(backends, queue, item_id, timeout) if wait else None
+    final = follow(backends, queue, item_id, timeout, announce=False) if wait else None
+    cancelled = final == ItemState.CANCELLED.value
     result = {
         "item_id": item_id,
         "queue": queue,
         "message_id": message_id,
         "state": final or state.value,
-        "cancelled": final == ItemState.CANCELLED.value if wait else True,
+        "cancelled": cancelled if wait else True,
     }
     if as_json:
         emit_json(result)
-    elif final is None:
+    elif not wait:
         click.echo(f"{item_id}: cancel requested (message {message_id}; it was {state.value})")
-    else:
+    elif cancelled:
         click.echo(f"{item_id}: {final}")
-    if wait and final != ItemState.CANCELLED.value:
+    if wait and final is None:
+        raise CliError(f"{item_id} was not cancelled within {timeout:.0f}s")
+    if wait and not cancelled:
         raise CliError(f"{item_id} was not cancelled: it ended {final}")
 
 
@@ -627,6 +693,7 @@ def request_cancel(
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Refresh, seconds.")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option("--until-done", is_flag=True, help="Exit once every listed item has ended.")
+@click.option("--once", is_flag=True, help="Print one frame (or one JSON snapshot) and exit.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON snapshot per line (NDJSON).")
 @backend_command
 def watch(
@@ -635,9 +702,14 @@ def watch(
     interval: float,
     limit: int,
     until_done: bool,
+    once: bool,
     as_json: bool,
 ) -> None:
-    """A live-updating table of a queue's items (Ctrl-C stops)."""
+    """A live-updating table of a queue's items (Ctrl-C stops).
+
+    The table fits the terminal: at a narrow width the low-value columns give way first (job
+    id, attempts, what ran, duration, submitter, age, queue, priority); name, item and state stay.
+    """
     from rich.console import Group
     from rich.live import Live
 
@@ -659,7 +731,7 @@ def watch(
         while True:
             snap, done = snapshot()
             click.echo(json.dumps(snap, default=str))
-            if until_done and done:
+            if once or (until_done and done):
                 return
             time.sleep(interval)
 
@@ -671,10 +743,14 @@ def watch(
             + (" (paused)" if q["paused"] else "")
             for q in snap["queues"]
         )
-        return Group(Text(header or "no queues"), items_table(snap["items"]))
+        return Group(Text(header or "no queues"), items_table(snap["items"], out.width))
 
+    out = console()
+    if once:
+        out.print(render(snapshot()[0]))
+        return
     try:
-        with Live(console=console(), auto_refresh=False) as live:
+        with Live(console=out, auto_refresh=False) as live:
             while True:
                 snap, done = snapshot()
                 live.update(render(snap), refresh=True)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.fields import PRIORITY_NAMES
 from launchq.records import ItemRecord
 from launchq.states import STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store, backoff_from
@@ -28,6 +29,7 @@ from launchq.waiting import WAITING_STATES, QueueState, current_wait
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
+_RANK_NAMES = {rank: name for name, rank in PRIORITY_NAMES.items()}
 
 
 class NotFound(LookupError):
@@ -128,6 +130,61 @@ def _error_summary(data: Mapping[str, Any]) -> str | None:
     return f"{path}: {message}" if path and not message.startswith(str(path)) else message
 
 
+def priority_name(data: Mapping[str, Any]) -> str | None:
+    """The priority as people typed it (`high`), else the stored rank's name (0-3 are W&B's
+    names), else the integer: tables show this, the rank stays in `priority` for scripts."""
+    payload = data.get("payload")
+    typed = payload.get("priority") if isinstance(payload, Mapping) else None
+    if isinstance(typed, str) and typed.strip().lower() in PRIORITY_NAMES:
+        return typed.strip().lower()
+    rank = data.get("priority")
+    if isinstance(typed, int) and not isinstance(typed, bool):
+        return str(typed)
+    if isinstance(rank, int):
+        return _RANK_NAMES.get(rank, str(rank))
+    return None
+
+
+def submitted_by(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The publisher's claim the record keeps: `{"value", "verified": false}` (Pub/Sub carries no
+    identity; docs/message-format.md), or None when the publisher sent none."""
+    claim = data.get("submitted_by")
+    return _plain(claim) if isinstance(claim, Mapping) else None
+
+
+def what_ran(data: Mapping[str, Any]) -> str | None:
+    """What the item runs, as its submitter knows it: the image, or `source MODULE` (with the
+    built image's tag once a builder queue built it)."""
+    payload = data.get("payload")
+    payload = payload if isinstance(payload, Mapping) else {}
+    source = payload.get("source")
+    if isinstance(source, Mapping):
+        build = data.get("build")
+        tag = build.get("tag_uri") if isinstance(build, Mapping) else None
+        ran = f"source {source.get('module') or source.get('uri') or ''}".strip()
+        return f"{ran} -> {tag}" if tag else ran
+    image = payload.get("image_uri")
+    if isinstance(image, str) and image:
+        return image
+    body = data.get("job_body")
+    pools = body.get("jobSpec", {}).get("workerPoolSpecs") if isinstance(body, Mapping) else None
+    if isinstance(pools, list) and pools and isinstance(pools[0], Mapping):
+        container = pools[0].get("containerSpec")
+        if isinstance(container, Mapping) and container.get("imageUri"):
+            return str(container["imageUri"])
+    return None
+
+
+def who_and_what(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields people find their run by, shared by every item row (ls, watch, pending)."""
+    return {
+        "display_name": data.get("display_name"),
+        "submitted_by": submitted_by(data),
+        "priority_name": priority_name(data),
+        "ran": what_ran(data),
+    }
+
+
 def item_summary(
     data: Mapping[str, Any], now: datetime | None = None, queues: QueueStates | None = None
 ) -> dict[str, Any]:
@@ -145,6 +202,7 @@ def item_summary(
         "queue": data.get("queue"),
         "state": data.get("state"),
         "priority": data.get("priority"),
+        **who_and_what(data),
         "enqueued_at": iso(data.get("enqueued_at")),
         "updated_at": iso(data.get("updated_at")),
         "age_s": _seconds(data.get("enqueued_at"), now),
@@ -171,7 +229,6 @@ def item_detail(
         **item_summary(data, now, queues),
         "description": info.description if info else None,
         "terminal": bool(info and info.terminal),
-        "display_name": data.get("display_name"),
         "message_id": data.get("message_id"),
         "job": {
             "name": job.get("name"),
@@ -221,7 +278,9 @@ def parse_states(names: Iterable[str]) -> list[ItemState]:
             states.append(ItemState(name.strip().upper()))
         except ValueError:
             valid = ", ".join(s.value for s in ItemState)
-            raise ValueError(f"unknown state {name!r} (states: {valid})") from None
+            guess = did_you_mean(name.strip(), (s.value for s in ItemState))
+            hint = f"; did you mean {guess.lower()!r}?" if guess else ""
+            raise ValueError(f"unknown state {name!r}{hint} (states: {valid})") from None
     return states
 
 
@@ -286,9 +345,43 @@ def queue_document(store: Store, name: str) -> dict[str, Any]:
 
 
 def unknown_queue_message(store: Store, name: str) -> str:
+    """`no queue named 'trainr'; did you mean 'trainer'? (queues: ...)`, and, when an example
+    config in this checkout defines the queue, the command that applies it."""
     known = sorted(str(d.get("name")) for d in store.list_queues())
     listing = ", ".join(known) if known else "none: apply one with `launchq queue apply FILE`"
-    return f"no queue named {name!r} (queues: {listing})"
+    message = f"no queue named {name!r}"
+    guess = did_you_mean(name, known)
+    if guess:
+        message += f"; did you mean {guess!r}?"
+    example = example_queue_file(name)
+    if example is not None:
+        message += f"; `launchq queue apply {example}` defines it"
+    return f"{message} (queues: {listing})"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The closest of `choices` to a mistyped `word` (case-insensitive), if one is close."""
+    import difflib
+
+    by_lower = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
+def example_queue_file(name: str) -> str | None:
+    """`examples/queues/NAME.yaml` of a launchq checkout (the one in the working directory, or
+    the one this package runs from), as a path the user can type; None outside a checkout."""
+    from pathlib import Path
+
+    here = Path.cwd()
+    for root in (here, Path(__file__).resolve().parents[2]):
+        candidate = root / "examples" / "queues" / f"{name}.yaml"
+        if candidate.is_file():
+            try:
+                return str(candidate.relative_to(here))
+            except ValueError:
+                return str(candidate)
+    return None
 
 
 def queue_detail(store: Store, name: str) -> dict[str, Any]:
@@ -334,6 +427,7 @@ def _pending_row(
         "position": position,
         "item_id": data.get("item_id"),
         "priority": data.get("priority"),
+        **who_and_what(data),
         "enqueued_at": iso(data.get("enqueued_at")),
         "waiting_s": _seconds(data.get("enqueued_at"), now),
         "attempts": len(data.get("attempts") or []),

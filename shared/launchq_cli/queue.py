@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from launchq.validation import Issue, LaunchqValidationError
 from launchq_cli.common import (
+    EXIT_USAGE,
     Backends,
     backend_command,
     console,
@@ -41,13 +42,14 @@ def queue() -> None:
 
 
 def fail(exc: LaunchqValidationError) -> NoReturn:
-    """Print every issue on stderr, one per line, and exit 1."""
+    """Print every issue on stderr, one per line, and exit 2: an invalid file is a validation
+    error, the same exit code as `queue apply` of that file and as click's usage errors."""
     click.echo(f"error: {exc.render()}", err=True)
-    raise SystemExit(1)
+    raise SystemExit(EXIT_USAGE)
 
 
 def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> QueueConfig:
-    """Read and validate a queue config file; exit 1 listing every error when it is invalid.
+    """Read and validate a queue config file; exit 2 listing every error when it is invalid.
 
     `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
     """
@@ -69,7 +71,7 @@ def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> 
 def validate(file: Path, name: str | None) -> None:
     """Check a queue config: schema, templates, and a strict Vertex parse of its default render.
 
-    Exits 0 when valid; otherwise prints every error (path, message, suggestion) and exits 1.
+    Exits 0 when valid; otherwise prints every error (path, message, suggestion) and exits 2.
     """
     config = load_config(file, name)
     limit = "unlimited" if config.unlimited else str(config.max_jobs)
@@ -196,8 +198,8 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
 
 # -- queues in Firestore: apply, get, ls, pending, pause, resume --------------------------------
 # These talk to launchq's Firestore (flags/env in launchq_cli.common); validate/render above
-# stay offline. An invalid file exits 2 here (a validation error of the command's input),
-# whereas `validate` exits 1 (invalidity is the answer to what it was asked).
+# stay offline. An invalid file exits 2 everywhere (`validate`, `render`, `apply`): a
+# validation error, like click's usage errors.
 
 
 def _local_topic(backends: Backends, queue: str) -> None:
@@ -299,27 +301,36 @@ def ls(backends: Backends, as_json: bool) -> None:
 @backend_command
 def pending(backends: Backends, name: str, limit: int, as_json: bool) -> None:
     """Waiting items with their position (1 starts next), as admission will take them."""
-    from rich.table import Table
-
     from launchq_cli.ops import pending_items
+    from launchq_cli.tables import Column, fitted_table, priority, submitter, text
 
     rows = pending_items(backends.store, name, limit)
     if as_json:
         emit_json(rows)
         return
-    table = Table(title=f"queue {name}: {len(rows)} waiting", title_justify="left")
-    for column in ("position", "item", "priority", "waiting", "attempts", "reason"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            "-" if row["position"] is None else str(row["position"]),
-            str(row["item_id"]),
-            str(row["priority"]),
-            duration(row["waiting_s"]),
-            str(row["attempts"]),
-            row["reason"] or (f"backs off until {row['not_before']}" if row["not_before"] else ""),
+
+    def why(row: dict[str, Any]) -> str:
+        from rich.markup import escape
+
+        reason = row["reason"] or (
+            f"backs off until {row['not_before']}" if row["not_before"] else ""
         )
-    console().print(table)
+        return escape(reason) or "-"
+
+    columns = [
+        Column("position", lambda row: "-" if row["position"] is None else str(row["position"])),
+        Column("name", text("display_name"), flexible=True, minimum=16),
+        Column("item", text("item_id")),
+        Column("priority", priority, give_way=5),
+        Column("waiting", lambda row: duration(row["waiting_s"]), give_way=4),
+        Column("reason", why, flexible=True, minimum=12),
+        Column("submitter", submitter, give_way=3, flexible=True, minimum=9),
+        Column("ran", text("ran"), give_way=2, flexible=True, minimum=12),
+        Column("attempts", lambda row: str(row["attempts"]), give_way=1),
+    ]
+    out = console()
+    title = f"queue {name}: {len(rows)} waiting"
+    out.print(fitted_table(columns, rows, out.width, title=title))
 
 
 @queue.command("pause")

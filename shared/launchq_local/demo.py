@@ -44,9 +44,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from launchq.reasons import RejectReason
+from launchq_cli.common import STATE_STYLES
 from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
 
 TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
@@ -76,13 +78,16 @@ class Demo:
         return f"{time.monotonic() - self.started:5.1f}s"
 
     def step(self, text: str) -> None:
+        # What happened during the last step prints under its heading, not under this one.
+        self.print_transitions()
         self.console.print(f"\n[bold cyan]▶ {text}[/bold cyan]  [dim]({self.elapsed()})[/dim]")
 
     def cli(self, *args: str) -> int:
         """Run `launchq ARGS` in this process, showing the command line first."""
         from launchq_cli import main
 
-        self.console.print(f"[bold]$ launchq {shlex.join(args)}[/bold]", highlight=False)
+        for line in command_lines(["launchq", *args], self.console.width):
+            self.console.print(f"[bold]{escape(line)}[/bold]", highlight=False, soft_wrap=True)
         try:
             result = main.main(args=list(args), prog_name="launchq", standalone_mode=False)
         except click.exceptions.Exit as exc:
@@ -127,13 +132,11 @@ class Demo:
             for entry in entries[self.seen.get(exp.item_id, 0) :]:
                 lines.append((entry.get("at"), exp, entry))
             self.seen[exp.item_id] = len(entries)
+        # One id width for the whole story, so the arrows line up whatever the ids' lengths.
+        width = max((len(exp.item_id) for exp in self.expected), default=0)
         for _at, exp, entry in sorted(lines, key=lambda line: str(line[0])):
-            source = entry.get("from") or "·"
-            cause = str(entry.get("cause") or "")
             self.console.print(
-                f"  [dim]{self.elapsed()}[/dim]  {exp.item_id:<13} {source:>10} → "
-                f"{_styled(entry.get('to'))}  [dim]{cause}[/dim]",
-                highlight=False,
+                transition_line(self.elapsed(), exp.item_id, width, entry), highlight=False
             )
 
     # -- the story ----------------------------------------------------------------------------
@@ -372,6 +375,50 @@ class Demo:
             mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
             self.console.print(f"  {mark} {text}", highlight=False)
         return all(ok for ok, _ in self.checks)
+
+
+_STATE_WIDTH = max(len(state) for state in STATE_STYLES)
+
+
+def transition_line(elapsed: str, item_id: str, id_width: int, entry: dict[str, Any]) -> str:
+    """`  12.3s  demo-built-again     QUEUED → SUBMITTING  admitted`: the id padded to the
+    story's longest and the source state to the longest state, so the arrows form a column."""
+    source = str(entry.get("from") or "·")
+    cause = escape(str(entry.get("cause") or ""))
+    return (
+        f"  [dim]{elapsed}[/dim]  {escape(item_id):<{id_width}}  {source:>{_STATE_WIDTH}} → "
+        f"{_styled(entry.get('to'))}  [dim]{cause}[/dim]"
+    )
+
+
+def command_lines(argv: list[str], width: int) -> list[str]:
+    """`$ launchq ...` as a shell would take it, broken only between arguments (` \\` and an
+    indented continuation) so that no quoted argument, nor an option and its value, is split
+    across lines. A single word longer than the width gets a line of its own."""
+    words: list[str] = []
+    k = 0
+    while k < len(argv):  # an option stays on one line with its value: `--image IMG`
+        word = shlex.quote(argv[k])
+        value = argv[k + 1] if k + 1 < len(argv) else None
+        takes = value is not None and (not value.startswith("-") or " " in value)
+        if argv[k].startswith("-") and takes and value is not None:
+            words.append(f"{word} {shlex.quote(value)}")
+            k += 2
+        else:
+            words.append(word)
+            k += 1
+    lines: list[str] = []
+    current = "$"
+    for word in words:
+        candidate = f"{current} {word}"
+        # Room for the trailing ` \` the line gets if another follows it.
+        if len(candidate) + 2 > width and current.strip() not in ("$", ""):
+            lines.append(current + " \\")
+            current = f"    {word}"
+        else:
+            current = candidate
+    lines.append(current)
+    return lines
 
 
 def _styled(state: object) -> str:

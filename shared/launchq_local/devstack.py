@@ -183,7 +183,12 @@ class SweepLoop:
         return summary
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        pause = self.interval
+        while not self._stop.wait(pause):
+            # Calls start every `interval`, as Cloud Scheduler's do: a sweep that spent a while
+            # admitting (waiting for creation-budget windows) is followed without another pause.
+            called = time.monotonic()
+            pause = self.interval
             try:
                 if self.before is not None:
                     self.before()
@@ -197,6 +202,7 @@ class SweepLoop:
                 continue
             if self.on_result is not None:
                 self.on_result(self.last)
+            pause = max(self.interval - (time.monotonic() - called), 0.0)
 
     def stop(self, timeout: float = _SWEEP_STOP_WAIT) -> None:
         """No new sweep; wait up to `timeout` for the one in flight (the thread is a daemon: one

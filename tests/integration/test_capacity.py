@@ -433,3 +433,26 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
     assert harness.item_data("q", "b")["state"] == "SUBMITTED"
     assert pending() == {"c": SLOT}
     assert dashboard() == ([(SLOT, 1)], {"c": SLOT})
+
+
+def test_a_single_pass_loop_waits_for_budget_windows_instead_of_admitting_one_item(
+    firestore_db: firestore.Client, gcp_project: str, standin: StandinServer
+) -> None:
+    """The local stack runs the sweep function with `LAUNCHQ_SWEEP_INTERVAL_SECONDS=0` (one pass
+    per scheduler call). At 60 creates/min a window holds one token, so a pass that did not wait
+    for the next window admitted one item per call: 30 items on max_jobs 10 took 83 s."""
+    standin.admin.set_delays(queued=None)
+    harness = Harness(firestore_db, gcp_project, standin.url, create_rate_per_minute=60)
+    harness.apply("q", queue_config(max_jobs=4))
+    harness.store.set_paused("q", True)  # the items wait for the sweep, as 30 at once do
+    for name in "abcd":
+        harness.dispatcher().handle(message(item("q", name)))
+    harness.store.set_paused("q", False)
+    assert all(harness.item_data("q", n)["state"] == "QUEUED" for n in "abcd")
+    started = time.monotonic()
+    summary = harness.sweeper().loop(0.0, 60.0)
+    took = time.monotonic() - started
+    assert summary.passes == 1
+    assert summary.admitted == 4  # one per one-second window, all in this one pass
+    assert all(harness.item_data("q", n)["state"] == "SUBMITTED" for n in "abcd")
+    assert took < 6.0

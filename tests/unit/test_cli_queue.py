@@ -36,7 +36,7 @@ def test_validate_lists_every_error(tmp_path: Path) -> None:
         "  staging_bucket: gs://bucket\n"
     )
     code, out, err = invoke("queue", "validate", str(bad))
-    assert code == 1
+    assert code == 2  # a validation error, like `queue apply` and click's usage errors
     assert out == ""
     assert err == (
         "error: invalid queue config (3 errors):\n"
@@ -52,7 +52,7 @@ def test_validate_invalid_yaml(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("spec: [\n")
     code, _, err = invoke("queue", "validate", str(bad))
-    assert code == 1
+    assert code == 2
     assert "is not valid YAML/JSON" in err
 
 
@@ -137,7 +137,7 @@ def test_render_set_var_errors(tmp_path: Path) -> None:
         "--set-var",
         "cpus=2",
     )
-    assert code == 1
+    assert code == 2
     assert err == (
         "error: invalid queue item (2 errors):\n"
         "  - --set-var gpus: value must be of type integer\n"
@@ -147,7 +147,7 @@ def test_render_set_var_errors(tmp_path: Path) -> None:
     assert code == 2
     assert "expected NAME=VALUE" in err
     code, _, err = invoke("queue", "render", queue, "--item", str(item), "--set-var", "gpus=3")
-    assert code == 1
+    assert code == 2
     assert "template_variables.gpus: 3 is not one of the allowed values: 1, 2, 4" in err
 
 
@@ -165,7 +165,7 @@ def test_render_item_errors(tmp_path: Path) -> None:
         "--region",
         "us-central1",
     )
-    assert code == 1
+    assert code == 2
     assert out == ""
     assert "image_uri: required: the queue uses ${image_uri}" in err
     assert "env.AIP_MODEL_DIR: reserved" in err
@@ -191,5 +191,5 @@ def test_render_shows_a_source_item_as_a_python_package() -> None:
     assert "pythonPackageSpec" in body["jobSpec"]["workerPoolSpecs"][0]
     code, _, err = invoke("queue", "render", str(SEED), "--item", item, "--project", "p-123456",
                           "--region", "us-central1")  # fmt: skip
-    assert code == 1
+    assert code == 2
     assert "  - source: queue 'seed_default' does not run source items" in err

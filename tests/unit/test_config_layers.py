@@ -230,7 +230,7 @@ def test_cli_validate_lists_every_layer(tmp_path: Path) -> None:
         )
     )
     result = CliRunner().invoke(main, ["queue", "validate", str(config)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == (
         "error: invalid queue config (2 errors):\n"

@@ -153,7 +153,7 @@ def test_the_queue_config_wins_and_nothing_is_looked_up(
 
 def test_render_with_no_default_anywhere_says_where_to_set_one(gcloud_dir: Path) -> None:
     code, out, err = render()
-    assert code == 1
+    assert code == 2  # an invalid queue config is a usage error, as in `queue apply`
     assert out == ""
     assert err == (
         "error: invalid queue config (2 errors):\n"
