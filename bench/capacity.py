@@ -42,6 +42,7 @@ from bench.common import PARENT, Stack, item, local_stack, queue_config
 from launchq.dispatch import PubsubMessage
 from launchq.settings import Settings
 from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import Launchq, build
@@ -106,7 +107,7 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
     stack.admin.reset(
         delays={"queued": 0.0, "pending": 0.0, "running": run_s}, quotas={METRIC: A100_QUOTA}
     )
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     config = queue_config(max_jobs=200)
     config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
         "machine_type": "a2-highgpu-2g",
@@ -208,7 +209,7 @@ def _refill_once(
     project = stack.new_project()
     stack.apply_env(project)
     stack.admin.reset(delays={"queued": None})
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     apply_queue(store, "refill", queue_config(max_jobs=max_jobs))
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     settings = _settings(stack, project, create_rate_per_minute=0)
@@ -291,7 +292,7 @@ def budget_contention(
 
     project = stack.new_project()
     stack.apply_env(project)
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     capacity = Capacity(store, None, lambda _region: rate)  # type: ignore[arg-type]
     granted: list[float] = []
     attempts = 0

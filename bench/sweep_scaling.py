@@ -26,6 +26,7 @@ from bench.common import FirestoreCounter, Stack, local_stack
 from launchq.labels import job_labels
 from launchq.settings import Settings
 from launchq.store import ITEMS, Store, item_doc_id, utcnow
+from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
 from launchq.wiring import build
@@ -139,7 +140,7 @@ def measure(stack: Stack, count: int, busy: bool = True) -> dict[str, Any]:
     # Jobs are RUNNING as soon as they exist and stay so: every seeded item is out of date.
     stack.admin.reset(delays={"queued": 0, "pending": 0, "running": None})
     db = stack.firestore(project)
-    store = Store(db)
+    store = FirestoreStore(db)
     client = VertexClient(
         stack.vertex_url, requests.Session(), 30.0, RetryPolicy(sleep=lambda _s: None)
     )
