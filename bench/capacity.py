@@ -41,7 +41,6 @@ from google.cloud.firestore import FieldFilter
 from bench.common import PARENT, Stack, item, local_stack, queue_config
 from launchq.dispatch import PubsubMessage
 from launchq.settings import Settings
-from launchq.store import Store
 from launchq.store.firestore import FirestoreStore
 from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
@@ -95,7 +94,7 @@ def _vertex_timeline(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _item_states(store: Store, queue: str) -> Counter[str]:
+def _item_states(store: FirestoreStore, queue: str) -> Counter[str]:
     items = store.db.collection("items")
     query = items.where(filter=FieldFilter("queue", "==", queue)).select(["state"])
     return Counter(str((doc.to_dict() or {}).get("state")) for doc in query.stream())

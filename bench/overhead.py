@@ -93,7 +93,7 @@ class Floor:
 
     def __init__(
         self,
-        store: Store,
+        store: FirestoreStore,
         vertex: VertexClient,
         template: dict[str, Any],
         events: EventPublisher | None = None,
