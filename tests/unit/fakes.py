@@ -86,6 +86,7 @@ class FakeVertex(VertexClient):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.crash_after_create = False  # the create succeeds, then the process dies
         self.refuse: list[VertexError] = []  # errors the next creates answer, in order
+        self.lose_answers = 0  # creates that succeed but answer 503 (the answer was lost)
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
 
@@ -105,6 +106,9 @@ class FakeVertex(VertexClient):
         if self.crash_after_create:
             self.crash_after_create = False
             raise SimulatedCrash("created")
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise VertexError(503, "UNAVAILABLE", "the answer was lost", "CreateCustomJob")
         return dict(job)
 
     def get_custom_job(self, name: str) -> dict[str, Any]:

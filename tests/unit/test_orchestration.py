@@ -15,10 +15,11 @@ import pytest
 
 from launchq.buildplan import plan_for
 from launchq.config import BuilderSettings
-from launchq.errors import InfrastructureError
+from launchq.errors import Conflict, InfrastructureError
 from launchq.imagebuilds import BuildState, ImageBuilder
 from launchq.item import ItemSource
 from launchq.states import ItemState
+from launchq.store import Transition
 from launchq.vertex import VertexError
 from tests.unit.fakes import (
     PARENT,
@@ -123,6 +124,53 @@ def test_a_crash_inside_the_lease_leaves_the_item_visibly_submitting() -> None:
     world.app().sweeper.run()
     assert world.data("q1", "x")["state"] == SUBMITTED
     assert len(world.vertex.job_of("x")) == 1
+
+
+def test_a_create_whose_answer_is_lost_is_found_not_made_again() -> None:
+    world = World()
+    world.apply("q1", queue_config())
+    world.vertex.lose_answers = 1  # Vertex made the job, the 503 says otherwise
+    assert world.deliver(item("q1", "x")).outcome == "recorded"
+    [job] = world.vertex.job_of("x")
+    data = world.data("q1", "x")
+    assert data["state"] == SUBMITTED
+    assert data["job"]["name"] == job["name"]
+    assert world.vertex.calls["CreateCustomJob"] == 1  # the retry looked first, and found it
+
+
+def test_a_crash_after_every_write_of_a_refill_then_the_next_sweep_makes_one_job() -> None:
+    """The sweep refills a freed slot (the submission path the dispatcher does not take): it
+    dies after each of its writes in turn; the next sweep submits the waiting item once."""
+
+    def busy_world() -> tuple[World, str]:
+        world = World(lease_seconds=0.0)
+        world.apply("q1", queue_config(max_jobs=1))
+        world.deliver(item("q1", "first"))
+        world.deliver(item("q1", "next"))
+        [job] = world.vertex.job_of("first")
+        world.vertex.set_state(job["name"], "JOB_STATE_SUCCEEDED")
+        return world, job["name"]
+
+    clean, _ = busy_world()
+    before = clean.store.commits
+    clean.app().sweeper.run()
+    assert clean.data("q1", "next")["state"] == SUBMITTED
+    writes = clean.store.commits - before
+    assert writes >= 3  # the end recorded, the next claimed, its job recorded (and the lease)
+    for crash_after in range(1, writes + 1):
+        world, _ = busy_world()
+        world.store.crash_after(crash_after)
+        with pytest.raises(SimulatedCrash):
+            world.app().sweeper.run()
+        world.app().sweeper.run()
+        world.app().sweeper.run()  # a claim the first repair left is repaired by now
+        assert world.data("q1", "first")["state"] == ItemState.SUCCEEDED.value, crash_after
+        data = world.data("q1", "next")
+        jobs = world.vertex.job_of("next")
+        assert len(jobs) == 1, f"crash after write {crash_after}: {len(jobs)} jobs"
+        assert data["state"] == SUBMITTED, crash_after
+        assert data["job"]["name"] == jobs[0]["name"]
+        assert world.store.slot_holders("q1") == {"00000": "q1~next"}
 
 
 def test_concurrent_redeliveries_make_one_job_each() -> None:
@@ -235,3 +283,27 @@ def test_image_builds_are_claimed_once_joined_and_rebuilt_after_a_failure() -> N
     assert [a["status"] for a in stored.data["failed_attempts"]] == ["FAILURE"]
     assert builder.ensure(plan, "q/later", "src").state == BuildState.SUCCESS
     assert cloudbuild.created == 2
+
+
+def test_the_recorder_publishes_what_it_committed_and_nothing_it_lost() -> None:
+    world = World()
+    recorder = world.app().recorder
+    created = recorder.create("q1", "a", ItemState.QUEUED, {"priority": 1}, "accepted")
+    assert created is not None
+    claimed = recorder.transition(created, Transition(ItemState.SUBMITTING, "admitted"))
+    sent = len(world.events.sent)
+    with pytest.raises(Conflict):  # `created` is stale: nothing committed, nothing published
+        recorder.transition(created, Transition(ItemState.CANCELLED, "late"))
+    assert len(world.events.sent) == sent
+    submitted = recorder.transition(claimed, Transition(ItemState.SUBMITTED, "created"))
+    running = recorder.transition(submitted, Transition(ItemState.RUNNING, "started"))
+    recorder.transition(
+        running,
+        Transition(ItemState.QUEUED, "retry", via=ItemState.FAILED, via_cause="preempted"),
+    )
+    history = world.data("q1", "a")["history"]
+    published = [
+        (e["data"]["from"], e["data"]["to"], e["data"]["cause"]) for e in world.events.sent
+    ]
+    assert published == [(h["from"], h["to"], h["cause"]) for h in history]
+    assert published[-2:] == [("RUNNING", "FAILED", "preempted"), ("FAILED", "QUEUED", "retry")]
