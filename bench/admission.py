@@ -40,7 +40,7 @@ from bench.common import (
     served_dispatcher,
 )
 from launchq.settings import Settings
-from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.vertex import VertexClient
 from launchq.wiring import build
@@ -138,7 +138,7 @@ def measure(
 ) -> dict[str, Any]:
     project = stack.new_project()
     stack.apply_env(project)
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     apply_queue(store, QUEUE, queue_config(max_jobs=max_jobs))
     pubsub = stack.pubsub(project)
     pubsub.create_topic(TOPIC)

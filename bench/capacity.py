@@ -41,7 +41,7 @@ from google.cloud.firestore import FieldFilter
 from bench.common import PARENT, Stack, item, local_stack, queue_config
 from launchq.dispatch import PubsubMessage
 from launchq.settings import Settings
-from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import Launchq, build
@@ -94,7 +94,7 @@ def _vertex_timeline(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _item_states(store: Store, queue: str) -> Counter[str]:
+def _item_states(store: FirestoreStore, queue: str) -> Counter[str]:
     items = store.db.collection("items")
     query = items.where(filter=FieldFilter("queue", "==", queue)).select(["state"])
     return Counter(str((doc.to_dict() or {}).get("state")) for doc in query.stream())
@@ -106,7 +106,7 @@ def burst(stack: Stack, items: int = 1000, run_s: float = 1.0, dispatchers: int 
     stack.admin.reset(
         delays={"queued": 0.0, "pending": 0.0, "running": run_s}, quotas={METRIC: A100_QUOTA}
     )
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     config = queue_config(max_jobs=200)
     config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
         "machine_type": "a2-highgpu-2g",
@@ -208,7 +208,7 @@ def _refill_once(
     project = stack.new_project()
     stack.apply_env(project)
     stack.admin.reset(delays={"queued": None})
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     apply_queue(store, "refill", queue_config(max_jobs=max_jobs))
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     settings = _settings(stack, project, create_rate_per_minute=0)
@@ -291,7 +291,7 @@ def budget_contention(
 
     project = stack.new_project()
     stack.apply_env(project)
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     capacity = Capacity(store, None, lambda _region: rate)  # type: ignore[arg-type]
     granted: list[float] = []
     attempts = 0

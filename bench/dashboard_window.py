@@ -35,7 +35,8 @@ from bench.common import ROOT, Stack, local_stack
 from launchq.item import QueueItem
 from launchq.queue_checks import parse_queue_config
 from launchq.render import RenderContext, render
-from launchq.store import ITEMS, Store, item_doc_id
+from launchq.store import ITEMS, item_doc_id
+from launchq.store.firestore import FirestoreStore
 from launchq_cli import ops
 from launchq_ui import charts, views
 
@@ -45,7 +46,7 @@ QUEUE = "trainer"
 def seed(db: firestore.Client, count: int, now: datetime) -> None:
     raw = yaml.safe_load((ROOT / "examples" / "queues" / "trainer.yaml").read_text())
     config = parse_queue_config(raw)
-    store = Store(db)
+    store = FirestoreStore(db)
     store.put_queue(QUEUE, {"config": raw}, max_jobs=2)
     batch = db.batch()
     for n in range(count):
@@ -90,7 +91,7 @@ def measure(stack: Stack, items: int = 500, repeats: int = 5) -> dict[str, Any]:
     db = stack.firestore(project)
     now = datetime.now(UTC)
     seed(db, items, now)
-    store = Store(db)
+    store = FirestoreStore(db)
     full_query = (
         db.collection(ITEMS)
         .where(filter=firestore.FieldFilter("queue", "==", QUEUE))

@@ -53,6 +53,7 @@ from launchq.dispatch import Dispatcher, PubsubMessage
 from launchq.events import EventPublisher, state_changed_event
 from launchq.settings import Settings
 from launchq.store import Store, item_doc_id
+from launchq.store.firestore import FirestoreStore
 from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import build
@@ -92,7 +93,7 @@ class Floor:
 
     def __init__(
         self,
-        store: Store,
+        store: FirestoreStore,
         vertex: VertexClient,
         template: dict[str, Any],
         events: EventPublisher | None = None,
@@ -196,7 +197,7 @@ def measure(stack: Stack, items: int = 200, profile_items: int = 100) -> dict[st
     stack.apply_env(project)
     stack.pubsub(project).create_topic("launchq-events")
     stack.admin.reset(delays={"queued": None})
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     apply_queue(store, QUEUE, queue_config())
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     with_events = _dispatcher(stack, project, store, vertex, "launchq-events")

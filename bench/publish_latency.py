@@ -37,7 +37,7 @@ from bench.common import (
     wait_until,
 )
 from launchq.labels import ITEM_LABEL, job_labels
-from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq_cli.configs import apply_queue
 
 QUEUE = "latency"
@@ -103,7 +103,7 @@ def measure(
     stack: Stack, items: int = 1000, rate: float = 20.0, burst: bool = True
 ) -> dict[str, Any]:
     project = stack.new_project()
-    apply_queue(Store(stack.firestore(project)), QUEUE, queue_config())
+    apply_queue(FirestoreStore(stack.firestore(project)), QUEUE, queue_config())
     pubsub = stack.pubsub(project)
     pubsub.create_topic(TOPIC)
     pubsub.create_topic("launchq-events")

@@ -35,7 +35,7 @@ from launchq.gcs import GcsClient
 from launchq.item import ItemSource
 from launchq.settings import Settings
 from launchq.sources import SourceChecker
-from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq.topics import queue_topic
 from launchq.vertex import VertexClient
 from launchq.wiring import build
@@ -65,7 +65,7 @@ def measure(stack: Stack, gcs: Any, items: int = 100) -> dict[str, Any]:
     source = {"uri": uploaded.uri, "sha256": uploaded.sha256, "module": "trainer.task"}
     config = queue_config(source={"executor_image_uri": EXECUTOR})
     config["spec"]["staging_bucket"] = f"gs://{bucket.name}"
-    store = Store(stack.firestore(project))
+    store = FirestoreStore(stack.firestore(project))
     apply_queue(store, QUEUE, config)
     vertex = VertexClient(stack.vertex_url, requests.Session(), 30.0)
     settings = Settings(

@@ -25,7 +25,8 @@ import requests
 from bench.common import FirestoreCounter, Stack, local_stack
 from launchq.labels import job_labels
 from launchq.settings import Settings
-from launchq.store import ITEMS, Store, item_doc_id, utcnow
+from launchq.store import ITEMS, item_doc_id, utcnow
+from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
 from launchq.wiring import build
@@ -49,7 +50,7 @@ QUEUE = {
 PARENT = "projects/launchq-bench/locations/us-central1"
 
 
-def seed(store: Store, client: VertexClient, queue: str, count: int) -> None:
+def seed(store: FirestoreStore, client: VertexClient, queue: str, count: int) -> None:
     def create(n: int) -> tuple[str, dict[str, Any]]:
         item_id = f"item-{n:06d}"
         labels = {**job_labels(queue, item_id), "launchq-attempt": "1"}
@@ -139,7 +140,7 @@ def measure(stack: Stack, count: int, busy: bool = True) -> dict[str, Any]:
     # Jobs are RUNNING as soon as they exist and stay so: every seeded item is out of date.
     stack.admin.reset(delays={"queued": 0, "pending": 0, "running": None})
     db = stack.firestore(project)
-    store = Store(db)
+    store = FirestoreStore(db)
     client = VertexClient(
         stack.vertex_url, requests.Session(), 30.0, RetryPolicy(sleep=lambda _s: None)
     )

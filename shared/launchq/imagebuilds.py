@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
-
 from launchq.buildplan import (
     TOP_METADATA,
     BuildPlan,
@@ -58,14 +55,13 @@ from launchq.recorder import Recorder
 from launchq.records import Changes, ItemRecord
 from launchq.render import content_hash
 from launchq.states import ItemState
-from launchq.store import Store, Transition
+from launchq.store import BuildStore, Store, Transition
 
 if TYPE_CHECKING:
     from launchq.store import Clock
 
 log = get_logger(__name__)
 
-BUILDS = "builds"
 LIST_CHUNK = 20  # tags OR-ed into one list filter
 # A claim with no build id this old lost its builder (crash between claim and create).
 CLAIM_REPAIR_SECONDS = 120.0
@@ -145,20 +141,17 @@ class ImageBuilder:
 
     def __init__(
         self,
-        db: firestore.Client,
+        store: BuildStore,
         client: Callable[[], CloudBuildClient],
         clock: Clock,
     ) -> None:
-        self.db = db
+        self.store = store
         self._client = client
         self.clock = clock
 
-    def ref(self, key: str) -> firestore.DocumentReference:
-        return self.db.collection(BUILDS).document(key)
-
     def get(self, key: str) -> BuildRecord | None:
-        snap = self.ref(key).get()
-        return _record(key, snap.to_dict() or {}) if snap.exists else None
+        stored = self.store.get_build(key)
+        return _record(key, stored.data) if stored is not None else None
 
     # ------------------------------------------------------------------ one item arrives
     def ensure(self, plan: BuildPlan, waiter: str, top: str) -> BuildRecord:
@@ -167,34 +160,29 @@ class ImageBuilder:
         A FAILED build is joined only by the items that waited on it (a redelivery sees the
         failure again); a new item claims the key again and builds (see the module docstring).
         """
-        ref = self.ref(plan.key)
         claim = self._claim(plan, top, 1)
-        try:
-            ref.create({**claim, "waiting": [waiter]})
-        except gexc.AlreadyExists:
-            pass
-        else:
+        if self.store.create_build(plan.key, {**claim, "waiting": [waiter]}):
             return self._start(plan.key, claim)
         for _ in range(MAX_CLAIM_RACES):
-            snap = ref.get()
-            data = snap.to_dict() or {}
+            stored = self.store.get_build(plan.key)
+            assert stored is not None  # created above by someone, never deleted
+            data = stored.data
             record = _record(plan.key, data)
             if record.state != BuildState.FAILED or waiter in data.get("waiting", []):
-                ref.update({"waiting": firestore.ArrayUnion([waiter])})
+                self.store.join_build(plan.key, waiter)
                 joined = self.get(plan.key)
-                assert joined is not None  # created above by someone, never deleted
+                assert joined is not None
                 return joined
             again = self._claim(plan, top, record.attempt + 1)
-            restart = {
-                **again,
-                **dict.fromkeys(_ATTEMPT_FIELDS, firestore.DELETE_FIELD),
-                "skipped": False,
-                "waiting": firestore.ArrayUnion([waiter]),
-                "failed_attempts": firestore.ArrayUnion([_attempt_summary(record)]),
-            }
-            try:
-                ref.update(restart, option=self.db.write_option(last_update_time=snap.update_time))
-            except (gexc.FailedPrecondition, gexc.Aborted):
+            restarted = self.store.restart_build(
+                plan.key,
+                {**again, "skipped": False},
+                _ATTEMPT_FIELDS,
+                waiter,
+                _attempt_summary(record),
+                stored.version,
+            )
+            if not restarted:
                 continue  # another new item restarted it first: join that build
             log.info(
                 "building again after a failed build",
@@ -231,7 +219,7 @@ class ImageBuilder:
                 "skipped": True,
                 "finished_at": now,
             }
-            self.ref(key).update(done)
+            self.store.update_build(key, done)
             log.info("image already built", build_key=key, digest=digest)
             return _record(key, {**claim, **done})
         request = json.loads(str(claim["request"]))
@@ -248,7 +236,7 @@ class ImageBuilder:
                 "detail": f"Cloud Build refused the build: {exc.http_status} {exc.message}",
                 "finished_at": now,
             }
-            self.ref(key).update(refused)
+            self.store.update_build(key, refused)
             log.warning("build refused", build_key=key, error=str(exc))
             return _record(key, {**claim, **refused})
         build = operation.get("metadata", {}).get("build", {})
@@ -258,7 +246,7 @@ class ImageBuilder:
             "log_url": build.get("logUrl"),
             "started_at": now,
         }
-        self.ref(key).update(started)
+        self.store.update_build(key, started)
         log.info("build started", build_key=key, build_id=started["build_id"])
         return _record(key, {**claim, **started})
 
@@ -308,9 +296,9 @@ class ImageBuilder:
         age = (self.clock() - record.created_at).total_seconds()
         if age < CLAIM_REPAIR_SECONDS:
             return
-        snap = self.ref(record.key).get()
+        stored = self.store.get_build(record.key)
         log.warning("repairing a build claim without a build", build_key=record.key)
-        self._start(record.key, snap.to_dict() or {})
+        self._start(record.key, stored.data if stored is not None else {})
 
     def _apply(self, record: BuildRecord, build: Mapping[str, Any]) -> BuildRecord:
         status = status_name(build.get("status"))
@@ -340,7 +328,7 @@ class ImageBuilder:
             changes["state"] = BuildState.BUILDING
         if record.started_at is None:
             changes["started_at"] = self.clock()
-        self.ref(record.key).update(changes)
+        self.store.update_build(record.key, changes)
         merged = {
             name: getattr(record, name)
             for name in BuildRecord.__dataclass_fields__
@@ -350,8 +338,8 @@ class ImageBuilder:
 
     # ------------------------------------------------------------------ cancel
     def waiters(self, key: str) -> list[str]:
-        snap = self.ref(key).get()
-        waiting = (snap.to_dict() or {}).get("waiting", []) if snap.exists else []
+        stored = self.store.get_build(key)
+        waiting = stored.data.get("waiting", []) if stored is not None else []
         return [str(w) for w in waiting]
 
     def leave(self, key: str, waiter: str, still_waiting: Callable[[str], bool]) -> bool:
@@ -360,8 +348,7 @@ class ImageBuilder:
         `still_waiting(waiter)` says whether another waiter's item is still BUILDING. Returns
         whether the build was cancelled.
         """
-        ref = self.ref(key)
-        ref.update({"waiting": firestore.ArrayRemove([waiter])})
+        self.store.leave_build(key, waiter)
         record = self.get(key)
         if record is None or record.finished or record.build_id is None:
             return False

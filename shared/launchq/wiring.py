@@ -1,8 +1,9 @@
 """The composition root: settings -> clients -> units, built in one place.
 
 The functions, the CLI, the tests and the benchmarks all build launchq through `build`, so a unit
-is constructed one way everywhere; what differs is passed in (a Firestore client for the
-emulator, a Vertex client without sleeps, a clock). Clients are created lazily by the callers
+is constructed one way everywhere; what differs is passed in (a store: Firestore on the
+emulator, or `launchq.store.memory.MemoryStore` in unit tests; a Vertex client without sleeps;
+a clock). Clients are created lazily by the callers
 that need them: building the units does no I/O.
 
     settings = Settings.from_env()
@@ -16,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from launchq import cloudbuild as cb
 from launchq import gcs
@@ -34,9 +34,6 @@ from launchq.sources import ObjectReader, SourceChecker
 from launchq.store import Clock, Store, utcnow
 from launchq.submission import Submitter, VertexFor
 from launchq.sweep import Sweeper
-
-if TYPE_CHECKING:
-    from google.cloud import firestore
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,6 @@ class Launchq:
 def build(
     settings: Settings,
     *,
-    db: firestore.Client | None = None,
     vertex_for: VertexFor | None = None,
     events: EventPublisher | None = None,
     clock: Clock = utcnow,
@@ -70,13 +66,15 @@ def build(
     storage: ObjectReader | None = None,
     cloudbuild: cb.CloudBuildClient | None = None,
 ) -> Launchq:
-    """Wire launchq from `settings`; every keyword replaces one dependency (tests, benchmarks)."""
-    if store is None:
-        if db is None:
-            from google.cloud import firestore
+    """Wire launchq from `settings`; every keyword replaces one dependency (tests, benchmarks).
 
-            db = firestore.Client(project=settings.project, database=settings.firestore_database)
-        store = Store(db, clock)
+    Without `store`, the store is Firestore's for the settings' project and database.
+    """
+    if store is None:
+        # Imported here: a process given its store (the unit tests) never loads the client.
+        from launchq.store.firestore import connect
+
+        store = connect(settings.project, settings.firestore_database, clock)
     if vertex_for is None:
 
         def vertex_for(region: str) -> vx.VertexClient:
@@ -98,7 +96,7 @@ def build(
             settings.artifactregistry_endpoint or cb.ARTIFACTREGISTRY_ENDPOINT,
         )
 
-    builds = ImageBuilder(store.db, cloudbuild_client, store.clock)
+    builds = ImageBuilder(store, cloudbuild_client, store.clock)
     recorder = Recorder(store, events)
     capacity = Capacity(
         store,

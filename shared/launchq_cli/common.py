@@ -29,12 +29,12 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 if TYPE_CHECKING:  # the clients are imported when first used: `--help` stays fast
-    from google.cloud import firestore
     from google.cloud.pubsub_v1 import PublisherClient
     from rich.console import Console
 
     from launchq.settings import Settings
     from launchq.store import Store
+    from launchq.store.firestore import FirestoreStore
     from launchq.wiring import Launchq
 
 EXIT_OK = 0
@@ -97,15 +97,14 @@ class Backends:
             raise InvalidInput(f"{exc} (or pass --project)") from None
 
     @cached_property
-    def db(self) -> firestore.Client:
-        from google.cloud import firestore
+    def firestore(self) -> FirestoreStore:
+        """The store on this CLI's Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
+        from launchq.store.firestore import connect
 
         _check_emulator("FIRESTORE_EMULATOR_HOST", "Firestore")
-        client = firestore.Client(
-            project=self.settings.project, database=self.settings.firestore_database
-        )
-        self._closers.append(client.close)
-        return client
+        store = connect(self.settings.project, self.settings.firestore_database)
+        self._closers.append(store.db.close)
+        return store
 
     @cached_property
     def app(self) -> Launchq:
@@ -117,7 +116,7 @@ class Backends:
 
         from launchq.wiring import build
 
-        return build(replace(self.settings, queue_cache_seconds=0.0), db=self.db)
+        return build(replace(self.settings, queue_cache_seconds=0.0), store=self.firestore)
 
     @property
     def store(self) -> Store:

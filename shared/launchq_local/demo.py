@@ -105,11 +105,9 @@ class Demo:
 
     def stack_store(self) -> Any:
         if not hasattr(self, "_store"):
-            from google.cloud import firestore
+            from launchq.store.firestore import connect
 
-            from launchq.store import Store
-
-            self._store = Store(firestore.Client(project=self.stack.project))
+            self._store = connect(self.stack.project)
         return self._store
 
     def wait_for(self, what: str, ready: Callable[[], bool], timeout: float = 20.0) -> bool:

@@ -255,7 +255,7 @@ class DevStack:
         self.functions = self._new_functions()
         self._previous_env: dict[str, str | None] = {}
         self._queue_topics: set[str] = set()  # queues whose topic exists
-        self._db: Any = None  # a Firestore client, for the queue listing
+        self._store: Any = None  # the store on the emulator, for the queue listing
         self._stopped = False
         self.startup_seconds = 0.0
 
@@ -474,13 +474,11 @@ class DevStack:
 
     def sync_queue_topics(self) -> list[str]:
         """Give every queue in Firestore its topic and push subscription (new ones only)."""
-        from launchq.store import Store
+        if self._store is None:
+            from launchq.store.firestore import connect
 
-        if self._db is None:
-            from google.cloud import firestore
-
-            self._db = firestore.Client(project=self.project)
-        names = {str(q["name"]) for q in Store(self._db).list_queues() if q.get("name")}
+            self._store = connect(self.project)
+        names = {str(q["name"]) for q in self._store.list_queues() if q.get("name")}
         fresh = sorted(names - self._queue_topics)
         created = ensure_queue_topics(self.project, fresh, self.dispatcher_url)
         self._queue_topics |= set(fresh)

@@ -33,11 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.cloud import firestore
-
 from launchq.records import ItemRecord
 from launchq.states import SLOT_STATES, TERMINAL_STATES, ItemState
-from launchq.store import ITEMS, Store
+from launchq.store import Store
 from launchq_cli import ops
 
 WINDOW = timedelta(hours=24)
@@ -64,13 +62,7 @@ def _aware(value: object) -> datetime | None:
 
 def window_items(store: Store, queue: str, now: datetime) -> list[dict[str, Any]]:
     """The queue's items enqueued in the last 24 h (projected: no job bodies)."""
-    query = (
-        store.db.collection(ITEMS)
-        .where(filter=firestore.FieldFilter("queue", "==", queue))
-        .where(filter=firestore.FieldFilter("enqueued_at", ">=", now - WINDOW))
-        .select(_CHART_FIELDS)
-    )
-    return [snap.to_dict() or {} for snap in query.stream()]
+    return store.items_enqueued_since(queue, now - WINDOW, _CHART_FIELDS)
 
 
 def _ended_at(data: Mapping[str, Any]) -> datetime | None:

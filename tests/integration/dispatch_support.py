@@ -24,6 +24,7 @@ from launchq.records import Changes, ItemRecord, Slot
 from launchq.settings import Settings
 from launchq.states import ItemState
 from launchq.store import Store, Transition, utcnow
+from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.vertex import RetryPolicy, VertexClient
 from launchq.wiring import Launchq, build
@@ -41,7 +42,7 @@ class SimulatedCrash(BaseException):
 CRASH_POINTS = ("recorded", "claimed", "created")
 
 
-class CrashingStore(Store):
+class CrashingStore(FirestoreStore):
     """A store that dies right after committing the write at `point` (or raises `error` there:
     what a bug or an outage right after a write looks like to the dispatcher)."""
 
@@ -156,7 +157,7 @@ class Harness:
     _vertex: VertexClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.store = Store(self.db)
+        self.store = FirestoreStore(self.db)
 
     def settings(self) -> Settings:
         return Settings(

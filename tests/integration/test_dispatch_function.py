@@ -21,7 +21,7 @@ from google.cloud import firestore, pubsub_v1
 
 from launchq import functions
 from launchq.events import EVENT_TYPE
-from launchq.store import Store
+from launchq.store.firestore import FirestoreStore
 from launchq_local.emulators import EmulatorStack
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, item, queue_config
@@ -75,7 +75,7 @@ def test_eventarc_cloudevents_are_dispatched(
     headers, body = (to_structured if mode == "structured" else to_binary)(event)
     response = client.post("/", headers=headers, data=body)
     assert response.status_code == 200
-    document = Store(firestore_db).item_document("q1", f"ev-{mode}")
+    document = FirestoreStore(firestore_db).item_document("q1", f"ev-{mode}")
     assert (document or {})["state"] == "SUBMITTED"
 
 
@@ -96,7 +96,7 @@ def test_the_emulators_raw_push_envelope_is_dispatched(
         },
     )
     assert response.status_code == 200
-    document = Store(firestore_db).item_document("q1", "raw-push")
+    document = FirestoreStore(firestore_db).item_document("q1", "raw-push")
     assert (document or {})["state"] == "SUBMITTED"
 
 
@@ -109,7 +109,7 @@ def test_a_bad_message_is_acknowledged_not_retried(
         json={"subscription": "s", "message": {"data": _b64({"no": "queue"}), "messageId": "9"}},
     )
     assert response.status_code == 200  # a 2xx is an ack: Pub/Sub will not loop on it
-    document = Store(firestore_db).item_document("_unroutable", "_message-9")
+    document = FirestoreStore(firestore_db).item_document("_unroutable", "_message-9")
     assert (document or {})["state"] == "REJECTED"
 
 
@@ -138,7 +138,9 @@ def test_a_malformed_envelope_is_recorded_and_acknowledged(
         "/projects/p/topics/launchq-q-q1", json={"subscription": "s", **envelope}
     )
     assert response.status_code == 200  # recorded and acked, not a redelivery loop
-    document = Store(firestore_db).item_document("_unroutable", f"_message-{record_id}") or {}
+    document = (
+        FirestoreStore(firestore_db).item_document("_unroutable", f"_message-{record_id}") or {}
+    )
     assert document["state"] == "REJECTED"
     assert document["error"]["reason"] == "undecodable"
     assert reason_text in document["error"]["message"]
@@ -159,7 +161,7 @@ def test_an_eventarc_event_without_a_message_is_recorded_under_its_hash(
     assert client.post("/", headers=headers, data=body).status_code == 200
     # No message id to key it by: the record is keyed by the (empty) body's hash.
     key = "_message-sha256-" + hashlib.sha256(b"").hexdigest()[:32]
-    document = Store(firestore_db).item_document("_unroutable", key) or {}
+    document = FirestoreStore(firestore_db).item_document("_unroutable", key) or {}
     assert document["state"] == "REJECTED"
     assert "event data must be a JSON object, got list" in document["error"]["message"]
 
@@ -246,7 +248,7 @@ def test_published_items_reach_vertex_through_a_real_push_subscription(
         pubsub_publisher.publish(
             topic, json.dumps(item("e2e", item_id)).encode(), item_id=item_id
         ).result(10)
-    store = Store(firestore_db)
+    store = FirestoreStore(firestore_db)
 
     def all_submitted() -> bool:
         return all((store.item_document("e2e", i) or {}).get("state") == "SUBMITTED" for i in ids)
@@ -295,21 +297,23 @@ def test_an_item_naming_another_queue_is_rejected_on_its_topic(
     client = create_app("dispatch", SOURCE, "cloudevent").test_client()
     sneaky = item("team-b", "sneaky")
     assert _push(client, "/projects/p/topics/launchq-q-team-a", sneaky, "m-1") == 200
-    data = Store(firestore_db).item_document("team-a", "sneaky") or {}
+    data = FirestoreStore(firestore_db).item_document("team-a", "sneaky") or {}
     assert data["state"] == "REJECTED"
     assert data["error"]["reason"] == "queue_mismatch"
     assert data["topic"] == "launchq-q-team-a"
-    assert Store(firestore_db).item_document("team-b", "sneaky") is None
+    assert FirestoreStore(firestore_db).item_document("team-b", "sneaky") is None
     # The attribute is no way round it either.
     bare = {"image_uri": "gcr.io/p/t:1", "item_id": "sneaky-2"}
     assert _push(client, "/projects/p/topics/launchq-q-team-a", bare, "m-2", queue="team-b") == 200
-    assert (Store(firestore_db).item_document("team-a", "sneaky-2") or {})["error"]["reason"] == (
-        "queue_mismatch"
-    )
+    assert (FirestoreStore(firestore_db).item_document("team-a", "sneaky-2") or {})["error"][
+        "reason"
+    ] == ("queue_mismatch")
     # Naming the topic's own queue (or none) is fine.
     own = {"image_uri": "gcr.io/p/t:1", "item_id": "fine"}
     assert _push(client, "/projects/p/topics/launchq-q-team-a", own, "m-3") == 200
-    assert (Store(firestore_db).item_document("team-a", "fine") or {})["state"] == "SUBMITTED"
+    assert (FirestoreStore(firestore_db).item_document("team-a", "fine") or {})[
+        "state"
+    ] == "SUBMITTED"
     assert len(standin.admin.jobs()) == 1
 
 
@@ -320,10 +324,10 @@ def test_a_push_from_no_queue_topic_is_rejected(
     Harness(firestore_db, function_env["LAUNCHQ_PROJECT"], "").apply("q1", queue_config())
     client = create_app("dispatch", SOURCE, "cloudevent").test_client()
     assert _push(client, path, item("q1", "lost"), "m-9") == 200  # acknowledged
-    data = Store(firestore_db).item_document("_unroutable", "_message-m-9") or {}
+    data = FirestoreStore(firestore_db).item_document("_unroutable", "_message-m-9") or {}
     assert data["state"] == "REJECTED"
     assert data["error"]["reason"] == "unknown_topic"
-    assert Store(firestore_db).item_document("q1", "lost") is None
+    assert FirestoreStore(firestore_db).item_document("q1", "lost") is None
     assert standin.admin.jobs() == []
 
 
@@ -337,11 +341,11 @@ def test_the_shared_topic_works_only_when_opted_in(
     client = create_app("dispatch", SOURCE, "cloudevent").test_client()
     shared = "/projects/p/topics/launchq-items"
     assert _push(client, shared, item("q1", "off"), "m-off") == 200
-    assert (Store(firestore_db).item_document("_unroutable", "_message-m-off") or {})["error"][
-        "reason"
-    ] == "unknown_topic"
+    assert (FirestoreStore(firestore_db).item_document("_unroutable", "_message-m-off") or {})[
+        "error"
+    ]["reason"] == "unknown_topic"
     monkeypatch.setenv("LAUNCHQ_QUEUE_TOPIC", "launchq-items")
     functions.reset()
     client = create_app("dispatch", SOURCE, "cloudevent").test_client()
     assert _push(client, shared, item("q1", "on"), "m-on") == 200
-    assert (Store(firestore_db).item_document("q1", "on") or {})["state"] == "SUBMITTED"
+    assert (FirestoreStore(firestore_db).item_document("q1", "on") or {})["state"] == "SUBMITTED"

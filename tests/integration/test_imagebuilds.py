@@ -18,6 +18,7 @@ from launchq.cloudbuild import CloudBuildClient, client_for
 from launchq.config import BuilderSettings
 from launchq.imagebuilds import BuildState, ImageBuilder
 from launchq.item import ItemSource
+from launchq.store.firestore import FirestoreStore
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from tests.fixtures.cloudbuild import source_tarball
 
@@ -39,7 +40,7 @@ def _source(bucket: Any, files: dict[str, str]) -> ItemSource:
 
 def _builder(db: firestore.Client, standin: CloudBuildStandin) -> tuple[ImageBuilder, Any]:
     client = CloudBuildClient(standin.url, standin.url, client_for(standin.url).session)
-    return ImageBuilder(db, lambda: client, lambda: datetime.now(UTC)), client
+    return ImageBuilder(FirestoreStore(db), lambda: client, lambda: datetime.now(UTC)), client
 
 
 def _wait_finished(builder: ImageBuilder, key: str, timeout: float = 5.0) -> Any:
@@ -147,7 +148,9 @@ def test_a_new_item_builds_again_after_a_failure_and_a_redelivery_does_not(
     rebuilt = _wait_finished(builder, plan.key)
     assert (rebuilt.state, rebuilt.attempt) == (BuildState.SUCCESS, 2)
     assert rebuilt.details()["build_attempt"] == 2
-    document = builder.ref(plan.key).get().to_dict() or {}
+    stored = builder.store.get_build(plan.key)
+    assert stored is not None
+    document = stored.data
     assert [a["status"] for a in document["failed_attempts"]] == ["INTERNAL_ERROR"]
     assert document["failed_attempts"][0]["build_id"] == failed.build_id
     assert set(document["waiting"]) == {"q/first", *(f"q/new-{n}" for n in range(8))}

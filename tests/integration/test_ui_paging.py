@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.query import Query
 
 from launchq.records import item_doc_id
 from launchq.store import ITEMS, Store
+from launchq.store.firestore import FirestoreStore
 from launchq_cli.common import Backends
 from launchq_ui import views
 from launchq_ui.app import create_app
@@ -63,7 +64,7 @@ def _item_id(n: int) -> str:
 @pytest.fixture
 def stored(firestore_db: firestore.Client) -> tuple[Store, list[dict[str, Any]]]:
     """2,600 items of QUEUE and 60 of another queue at the same times, written in batches."""
-    store = Store(firestore_db)
+    store = FirestoreStore(firestore_db)
     store.put_queue(QUEUE, {"config": {}}, -1)
     documents = []
     for n in range(ITEMS_IN_QUEUE):

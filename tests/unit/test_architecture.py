@@ -18,12 +18,20 @@ RECORDER = CORE / "recorder.py"
 # The store's item writes: a state change (or a new item) written anywhere else would commit
 # without its history's log line and CloudEvent.
 STORE_WRITES = frozenset({"transition", "create_item", "touch"})
+PACKAGES = ("launchq", "launchq_cli", "launchq_local", "launchq_ui")
+# The store package is the only place that may talk to Firestore (docs/architecture.md).
+STORE = CORE / "store"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SHARED).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
-    for path in sorted(CORE.glob("*.py")):
-        name = f"launchq.{path.stem}" if path.stem != "__init__" else "launchq"
+    for path in sorted(CORE.rglob("*.py")):
+        name = module_name(path)
         deps: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -143,6 +151,77 @@ def test_a_new_item_travels_as_one_value() -> None:
         "NewItem",
         "Admit | None",
     ]
+
+
+def firestore_imports(source: str, filename: str = "<source>") -> list[str]:
+    """The Firestore modules `source` imports, at any depth (a lazy import or one under
+    TYPE_CHECKING is still a dependency on the client library)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if _is_firestore(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if _is_firestore(node.module):
+                found.append(node.module)
+            elif node.module in ("google.cloud", "google"):
+                found += [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if _is_firestore(f"{node.module}.{a.name}")
+                ]
+    return found
+
+
+def _is_firestore(module: str) -> bool:
+    # google.cloud.firestore, firestore_v1, firestore_admin_v1, firestore_bundle, ...
+    return module.startswith("google.cloud.firestore")
+
+
+def test_only_the_store_imports_firestore() -> None:
+    offenders = {}
+    for package in PACKAGES:
+        for path in sorted((SHARED / package).rglob("*.py")):
+            if path.is_relative_to(STORE):
+                continue
+            found = firestore_imports(path.read_text(), str(path))
+            if found:
+                offenders[module_name(path)] = found
+    assert offenders == {}, "only launchq.store may import Firestore"
+
+
+def test_the_firestore_import_check_sees_every_spelling() -> None:
+    for source in (
+        "from google.cloud import firestore",
+        "import google.cloud.firestore",
+        "from google.cloud.firestore_v1.base_document import DocumentSnapshot",
+        "from google.cloud import storage, firestore_v1",
+        "def f():\n    from google.cloud import firestore\n",
+        "if TYPE_CHECKING:\n    import google.cloud.firestore_admin_v1\n",
+    ):
+        assert firestore_imports(source), source
+    assert firestore_imports("from google.cloud import storage\nimport google.auth") == []
+
+
+def test_the_store_package_is_in_the_graph() -> None:
+    graph = import_graph()
+    assert "launchq.store.firestore" in graph
+    assert "launchq.store.memory" in graph
+    # The protocols and the memory store stand without Firestore: unit tests never load it.
+    for module in ("launchq.store", "launchq.store.protocols", "launchq.store.memory"):
+        path = STORE / ("__init__.py" if module == "launchq.store" else f"{module[14:]}.py")
+        assert firestore_imports(path.read_text()) == [], module
+        assert not {d for d in graph[module] if d.startswith("launchq.store.")} & FIRESTORE_PARTS
+
+
+FIRESTORE_PARTS = {
+    "launchq.store.client",
+    "launchq.store.firestore",
+    "launchq.store.items",
+    "launchq.store.queues",
+    "launchq.store.budget",
+    "launchq.store.builds",
+    "launchq.store.leases",
+}
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -1,0 +1,517 @@
+"""The store in memory: the same protocols as `launchq.store.firestore`, for fast unit tests.
+
+It keeps documents under the same paths and writes them the same way: atomic batches whose
+writes are `create` (fails if the document exists), `update` (fails if it is missing, or not at
+the `version` given: the compare-and-swap), `set` and `delete`. Every commit gets a new version,
+strictly later than the last, like Firestore's update times. Queries return Firestore's orders
+(by the ordered fields, then document id; unordered by document id) and honour limits and field
+projections. The contract tests (tests/integration/test_store_contract.py) run the same cases on
+this store and on the Firestore emulator.
+
+Documents are copied in and out, so a record a caller holds never changes under it. One lock
+serialises commits: threads racing for an item or a slot see exactly one winner, as on Firestore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from launchq.errors import Conflict
+from launchq.records import (
+    Changes,
+    Claim,
+    ItemRecord,
+    QueueBackoff,
+    Slot,
+    admission_order,
+    item_doc_id,
+)
+from launchq.states import SLOT_STATES, ItemState
+from launchq.store.base import (
+    BACKOFF_FIELD,
+    BUDGETS,
+    BUILDS,
+    ITEMS,
+    LEASES,
+    QUEUES,
+    SLOTS,
+    Clock,
+    StoredDocument,
+    TokenTaken,
+    Transition,
+    backoff_from,
+    check_max_jobs,
+    from_document,
+    new_item_document,
+    slot_from,
+    slot_id,
+    storage,
+    transition_entries,
+    utcnow,
+)
+from launchq.store.protocols import Store
+
+__all__ = ["MemoryStore", "Write"]
+
+_DELETE = object()  # a field an update removes (Firestore's DELETE_FIELD)
+_Doc = tuple[str, dict[str, Any], datetime]  # document id, data, version
+
+
+class _AlreadyExists(Exception):
+    """A `create` found its document (Firestore's ALREADY_EXISTS)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class _Union:
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Remove:
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a batch: `kind` is create, update, set or delete; `version` the update
+    time the document must still have (None: no precondition)."""
+
+    kind: str
+    path: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    version: datetime | None = None
+    conditional: bool = False
+
+
+def _apply_update(current: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(current)
+    for key, value in changes.items():
+        if value is _DELETE:
+            out.pop(key, None)
+        elif isinstance(value, _Union):
+            existing = list(out.get(key) or [])
+            existing += [copy.deepcopy(v) for v in value.values if v not in existing]
+            out[key] = existing
+        elif isinstance(value, _Remove):
+            out[key] = [v for v in out.get(key) or [] if v not in value.values]
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class MemoryStore:
+    """All of `launchq.store.Store`, in one process's memory."""
+
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self.clock = clock
+        self._docs: dict[str, tuple[dict[str, Any], datetime]] = {}
+        self._lock = threading.RLock()
+        self._last = datetime(1970, 1, 1, tzinfo=UTC)
+        self.commits = 0  # batches committed (the tests' "after the Nth write")
+
+    # -- the document layer ---------------------------------------------------------------
+
+    def _read(self, path: str) -> tuple[dict[str, Any], datetime] | None:
+        with self._lock:
+            found = self._docs.get(path)
+            return (copy.deepcopy(found[0]), found[1]) if found else None
+
+    def _children(self, collection: str) -> list[tuple[str, dict[str, Any], datetime]]:
+        """The documents directly in `collection`, by document id (Firestore's default order)."""
+        prefix = collection + "/"
+        with self._lock:
+            return sorted(
+                (path[len(prefix) :], copy.deepcopy(data), version)
+                for path, (data, version) in self._docs.items()
+                if path.startswith(prefix) and "/" not in path[len(prefix) :]
+            )
+
+    def _commit(self, writes: Sequence[Write]) -> datetime:
+        """Apply `writes` atomically: all of them, or none and an exception (`Conflict` for a
+        missing document or a failed precondition, `_AlreadyExists` for a create)."""
+        with self._lock:
+            for write in writes:
+                found = self._docs.get(write.path)
+                if write.kind == "create" and found is not None:
+                    raise _AlreadyExists(write.path)
+                if write.kind == "update" and found is None:
+                    raise Conflict(f"no document to update: {write.path}")
+                if write.conditional and (found is None or found[1] != write.version):
+                    raise Conflict(f"{write.path} changed since it was read")
+            now = datetime.now(UTC)
+            version = now if now > self._last else self._last + timedelta(microseconds=1)
+            self._last = version
+            for write in writes:
+                if write.kind == "delete":
+                    self._docs.pop(write.path, None)
+                elif write.kind == "update":
+                    current = self._docs[write.path][0]
+                    self._docs[write.path] = (_apply_update(current, write.data), version)
+                else:  # create, set
+                    self._docs[write.path] = (_apply_update({}, write.data), version)
+            self.commits += 1
+            return version
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _item_path(queue: str, item_id: str) -> str:
+        return f"{ITEMS}/{item_doc_id(queue, item_id)}"
+
+    @staticmethod
+    def _slot_path(queue: str, slot: str) -> str:
+        return f"{QUEUES}/{queue}/{SLOTS}/{slot}"
+
+    # -- items ------------------------------------------------------------------------------
+
+    def get_item(self, queue: str, item_id: str) -> ItemRecord | None:
+        found = self._read(self._item_path(queue, item_id))
+        return from_document(*found) if found else None
+
+    def item_document(self, queue: str, item_id: str) -> dict[str, Any] | None:
+        found = self._read(self._item_path(queue, item_id))
+        return found[0] if found else None
+
+    def create_item(
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Mapping[str, Any],
+        cause: str,
+        *,
+        claim: Claim | None = None,
+        take_slot: Slot | None = None,
+        claim_cause: str = "",
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
+    ) -> ItemRecord | None:
+        now = self.clock()
+        document = new_item_document(
+            queue, item_id, state, fields, cause, now, claim, take_slot, claim_cause
+        )
+        path = self._item_path(queue, item_id)
+        writes = [Write("create", path, document)]
+        if take_slot is not None:
+            writes.append(self._take(take_slot, item_doc_id(queue, item_id), now))
+        if token is not None:
+            token_doc = {"taken_at": now, "expire_at": token_expire_at or now}
+            writes.append(Write("create", f"{BUDGETS}/{token}", token_doc))
+        try:
+            version = self._commit(writes)
+        except _AlreadyExists as exc:
+            if exc.path != path:
+                raise TokenTaken(token or "") from exc
+            return None
+        return from_document(copy.deepcopy(document), version)
+
+    def _take(self, slot: Slot, holder: str, now: datetime) -> Write:
+        path = self._slot_path(slot.queue, slot.id)
+        return Write("update", path, {"holder": holder, "since": now}, slot.version, True)
+
+    def _items(self, keep: Callable[[dict[str, Any]], bool]) -> list[_Doc]:
+        return [(doc_id, d, v) for doc_id, d, v in self._children(ITEMS) if keep(d)]
+
+    def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]:
+        found = self._items(lambda d: d.get("queue") == queue and d.get("state") == "QUEUED")
+        found = [f for f in found if "priority" in f[1] and "enqueued_at" in f[1]]
+        found.sort(key=lambda f: (f[1]["priority"], f[1]["enqueued_at"], f[0]))
+        records = [from_document(d, v) for _, d, v in found[:limit]]
+        return admission_order(records, self.clock())
+
+    def items_in_states(
+        self,
+        states: Iterable[ItemState],
+        queue: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[ItemRecord]:
+        values = {s.value for s in states}
+        found = self._items(
+            lambda d: d.get("state") in values and (queue is None or d.get("queue") == queue)
+        )
+        if fields is not None:
+            found = [(i, {k: d[k] for k in fields if k in d}, v) for i, d, v in found]
+        return (from_document(d, v) for _, d, v in found)
+
+    def recent_items(
+        self,
+        queue: str | None,
+        states: Sequence[ItemState],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ItemRecord]:
+        values = {s.value for s in states}
+        found = self._items(
+            lambda d: (
+                "enqueued_at" in d
+                and (not queue or d.get("queue") == queue)
+                and (not values or d.get("state") in values)
+            )
+        )
+        found.sort(key=lambda f: (f[1]["enqueued_at"], f[0]), reverse=True)
+        if after is not None:
+            found = [f for f in found if (f[1]["enqueued_at"], f[0]) < after]
+        return [from_document(d, v) for _, d, v in found[:limit]]
+
+    def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]:
+        found = self._items(lambda d: d.get("item_id") == item_id)
+        return [from_document(d, v) for _, d, v in found[:limit]]
+
+    def items_enqueued_since(
+        self, queue: str, since: datetime, fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        found = self._items(
+            lambda d: (
+                d.get("queue") == queue
+                and isinstance(d.get("enqueued_at"), datetime)
+                and d["enqueued_at"] >= since
+            )
+        )
+        found.sort(key=lambda f: (f[1]["enqueued_at"], f[0]))
+        return [{k: d[k] for k in fields if k in d} for _, d, _v in found]
+
+    def count_waiting(self, queue: str) -> int:
+        return len(self._items(lambda d: d.get("queue") == queue and d.get("state") == "QUEUED"))
+
+    def count_holding_slots(self, queue: str) -> int:
+        holding = {s.value for s in SLOT_STATES}
+        return len(self._items(lambda d: d.get("queue") == queue and d.get("state") in holding))
+
+    def transition(
+        self,
+        item: ItemRecord,
+        change: Transition,
+        changes: Changes | None = None,
+        *,
+        take_slot: Slot | None = None,
+        release_slot: bool = False,
+    ) -> ItemRecord:
+        now = self.clock()
+        entries = transition_entries(item, change, now)
+        update: dict[str, Any] = {
+            **storage(changes or {}),
+            "state": change.to.value,
+            "updated_at": now,
+        }
+        if take_slot is not None:
+            update["slot"] = take_slot.id
+        elif release_slot:
+            update["slot"] = None
+        path = self._item_path(item.queue, item.item_id)
+        writes = [
+            Write("update", path, {**update, "history": _Union(tuple(entries))}, item.version, True)
+        ]
+        if take_slot is not None:
+            writes.append(self._take(take_slot, item.doc_id, now))
+        if release_slot and item.slot is not None:
+            writes += self._release(item, now)
+        version = self._commit(writes)
+        history = [*item.stored.get("history", []), *entries]
+        written = {**item.stored, **copy.deepcopy(update), "history": copy.deepcopy(history)}
+        return from_document(written, version)
+
+    def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
+        update = {**storage(changes), "updated_at": self.clock()}
+        path = self._item_path(item.queue, item.item_id)
+        version = self._commit([Write("update", path, update, item.version, True)])
+        return from_document({**item.stored, **copy.deepcopy(update)}, version)
+
+    def _release(self, item: ItemRecord, now: datetime) -> list[Write]:
+        assert item.slot is not None
+        path = self._slot_path(item.queue, item.slot)
+        found = self._read(path)
+        if found is None or found[0].get("holder") != item.doc_id:
+            return []  # already released (a repaired double release is harmless)
+        if found[0].get("retire"):
+            return [Write("delete", path, version=found[1], conditional=True)]
+        return [Write("update", path, {"holder": None, "since": now}, found[1], True)]
+
+    # -- queues and slots -------------------------------------------------------------------
+
+    def get_queue(self, queue: str) -> dict[str, Any] | None:
+        found = self._read(f"{QUEUES}/{queue}")
+        return found[0] if found else None
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        return [data for _, data, _ in self._children(QUEUES)]
+
+    def put_queue(self, name: str, document: dict[str, Any], max_jobs: int) -> None:
+        check_max_jobs(max_jobs)
+        now = self.clock()
+        doc = {**document, "name": name, "max_jobs": max_jobs, "updated_at": now}
+        self._commit([Write("set", f"{QUEUES}/{name}", doc)])
+        wanted = max(max_jobs, 0)
+        collection = f"{QUEUES}/{name}/{SLOTS}"
+        existing = {sid: data for sid, data, _ in self._children(collection)}
+        writes = []
+        for index in range(wanted):
+            sid = slot_id(index)
+            if sid not in existing:
+                free = {"holder": None, "since": now}
+                writes.append(Write("create", f"{collection}/{sid}", free))
+            elif existing[sid].get("retire"):
+                writes.append(Write("update", f"{collection}/{sid}", {"retire": False}))
+        for sid, data in existing.items():
+            if int(sid) >= wanted:
+                if data.get("holder") is None:
+                    writes.append(Write("delete", f"{collection}/{sid}"))
+                else:
+                    writes.append(Write("update", f"{collection}/{sid}", {"retire": True}))
+        if writes:
+            self._commit(writes)
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        update = {"paused": paused, "updated_at": self.clock()}
+        self._commit([Write("update", f"{QUEUES}/{queue}", update)])
+
+    def _slots(self, queue: str) -> list[Slot]:
+        found = self._children(f"{QUEUES}/{queue}/{SLOTS}")
+        return [slot_from(queue, sid, data, version) for sid, data, version in found]
+
+    def free_slots(self, queue: str, limit: int) -> list[Slot]:
+        return [s for s in self._slots(queue) if s.holder is None][:limit]
+
+    def held_slots(self, queue: str) -> list[Slot]:
+        # Firestore orders a `!=` query by that field first.
+        held = [s for s in self._slots(queue) if s.holder is not None]
+        return sorted(held, key=lambda s: (s.holder or "", s.id))
+
+    def free_leaked_slot(self, slot: Slot) -> bool:
+        if slot.holder is None:
+            return False
+        item = self._read(f"{ITEMS}/{slot.holder}")
+        if item is not None and ItemState(item[0]["state"]) in SLOT_STATES:
+            return False
+        path = self._slot_path(slot.queue, slot.id)
+        if slot.retire:
+            write = Write("delete", path, version=slot.version, conditional=True)
+        else:
+            free = {"holder": None, "since": self.clock()}
+            write = Write("update", path, free, slot.version, True)
+        try:
+            self._commit([write])
+        except Conflict:
+            return False
+        return True
+
+    def slot_holders(self, queue: str) -> dict[str, str | None]:
+        return {s.id: s.holder for s in self._slots(queue)}
+
+    # -- budget and backoff -----------------------------------------------------------------
+
+    def take_token(self, token_ids: Sequence[str], expire_at: datetime) -> bool:
+        now = self.clock()
+        for token_id in token_ids:
+            doc = {"taken_at": now, "expire_at": expire_at}
+            try:
+                self._commit([Write("create", f"{BUDGETS}/{token_id}", doc)])
+            except _AlreadyExists:
+                continue
+            return True
+        return False
+
+    def update_backoff(
+        self, queue: str, change: Callable[[QueueBackoff | None], QueueBackoff]
+    ) -> QueueBackoff | None:
+        path = f"{QUEUES}/{queue}"
+        found = self._read(path)
+        if found is None:
+            return None
+        current = backoff_from(found[0])
+        new = change(current)
+        if new == current:
+            return current
+        try:
+            self._commit([Write("update", path, {BACKOFF_FIELD: asdict(new)}, found[1], True)])
+        except Conflict:
+            return None
+        return new
+
+    def clear_backoff(self, queue: str) -> None:
+        with contextlib.suppress(Conflict):  # no queue: nothing to clear
+            self._commit([Write("update", f"{QUEUES}/{queue}", {BACKOFF_FIELD: _DELETE})])
+
+    # -- builds -----------------------------------------------------------------------------
+
+    def create_build(self, key: str, document: Mapping[str, Any]) -> bool:
+        try:
+            self._commit([Write("create", f"{BUILDS}/{key}", document)])
+        except _AlreadyExists:
+            return False
+        return True
+
+    def get_build(self, key: str) -> StoredDocument | None:
+        found = self._read(f"{BUILDS}/{key}")
+        return StoredDocument(*found) if found else None
+
+    def update_build(self, key: str, changes: Mapping[str, Any]) -> None:
+        self._commit([Write("update", f"{BUILDS}/{key}", changes)])
+
+    def join_build(self, key: str, waiter: str) -> None:
+        self._commit([Write("update", f"{BUILDS}/{key}", {"waiting": _Union((waiter,))})])
+
+    def leave_build(self, key: str, waiter: str) -> None:
+        self._commit([Write("update", f"{BUILDS}/{key}", {"waiting": _Remove((waiter,))})])
+
+    def restart_build(
+        self,
+        key: str,
+        fields: Mapping[str, Any],
+        clear: Sequence[str],
+        waiter: str,
+        failed_attempt: Mapping[str, Any],
+        version: datetime | None,
+    ) -> bool:
+        restart = {
+            **fields,
+            **dict.fromkeys(clear, _DELETE),
+            "waiting": _Union((waiter,)),
+            "failed_attempts": _Union((dict(failed_attempt),)),
+        }
+        try:
+            self._commit([Write("update", f"{BUILDS}/{key}", restart, version, True)])
+        except Conflict:
+            return False
+        return True
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        path = f"{LEASES}/{name}"
+        found = self._read(path)
+        now = self.clock()
+        data = found[0] if found else {}
+        if data.get("holder") not in (None, holder) and data.get("until", now) > now:
+            return False
+        lease = {"holder": holder, "until": now + timedelta(seconds=seconds), "taken_at": now}
+        if found is not None:
+            write = Write("update", path, lease, found[1], True)
+        else:
+            write = Write("create", path, lease)
+        try:
+            self._commit([write])
+        except (Conflict, _AlreadyExists):
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        path = f"{LEASES}/{name}"
+        found = self._read(path)
+        if found is not None and found[0].get("holder") == holder:
+            update = {"holder": None, "released_at": self.clock()}
+            with contextlib.suppress(Conflict):  # somebody took it over: theirs now
+                self._commit([Write("update", path, update, found[1], True)])
+
+
+def _conforms(store: MemoryStore) -> Store:
+    return store  # mypy checks here that MemoryStore is a whole Store

@@ -1,0 +1,164 @@
+"""What launchq keeps, as typed protocols: one per kind of state, and `Store`, all of them.
+
+The orchestration units type their store as one of these; `launchq.store.firestore` implements
+them on Firestore and `launchq.store.memory` in memory (the unit tests). The semantics both
+honour, and `tests/integration/test_store_contract.py` checks on both:
+
+- every item state change is a compare-and-swap on the `version` the record was read at, and
+  raises `Conflict` when someone wrote the item (or the slot it takes) meanwhile;
+- `create_item` returns None for an item that exists, raises `TokenTaken` for a creation token
+  that exists, and `Conflict` for a slot taken meanwhile, writing nothing in each case;
+- a slot is held exactly while its holder is in a slot-holding state (taken and released in the
+  same atomic write as the state change);
+- queries return admission order (`waiting_items`) or newest first with document id ties
+  (`recent_items`), and honour their limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from launchq.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
+from launchq.states import ItemState
+from launchq.store.base import Clock, StoredDocument, Transition
+
+
+class ItemStore(Protocol):
+    """`items/{queue}~{item_id}`: one document per queue item."""
+
+    clock: Clock
+
+    def get_item(self, queue: str, item_id: str) -> ItemRecord | None: ...
+
+    def item_document(self, queue: str, item_id: str) -> dict[str, Any] | None: ...
+
+    def create_item(
+        self,
+        queue: str,
+        item_id: str,
+        state: ItemState,
+        fields: Mapping[str, Any],
+        cause: str,
+        *,
+        claim: Claim | None = None,
+        take_slot: Slot | None = None,
+        claim_cause: str = "",
+        token: str | None = None,
+        token_expire_at: datetime | None = None,
+    ) -> ItemRecord | None: ...
+
+    def transition(
+        self,
+        item: ItemRecord,
+        change: Transition,
+        changes: Changes | None = None,
+        *,
+        take_slot: Slot | None = None,
+        release_slot: bool = False,
+    ) -> ItemRecord: ...
+
+    def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord: ...
+
+    def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]: ...
+
+    def items_in_states(
+        self,
+        states: Iterable[ItemState],
+        queue: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[ItemRecord]: ...
+
+    def recent_items(
+        self,
+        queue: str | None,
+        states: Sequence[ItemState],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ItemRecord]: ...
+
+    def items_with_id(self, item_id: str, limit: int = 10) -> list[ItemRecord]: ...
+
+    def items_enqueued_since(
+        self, queue: str, since: datetime, fields: Sequence[str]
+    ) -> list[dict[str, Any]]: ...
+
+    def count_waiting(self, queue: str) -> int: ...
+
+    def count_holding_slots(self, queue: str) -> int: ...
+
+
+class QueueStore(Protocol):
+    """`queues/{queue}` and its admission slots `queues/{queue}/slots/{n}`."""
+
+    def get_queue(self, queue: str) -> dict[str, Any] | None: ...
+
+    def list_queues(self) -> list[dict[str, Any]]: ...
+
+    def put_queue(self, name: str, document: dict[str, Any], max_jobs: int) -> None: ...
+
+    def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    def free_slots(self, queue: str, limit: int) -> list[Slot]: ...
+
+    def held_slots(self, queue: str) -> list[Slot]: ...
+
+    def free_leaked_slot(self, slot: Slot) -> bool: ...
+
+    def slot_holders(self, queue: str) -> dict[str, str | None]: ...
+
+
+class BudgetStore(Protocol):
+    """The creation budget's tokens (`budgets/{token}`) and a queue's quota backoff."""
+
+    def take_token(self, token_ids: Sequence[str], expire_at: datetime) -> bool: ...
+
+    def update_backoff(
+        self, queue: str, change: Callable[[QueueBackoff | None], QueueBackoff]
+    ) -> QueueBackoff | None: ...
+
+    def clear_backoff(self, queue: str) -> None: ...
+
+
+class BuildStore(Protocol):
+    """`builds/{key}`: one document per image build key (`launchq.imagebuilds`)."""
+
+    def create_build(self, key: str, document: Mapping[str, Any]) -> bool:
+        """Create the build document; False if it exists (somebody else claimed the key)."""
+        ...
+
+    def get_build(self, key: str) -> StoredDocument | None: ...
+
+    def update_build(self, key: str, changes: Mapping[str, Any]) -> None: ...
+
+    def join_build(self, key: str, waiter: str) -> None:
+        """Add `waiter` to the build's `waiting` (once, whoever else joins meanwhile)."""
+        ...
+
+    def leave_build(self, key: str, waiter: str) -> None: ...
+
+    def restart_build(
+        self,
+        key: str,
+        fields: Mapping[str, Any],
+        clear: Sequence[str],
+        waiter: str,
+        failed_attempt: Mapping[str, Any],
+        version: datetime | None,
+    ) -> bool:
+        """Start the key's build again if the document is still at `version`: set `fields`,
+        remove `clear`, join `waiter`, append `failed_attempt`. False if it changed."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """`leases/{name}`: who runs the sweep now."""
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool: ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
+
+
+class Store(ItemStore, QueueStore, BudgetStore, BuildStore, LeaseStore, Protocol):
+    """Everything launchq keeps: the one object `launchq.wiring` hands to every unit."""
