@@ -310,11 +310,14 @@ def budget_contention(
     with ThreadPoolExecutor(takers) as pool:
         for _ in range(takers):
             pool.submit(take)
-    per_window = Counter(int(t) for t in granted)
+    docs = list(store.db.collection("budgets").stream())
+    # Grants per window, counted from the token documents themselves (`KEY~WINDOW_START~N`),
+    # not from when each take returned: under load a take granted at the end of one window can
+    # return in the next second, which a client-side clock would count against the wrong window.
+    per_window = Counter(int(d.id.rsplit("~", 2)[1]) for d in docs)
     full = [
         n for second, n in per_window.items() if second not in (min(per_window), max(per_window))
     ]
-    docs = list(store.db.collection("budgets").stream())
     return {
         "takers": takers,
         "rate_per_minute": rate,

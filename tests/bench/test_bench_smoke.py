@@ -77,6 +77,8 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert 0 < cap["burst"]["max_creates_in_a_scaled_minute"] <= cap["burst"]["items"]
     assert cap["budget_contention"]["token_documents_written_again"] == 0
     assert 0 < cap["budget_contention"]["max_granted_in_a_window"] <= 10
+    # Every grant is its own token document: no token was handed out twice.
+    assert cap["budget_contention"]["granted"] == cap["budget_contention"]["token_documents"]
 
     table = run.table(results)
     assert table.count("\n") >= 8
