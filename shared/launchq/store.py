@@ -300,7 +300,10 @@ class Store:
         if queue is not None:
             query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
         if fields is not None:
-            query = query.select(list(fields))
+            # A record is its identity plus what was asked for: a projection without these
+            # would make `_from_document` fail (KeyError) instead of giving a partial record.
+            identity = ["queue", "item_id", "state"]
+            query = query.select([*identity, *(f for f in fields if f not in identity)])
         return (_record(snap) for snap in query.stream())
 
     def recent_items(

@@ -35,9 +35,10 @@ from typing import Any
 
 from google.cloud import firestore
 
+from launchq.fields import PRIORITY_NAMES
 from launchq.records import ItemRecord
 from launchq.states import SLOT_STATES, TERMINAL_STATES, ItemState
-from launchq.store import ITEMS, Store
+from launchq.store import ITEMS, Store, backoff_from
 from launchq_cli import ops
 
 WINDOW = timedelta(hours=24)
@@ -54,6 +55,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHART_FIELDS = ["item_id", "queue", "state", "enqueued_at", "history", "reason", "attempts"]
 _TERMINAL = {s.value for s in TERMINAL_STATES}
 _RUNNING = ItemState.RUNNING.value
+_QUEUED = ItemState.QUEUED.value
+_FOR_A_SLOT = "waiting for a free slot"
+_PAUSED = "queue paused"
+# The reasons that only say "no slot yet": a queue-wide cause (paused, quota) replaces them.
+_SLOT_REASONS = (None, "", _FOR_A_SLOT, _PAUSED)
+_PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_NAMES.items()}
 
 
 def _aware(value: object) -> datetime | None:
@@ -79,13 +86,103 @@ def _ended_at(data: Mapping[str, Any]) -> datetime | None:
     return None
 
 
+def item_reason(
+    data: Mapping[str, Any], queue: Mapping[str, Any] | None, now: datetime
+) -> str | None:
+    """Why the item is where it is now, as every page shows it: the one place the dashboard
+    reads an item's reason, so a core function computing the current waiting reason can take
+    its place.
+
+    A QUEUED item's stored `reason` is what was true when it was written; the queue's own state
+    is read here so the page says what holds now: a paused queue, a queue backing off after a
+    Vertex quota refusal, a retry's backoff, else waiting for a free slot.
+    """
+    state = data.get("state")
+    stored = data.get("reason")
+    stored = str(stored) if stored else None
+    if state == ItemState.BUILDING.value:
+        build = data.get("build")
+        build_id = build.get("build_id") if isinstance(build, Mapping) else None
+        return f"building the image (build {build_id})" if build_id else "building the image"
+    if state != _QUEUED:
+        return stored
+    if queue is not None and queue.get("paused"):
+        return _PAUSED
+    not_before = _aware(data.get("not_before"))
+    if not_before is not None and not_before > now:
+        return stored or f"retrying at {ops.iso(not_before)}"
+    backoff = backoff_from(queue) if queue is not None else None
+    if backoff is not None and backoff.active(now) and stored in _SLOT_REASONS:
+        return backoff.reason
+    return _FOR_A_SLOT if stored in _SLOT_REASONS else stored
+
+
+def priority_name(rank: object) -> str:
+    """A priority as people typed it (`critical`..`low`, `launchq.fields.PRIORITY_NAMES`);
+    ranks past `low` stay numbers."""
+    if isinstance(rank, int) and not isinstance(rank, bool):
+        return _PRIORITY_NAMES.get(rank, str(rank))
+    return "-"
+
+
+def what_ran(data: Mapping[str, Any]) -> str | None:
+    """The image or the source module the item runs: what people recognise their run by."""
+    payload = data.get("payload")
+    payload = payload if isinstance(payload, Mapping) else {}
+    source = payload.get("source")
+    if isinstance(source, Mapping) and source.get("module"):
+        digest = str(source.get("sha256") or "")[:8]
+        return f"source {source['module']}" + (f" @{digest}" if digest else "")
+    if payload.get("image_uri"):
+        return f"image {payload['image_uri']}"
+    body = data.get("job_body")
+    pools = (body.get("jobSpec") or {}).get("workerPoolSpecs") if isinstance(body, Mapping) else []
+    first = pools[0] if isinstance(pools, list) and pools and isinstance(pools[0], Mapping) else {}
+    container = first.get("containerSpec") or {}
+    package = first.get("pythonPackageSpec") or {}
+    if container.get("imageUri"):
+        return f"image {container['imageUri']}"
+    if package.get("pythonModule"):
+        return f"source {package['pythonModule']}"
+    return None
+
+
+def submitter(data: Mapping[str, Any]) -> str | None:
+    """Who the publisher said it was (unverified: Pub/Sub carries no identity, see
+    docs/message-format.md), else the item's `metadata.author`/`submitted_by`."""
+    claimed = data.get("submitted_by")
+    if isinstance(claimed, Mapping) and claimed.get("value"):
+        return str(claimed["value"])
+    metadata = data.get("metadata")
+    if isinstance(metadata, Mapping):
+        for key in ("submitted_by", "author", "user"):
+            if isinstance(metadata.get(key), str) and metadata[key]:
+                return str(metadata[key])
+    return None
+
+
+def item_row(
+    data: Mapping[str, Any], queue: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """`launchq ls --json`'s row plus what people find their run by: display name, submitter,
+    what ran, the priority's name, and the reason as it holds now (`item_reason`)."""
+    return {
+        **ops.item_summary(data, now),
+        "reason": item_reason(data, queue, now),
+        "display_name": data.get("display_name"),
+        "submitted_by": submitter(data),
+        "ran": what_ran(data),
+        "priority_name": priority_name(data.get("priority")),
+    }
+
+
 def queue_row(
     store: Store, document: Mapping[str, Any], items: Sequence[Mapping[str, Any]], now: datetime
 ) -> dict[str, Any]:
     """`launchq queue ls`'s row plus the oldest waiting age, waiting reasons and 24 h outcomes."""
     row = ops.queue_summary(store, document)
     waiting = store.items_in_states(
-        [ItemState.QUEUED], queue=row["name"], fields=["enqueued_at", "reason"]
+        [ItemState.QUEUED], queue=row["name"], fields=["enqueued_at", "reason", "not_before"]
     )
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
@@ -93,7 +190,7 @@ def queue_row(
         enqueued = _aware(record.stored.get("enqueued_at"))
         if enqueued is not None and (oldest is None or enqueued < oldest):
             oldest = enqueued
-        reasons[str(record.stored.get("reason") or "no reason recorded")] += 1
+        reasons[item_reason(record.stored, document, now) or "no reason recorded"] += 1
     outcomes: Counter[str] = Counter()
     since = now - WINDOW
     for data in items:
@@ -120,6 +217,10 @@ class Series:
     unit: str
     points: list[tuple[datetime, float]]
     step: bool  # a count that holds until the next change (jobs running) vs. samples (waits)
+    # When the data starts (the first event in the window); None: the first point's time. The
+    # chart's axis starts there when that is less than the window ago, so a new stack's points
+    # spread over the plot instead of piling up at its right edge.
+    since: datetime | None = None
 
 
 def wait_series(items: Iterable[Mapping[str, Any]]) -> Series:
@@ -167,8 +268,14 @@ def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
         if at >= start:
             points.append((at, float(count)))
     first = sum(delta for at, delta in changes if at < start)
+    # A job that entered its slot before the window: the data spans the whole window.
+    since = start if any(at < start for at, _ in changes) else (points[0][0] if points else None)
     return Series(
-        "jobs running", "jobs", [(start, float(first)), *points, (now, float(count))], True
+        "jobs running",
+        "jobs",
+        [(start, float(first)), *points, (now, float(count))],
+        True,
+        since or now,
     )
 
 
@@ -249,6 +356,7 @@ def page_of_items(
     search: str,
     after: Cursor | None,
     now: datetime,
+    queue_doc: Mapping[str, Any] | None = None,
 ) -> ItemsPage:
     """The page of a queue's items, newest first, that starts behind `after` (None: the first).
 
@@ -262,7 +370,7 @@ def page_of_items(
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
         found = [d for d in exact if d.get("queue") == queue]
         if found:
-            rows = [ops.item_summary(d, now) for d in found]
+            rows = [item_row(d, queue_doc, now) for d in found]
             return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
         scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
         matches = [r for r in scanned if r.item_id.startswith(search)]
@@ -272,8 +380,9 @@ def page_of_items(
             following = _cursor_of(scanned[-1])
         else:
             following = None
-        rows = [ops.item_summary(r.stored, now) for r in matches[:PAGE_SIZE]]
+        rows = [item_row(r.stored, queue_doc, now) for r in matches[:PAGE_SIZE]]
         return ItemsPage(rows, following)
     records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
     following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
-    return ItemsPage([ops.item_summary(r.stored, now) for r in records[:PAGE_SIZE]], following)
+    rows = [item_row(r.stored, queue_doc, now) for r in records[:PAGE_SIZE]]
+    return ItemsPage(rows, following)

@@ -1,0 +1,153 @@
+"""What the dashboard says about an item and draws for a queue, in the states users meet: the
+reason an item waits as it holds now (paused, quota backoff, a retry's backoff, a build), what
+people find their run by (display name, submitter, image or source, the priority's name), the
+job links against the local stack and against Google Cloud, and charts fitted to a new stack."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from launchq.records import quota_reason
+from launchq.settings import Settings
+from launchq.store import BACKOFF_FIELD
+from launchq_ui import charts, links, views
+
+NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+QUEUE: dict[str, Any] = {"name": "q", "paused": False}
+
+
+def _queued(reason: str | None = "waiting for a free slot", **extra: Any) -> dict[str, Any]:
+    return {"queue": "q", "item_id": "i", "state": "QUEUED", "reason": reason, **extra}
+
+
+def _backing_off(until: datetime) -> dict[str, Any]:
+    backoff = {"until": until, "refusals": 1, "metric": "cpus", "region": "us-central1"}
+    return {**QUEUE, BACKOFF_FIELD: backoff}
+
+
+def test_a_waiting_item_says_what_holds_it_now() -> None:
+    reason = views.item_reason
+    assert reason(_queued(), QUEUE, NOW) == "waiting for a free slot"
+    assert reason(_queued(None), QUEUE, NOW) == "waiting for a free slot"
+    # Enqueued while the queue was paused, the queue resumed since: no longer "paused".
+    assert reason(_queued("queue paused"), QUEUE, NOW) == "waiting for a free slot"
+    # Paused after the item was enqueued: the stored reason still says "a free slot".
+    assert reason(_queued(), {**QUEUE, "paused": True}, NOW) == "queue paused"
+    quota = quota_reason("cpus", "us-central1")
+    assert reason(_queued(), _backing_off(NOW + timedelta(minutes=1)), NOW) == quota
+    assert reason(_queued(), _backing_off(NOW - timedelta(minutes=1)), NOW) == (
+        "waiting for a free slot"
+    )
+    retry = _queued("retrying after infrastructure", not_before=NOW + timedelta(seconds=30))
+    assert reason(retry, _backing_off(NOW + timedelta(minutes=1)), NOW) == (
+        "retrying after infrastructure"
+    )
+    building = {"state": "BUILDING", "build": {"build_id": "b-1"}, "reason": None}
+    assert reason(building, QUEUE, NOW) == "building the image (build b-1)"
+    cancelled = {"state": "CANCELLED", "reason": None}
+    assert reason(cancelled, {**QUEUE, "paused": True}, NOW) is None
+
+
+def test_rows_carry_what_people_find_their_run_by() -> None:
+    data = {
+        **_queued(),
+        "display_name": "linear fit",
+        "priority": 1,
+        "submitted_by": {"value": "ada", "verified": False},
+        "payload": {"image_uri": "python:3.11-slim"},
+        "enqueued_at": NOW - timedelta(minutes=3),
+    }
+    row = views.item_row(data, {**QUEUE, "paused": True}, NOW)
+    assert row["display_name"] == "linear fit"
+    assert row["submitted_by"] == "ada"
+    assert row["ran"] == "image python:3.11-slim"
+    assert row["priority_name"] == "high"
+    assert row["reason"] == "queue paused"
+    assert row["age_s"] == 180.0
+    source = {"module": "trainer.task", "sha256": "ab" * 32, "uri": "gs://b/x"}
+    sourced = views.item_row({**data, "payload": {"source": source}}, QUEUE, NOW)
+    assert sourced["ran"] == "source trainer.task @abababab"
+    body = {"jobSpec": {"workerPoolSpecs": [{"containerSpec": {"imageUri": "img:1"}}]}}
+    assert views.what_ran({"payload": {}, "job_body": body}) == "image img:1"
+    assert views.submitter({"metadata": {"author": "newcomer"}}) == "newcomer"
+    assert [views.priority_name(n) for n in (0, 1, 2, 3, 7, None)] == [
+        "critical",
+        "high",
+        "medium",
+        "low",
+        "7",
+        "-",
+    ]
+
+
+JOB = {
+    "name": "projects/1/locations/us-central1/customJobs/42",
+    "console_url": "https://console.cloud.google.com/vertex-ai/x",
+    "logs_url": "https://console.cloud.google.com/logs/y",
+}
+
+
+def test_job_links_point_at_the_local_stack_when_it_runs_the_jobs() -> None:
+    local = Settings(project="p", vertex_endpoint="http://127.0.0.1:8090")
+    found = links.job_links(JOB, local)
+    assert [link.href for link in found] == [
+        "http://127.0.0.1:8090/v1/projects/1/locations/us-central1/customJobs/42",
+        "#h-log",
+    ]
+    assert not any("console.cloud.google.com" in link.href for link in found)
+    cloud = links.job_links(JOB, Settings(project="p"))
+    assert [(link.text, link.note) for link in cloud] == [
+        ("Vertex console", "Google Cloud"),
+        ("Cloud Logging", "Google Cloud"),
+    ]
+    assert links.job_links(None, local) == []
+
+
+def _texts(svg: str) -> list[tuple[float, str, str]]:
+    """The time axis' labels: (x, text-anchor, text)."""
+    pattern = r'<text class="axis" x="([\d.]+)" y="[\d.]+" text-anchor="(\w+)">([^<]+)<'
+    found = re.findall(pattern, svg)
+    return [(float(x), anchor, text) for x, anchor, text in found if not text[0].isdigit()]
+
+
+@pytest.mark.parametrize("size", [charts.WIDE, charts.NARROW])
+def test_a_new_stacks_chart_spans_its_data_not_the_whole_day(size: tuple[int, int]) -> None:
+    points = [(NOW - timedelta(minutes=m), float(m)) for m in (20, 12, 3)]
+    series = views.Series("wait", "s", points, step=False)
+    assert charts.span(series, NOW) == timedelta(minutes=22)
+    out = charts.svg(series, NOW, "t", size)
+    xs = [float(x) for x in re.findall(r'<circle class="dot" cx="([\d.]+)"', out)]
+    width = size[0]
+    # The oldest point is near the left of the plot, not squeezed into its last percent.
+    assert xs[0] < charts.LEFT + 0.15 * (width - charts.LEFT - charts.RIGHT)
+    labels = _texts(out)
+    assert labels[-1] == (width - charts.RIGHT, "end", "now")  # inside the plot, not cut
+    assert "-10m" in [text for _, _, text in labels]
+    assert len(labels) <= (width - charts.LEFT) // 80 + 2
+    assert f'font-size="{charts.FONT}"' in out
+    assert "since 22m ago" in out
+
+
+def test_a_chart_with_old_data_keeps_the_window() -> None:
+    points = [(NOW - timedelta(hours=30), 0.0), (NOW - timedelta(hours=2), 1.0), (NOW, 1.0)]
+    series = views.Series("jobs", "jobs", points, step=True, since=NOW - views.WINDOW)
+    assert charts.span(series, NOW) == views.WINDOW
+    assert [text for _, _, text in _texts(charts.svg(series, NOW, "t"))][-2:] == ["-6h", "now"]
+    one_item = views.running_series(
+        [
+            {
+                "state": "RUNNING",
+                "history": [
+                    {"to": "QUEUED", "at": NOW - timedelta(minutes=2)},
+                    {"to": "RUNNING", "at": NOW - timedelta(minutes=1)},
+                ],
+            }
+        ],
+        NOW,
+    )
+    assert one_item.since == NOW - timedelta(minutes=1)
+    assert charts.span(one_item, NOW) == charts.MIN_SPAN
