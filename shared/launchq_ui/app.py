@@ -60,12 +60,13 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
             items = views.window_items(store(), str(document.get("name")), moment)
             row = views.queue_row(store(), document, items, moment)
             waits, running = views.wait_series(items), views.running_series(items, moment)
+            since = views.data_since(items)  # both charts of a queue share their time axis
             for size, suffix in ((charts.WIDE, ""), (charts.NARROW, "_narrow")):
                 row[f"wait_svg{suffix}"] = charts.svg(
-                    waits, moment, f"{row['name']}: wait time", size
+                    waits, moment, f"{row['name']}: wait time", size, since
                 )
                 row[f"running_svg{suffix}"] = charts.svg(
-                    running, moment, f"{row['name']}: jobs running", size
+                    running, moment, f"{row['name']}: jobs running", size, since
                 )
             rows.append(row)
         return rows

@@ -22,10 +22,13 @@ WIDE, NARROW = (560, 170), (340, 190)
 FONT = 12
 LEFT, RIGHT, TOP, BOTTOM = 44, 10, 10, 24
 # The axis fits the data when it started less than the window ago, but never spans less than
-# this: a first item a minute ago is a point in a short, readable axis, not a dot at the edge.
-MIN_SPAN = timedelta(minutes=10)
+# this: a first item seconds ago is a point on a short, readable axis, not a dot at the edge.
+MIN_SPAN = timedelta(seconds=30)
 # Tick steps people read at a glance; the first that gives at most `max_ticks` intervals wins.
-_STEPS = [timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440)]
+_STEPS = [
+    timedelta(seconds=s)
+    for s in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 14400, 21600, 43200)
+]
 
 
 def _nice_max(value: float) -> float:
@@ -51,15 +54,17 @@ def _label(value: float, unit: str) -> str:
 
 
 def _ago(delta: timedelta) -> str:
-    minutes = round(delta.total_seconds() / 60)
-    if minutes % 60 == 0:
-        return f"-{minutes // 60}h"
-    return f"-{minutes}m"
+    seconds = round(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"-{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"-{seconds // 60}m"
+    return f"-{seconds}s"
 
 
-def span(series: Series, now: datetime) -> timedelta:
-    """How far back the axis goes: the window, or the data's span (padded) when shorter."""
-    since = series.since or (series.points[0][0] if series.points else None)
+def span(since: datetime | None, now: datetime) -> timedelta:
+    """How far back the axis goes: the window, or from `since` (the queue's first item in the
+    window, `views.data_since`) with a margin when that is more recent."""
     if since is None:
         return WINDOW
     fitted = (now - since) * 1.1
@@ -73,11 +78,17 @@ def ticks(length: timedelta, max_ticks: int) -> list[timedelta]:
     return [step * n for n in range(count, -1, -1)]
 
 
-def svg(series: Series, now: datetime, title: str, size: tuple[int, int] = WIDE) -> str:
-    """A chart of `series` ending at `now`, over the window or the data's span (`span`); an
+def svg(
+    series: Series,
+    now: datetime,
+    title: str,
+    size: tuple[int, int] = WIDE,
+    since: datetime | None = None,
+) -> str:
+    """A chart of `series` ending at `now`, over the window or from `since` (`span`); an
     accessible, self-contained `<svg>`."""
     width, height = size
-    length = span(series, now)
+    length = span(since, now)
     start = now - length
     plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
     visible = [(at, v) for at, v in series.points if at >= start] or series.points[-1:]
@@ -90,7 +101,7 @@ def svg(series: Series, now: datetime, title: str, size: tuple[int, int] = WIDE)
     def y(value: float) -> float:
         return TOP + plot_h - (value / top) * plot_h
 
-    caption = "last 24 h" if length >= WINDOW else f"since {_ago(length)[1:]} ago"
+    caption = "last 24 h" if length >= WINDOW else f"the last {_ago(length)[1:]}"
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{escape(title)}, {caption}" xmlns="http://www.w3.org/2000/svg" '

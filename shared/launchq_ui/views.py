@@ -161,6 +161,15 @@ def submitter(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def display_name(data: Mapping[str, Any]) -> str | None:
+    """The name the publisher gave the run; None for the default `<queue>-<item id>`
+    (`launchq.render`), which says nothing the item id does not."""
+    name = data.get("display_name")
+    if not name or name == f"{data.get('queue')}-{data.get('item_id')}":
+        return None
+    return str(name)
+
+
 def item_row(
     data: Mapping[str, Any], queue: Mapping[str, Any] | None, now: datetime
 ) -> dict[str, Any]:
@@ -169,7 +178,7 @@ def item_row(
     return {
         **ops.item_summary(data, now),
         "reason": item_reason(data, queue, now),
-        "display_name": data.get("display_name"),
+        "display_name": display_name(data),
         "submitted_by": submitter(data),
         "ran": what_ran(data),
         "priority_name": priority_name(data.get("priority")),
@@ -217,10 +226,6 @@ class Series:
     unit: str
     points: list[tuple[datetime, float]]
     step: bool  # a count that holds until the next change (jobs running) vs. samples (waits)
-    # When the data starts (the first event in the window); None: the first point's time. The
-    # chart's axis starts there when that is less than the window ago, so a new stack's points
-    # spread over the plot instead of piling up at its right edge.
-    since: datetime | None = None
 
 
 def wait_series(items: Iterable[Mapping[str, Any]]) -> Series:
@@ -268,15 +273,17 @@ def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
         if at >= start:
             points.append((at, float(count)))
     first = sum(delta for at, delta in changes if at < start)
-    # A job that entered its slot before the window: the data spans the whole window.
-    since = start if any(at < start for at, _ in changes) else (points[0][0] if points else None)
     return Series(
-        "jobs running",
-        "jobs",
-        [(start, float(first)), *points, (now, float(count))],
-        True,
-        since or now,
+        "jobs running", "jobs", [(start, float(first)), *points, (now, float(count))], True
     )
+
+
+def data_since(items: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """When a queue's data in the window starts: its first item's enqueue time (None: no item).
+    Both of its charts start there when that is less than the window ago, so a new stack's
+    points spread over the plot instead of piling up at its right edge."""
+    times = [at for at in (_aware(data.get("enqueued_at")) for data in items) if at is not None]
+    return min(times, default=None)
 
 
 class BadCursor(ValueError):

@@ -63,6 +63,7 @@ def test_rows_carry_what_people_find_their_run_by() -> None:
     }
     row = views.item_row(data, {**QUEUE, "paused": True}, NOW)
     assert row["display_name"] == "linear fit"
+    assert views.display_name({**data, "display_name": "q-i"}) is None  # the default name
     assert row["submitted_by"] == "ada"
     assert row["ran"] == "image python:3.11-slim"
     assert row["priority_name"] == "high"
@@ -118,8 +119,9 @@ def _texts(svg: str) -> list[tuple[float, str, str]]:
 def test_a_new_stacks_chart_spans_its_data_not_the_whole_day(size: tuple[int, int]) -> None:
     points = [(NOW - timedelta(minutes=m), float(m)) for m in (20, 12, 3)]
     series = views.Series("wait", "s", points, step=False)
-    assert charts.span(series, NOW) == timedelta(minutes=22)
-    out = charts.svg(series, NOW, "t", size)
+    since = NOW - timedelta(minutes=20)
+    assert charts.span(since, NOW) == timedelta(minutes=22)
+    out = charts.svg(series, NOW, "t", size, since)
     xs = [float(x) for x in re.findall(r'<circle class="dot" cx="([\d.]+)"', out)]
     width = size[0]
     # The oldest point is near the left of the plot, not squeezed into its last percent.
@@ -129,25 +131,24 @@ def test_a_new_stacks_chart_spans_its_data_not_the_whole_day(size: tuple[int, in
     assert "-10m" in [text for _, _, text in labels]
     assert len(labels) <= (width - charts.LEFT) // 80 + 2
     assert f'font-size="{charts.FONT}"' in out
-    assert "since 22m ago" in out
+    assert "the last 22m" in out
+    # Seconds old: a one-minute axis with ticks in seconds.
+    assert charts.span(NOW - timedelta(seconds=5), NOW) == charts.MIN_SPAN
+    seconds = [t for _, _, t in _texts(charts.svg(series, NOW, "t", size, NOW))]
+    assert seconds[-2:] == ["-" + seconds[-2][1:], "now"]
+    assert seconds[-2].endswith("s")
 
 
 def test_a_chart_with_old_data_keeps_the_window() -> None:
     points = [(NOW - timedelta(hours=30), 0.0), (NOW - timedelta(hours=2), 1.0), (NOW, 1.0)]
-    series = views.Series("jobs", "jobs", points, step=True, since=NOW - views.WINDOW)
-    assert charts.span(series, NOW) == views.WINDOW
-    assert [text for _, _, text in _texts(charts.svg(series, NOW, "t"))][-2:] == ["-6h", "now"]
-    one_item = views.running_series(
-        [
-            {
-                "state": "RUNNING",
-                "history": [
-                    {"to": "QUEUED", "at": NOW - timedelta(minutes=2)},
-                    {"to": "RUNNING", "at": NOW - timedelta(minutes=1)},
-                ],
-            }
-        ],
-        NOW,
-    )
-    assert one_item.since == NOW - timedelta(minutes=1)
-    assert charts.span(one_item, NOW) == charts.MIN_SPAN
+    series = views.Series("jobs", "jobs", points, step=True)
+    old = NOW - timedelta(hours=23)
+    assert charts.span(old, NOW) == views.WINDOW
+    assert charts.span(None, NOW) == views.WINDOW
+    assert [text for _, _, text in _texts(charts.svg(series, NOW, "t", since=old))][-2:] == [
+        "-6h",
+        "now",
+    ]
+    items = [{"enqueued_at": NOW - timedelta(minutes=m)} for m in (3, 9, 1)] + [{}]
+    assert views.data_since(items) == NOW - timedelta(minutes=9)
+    assert views.data_since([]) is None

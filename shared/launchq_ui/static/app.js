@@ -9,7 +9,8 @@ const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIR
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const child of children) node.append(child);
+  // An empty string adds nothing, so an empty cell stays :empty (hidden in a phone's cards).
+  for (const child of children) if (child !== "") node.append(child);
   return node;
 }
 
