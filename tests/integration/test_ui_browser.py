@@ -409,6 +409,9 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
         browser.set_window_size(*DESKTOP)
         browser.get(dashboard + "/queues/flaky/items/oom")
         shot(browser, tmp_path, "item", publish=True)
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/queues/flaky/items/oom")
+        shot(browser, tmp_path, "item-phone")
     finally:
         admin.set_limits()
         requests.patch(build_config, json={"workingSeconds": 0.5}, timeout=10)
