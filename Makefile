@@ -50,6 +50,12 @@ PORT ?= 8090
 vertex-emulator: bootstrap
 	$(BIN)/launchq vertex-emulator --port $(PORT)
 
+## docs/images/*.png from the dashboard's browser test, on a busy local stack (one stack, ~30 s).
+.PHONY: screenshots
+screenshots: bootstrap
+	LAUNCHQ_UI_SCREENSHOTS=docs/images $(BIN)/pytest tests/integration/test_ui_browser.py \
+		-k every_state -q -p no:cacheprovider
+
 .PHONY: dev demo
 
 ## The whole stack in the foreground on fixed ports (docs/local-dev.md); Ctrl-C stops it all.

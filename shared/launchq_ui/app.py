@@ -27,7 +27,7 @@ from launchq.states import ItemState
 from launchq.store import Store
 from launchq_cli import ops
 from launchq_cli.common import Backends
-from launchq_ui import charts, views
+from launchq_ui import charts, links, views
 
 LOG_TAIL_LINES = 200
 _CSP = (
@@ -59,12 +59,15 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
         for document in sorted(store().list_queues(), key=lambda d: str(d.get("name"))):
             items = views.window_items(store(), str(document.get("name")), moment)
             row = views.queue_row(store(), document, items, moment)
-            row["wait_svg"] = charts.svg(
-                views.wait_series(items), moment, f"{row['name']}: wait time, last 24 h"
-            )
-            row["running_svg"] = charts.svg(
-                views.running_series(items, moment), moment, f"{row['name']}: jobs running"
-            )
+            waits, running = views.wait_series(items), views.running_series(items, moment)
+            since = views.data_since(items)  # both charts of a queue share their time axis
+            for size, suffix in ((charts.WIDE, ""), (charts.NARROW, "_narrow")):
+                row[f"wait_svg{suffix}"] = charts.svg(
+                    waits, moment, f"{row['name']}: wait time", size, since
+                )
+                row[f"running_svg{suffix}"] = charts.svg(
+                    running, moment, f"{row['name']}: jobs running", size, since
+                )
             rows.append(row)
         return rows
 
@@ -74,7 +77,7 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
 
     @app.get("/api/queues")
     def api_queues() -> Response:
-        rows = [{k: v for k, v in row.items() if not k.endswith("_svg")} for row in queue_rows()]
+        rows = [{k: v for k, v in row.items() if "_svg" not in k} for row in queue_rows()]
         return jsonify(rows)
 
     # -- items -------------------------------------------------------------------------------
@@ -96,7 +99,8 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
         data = store().item_document(queue, item_id)
         if data is None:
             raise ops.NotFound(f"no item {item_id!r} in queue {queue!r}")
-        detail = ops.item_detail(data, now(), ops.QueueStates(store()))
+        detail = views.item_row(ops.item_detail(data, now(), ops.QueueStates(store())))
+        detail["links"] = [vars(link) for link in links.job_links(detail["job"], backends.settings)]
         detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
         return {"detail": detail, "data": data}
 

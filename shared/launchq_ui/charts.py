@@ -1,9 +1,10 @@
 """Charts as inline SVG, drawn on the server.
 
 Why SVG from Python rather than a chart library: the two charts are a line and a step line over
-24 hours, which take ~60 lines to draw; a vendored library would be hundreds of KB of JavaScript
-to pin and serve, and would draw nothing until its script ran. Server-side SVG is in the HTML
-itself: it works offline, without JavaScript, prints, and screen readers get its `<title>`.
+(up to) 24 hours, which take ~100 lines to draw; a vendored library would be hundreds of KB of
+JavaScript to pin and serve, and would draw nothing until its script ran. Server-side SVG is in
+the HTML itself: it works offline, without JavaScript, prints, and screen readers get its
+`<title>`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,20 @@ from html import escape
 
 from launchq_ui.views import WINDOW, Series
 
-WIDTH, HEIGHT = 560, 160
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 22
+# Two drawings of each chart, one per layout (the page shows one, by CSS width): SVG text scales
+# with the drawing, so one viewBox cannot give readable ticks both in a 600 px card and on a
+# 340 px phone column. Ticks are FONT user units, about FONT px at the size each is shown.
+WIDE, NARROW = (560, 170), (340, 190)
+FONT = 12
+LEFT, RIGHT, TOP, BOTTOM = 44, 10, 10, 24
+# The axis fits the data when it started less than the window ago, but never spans less than
+# this: a first item seconds ago is a point on a short, readable axis, not a dot at the edge.
+MIN_SPAN = timedelta(seconds=30)
+# Tick steps people read at a glance; the first that gives at most `max_ticks` intervals wins.
+_STEPS = [
+    timedelta(seconds=s)
+    for s in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 14400, 21600, 43200)
+]
 
 
 def _nice_max(value: float) -> float:
@@ -40,40 +53,81 @@ def _label(value: float, unit: str) -> str:
     return f"{text}{unit if unit == 's' else ''}"
 
 
-def svg(series: Series, now: datetime, title: str) -> str:
-    """A 24 h chart of `series` ending at `now`; an accessible, self-contained `<svg>`."""
-    start = now - WINDOW
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+def _ago(delta: timedelta) -> str:
+    seconds = round(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"-{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"-{seconds // 60}m"
+    return f"-{seconds}s"
+
+
+def span(since: datetime | None, now: datetime) -> timedelta:
+    """How far back the axis goes: the window, or from `since` (the queue's first item in the
+    window, `views.data_since`) with a margin when that is more recent."""
+    if since is None:
+        return WINDOW
+    fitted = (now - since) * 1.1
+    return min(max(fitted, MIN_SPAN), WINDOW)
+
+
+def ticks(length: timedelta, max_ticks: int) -> list[timedelta]:
+    """How long ago each time tick is, oldest first, ending with 0 ("now")."""
+    step = next((s for s in _STEPS if length / s <= max_ticks), _STEPS[-1])
+    count = int(length / step)
+    return [step * n for n in range(count, -1, -1)]
+
+
+def svg(
+    series: Series,
+    now: datetime,
+    title: str,
+    size: tuple[int, int] = WIDE,
+    since: datetime | None = None,
+) -> str:
+    """A chart of `series` ending at `now`, over the window or from `since` (`span`); an
+    accessible, self-contained `<svg>`."""
+    width, height = size
+    length = span(since, now)
+    start = now - length
+    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
+    visible = [(at, v) for at, v in series.points if at >= start] or series.points[-1:]
     top = _nice_max(max((v for _, v in series.points), default=0.0))
 
     def x(at: datetime) -> float:
-        share = (at - start).total_seconds() / WINDOW.total_seconds()
+        share = (at - start).total_seconds() / length.total_seconds()
         return LEFT + min(max(share, 0.0), 1.0) * plot_w
 
     def y(value: float) -> float:
         return TOP + plot_h - (value / top) * plot_h
 
+    caption = "last 24 h" if length >= WINDOW else f"the last {_ago(length)[1:]}"
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}, {caption}" xmlns="http://www.w3.org/2000/svg" '
+        f'font-size="{FONT}">',
+        f"<title>{escape(title)}, {caption}</title>",
     ]
     for share in (0.0, 0.5, 1.0):
         value = top * share
         parts.append(
-            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" '
+            f'<line class="grid" x1="{LEFT}" x2="{width - RIGHT}" y1="{y(value):.1f}" '
             f'y2="{y(value):.1f}"/>'
             f'<text class="axis" x="{LEFT - 4}" y="{y(value) + 4:.1f}" text-anchor="end">'
             f"{_label(value, series.unit)}</text>"
         )
-    for hours_ago in (24, 18, 12, 6, 0):
-        at = now - timedelta(hours=hours_ago)
-        label = "now" if hours_ago == 0 else f"-{hours_ago}h"
+    # About one label per 90 user units: they never touch, whatever the width.
+    for ago in ticks(length, max(plot_w // 90, 2)):
+        at = now - ago
+        # The edge labels are anchored inward so neither "now" nor the oldest is cut off.
+        anchor = "end" if not ago else "start" if x(at) - LEFT < 20 else "middle"
+        label = "now" if not ago else _ago(ago)
         parts.append(
-            f'<text class="axis" x="{x(at):.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
+            f'<text class="axis" x="{x(at):.1f}" y="{height - 7}" text-anchor="{anchor}">'
             f"{label}</text>"
         )
-    points = [(x(at), y(value)) for at, value in series.points]
+    series_points = series.points if series.step else visible
+    points = [(x(at), y(value)) for at, value in series_points]
     if series.step and points:
         path = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
         for (_, prev_y), (px, py) in itertools.pairwise(points):
@@ -83,7 +137,7 @@ def svg(series: Series, now: datetime, title: str) -> str:
         coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
         parts.append(f'<polyline class="line" points="{coords}"/>')
         parts.extend(
-            f'<circle class="dot" cx="{px:.1f}" cy="{py:.1f}" r="2.5"/>' for px, py in points
+            f'<circle class="dot" cx="{px:.1f}" cy="{py:.1f}" r="3"/>' for px, py in points
         )
     else:
         parts.append(

@@ -236,6 +236,29 @@ class ItemsPage:
     next: Cursor | None
 
 
+def item_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """`launchq ls --json`'s row (or `status --json`'s detail) as a page shows it: the submitter's
+    claimed name as text, and no display name when it is the default `<queue>-<item id>`
+    (`launchq.render`), which says nothing the item id beside it does not."""
+    claim = summary.get("submitted_by")
+    name = summary.get("display_name")
+    default = f"{summary.get('queue')}-{summary.get('item_id')}"
+    return {
+        **summary,
+        "submitted_by": claim.get("value") if isinstance(claim, Mapping) else claim,
+        "display_name": None if not name or name == default else name,
+        "priority_name": summary.get("priority_name") or "-",
+    }
+
+
+def data_since(items: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """When a queue's data in the window starts: its first item's enqueue time (None: no item).
+    Both of its charts start there when that is less than the window ago, so a new stack's
+    points spread over the plot instead of piling up at its right edge."""
+    times = [at for at in (_aware(data.get("enqueued_at")) for data in items) if at is not None]
+    return min(times, default=None)
+
+
 def page_of_items(
     store: Store,
     queue: str,
@@ -257,7 +280,7 @@ def page_of_items(
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
         found = [d for d in exact if d.get("queue") == queue]
         if found:
-            rows = [ops.item_summary(d, now, queues) for d in found]
+            rows = [item_row(ops.item_summary(d, now, queues)) for d in found]
             return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
         scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
         matches = [r for r in scanned if r.item_id.startswith(search)]
@@ -267,9 +290,9 @@ def page_of_items(
             following = _cursor_of(scanned[-1])
         else:
             following = None
-        rows = [ops.item_summary(r.stored, now, queues) for r in matches[:PAGE_SIZE]]
+        rows = [item_row(ops.item_summary(r.stored, now, queues)) for r in matches[:PAGE_SIZE]]
         return ItemsPage(rows, following)
     records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
     following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
-    rows = [ops.item_summary(r.stored, now, queues) for r in records[:PAGE_SIZE]]
+    rows = [item_row(ops.item_summary(r.stored, now, queues)) for r in records[:PAGE_SIZE]]
     return ItemsPage(rows, following)

@@ -287,6 +287,11 @@ def test_state_and_id_queries(store: Store, clock: Clock) -> None:
     assert [r.item_id for r in queued] == ["b"]
     assert set(queued[0].stored) == {"queue", "item_id", "state"}  # a projection, not the doc
     assert queued[0].priority == 0  # unread fields keep their defaults
+    # A projection that leaves out the identity still gives whole records (the dashboard's
+    # queues page asked for two fields and answered 500 while any item waited).
+    [partial] = store.items_in_states([Q], queue="q", fields=["enqueued_at", "reason"])
+    assert (partial.queue, partial.item_id, partial.state) == ("q", "b", Q)
+    assert set(partial.stored) == {"queue", "item_id", "state", "enqueued_at"}
 
 
 def test_items_enqueued_since_is_projected(store: Store, clock: Clock) -> None:

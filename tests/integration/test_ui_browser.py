@@ -3,8 +3,15 @@
 Both demo queues show; an item enqueued from the CLI reaches SUCCEEDED on the items page without
 a reload; its page shows the job's log lines (from the Cloud Logging stand-in); a long-running
 item is cancelled from its page (a control message published to the queue's topic, carried out
-by the dispatcher and the sweep) and shows CANCELLED. Screenshots of the pages are saved under
-the test's tmp path (and, with LAUNCHQ_UI_SCREENSHOTS=DIR, there too: how docs/images/ is made).
+by the dispatcher and the sweep) and shows CANCELLED.
+
+Then every state a user meets, on one stack, at desktop (1280 px) and phone (390 px) widths:
+items running, waiting for a slot, for a paused queue and for a Vertex quota (the stand-in's
+quota), failed with a long error, cancelled, building (the Cloud Build stand-in held in WORKING)
+and a source item. On every page: no 5xx, no browser console error, every waiting reason shown,
+and at phone width no cell narrower than `MIN_CELL_PX`, no state word broken, no sideways
+scroll. Screenshots are saved under the test's tmp path; `make screenshots` (that is,
+LAUNCHQ_UI_SCREENSHOTS=docs/images) copies the busy ones into the docs.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -92,6 +100,7 @@ def browser() -> Iterator[WebDriver]:
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
     options.add_argument("--window-size=1280,900")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -99,15 +108,16 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def shot(driver: WebDriver, tmp_path: Path, name: str) -> Path:
-    """A full-page screenshot: the window grows to the page's height first."""
+def shot(driver: WebDriver, tmp_path: Path, name: str, publish: bool = False) -> Path:
+    """A full-page screenshot: the window grows to the page's height first. With `publish`
+    and LAUNCHQ_UI_SCREENSHOTS=DIR (`make screenshots`: docs/images/), it is copied there."""
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     width = int(driver.execute_script("return window.innerWidth"))
     driver.set_window_size(max(width, 360), min(max(height + 140, 500), 2400))
     path = tmp_path / f"{name}.png"
     driver.save_screenshot(str(path))
     extra = os.environ.get("LAUNCHQ_UI_SCREENSHOTS")
-    if extra:
+    if extra and publish:
         shutil.copy(path, Path(extra) / path.name)
     return path
 
@@ -166,7 +176,9 @@ def test_dashboard_follows_and_cancels_items(
     phone_png = shot(browser, tmp_path, "items-phone")
     browser.set_window_size(1280, 900)
 
-    browser.find_element(By.LINK_TEXT, "ui-ok").click()
+    # The link is in the live table: a re-render between finding it and clicking it makes it
+    # stale, and the wait finds it again.
+    wait.until(lambda d: d.find_element(By.LINK_TEXT, "ui-ok").click() is None)
     wait.until(lambda d: text_of(d, "#state") == "SUCCEEDED")
     wait.until(lambda d: "epoch 300/300 loss=" in text_of(d, "#log"))
     history = text_of(browser, "#history")
@@ -202,3 +214,242 @@ def test_dashboard_follows_and_cancels_items(
 
     for png in (items_png, phone_png, item_png, queues_png):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- every state a user meets ------------------------------------------------------------------
+
+DESKTOP, PHONE = (1280, 900), (390, 844)
+# A cell narrower than this shows a word a few letters to a line ("CANC/ELLE/D" was ~40 px).
+MIN_CELL_PX = 64
+# What a job's error can look like: long, with unbroken paths (Vertex's message, then the log).
+LONG_ERROR = (
+    "The replica workerpool0-0 exited with a non-zero status of 1. Termination reason: Error. "
+    "Traceback (most recent call last): File "
+    "/usr/local/lib/python3.11/site-packages/torch/nn/modules/module.py, line 1501, in "
+    "_call_impl: torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB "
+    "(GPU 0; 15.77 GiB total capacity; 9.21 GiB already allocated; 4.35 GiB free; 9.45 GiB "
+    "reserved in total by PyTorch). If reserved memory is >> allocated memory try setting "
+    "max_split_size_mb to avoid fragmentation. See documentation for Memory Management and "
+    "PYTORCH_CUDA_ALLOC_CONF. To find out more about why your job exited please check the logs."
+)
+QUOTA_METRIC = "custom_model_training_nvidia_a100_gpus"
+_QUEUE = """name: {name}
+project: launchq-demo
+region: us-central1
+max_jobs: {max_jobs}
+retry: {{max_attempts: 1}}
+spec:
+  worker_pool_specs:
+    - machine_spec:
+        machine_type: {machine}
+{accelerator}      replica_count: 1
+      container_spec:
+        image_uri: ${{image_uri}}
+  staging_bucket: gs://launchq-demo-staging
+"""
+_A100 = "        accelerator_type: NVIDIA_TESLA_A100\n        accelerator_count: 1\n"
+
+# Cell widths at phone width (visible cells only), state badges drawn on more than one line, and
+# how far the page scrolls sideways, measured in the page through WebDriver.
+_NARROW_CELLS = """
+const out = [];
+for (const cell of document.querySelectorAll("main table tbody td, main table tbody th")) {
+  const box = cell.getBoundingClientRect();
+  if (box.width === 0 && box.height === 0) continue;  // not shown
+  if (box.width < arguments[0]) out.push([cell.dataset.label || cell.tagName,
+    cell.textContent.trim().slice(0, 30), Math.round(box.width)]);
+}
+return out;
+"""
+_BROKEN_STATES = """
+return [...document.querySelectorAll("main .state")].filter((badge) => {
+  const line = parseFloat(getComputedStyle(badge).lineHeight);
+  const box = badge.getBoundingClientRect();
+  return box.height > 1.6 * line || badge.scrollWidth > badge.clientWidth + 1;
+}).map((badge) => badge.textContent);
+"""
+_OVERFLOW = "return document.documentElement.scrollWidth - window.innerWidth"
+# Each shown chart's tick size in CSS px as drawn, and whether "now" lies inside its chart.
+_CHART_TICKS = """
+return [...document.querySelectorAll("svg.chart")].filter((svg) => svg.getClientRects().length)
+  .map((svg) => {
+    const box = svg.getBoundingClientRect(), scale = box.width / svg.viewBox.baseVal.width;
+    const ticks = [...svg.querySelectorAll("text.axis")];
+    const now = ticks.find((t) => t.textContent === "now").getBoundingClientRect();
+    return {px: Math.min(...ticks.map((t) => parseFloat(getComputedStyle(t).fontSize) * scale)),
+            nowInside: now.left >= box.left && now.right <= box.right + 0.5};
+  });
+"""
+
+
+def _enqueue(queue: str, item_id: str, *extra: str) -> None:
+    code, _, err = run("enqueue", "-q", queue, "--item-id", item_id, *extra)
+    assert code == 0, err
+
+
+def _trainer(epochs: int, seconds: float) -> tuple[str, ...]:
+    return (
+        *("--image", "python:3.11-slim", "--command", TRAINER_CMD),
+        *("--args", f"--epochs {epochs} --epoch-seconds {seconds}"),
+    )
+
+
+def test_dashboard_in_every_state_at_desktop_and_phone_width(
+    stack: DevStack, dashboard: str, browser: WebDriver, tmp_path: Path
+) -> None:
+    from launchq_local.standin.admin import AdminClient
+
+    backends = Backends()
+    admin = AdminClient(stack.standin_url)
+    build_config = f"{stack.cloudbuild_url}/emulator/v1/config"
+
+    def item(queue: str, item_id: str) -> dict[str, Any]:
+        return backends.store.item_document(queue, item_id) or {}
+
+    def until(what: str, check: Callable[[], bool], timeout: float = 45) -> None:
+        WebDriverWait(None, timeout, poll_frequency=0.2).until(lambda _: check(), what)
+
+    queues = {
+        "busy": (1, "n1-standard-4", ""),
+        "flaky": (2, "n1-standard-4", ""),
+        "held": (2, "n1-standard-4", ""),
+        "gpu": (2, "a2-highgpu-1g", _A100),
+    }
+    for name, (max_jobs, machine, accelerator) in queues.items():
+        path = tmp_path / f"{name}.yaml"
+        text = _QUEUE.format(name=name, max_jobs=max_jobs, machine=machine, accelerator=accelerator)
+        path.write_text(text)
+        assert run("queue", "apply", str(path))[0] == 0
+    for name in ("source", "built"):
+        assert run("queue", "apply", str(EXAMPLES / "queues" / f"{name}.yaml"))[0] == 0
+    assert run("queue", "pause", "held")[0] == 0
+    admin.set_limits({QUOTA_METRIC: 0})  # every A100 job is refused for quota
+    held_builds = requests.patch(build_config, json={"workingSeconds": 600}, timeout=10)
+    assert held_builds.status_code == 200, held_builds.text
+    try:
+        # Idle first: the queues exist, nothing has run.
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/")
+        assert _severe(browser) == []
+        assert browser.execute_script(_OVERFLOW) <= 0
+
+        _enqueue("busy", "quick", *_trainer(3, 0.0), "--display-name", "smoke test")
+        # `quick` takes the one slot at once; then `long-run` (high) before the other two.
+        until("quick submitted", lambda: item("busy", "quick").get("state") not in (None, "QUEUED"))
+        long_run = ("--display-name", "resnet50 lr=0.1", "--priority", "high")
+        _enqueue("busy", "long-run", *_trainer(3000, 0.1), *long_run)
+        _enqueue("busy", "next-up", *_trainer(3, 0.0))
+        _enqueue("busy", "later", *_trainer(3, 0.0), "--priority", "low")
+        _enqueue("flaky", "oom", *_trainer(3000, 0.1), "--display-name", "bert large bs=512")
+        _enqueue("held", "on-hold", *_trainer(3, 0.0))
+        _enqueue("held", "dropped", *_trainer(3, 0.0))
+        _enqueue("gpu", "a100", *_trainer(3, 0.0), "--display-name", "llama finetune")
+        source = ("--source", str(EXAMPLES / "source-trainer"), "--module", "trainer.task")
+        _enqueue("built", "image-build", *source)
+        _enqueue("source", "from-source", *source, "--args", "--epochs 3")
+
+        until("dropped recorded", lambda: item("held", "dropped").get("state") == "QUEUED")
+        assert run("cancel", "dropped", "-q", "held")[0] == 0
+        until("oom running", lambda: item("flaky", "oom").get("state") == "RUNNING")
+        admin.set_state(item("flaky", "oom")["job"]["name"], "JOB_STATE_FAILED", (3, LONG_ERROR))
+        until("long-run running", lambda: item("busy", "long-run").get("state") == "RUNNING")
+        until("oom failed", lambda: item("flaky", "oom").get("state") == "FAILED")
+        until("dropped cancelled", lambda: item("held", "dropped").get("state") == "CANCELLED")
+        until("a100 refused", lambda: "quota" in str(item("gpu", "a100").get("reason")))
+        until("building", lambda: item("built", "image-build").get("state") == "BUILDING")
+        until("source ran", lambda: item("source", "from-source").get("state") == "SUCCEEDED")
+        quota = f"waiting: Vertex quota {QUOTA_METRIC} exhausted in us-central1"
+
+        pages: list[tuple[str, list[str]]] = [
+            ("/", ["waiting for a free slot (2)", "queue paused (1)", f"{quota} (1)"]),
+            ("/queues/busy", ["resnet50 lr=0.1", "RUNNING", "waiting for a free slot", "high"]),
+            ("/queues/flaky", ["bert large bs=512", "FAILED", "CUDA out of memory"]),
+            ("/queues/held", ["queue paused", "CANCELLED"]),
+            ("/queues/gpu", [quota, "llama finetune"]),
+            ("/queues/built", ["BUILDING", "its image is being built", "source trainer.task"]),
+            ("/queues/source", ["SUCCEEDED", "source trainer.task"]),
+            ("/queues/busy/items/long-run", ["RUNNING", "python:3.11-slim"]),
+            ("/queues/busy/items/later", ["waiting for a free slot", "low"]),
+            ("/queues/flaky/items/oom", ["FAILED", "PYTORCH_CUDA_ALLOC_CONF"]),
+            ("/queues/held/items/on-hold", ["queue paused"]),
+            ("/queues/held/items/dropped", ["CANCELLED"]),
+            ("/queues/gpu/items/a100", [quota]),
+            ("/queues/built/items/image-build", ["BUILDING", "its image is being built"]),
+            ("/queues/source/items/from-source", ["SUCCEEDED", "source trainer.task"]),
+        ]
+        for width, height in (DESKTOP, PHONE):
+            for path, expected in pages:
+                _check_page(browser, dashboard, path, expected, (width, height))
+        # Against the local stack, the job links lead to what it serves, not Google's console.
+        browser.set_window_size(*DESKTOP)
+        browser.get(dashboard + "/queues/busy/items/long-run")
+        # Read in one step: every poll redraws the links.
+        links = "return [...document.querySelectorAll('#links a')].map((a) => a.href)"
+        hrefs = [str(h) for h in browser.execute_script(links)]
+        assert hrefs
+        assert not any("console.cloud.google.com" in h for h in hrefs)
+        assert hrefs[0].startswith(stack.standin_url)
+
+        browser.get(dashboard + "/")
+        rows = len(browser.find_elements(By.CSS_SELECTOR, "table.queues tbody tr"))
+        charts_at = {"desktop": browser.execute_script(_CHART_TICKS)}
+        shot(browser, tmp_path, "queues", publish=True)
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/")
+        charts_at["phone"] = browser.execute_script(_CHART_TICKS)
+        shot(browser, tmp_path, "queues-phone", publish=True)
+        for where, drawn in charts_at.items():
+            assert len(drawn) == 2 * rows, where  # two charts per queue, one drawing shown
+            assert all(c["nowInside"] for c in drawn), where
+            assert min(c["px"] for c in drawn) >= 10.5, (where, drawn)
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/queues/busy")
+        shot(browser, tmp_path, "items-phone", publish=True)
+        browser.set_window_size(*DESKTOP)
+        browser.get(dashboard + "/queues/busy")
+        shot(browser, tmp_path, "items", publish=True)
+        browser.set_window_size(*DESKTOP)
+        browser.get(dashboard + "/queues/flaky/items/oom")
+        shot(browser, tmp_path, "item", publish=True)
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/queues/flaky/items/oom")
+        shot(browser, tmp_path, "item-phone")
+    finally:
+        admin.set_limits()
+        requests.patch(build_config, json={"workingSeconds": 0.5}, timeout=10)
+        for queue, item_id in (("busy", "long-run"), ("flaky", "oom")):
+            job = item(queue, item_id).get("job") or {}
+            if job.get("name") and item(queue, item_id).get("state") == "RUNNING":
+                admin.set_state(job["name"], "JOB_STATE_CANCELLED")
+        browser.set_window_size(*DESKTOP)
+        backends.close()
+
+
+def _severe(browser: WebDriver) -> list[str]:
+    """Console errors since the last call (a failed request, a CSP refusal, a script error)."""
+    return [str(e["message"]) for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _check_page(
+    browser: WebDriver, base: str, path: str, expected: list[str], size: tuple[int, int]
+) -> None:
+    """One page at one window size: answered, no console error, what it must show is shown
+    (visible text only), and nothing squeezed, broken or scrolling sideways."""
+    where = f"{path} at {size[0]} px"
+    api = "/api" + path if path != "/" else "/api/queues"
+    for url in (base + path, base + api):
+        assert requests.get(url, timeout=10).status_code < 500, url
+    browser.set_window_size(*size)
+    browser.get(base + path)
+    WebDriverWait(browser, 10).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+    # innerText is the visible text, read in one step (the live table may be re-rendered).
+    shown = str(browser.execute_script("return document.querySelector('main').innerText"))
+    missing = [text for text in expected if text not in shown]
+    assert not missing, (where, missing, shown[:2000])
+    assert _severe(browser) == [], where
+    assert browser.execute_script(_OVERFLOW) <= 0, where
+    assert browser.execute_script(_BROKEN_STATES) == [], where
+    if size == PHONE:
+        assert browser.execute_script(_NARROW_CELLS, MIN_CELL_PX) == [], where

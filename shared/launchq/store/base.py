@@ -8,7 +8,7 @@ history entries here, so they cannot disagree on what an item looks like once wr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +60,17 @@ class StoredDocument:
 
     data: dict[str, Any]
     version: datetime | None
+
+
+# What every record is read with, whatever a projection asks for: without them `from_document`
+# fails (KeyError) instead of giving a partial record. The dashboard's queues page asked for
+# (enqueued_at, reason) and answered 500 whenever an item waited.
+IDENTITY_FIELDS = ("queue", "item_id", "state")
+
+
+def projection(fields: Sequence[str]) -> list[str]:
+    """`fields` plus the identity every record needs, each once, in order."""
+    return [*IDENTITY_FIELDS, *(f for f in dict.fromkeys(fields) if f not in IDENTITY_FIELDS)]
 
 
 def from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:

@@ -21,6 +21,7 @@ from launchq.store.base import (
     Transition,
     from_document,
     new_item_document,
+    projection,
     storage,
     transition_entries,
 )
@@ -128,7 +129,7 @@ class FirestoreItems(FirestoreBase):
         if queue is not None:
             query = query.where(filter=firestore.FieldFilter("queue", "==", queue))
         if fields is not None:
-            query = query.select(list(fields))
+            query = query.select(projection(fields))
         return (_record(snap) for snap in query.stream())
 
     def recent_items(

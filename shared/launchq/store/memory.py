@@ -49,6 +49,7 @@ from launchq.store.base import (
     check_max_jobs,
     from_document,
     new_item_document,
+    projection,
     slot_from,
     slot_id,
     storage,
@@ -240,7 +241,8 @@ class MemoryStore:
             lambda d: d.get("state") in values and (queue is None or d.get("queue") == queue)
         )
         if fields is not None:
-            found = [(i, {k: d[k] for k in fields if k in d}, v) for i, d, v in found]
+            keep = projection(fields)
+            found = [(i, {k: d[k] for k in keep if k in d}, v) for i, d, v in found]
         return (from_document(d, v) for _, d, v in found)
 
     def recent_items(

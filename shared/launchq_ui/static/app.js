@@ -9,7 +9,8 @@ const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIR
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const child of children) node.append(child);
+  // An empty string adds nothing, so an empty cell stays :empty (hidden in a phone's cards).
+  for (const child of children) if (child !== "") node.append(child);
   return node;
 }
 
@@ -45,19 +46,24 @@ function itemsPage() {
   const body = table.querySelector("tbody");
   const base = table.dataset.base;
   poll(table.dataset.api, (data) => {
+    // The same cells as items.html renders: keep the two in step.
     const rows = data.items.map((row) => {
-      const link = el("a", { href: base + "/items/" + encodeURIComponent(row.item_id) }, row.item_id);
+      const link = el("a", { class: "id", href: base + "/items/" + encodeURIComponent(row.item_id) }, row.item_id);
+      const run = row.display_name ? [el("span", { class: "name" }, row.display_name), " ", link] : [link];
+      const cell = (cls, label, text) => el("td", cls ? { class: cls, "data-label": label } : { "data-label": label }, text);
       return el("tr", { "data-item": row.item_id },
-        el("th", { scope: "row" }, link),
-        el("td", {}, stateBadge(row.state)),
-        el("td", { class: "why" }, row.error || row.reason || ""),
-        el("td", {}, row.priority === null ? "-" : String(row.priority)),
-        el("td", { class: "num" }, duration(row.age_s)),
-        el("td", { class: "num" }, duration(row.time_to_submit_s)),
-        el("td", { class: "num" }, duration(row.run_time_s)),
-        el("td", { class: "num" }, String(row.attempts)));
+        el("th", { scope: "row", class: "run" }, ...run),
+        el("td", { "data-label": "state" }, stateBadge(row.state)),
+        cell("why wide", "why / error", row.error || row.reason || ""),
+        cell("ran wide", "what ran", row.ran || "-"),
+        cell("by", "by", row.submitted_by || "-"),
+        cell("", "priority", row.priority_name),
+        cell("num", "age", duration(row.age_s)),
+        cell("num opt", "to submit", duration(row.time_to_submit_s)),
+        cell("num", "run time", duration(row.run_time_s)),
+        cell("num opt", "attempts", String(row.attempts)));
     });
-    if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "8" },
+    if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "10" },
       !(data.state || data.q) ? "No items." :
         data.q && data.more ? "No items match here; Older searches further back." :
           "No items match.")));
@@ -94,9 +100,19 @@ function itemPage() {
     document.getElementById("to-submit").textContent = duration(d.time_to_submit_s);
     document.getElementById("run-time").textContent = duration(d.run_time_s);
     document.getElementById("job").textContent = d.job ? d.job.name : "-";
+    // The job's links appear once it exists (item.html draws the same).
+    const links = (d.links || []).map((l) => {
+      const attrs = { href: l.href };
+      if (l.external) Object.assign(attrs, { rel: "noopener noreferrer", target: "_blank" });
+      return el("span", {}, el("a", attrs, l.text), " ",
+        el("span", { class: "muted note" }, "(" + l.note + ")"));
+    });
+    document.getElementById("links").replaceChildren(...links);
     const history = d.history.map((e) => el("tr", {},
-      el("td", { class: "mono" }, e.at || ""), el("td", {}, e.from || "·"),
-      el("td", {}, stateBadge(e.to)), el("td", {}, e.cause || "")));
+      el("td", { class: "mono wide", "data-label": "at (UTC)" }, e.at || ""),
+      el("td", { "data-label": "from" }, e.from || "·"),
+      el("td", { "data-label": "to" }, stateBadge(e.to)),
+      el("td", { class: "wide", "data-label": "cause" }, e.cause || "")));
     document.getElementById("history").replaceChildren(...history);
     if (d.error_detail) {
       const extra = (d.error_detail.errors || []).slice(1).map((s) => "\n" + s.message);
