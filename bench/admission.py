@@ -39,16 +39,16 @@ from bench.common import (
     queue_config,
     served_dispatcher,
 )
+from launchq.gcp.vertex import VertexClient
 from launchq.settings import Settings
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
-from launchq.vertex import VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 from launchq_local.standin.lifecycle import TERMINAL
 
 QUEUE = "admission"
-TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.topics)
+TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.spec.topics)
 
 
 class Monitor(threading.Thread):

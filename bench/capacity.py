@@ -40,10 +40,10 @@ from google.cloud.firestore import FieldFilter
 
 from bench.common import PARENT, Stack, item, local_stack, queue_config
 from launchq.dispatch import PubsubMessage
+from launchq.gcp.vertex import VertexClient
 from launchq.settings import Settings
+from launchq.spec.topics import queue_topic
 from launchq.store.firestore import FirestoreStore
-from launchq.topics import queue_topic
-from launchq.vertex import VertexClient
 from launchq.wiring import Launchq, build
 from launchq_cli.configs import apply_queue
 

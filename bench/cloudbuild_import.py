@@ -1,11 +1,11 @@
 """What the dispatcher pays to talk to Cloud Build: launchq's REST client vs the generated one.
 
-Each run is a fresh interpreter that first imports `launchq.vertex` and `launchq.queues` (what
+Each run is a fresh interpreter that first imports `launchq.gcp.vertex` and `launchq.queues` (what
 the dispatch function loads anyway: requests, google-auth, tenacity, pydantic and the config and
 item models; the baseline, timed in the same process), then, in the run's order, each way of
 calling Cloud Build:
 
-- `rest`: `import launchq.cloudbuild` (what `launchq.wiring` uses);
+- `rest`: `import launchq.gcp.cloudbuild` (what `launchq.wiring` uses);
 - `client`: `from google.cloud.devtools.cloudbuild_v1.services.cloud_build import
   CloudBuildClient` (google-cloud-build, a gRPC/api-core stack).
 
@@ -23,10 +23,10 @@ from typing import Any
 from bench import import_cost
 
 SETUP = ""
-BASELINE = "import launchq.vertex, launchq.queues"
+BASELINE = "import launchq.gcp.vertex, launchq.queues"
 PATHS = """
 def rest():
-    import launchq.cloudbuild
+    import launchq.gcp.cloudbuild
 def client():
     from google.cloud.devtools.cloudbuild_v1.services.cloud_build import CloudBuildClient
 """

@@ -32,9 +32,9 @@ import yaml
 from google.cloud import firestore
 
 from bench.common import ROOT, Stack, local_stack
-from launchq.item import QueueItem
-from launchq.queue_checks import parse_queue_config
-from launchq.render import RenderContext, render
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.item import QueueItem
+from launchq.spec.render import RenderContext, render
 from launchq.store import ITEMS, item_doc_id
 from launchq.store.firestore import FirestoreStore
 from launchq_cli import ops

@@ -28,11 +28,11 @@ import requests
 import yaml
 
 from bench.common import REGION, ROOT, Stack, standin_process
-from launchq.item import QueueItem
-from launchq.labels import QUEUE_LABEL
-from launchq.queue_checks import parse_queue_config
-from launchq.render import RenderContext, render
-from launchq.vertex import VertexClient
+from launchq.gcp.vertex import VertexClient
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.item import QueueItem
+from launchq.spec.labels import QUEUE_LABEL
+from launchq.spec.render import RenderContext, render
 
 SWEEP_READ_MASK = (
     "name",

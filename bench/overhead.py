@@ -50,12 +50,12 @@ from bench.common import (
     queue_config,
 )
 from launchq.dispatch import Dispatcher, PubsubMessage
-from launchq.events import EventPublisher, state_changed_event
+from launchq.gcp.events import EventPublisher, state_changed_event
+from launchq.gcp.vertex import VertexClient
 from launchq.settings import Settings
+from launchq.spec.topics import queue_topic
 from launchq.store import Store, item_doc_id
 from launchq.store.firestore import FirestoreStore
-from launchq.topics import queue_topic
-from launchq.vertex import VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 

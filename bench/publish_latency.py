@@ -36,12 +36,12 @@ from bench.common import (
     served_dispatcher,
     wait_until,
 )
-from launchq.labels import ITEM_LABEL, job_labels
+from launchq.spec.labels import ITEM_LABEL, job_labels
 from launchq.store.firestore import FirestoreStore
 from launchq_cli.configs import apply_queue
 
 QUEUE = "latency"
-TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.topics)
+TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.spec.topics)
 
 
 def _publish_all(pubsub: Any, ids: list[str], rate: float | None) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """What the storability checks add to accepting an item, as a ratio to the rest of the work.
 
-The dispatcher now walks every payload once more (`launchq.sanitize.clean`, inside
+The dispatcher now walks every payload once more (`launchq.spec.sanitize.clean`, inside
 `parse_item`) and sizes every new record (`sanitize.firestore_size` over the payload and the
 rendered body). Both are measured against `QueueRuntime.prepare` (validate and render: the CPU
 work of accepting an item, which now includes the walk) in the same process, for a typical
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from launchq import sanitize
-from launchq.config import parse_queue_config
 from launchq.queues import PreparedItem, QueueRuntime
+from launchq.spec import sanitize
+from launchq.spec.config import parse_queue_config
 from tests.integration.dispatch_support import queue_config
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

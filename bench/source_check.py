@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.source_check --items 100
 
-A source item costs the dispatcher one more round trip than an image item: the metadata GET on
-its archive (`launchq.sources`, `launchq.gcs`) before it is recorded. Both kinds go through the
-same `Dispatcher.handle` on one queue (a `source` block and `${image_uri}` in pool 0), against
+A source item costs the dispatcher one more round trip than an image item: the metadata GET on its
+archive (`launchq.builds.sources`, `launchq.gcp.gcs`) before it is recorded. Both kinds go through
+the same `Dispatcher.handle` on one queue (a `source` block and `${image_uri}` in pool 0), against
 the Firestore emulator, the Vertex stand-in and the GCS emulator (fake-gcs-server, loopback),
 interleaved round by round so load changes hit them alike.
 
@@ -30,14 +30,14 @@ from typing import Any
 import requests
 
 from bench.common import Stack, local_stack, queue_config
+from launchq.builds.sources import SourceChecker
 from launchq.dispatch import DispatchOutcome, PubsubMessage
-from launchq.gcs import GcsClient
-from launchq.item import ItemSource
+from launchq.gcp.gcs import GcsClient
+from launchq.gcp.vertex import VertexClient
 from launchq.settings import Settings
-from launchq.sources import SourceChecker
+from launchq.spec.item import ItemSource
+from launchq.spec.topics import queue_topic
 from launchq.store.firestore import FirestoreStore
-from launchq.topics import queue_topic
-from launchq.vertex import VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 from launchq_cli.source import SourceUploader, pack

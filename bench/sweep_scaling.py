@@ -23,12 +23,12 @@ from typing import Any
 import requests
 
 from bench.common import FirestoreCounter, Stack, local_stack
-from launchq.labels import job_labels
+from launchq.gcp.vertex import CallRetry, VertexClient
 from launchq.settings import Settings
+from launchq.spec.labels import job_labels
 from launchq.store import ITEMS, item_doc_id, utcnow
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
-from launchq.vertex import RetryPolicy, VertexClient
 from launchq.wiring import build
 from launchq_cli.configs import apply_queue
 
@@ -142,7 +142,7 @@ def measure(stack: Stack, count: int, busy: bool = True) -> dict[str, Any]:
     db = stack.firestore(project)
     store = FirestoreStore(db)
     client = VertexClient(
-        stack.vertex_url, requests.Session(), 30.0, RetryPolicy(sleep=lambda _s: None)
+        stack.vertex_url, requests.Session(), 30.0, CallRetry(sleep=lambda _s: None)
     )
     settings = Settings(
         project=project,

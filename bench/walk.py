@@ -121,7 +121,7 @@ def trace_one_dispatch(handle: Any, data: dict[str, Any], source: str) -> dict[s
 def measure(stack: Stack) -> dict[str, Any]:
     """The walk of one item through the dispatch function's entry, on `stack`."""
     from launchq import functions
-    from launchq.topics import queue_topic
+    from launchq.spec.topics import queue_topic
     from launchq_cli.configs import apply_queue
 
     project = stack.new_project("walk")

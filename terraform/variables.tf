@@ -292,7 +292,7 @@ variable "queues" {
   EOT
   default     = {}
 
-  # launchq's own queue-name rule: QUEUE_NAME_PATTERN in shared/launchq/config.py (a test
+  # launchq's own queue-name rule: QUEUE_NAME_PATTERN in shared/launchq/spec/config.py (a test
   # checks the two stay equal).
   validation {
     condition     = alltrue([for name in keys(var.queues) : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", name))])

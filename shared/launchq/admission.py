@@ -1,8 +1,8 @@
 """Admission: which waiting items get a queue's free slots, and in what order.
 
 While a queue has a free slot, its best waiting item (priority rank, then enqueue time:
-`launchq.records.admission_order`) is claimed and submitted (`launchq.submission`). That may be
-another, older item than the one a dispatcher just received: the queue's order wins over
+`launchq.model.records.admission_order`) is claimed and submitted (`launchq.submission`).
+That may be another, older item than the one a dispatcher just received: the queue's order wins over
 Pub/Sub's arrival order. The dispatcher and the sweep both call `Admission.admit`.
 
 On an unlimited queue every waiting item is admitted, so order cannot matter: a dispatcher claims
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Literal
 
 from launchq.errors import Conflict
+from launchq.model.reasons import WaitReason
+from launchq.model.records import ItemRecord, NewItem, Slot
+from launchq.model.states import ItemState
 from launchq.queues import QueueRuntime, QueueSource
-from launchq.reasons import WaitReason
-from launchq.records import ItemRecord, NewItem, Slot
-from launchq.states import ItemState
 from launchq.store import Store, TokenTaken
 from launchq.submission import SubmitOutcome, Submitter
 
@@ -37,6 +37,13 @@ PAGE = 8  # waiting items and free slots read per round
 
 
 class Admission:
+    """Which waiting items get a queue's free slots, and in what order: the queue's
+    `admission_order` (priority, then age) over its free slots, each admitted item claimed and
+    submitted by the `Submitter`. The dispatcher calls it for the queue a message arrived on,
+    the sweep for every queue after freeing slots; both stop at a paused queue, a queue backing
+    off on quota, or the creation budget.
+    """
+
     def __init__(
         self,
         store: Store,
@@ -52,11 +59,12 @@ class Admission:
     def admit(
         self,
         queue: str,
-        budget: int = 16,
+        max_creates: int = 16,
         own: ItemRecord | None = None,
         deadline: float | None = None,
     ) -> list[str]:
-        """Claim and submit waiting items while the queue has free slots; returns item ids.
+        """Claim and submit waiting items while the queue has free slots, at most `max_creates`;
+        returns item ids.
 
         Each create takes a token of the creation budget *before* its item is claimed, so an
         item over budget is not claimed and put back (two writes for nothing). Until the
@@ -72,7 +80,7 @@ class Admission:
             return self._admit_own(own)
         submitted: list[str] = []
         conflicts = 0
-        while len(submitted) < budget and conflicts < MAX_CONFLICTS:
+        while len(submitted) < max_creates and conflicts < MAX_CONFLICTS:
             waiting = self.store.waiting_items(queue, limit=PAGE)
             if not waiting:
                 break

@@ -1,7 +1,7 @@
 """Cancelling an item: a waiting one at once, a submitted one through CancelCustomJob.
 
 A BUILDING item is cancelled at once too; its build is cancelled when no other item still
-waits on it (builds are shared by every item with the same source: `launchq.imagebuilds`).
+waits on it (builds are shared by every item with the same source: `launchq.builds`).
 
 The sweep records CANCELLED when Vertex reports it; a cancelled item is never retried. An item in
 SUBMITTING has no job name yet: the request is recorded and the sweep sends the cancel once the
@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from launchq import vertex as vx
+from launchq.builds.builder import ImageBuilder
 from launchq.errors import NotFound
-from launchq.imagebuilds import ImageBuilder
-from launchq.reasons import CancelReason
+from launchq.gcp import vertex as vx
+from launchq.model.reasons import CancelReason
+from launchq.model.states import ItemState
 from launchq.recorder import Recorder
-from launchq.states import ItemState
 from launchq.store import Store, Transition
 from launchq.submission import VertexFor
 
 
 class Canceller:
+    """Carries out a cancel control message: a waiting (or building) item is CANCELLED at once
+    (its build cancelled when no other item waits on it); a submitted one gets a
+    CancelCustomJob and becomes CANCELLED when the sweep sees Vertex's final state; an ended
+    one is left as it is.
+    """
+
     def __init__(
         self,
         store: Store,

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from launchq.queues import QueueSource
     from launchq.store import Store
 
-from launchq.reasons import quota_reason
-from launchq.records import QueueBackoff
+from launchq.model.reasons import quota_reason
+from launchq.model.records import QueueBackoff
 
 __all__ = ["QueueBackoff", "quota_reason"]
 

@@ -3,7 +3,7 @@
 Flow for a message (`Dispatcher.handle`):
 
 1. Route and decode. The queue is the one whose topic the message was published to
-   (`launchq.topics`: a topic per queue, so publishing rights are launch rights); an item that
+   (`launchq.spec.topics`: a topic per queue, so publishing rights are launch rights); an item that
    names another queue is REJECTED `queue_mismatch` (a `queue` that is no non-empty string,
    `invalid_queue`), a message from a topic that is no queue's (and not the opted-in shared
    topic) is REJECTED `unknown_topic`. Not JSON, not an object: recorded REJECTED (keyed by the
@@ -24,7 +24,8 @@ Vertex unavailable after bounded retries) raises `InfrastructureError`, which th
 turns into a 500 so Pub/Sub redelivers (`launchq.errors.is_infrastructure` decides). Anything
 else that fails on a message is recorded REJECTED `internal_error` by the one catch-all in
 `handle`: a message's content never answers a 5xx. What a REJECTED record stores from the
-message is made storable in one place (`launchq.sanitize`, through `_reject`/`_reject_message`).
+message is made storable in one place (`launchq.spec.sanitize`, through `_reject` and
+`_reject_message`).
 """
 
 from __future__ import annotations
@@ -38,32 +39,32 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from launchq import sanitize
 from launchq.admission import Admission
-from launchq.buildplan import plan_for
+from launchq.builds.gate import BuildGate
+from launchq.builds.sources import SourceChecker
 from launchq.cancel import Canceller
 from launchq.errors import InfrastructureError, NotFound, is_infrastructure
-from launchq.events import CONFLICT_EVENT_TYPE
-from launchq.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
-from launchq.imagebuilds import BuildGate
-from launchq.item import canonical_hash, item_hash
+from launchq.gcp.events import CONFLICT_EVENT_TYPE
 from launchq.log import get_logger
+from launchq.model.reasons import ErrorRecord, RejectReason, WaitReason
+from launchq.model.records import ItemRecord, NewItem
+from launchq.model.states import ItemState
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
-from launchq.reasons import ErrorRecord, RejectReason, WaitReason
 from launchq.recorder import Recorder
-from launchq.records import ItemRecord, NewItem
-from launchq.sources import SourceChecker
-from launchq.states import ItemState
-from launchq.store import Store
-from launchq.submission import Submitter
-from launchq.topics import (
+from launchq.spec import sanitize
+from launchq.spec.buildplan import plan_for
+from launchq.spec.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
+from launchq.spec.item import canonical_hash, item_hash
+from launchq.spec.topics import (
     ACTION_ATTRIBUTE,
     CANCEL_ACTION,
     QUEUE_TOPIC_PREFIX,
     SUBMITTED_BY_ATTRIBUTE,
     queue_of_topic,
 )
-from launchq.validation import describe
+from launchq.spec.validation import describe
+from launchq.store import Store
+from launchq.submission import Submitter
 
 log = get_logger(__name__)
 
@@ -342,7 +343,7 @@ class Dispatcher:
             return self._reject(queue, item_id, fields, "rejected: record too large", problem)
         builder = runtime.config.builder
         if prepared.source is not None and builder is not None and self.builds is not None:
-            # An image built from the source (launchq.imagebuilds): BUILDING until it exists.
+            # An image built from the source (launchq.builds): BUILDING until it exists.
             plan = plan_for(prepared.source, builder)
             decision = self.builds.decide(plan, f"{queue}/{item_id}", metadata, prepared.body)
             if decision.state is ItemState.REJECTED:
@@ -369,7 +370,7 @@ class Dispatcher:
         self, queue: str, item_id: str, fields: dict[str, Any], cause: str, detail: str
     ) -> DispatchResult:
         """Record the item REJECTED: what a message carries is made storable first (one place,
-        `launchq.sanitize`), so no payload can make the rejection itself fail."""
+        `launchq.spec.sanitize`), so no payload can make the rejection itself fail."""
         stored = sanitize.untrusted_record(fields)
         created = self.recorder.create(NewItem(queue, item_id, stored, cause, ItemState.REJECTED))
         if created is None:
@@ -591,6 +592,6 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
         "display_name": prepared.display_name,
         "metadata": prepared.metadata,
         "attempt": 0,
-        # Why it waited when recorded; displays derive the current reason (launchq.waiting).
+        # Why it waited when recorded; displays derive the current reason (launchq.model.waiting).
         "reason": WaitReason.PAUSED if runtime.paused else WaitReason.FREE_SLOT,
     }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from launchq import log as logsetup
 from launchq.dispatch import DispatchResult, PubsubMessage
 from launchq.log import get_logger
-from launchq.topics import topic_of_source
+from launchq.spec.topics import topic_of_source
 
 if TYPE_CHECKING:
     from launchq.wiring import Launchq

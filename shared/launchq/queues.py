@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from launchq.config import QueueConfig
-from launchq.item import ItemSource, parse_item, payload_hash
-from launchq.queue_checks import parse_queue_config
-from launchq.records import QueueBackoff
-from launchq.render import RenderContext, render
+from launchq.model.records import QueueBackoff
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.config import QueueConfig
+from launchq.spec.item import ItemSource, parse_item, payload_hash
+from launchq.spec.render import RenderContext, render
+from launchq.spec.validation import ConfigError, Issue, ItemError
 from launchq.store import Store, backoff_from
-from launchq.validation import ConfigError, Issue, ItemError
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class PreparedItem:
 
 @dataclass(frozen=True)
 class QueueRuntime:
+    """A queue as the functions use it: its validated config (cached briefly by `Queues`) and
+    its quota backoff, with `prepare` to validate and render an item for it."""
+
     name: str
     config: QueueConfig
     # Set while Vertex refuses the queue's creates for a resource quota (launchq.capacity).

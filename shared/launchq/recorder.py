@@ -17,16 +17,22 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from launchq.events import EventPublisher, item_event, state_changed_event
+from launchq.gcp.events import EventPublisher, item_event, state_changed_event
 from launchq.log import get_logger
-from launchq.records import Admit, Changes, ItemRecord, NewItem, Slot
-from launchq.states import ItemState
+from launchq.model.records import Admit, Changes, ItemRecord, NewItem, Slot
+from launchq.model.states import ItemState
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
 
 
 class Recorder:
+    """The one writer of item state: each create and transition is a store write (with its
+    history entry), a structured log line and a CloudEvent, always together. Events of one
+    invocation are collected in `batch` and published at its end. Nothing else calls the store's
+    item writes (tests/unit/test_architecture.py checks it).
+    """
+
     def __init__(self, store: Store, events: EventPublisher) -> None:
         self.store = store
         self.events = events

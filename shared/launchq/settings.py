@@ -7,7 +7,7 @@ one command works against the emulators and against a real project:
   topics. Required.
 - `LAUNCHQ_FIRESTORE_DATABASE`: Firestore database id (`(default)`).
 - `LAUNCHQ_QUEUE_TOPIC`: the single shared topic, an opt-in for single-team installs (unset:
-  off). Normally each queue has its own topic, `launchq-q-<queue>` (`launchq.topics`), and the
+  off). Normally each queue has its own topic, `launchq-q-<queue>` (`launchq.spec.topics`), and the
   dispatcher takes the queue from it; messages on the shared topic name their queue in the body.
 - `LAUNCHQ_EVENTS_TOPIC`: topic state-change CloudEvents go to (`launchq-events`).
 - `LAUNCHQ_VERTEX_ENDPOINT`: base URL of Vertex AI, e.g. the local stand-in
@@ -52,6 +52,10 @@ __all__ = ["Settings", "SettingsError"]
 
 @dataclass(frozen=True)
 class Settings:
+    """What a function instance reads from its environment (`LAUNCHQ_*`, documented in
+    docs/deploy.md): project, database, topics, endpoints (the local stand-ins when set), the
+    claim lease, cache and timeout lengths, the creation budget and the quota backoff."""
+
     project: str
     firestore_database: str = "(default)"
     queue_topic: str | None = None
@@ -67,7 +71,7 @@ class Settings:
 
     @property
     def storage_base_url(self) -> str:
-        from launchq.gcs import endpoint
+        from launchq.gcp.gcs import endpoint
 
         return endpoint(self.storage_endpoint)
 

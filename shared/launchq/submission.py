@@ -12,7 +12,7 @@
 4. **Repair** (`repair`): a submitter that dies leaves the item visibly SUBMITTING until its lease
    ends; whoever repairs it (a redelivery or the sweep) looks the job up by labels first and
    records it if it exists, so a crash between create and record never yields a second job.
-5. **Release** (`_release_lease`): after a failure we know of, the lease is ended at once so the
+5. **Release** (`_end_claim`): after a failure we know of, the lease is ended at once so the
    next delivery repairs without waiting.
 
 A permanent Vertex refusal (400/403/404) fails the item and frees its slot; a transient one
@@ -36,15 +36,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from launchq import vertex as vx
 from launchq.capacity import Capacity
 from launchq.errors import Conflict, InfrastructureError
-from launchq.labels import ATTEMPT_LABEL
+from launchq.gcp import vertex as vx
 from launchq.log import get_logger
-from launchq.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
+from launchq.model.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
+from launchq.model.records import Admit, AttemptJob, Changes, Claim, ItemRecord, NewItem, Slot
+from launchq.model.states import ItemState, item_state_for_vertex, vertex_state_name
 from launchq.recorder import Recorder
-from launchq.records import Admit, Changes, Claim, ItemRecord, JobRef, NewItem, Slot
-from launchq.states import ItemState, item_state_for_vertex, vertex_state_name
+from launchq.spec.labels import ATTEMPT_LABEL
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
@@ -86,6 +86,15 @@ def label_filter(body: Mapping[str, Any]) -> str:
 
 
 class Submitter:
+    """The exactly-once unit: claim an item (QUEUED -> SUBMITTING with a `Claim` that expires
+    after `lease_seconds`, and a slot on a limited queue), create its Vertex job under a
+    deterministic job id (a redelivery or a second claimer finds the job, never makes two),
+    record the job, and release or repair a claim whose create failed or whose submitter died.
+
+    Every state change goes through the `Recorder`; a create takes its creation-budget token from
+    `Capacity` first and, refused for a resource quota, backs the queue off.
+    """
+
     def __init__(
         self,
         store: Store,
@@ -168,12 +177,12 @@ class Submitter:
             return SubmitOutcome.DEFERRED if deferred else SubmitOutcome.LOST
         except vx.VertexError as exc:
             if exc.transient:
-                self._release_lease(item)
+                self._end_claim(item)
                 raise InfrastructureError(str(exc)) from exc
             self._fail(item, exc)
             return SubmitOutcome.FAILED
         except BaseException:
-            self._release_lease(item)
+            self._end_claim(item)
             raise
         self.capacity.created(item.queue)
         return SubmitOutcome.RECORDED if self._record_job(item, job) else SubmitOutcome.LOST
@@ -258,7 +267,7 @@ class Submitter:
         new_state = item_state_for_vertex(job.get("state"))
         name = str(job["name"])
         region, project = str(current.region), str(current.project)
-        ref = JobRef(
+        ref = AttemptJob(
             name=name,
             vertex_state=vertex_state_name(job.get("state")),
             create_time=job.get("createTime"),
@@ -313,7 +322,7 @@ class Submitter:
         except Conflict:
             return
 
-    def _release_lease(self, item: ItemRecord) -> None:
+    def _end_claim(self, item: ItemRecord) -> None:
         """After a failure we know of, let the next delivery repair at once (with a lookup)."""
         try:
             current = self.store.get_item(item.queue, item.item_id)

@@ -43,18 +43,19 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from launchq import vertex as vx
 from launchq.admission import Admission
+from launchq.builds.builder import ImageBuilder
+from launchq.builds.follower import settle_building
 from launchq.errors import Conflict
-from launchq.failures import FailureClass, failure_class, retry_delay
-from launchq.imagebuilds import ImageBuilder, settle_building
-from launchq.labels import QUEUE_LABEL
+from launchq.gcp import vertex as vx
 from launchq.log import get_logger
+from launchq.model.failures import FailureClass, failure_class, retry_delay
+from launchq.model.reasons import CancelReason, ErrorRecord, retry_reason
+from launchq.model.records import AttemptJob, Changes, ItemRecord
+from launchq.model.states import POLLED_STATES, ItemState, item_state_for_vertex, vertex_state_name
 from launchq.queues import QueueSource
-from launchq.reasons import CancelReason, ErrorRecord, retry_reason
 from launchq.recorder import Recorder
-from launchq.records import Changes, ItemRecord, JobRef
-from launchq.states import POLLED_STATES, ItemState, item_state_for_vertex, vertex_state_name
+from launchq.spec.labels import QUEUE_LABEL
 from launchq.store import Store, Transition
 from launchq.submission import SubmitOutcome, Submitter, VertexFor
 
@@ -148,6 +149,16 @@ class SweepSummary:
 
 
 class Sweeper:
+    """One sweep pass over every active item, run by Cloud Scheduler through the sweep function
+    (or `launchq sweep` locally): read job states from Vertex in bulk (one list per project and
+    region, not a GET per job), record each change through the recorder, retry failed attempts
+    by their failure class, repair claims whose submitter died, free leaked slots, settle
+    finished image builds, and refill the freed slots through `Admission`.
+
+    Only one pass runs at a time (the `leases/sweep` leader document); `loop` paces passes start
+    to start for a local stack.
+    """
+
     def __init__(
         self,
         store: Store,
@@ -180,7 +191,7 @@ class Sweeper:
         try:
             return self._pass(holder, ADMIT_SECONDS)
         finally:
-            self.store.release_lease(LEASE_NAME, holder)
+            self.store.give_up_leadership(LEASE_NAME, holder)
 
     def loop(self, interval: float, period: float) -> SweepSummary:
         """Passes every `interval` seconds until just before the next scheduled sweep.
@@ -217,7 +228,7 @@ class Sweeper:
                     break
                 self.sleep(pause)
         finally:
-            self.store.release_lease(LEASE_NAME, holder)
+            self.store.give_up_leadership(LEASE_NAME, holder)
         total.duration_s = round(self.monotonic() - started, 3)
         log.info("sweep loop done", **{k: v for k, v in total.as_dict().items() if v})
         return total
@@ -228,7 +239,7 @@ class Sweeper:
         started = self.monotonic()
         self._admit_deadline = time.monotonic() + admit_seconds
         summary = SweepSummary()
-        if not self.store.acquire_lease(LEASE_NAME, holder, LEASE_SECONDS):
+        if not self.store.take_leadership(LEASE_NAME, holder, LEASE_SECONDS):
             summary.skipped = "another sweep holds the lease"
             return summary
         self._clients.clear()
@@ -264,14 +275,16 @@ class Sweeper:
             if runtime is not None and runtime.config.region:
                 self._client(runtime.config.region)  # so admission's calls are counted too
             try:
-                admitted = self.admission.admit(queue, budget=1000, deadline=self._admit_deadline)
+                admitted = self.admission.admit(
+                    queue, max_creates=1000, deadline=self._admit_deadline
+                )
                 summary.admitted += len(admitted)
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
 
     def _follow_builds(self, summary: SweepSummary) -> None:
-        """Images built from source (launchq.imagebuilds): first, so a built item is admitted by
+        """Images built from source (launchq.builds): first, so a built item is admitted by
         this same sweep."""
         if self.builds is not None:
             moved, errors = settle_building(self.builds, self.store, self.recorder)
@@ -366,7 +379,7 @@ class Sweeper:
         raw_state = job.get("state")
         observed = item_state_for_vertex(raw_state)
         vertex_name = vertex_state_name(raw_state)
-        known = item.job or JobRef(name=str(job["name"]))
+        known = item.job or AttemptJob(name=str(job["name"]))
         job_ref = replace(
             known,
             vertex_state=vertex_name,
@@ -397,7 +410,7 @@ class Sweeper:
         item: ItemRecord,
         observed: ItemState,
         job: Mapping[str, Any],
-        job_ref: JobRef,
+        job_ref: AttemptJob,
         details: dict[str, Any],
         summary: SweepSummary,
     ) -> None:

@@ -18,19 +18,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from launchq import cloudbuild as cb
-from launchq import gcs
-from launchq import vertex as vx
 from launchq.admission import Admission
+from launchq.builds.builder import ImageBuilder
+from launchq.builds.gate import BuildGate
+from launchq.builds.sources import ObjectReader, SourceChecker
 from launchq.cancel import Canceller
 from launchq.capacity import Capacity
 from launchq.dispatch import Dispatcher
-from launchq.events import EventPublisher
-from launchq.imagebuilds import BuildGate, ImageBuilder
+from launchq.gcp import cloudbuild as cb
+from launchq.gcp import gcs
+from launchq.gcp import vertex as vx
+from launchq.gcp.events import EventPublisher
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.settings import Settings
-from launchq.sources import ObjectReader, SourceChecker
 from launchq.store import Clock, Store, utcnow
 from launchq.submission import Submitter, VertexFor
 from launchq.sweep import Sweeper

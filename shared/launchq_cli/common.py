@@ -133,7 +133,7 @@ class Backends:
         """Where items for `queue` are published: the queue's own topic (`launchq-q-<queue>`,
         publisher rights on it are launch rights), or the shared topic when the install opted
         in (`--queue-topic` / `LAUNCHQ_QUEUE_TOPIC`)."""
-        from launchq.topics import queue_topic
+        from launchq.spec.topics import queue_topic
 
         topic = self.settings.queue_topic or queue_topic(queue)
         return f"projects/{self.settings.project}/topics/{topic}"
@@ -211,7 +211,7 @@ def as_cli_error(exc: Exception) -> CliError:
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
-    from launchq.validation import LaunchqValidationError
+    from launchq.spec.validation import LaunchqValidationError
     from launchq_cli.ops import Ambiguous, NotFound
 
     if isinstance(exc, LaunchqValidationError):

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from launchq.config import QueueConfig
-from launchq.queue_checks import parse_queue_config
-from launchq.render import render_placeholders
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.config import QueueConfig
+from launchq.spec.render import render_placeholders
+from launchq.spec.validation import PARSE, ConfigError, Issue, LaunchqValidationError
 from launchq.store import Store
-from launchq.validation import PARSE, ConfigError, Issue, LaunchqValidationError
 
 
 def validate_queue_config(data: object, *, name: str | None = None) -> QueueConfig:

@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from launchq.model.states import ItemState
     from launchq.queues import QueueRuntime
-    from launchq.states import ItemState
-    from launchq.validation import Issue
+    from launchq.spec.validation import Issue
 
 PRIORITIES = ("critical", "high", "medium", "low")
 
@@ -196,7 +196,7 @@ def _with_source(
 
     if not module:
         invalid("--source needs --module: the module Vertex runs, e.g. trainer.task")
-    from launchq.render import staging_bucket_of
+    from launchq.spec.render import staging_bucket_of
 
     config = runtime.config
     if not no_check and config.source is None and config.builder is None:
@@ -277,7 +277,7 @@ def _queue_runtime(backends: Backends, queue: str) -> QueueRuntime:
 
 def _typed_vars(runtime: QueueRuntime, pairs: tuple[str, ...]) -> dict[str, Any]:
     """`--set-var k=v` read as the declared type; an undeclared name names the declared ones."""
-    from launchq.templates import coerce_cli_value, value_problem
+    from launchq.spec.templates import coerce_cli_value, value_problem
 
     declared = runtime.config.template_variables
     names = ", ".join(sorted(declared)) or "none"
@@ -303,11 +303,11 @@ def _typed_vars(runtime: QueueRuntime, pairs: tuple[str, ...]) -> dict[str, Any]
 def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None:
     prepared = runtime.prepare(payload, item_id, datetime.now(UTC))
     if isinstance(prepared, list):
-        from launchq.validation import ItemError
+        from launchq.spec.validation import ItemError
 
         invalid(ItemError([_with_flag(issue) for issue in prepared]).render())
     if prepared.source is not None:  # the dispatcher would reject it: say so before publishing
-        from launchq.sources import bucket_problem
+        from launchq.builds.sources import bucket_problem
 
         problem = bucket_problem(prepared.source, prepared.body)
         if problem is not None:
@@ -346,7 +346,7 @@ def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[st
     saying so here, before publishing, is kinder. The same payload again is allowed (it is what
     a retrying publisher does) and stays a no-op.
     """
-    from launchq.item import item_hash
+    from launchq.spec.item import item_hash
 
     existing = backends.store.get_item(queue, item_id)
     if existing is None or existing.payload_hash is None:
@@ -366,7 +366,7 @@ def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> 
 
     from google.api_core import exceptions as gexc
 
-    from launchq.topics import SUBMITTED_BY_ATTRIBUTE
+    from launchq.spec.topics import SUBMITTED_BY_ATTRIBUTE
 
     data = json.dumps(payload, ensure_ascii=False).encode()
     queue = str(payload.get("queue") or attributes.pop("queue", ""))
@@ -403,7 +403,7 @@ def follow(
 
     With `announce`, the end is printed on stderr (state, run time, error); a caller that
     prints the outcome itself (`cancel --wait`) passes False, so it is said once."""
-    from launchq.states import TERMINAL_STATES
+    from launchq.model.states import TERMINAL_STATES
     from launchq_cli.ops import QueueStates, item_summary
 
     terminal = {s.value for s in TERMINAL_STATES}
@@ -631,7 +631,7 @@ def cancel(
     `--wait`: when the item ended CANCELLED), 1 when it had already ended otherwise (SUCCEEDED,
     FAILED, REJECTED...) or, with `--wait`, ended otherwise or not within --timeout.
     """
-    from launchq.states import ItemState
+    from launchq.model.states import ItemState
 
     queue, state, message_id = request_cancel(backends, item_id, queue_name)
     if message_id is None:
@@ -671,8 +671,8 @@ def request_cancel(
     """The gate `launchq cancel` and the dashboard share: publish a cancel request to the item's
     queue topic unless the item already ended. Returns (queue, state, message id or None when
     nothing was published because the item is terminal)."""
-    from launchq.states import ItemState
-    from launchq.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
+    from launchq.model.states import ItemState
+    from launchq.spec.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
     from launchq_cli.ops import find_item_data
 
     data = find_item_data(backends.store, item_id, queue_name)
@@ -714,7 +714,7 @@ def watch(
     from rich.live import Live
 
     def snapshot() -> tuple[dict[str, Any], bool]:
-        from launchq.states import TERMINAL_STATES
+        from launchq.model.states import TERMINAL_STATES
         from launchq_cli.ops import list_items, list_queue_summaries, queue_document, queue_summary
 
         store = backends.store

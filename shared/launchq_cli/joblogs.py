@@ -217,7 +217,7 @@ class LogsClient:
     @classmethod
     def for_endpoint(cls, base_url: str, timeout: float = 30.0) -> LogsClient:
         """`http://` is the local stand-in: no credentials; else Application Default
-        Credentials, as `launchq.vertex` does."""
+        Credentials, as `launchq.gcp.vertex` does."""
         if base_url.startswith("http://"):
             session = requests.Session()
             session.trust_env = False  # a loopback stand-in needs no proxy

@@ -121,7 +121,7 @@ def _item_and_job(
     backends: Backends, item_id: str, queue: str | None, wait: bool, interval: float
 ) -> tuple[dict[str, Any], JobRef]:
     """The item and its job; with `wait`, until it has one (or ends without one)."""
-    from launchq.states import TERMINAL_STATES
+    from launchq.model.states import TERMINAL_STATES
     from launchq_cli.joblogs import LogsError, job_ref
     from launchq_cli.ops import find_item_data
 
@@ -142,7 +142,7 @@ def _item_and_job(
 
 def _watch(backends: Backends, queue: str, item_id: str) -> tuple[JobRef | None, bool]:
     """The item's current job (a retry makes a new one) and whether the item has ended."""
-    from launchq.states import TERMINAL_STATES
+    from launchq.model.states import TERMINAL_STATES
     from launchq_cli.joblogs import job_ref
     from launchq_cli.ops import find_item_data
 

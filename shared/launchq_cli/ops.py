@@ -21,11 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from launchq.fields import PRIORITY_NAMES
-from launchq.records import ItemRecord
-from launchq.states import STATES, TERMINAL_STATES, ItemState
+from launchq.model.records import ItemRecord
+from launchq.model.states import STATES, TERMINAL_STATES, ItemState
+from launchq.model.waiting import WAITING_STATES, QueueState, current_wait
+from launchq.spec.fields import PRIORITY_NAMES
 from launchq.store import Store, backoff_from
-from launchq.waiting import WAITING_STATES, QueueState, current_wait
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
@@ -245,7 +245,7 @@ def item_detail(
             if isinstance(a, Mapping)
         ],
         "not_before": iso(data.get("not_before")),
-        # A source item's image build (launchq.imagebuilds): build id, log URL, digest, timing.
+        # A source item's image build (launchq.builds): build id, log URL, digest, timing.
         "build": _plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
         "error_detail": _plain(error) if isinstance(error, Mapping) else None,
         "history": [
@@ -399,7 +399,7 @@ def pending_items(
     admission runs, so position 1 is the next item to start. Items backing off after a failure
     (`not_before` in the future) are not admissible yet: they follow with position null.
     Each row's `reason` is why the item waits now, from the queue's current state
-    (`launchq.waiting.current_wait`): `queue paused` while paused, `waiting: Vertex quota …
+    (`launchq.model.waiting.current_wait`): `queue paused` while paused, `waiting: Vertex quota …
     exhausted in …` while the queue backs off after a quota refusal, `waiting for a free slot`
     while every slot is taken, whatever reason was stored when the item was recorded.
     """
@@ -442,7 +442,7 @@ def _pending_row(
 
 
 def queue_state(document: Mapping[str, Any], running: int) -> QueueState:
-    """A queue document (and its count of slot holders) as `launchq.waiting` reads it."""
+    """A queue document (and its count of slot holders) as `launchq.model.waiting` reads it."""
     max_jobs = document.get("max_jobs")
     return QueueState(
         paused=bool(document.get("paused", False)),
@@ -483,7 +483,7 @@ def _queue_of(data: Mapping[str, Any], queues: QueueStates | None) -> QueueState
 
 def current_reason(data: Mapping[str, Any], now: datetime, queue: QueueState | None) -> str | None:
     """The `reason` a display shows: for a waiting item, why it waits now
-    (`launchq.waiting.current_wait`, from its queue's current state; without it, only what the
+    (`launchq.model.waiting.current_wait`, from its queue's current state; without it, only what the
     item says); for any other item, the stored one (null once admitted)."""
     state = data.get("state")
     if state not in _WAITING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from launchq.validation import Issue, LaunchqValidationError
+from launchq.spec.validation import Issue, LaunchqValidationError
 from launchq_cli.common import (
     EXIT_USAGE,
     Backends,
@@ -27,8 +27,8 @@ from launchq_cli.common import (
 )
 
 if TYPE_CHECKING:  # imported lazily at run time: `launchq --help` should not load pydantic
-    from launchq.config import QueueConfig
-    from launchq.item import QueueItem
+    from launchq.spec.config import QueueConfig
+    from launchq.spec.item import QueueItem
 
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -53,7 +53,7 @@ def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> 
 
     `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
     """
-    from launchq.queue_checks import parse_queue_config
+    from launchq.spec.checks import parse_queue_config
     from launchq_cli.configs import load_document, name_from_path
     from launchq_cli.configs import validate_queue_config as validate_config
 
@@ -116,7 +116,7 @@ def render_command(
     (environment, then gcloud's active configuration, read offline); a default taken from there
     is named on stderr.
     """
-    from launchq.render import RenderContext, render
+    from launchq.spec.render import RenderContext, render
 
     config = load_config(file, name)
     try:
@@ -145,7 +145,7 @@ def _job_location(
     Looked up only when the config and the flags leave them open: the config always wins, as it
     does in the dispatcher. Raises ConfigError naming every place that was looked at.
     """
-    from launchq.validation import ConfigError
+    from launchq.spec.validation import ConfigError
     from launchq_cli.gcloud_defaults import default_project, default_region, where_to_set
 
     issues: list[Issue] = []
@@ -171,9 +171,9 @@ def _job_location(
 
 def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> QueueItem:
     """The item file with `--set-var` values (typed by the queue's declarations) merged in."""
-    from launchq.item import parse_item
-    from launchq.templates import coerce_cli_value
-    from launchq.validation import Issue, ItemError
+    from launchq.spec.item import parse_item
+    from launchq.spec.templates import coerce_cli_value
+    from launchq.spec.validation import Issue, ItemError
 
     item = parse_item(path.read_bytes())
     if not set_vars:
@@ -210,7 +210,7 @@ def _local_topic(backends: Backends, queue: str) -> None:
 
     dispatcher = os.environ.get(DISPATCHER_URL_VARIABLE)
     if dispatcher and os.environ.get("PUBSUB_EMULATOR_HOST"):
-        from launchq.topics import queue_topic
+        from launchq.spec.topics import queue_topic
 
         ensure_push_topic(backends.settings.project, queue_topic(queue), dispatcher)
 
@@ -222,7 +222,7 @@ def _local_topic(backends: Backends, queue: str) -> None:
 @backend_command
 def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> None:
     """Create or update a queue from a config file, validated first (every error, exit 2)."""
-    from launchq.validation import ConfigError
+    from launchq.spec.validation import ConfigError
     from launchq_cli.configs import apply_queue, load_document, name_from_path
     from launchq_cli.ops import queue_detail
 

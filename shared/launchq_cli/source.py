@@ -47,7 +47,9 @@ from typing import IO, Any
 
 import pathspec
 
-from launchq.buildplan import (
+from launchq.builds.sources import SHA256_METADATA
+from launchq.log import get_logger
+from launchq.spec.buildplan import (
     DOCKERFILES_METADATA,
     DOCKERFILES_METADATA_BYTES,
     FILES_METADATA,
@@ -55,8 +57,6 @@ from launchq.buildplan import (
     encode_files,
     looks_like_dockerfile,
 )
-from launchq.log import get_logger
-from launchq.sources import SHA256_METADATA
 
 log = get_logger(__name__)
 
@@ -130,7 +130,7 @@ def object_metadata(packed: PackedSource) -> dict[str, str]:
     """The archive's custom metadata: its sha256 (the dispatcher's match check), and for image
     builds its top directory, its Dockerfile-like paths and, when it fits, every path, so that a
     queue's `builder.dockerfile` of any name is judged before a build starts
-    (launchq.buildplan.dockerfile_problem)."""
+    (launchq.spec.buildplan.dockerfile_problem)."""
     metadata = {SHA256_METADATA: packed.sha256, TOP_METADATA: packed.top}
     dockerfiles = packed.dockerfiles
     if dockerfiles is not None:
@@ -496,7 +496,7 @@ class SourceUploader:
             log.info("source already uploaded", uri=uri)
             return UploadResult(uri, packed.sha256, 0, already_present=True)
         # An object without our sha256 metadata (another tool put it there) is not known to be
-        # this archive, and the dispatcher would reject it (launchq.sources): replace it, but
+        # this archive, and the dispatcher would reject it (launchq.builds.sources): replace it, but
         # only that generation of it.
         generation = existing.generation if existing is not None else 0
         blob = self._bucket.blob(name)

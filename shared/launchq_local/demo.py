@@ -47,7 +47,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from launchq.reasons import RejectReason
+from launchq.model.reasons import RejectReason
 from launchq_cli.common import STATE_STYLES
 from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
 
@@ -251,7 +251,7 @@ class Demo:
         return self.wait_for("every item to end", self._all_ended, timeout)
 
     def _all_ended(self) -> bool:
-        from launchq.states import TERMINAL_STATES
+        from launchq.model.states import TERMINAL_STATES
 
         ended = {s.value for s in TERMINAL_STATES}
         return all(self._state(e.queue, e.item_id) in ended for e in self.expected)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 
-from launchq.topics import queue_topic
+from launchq.spec.topics import queue_topic
 
 # Set by `launchq dev` in the exports it prints: where the local dispatcher listens.
 DISPATCHER_URL_VARIABLE = "LAUNCHQ_DEV_DISPATCHER_URL"

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 
-from launchq.states import ItemState
+from launchq.model.states import ItemState
 from launchq.store import Store
 from launchq_cli import ops
 from launchq_cli.common import Backends

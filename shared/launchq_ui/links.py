@@ -1,6 +1,6 @@
 """The item page's links to the job and its log, for the stack the dashboard reads.
 
-The dispatcher stores Google Cloud console links with every job (`launchq.vertex.console_url`,
+The dispatcher stores Google Cloud console links with every job (`launchq.gcp.vertex.console_url`,
 `logs_url`). Against the local stack those lead to the real console, where the job does not
 exist. A stack whose Vertex endpoint is plain `http://` is a local stand-in (the rule
 `launchq logs` uses too), so there the links go where the local stack serves the same things:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from launchq.records import ItemRecord
-from launchq.states import SLOT_STATES, TERMINAL_STATES, ItemState
+from launchq.model.records import ItemRecord
+from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store
 from launchq_cli import ops
 
@@ -79,7 +79,7 @@ def queue_row(
     """`launchq queue ls`'s row plus the oldest waiting age, waiting reasons and 24 h outcomes."""
     row = ops.queue_summary(store, document)
     waiting = store.items_in_states([ItemState.QUEUED], queue=row["name"], fields=_WAITING_FIELDS)
-    # Why they wait now (launchq.waiting), not the reason stored when each was recorded.
+    # Why they wait now (launchq.model.waiting), not the reason stored when each was recorded.
     state = ops.queue_state(document, row["running"])
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
@@ -239,7 +239,7 @@ class ItemsPage:
 def item_row(summary: dict[str, Any]) -> dict[str, Any]:
     """`launchq ls --json`'s row (or `status --json`'s detail) as a page shows it: the submitter's
     claimed name as text, and no display name when it is the default `<queue>-<item id>`
-    (`launchq.render`), which says nothing the item id beside it does not."""
+    (`launchq.spec.render`), which says nothing the item id beside it does not."""
     claim = summary.get("submitted_by")
     name = summary.get("display_name")
     default = f"{summary.get('queue')}-{summary.get('item_id')}"

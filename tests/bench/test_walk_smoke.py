@@ -16,7 +16,7 @@ def test_the_walk_of_one_message_reaches_the_job_through_the_units(stack: Stack)
     path = figures["path_to_create"]
     # The create is made below the dispatcher, admission and the submitter, never above them.
     assert path[0] == "launchq.functions"
-    assert path[-1] == "launchq.vertex"
+    assert path[-1] == "launchq.gcp.vertex"
     assert {"launchq.dispatch", "launchq.submission"} <= set(path)
     assert "launchq.store.items" in figures["module_list"]
     assert figures["hops"] >= len(path) - 1

@@ -19,14 +19,14 @@ import yaml
 from google.cloud import firestore
 
 from launchq.dispatch import Dispatcher, PubsubMessage
-from launchq.events import EventPublisher
-from launchq.records import Changes, ItemRecord, Slot
+from launchq.gcp.events import EventPublisher
+from launchq.gcp.vertex import CallRetry, VertexClient
+from launchq.model.records import Changes, ItemRecord, Slot
+from launchq.model.states import ItemState
 from launchq.settings import Settings
-from launchq.states import ItemState
 from launchq.store import Store, Transition, utcnow
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
-from launchq.vertex import RetryPolicy, VertexClient
 from launchq.wiring import Launchq, build
 from launchq_cli.configs import apply_queue
 
@@ -184,7 +184,7 @@ class Harness:
         store = self.store
         if crash_at == "created":
             vertex = CrashingVertex(
-                self.vertex_url, requests.Session(), 10.0, RetryPolicy(sleep=lambda _s: None)
+                self.vertex_url, requests.Session(), 10.0, CallRetry(sleep=lambda _s: None)
             )
         elif crash_at is not None:
             store = CrashingStore(self.db, crash_at, crash_with)
@@ -206,7 +206,7 @@ class Harness:
         """One client per harness, retrying without sleeping (tests inject faults)."""
         if self._vertex is None:
             self._vertex = VertexClient(
-                self.vertex_url, requests.Session(), 10.0, RetryPolicy(sleep=lambda _s: None)
+                self.vertex_url, requests.Session(), 10.0, CallRetry(sleep=lambda _s: None)
             )
         return self._vertex
 

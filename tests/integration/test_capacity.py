@@ -23,10 +23,10 @@ from google.cloud import firestore
 
 from launchq import functions
 from launchq.capacity import quota_reason
-from launchq.reasons import WaitReason
-from launchq.states import ItemState
+from launchq.gcp.vertex import CallRetry, VertexClient
+from launchq.model.reasons import WaitReason
+from launchq.model.states import ItemState
 from launchq.store import utcnow
-from launchq.vertex import RetryPolicy, VertexClient
 from launchq_cli import ops
 from launchq_local.standin import StandinServer
 from launchq_ui import views
@@ -277,7 +277,7 @@ class RecordingSession(requests.Session):
 def recorded(harness: Harness) -> Iterator[RecordingSession]:
     session = RecordingSession()
     harness._vertex = VertexClient(
-        harness.vertex_url, session, 10.0, RetryPolicy(sleep=lambda _s: None)
+        harness.vertex_url, session, 10.0, CallRetry(sleep=lambda _s: None)
     )
     yield session
     session.close()

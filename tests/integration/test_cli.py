@@ -438,7 +438,7 @@ def test_enqueue_sends_again_an_item_rejected_before_its_queue_existed(
     gcp_project: str,
     standin: StandinServer,
 ) -> None:
-    """The rejection stored the hash the CLI computes (one hash, `launchq.item.item_hash`): the
+    """The rejection stored the hash the CLI computes (one hash, `launchq.spec.item.item_hash`): the
     same item again is a retry, not a reuse of its id by another payload."""
     harness = Harness(firestore_db, gcp_project, standin.url)
     run("queue", "apply", str(TRAINER))
@@ -467,7 +467,7 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
     call is made to fail, and the commands must still succeed."""
     from google.cloud.firestore_v1 import batch, document, transaction
 
-    from launchq.vertex import VertexClient
+    from launchq.gcp.vertex import VertexClient
 
     harness = Harness(firestore_db, gcp_project, standin.url)
     run("queue", "apply", str(TRAINER))  # the platform admin's part

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from launchq import vertex
+from launchq.gcp import vertex
 from launchq_cli import main
 from launchq_local.devstack import DevStack, Ports
 from launchq_local.emulators import new_project_id

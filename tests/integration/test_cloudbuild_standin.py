@@ -1,5 +1,5 @@
 """The Cloud Build stand-in through the unmodified generated `CloudBuildClient` (REST), and
-launchq's own REST client (`launchq.cloudbuild`) against the same server."""
+launchq's own REST client (`launchq.gcp.cloudbuild`) against the same server."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.devtools.cloudbuild_v1.services.cloud_build import CloudBuildClient
 from google.cloud.devtools.cloudbuild_v1.types import Build, BuildStep, Source, StorageSource
 
-from launchq.buildplan import ImageRef
-from launchq.cloudbuild import CloudBuildError, client_for, status_name
-from launchq.vertex import RetryPolicy
+from launchq.gcp.cloudbuild import CloudBuildError, client_for, status_name
+from launchq.gcp.vertex import CallRetry
+from launchq.spec.buildplan import ImageRef
 from launchq_local.cloudbuild_standin import BuildDelays, CloudBuildStandin
 from launchq_local.cloudbuild_standin.images import IMAGES_VARIABLE
 from tests.fixtures.cloudbuild import BUILD_LOCATION, BUILD_PROJECT, source_tarball
@@ -188,7 +188,7 @@ def test_faults_surface_as_transient_errors_and_reads_are_retried(
     cloudbuild_standin: CloudBuildStandin,
 ) -> None:
     client = client_for(cloudbuild_standin.url, cloudbuild_standin.url)
-    client.retry = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
+    client.retry = CallRetry(attempts=3, initial_seconds=0.01, max_seconds=0.02)
     requests.post(
         f"{cloudbuild_standin.url}/emulator/v1/faults",
         json={"methods": ["ListBuilds"], "status": "UNAVAILABLE", "count": 1},

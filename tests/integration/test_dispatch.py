@@ -12,9 +12,9 @@ from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
-from launchq.events import CONFLICT_EVENT_TYPE
-from launchq.item import canonical_hash
-from launchq.states import SLOT_STATES, ItemState
+from launchq.gcp.events import CONFLICT_EVENT_TYPE
+from launchq.model.states import SLOT_STATES, ItemState
+from launchq.spec.item import canonical_hash
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import (
     CRASH_POINTS,

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
-from launchq.events import EventPublisher
-from launchq.states import ItemState
+from launchq.gcp.events import EventPublisher
+from launchq.model.states import ItemState
 from launchq.wiring import Launchq, build
 from launchq_cli import main
 from launchq_cli.source import SourceUploader, pack

@@ -20,7 +20,7 @@ from functions_framework import create_app
 from google.cloud import firestore, pubsub_v1
 
 from launchq import functions
-from launchq.events import EVENT_TYPE
+from launchq.gcp.events import EVENT_TYPE
 from launchq.store.firestore import FirestoreStore
 from launchq_local.emulators import EmulatorStack
 from launchq_local.standin import StandinServer

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from launchq import functions
-from launchq.labels import ITEM_LABEL, label_value
-from launchq.states import ItemState
+from launchq.model.states import ItemState
+from launchq.spec.labels import ITEM_LABEL, label_value
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, queue_config
 

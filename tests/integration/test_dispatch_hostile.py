@@ -14,10 +14,10 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from launchq import sanitize
 from launchq.dispatch import DispatchResult
 from launchq.errors import InfrastructureError
-from launchq.states import ItemState
+from launchq.model.states import ItemState
+from launchq.spec import sanitize
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, item, message, queue_config
 

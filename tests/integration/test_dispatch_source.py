@@ -14,8 +14,8 @@ from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
-from launchq.reasons import RejectReason
-from launchq.states import ItemState
+from launchq.model.reasons import RejectReason
+from launchq.model.states import ItemState
 from launchq_cli.source import SourceUploader, pack
 from launchq_local.gcs import GcsEmulator
 from launchq_local.standin import StandinServer

@@ -150,10 +150,10 @@ def test_a_large_trees_listing_reaches_the_dispatchers_reader_intact(
 ) -> None:
     """The `files` record (compressed, near its budget) through the real client, the emulator
     and the core's own metadata GET: a Dockerfile of any name is found, a missing one is not."""
-    from launchq.buildplan import FILES_METADATA, decode_files, dockerfile_problem, plan_for
-    from launchq.config import BuilderSettings
-    from launchq.gcs import client_for
-    from launchq.item import ItemSource
+    from launchq.gcp.gcs import client_for
+    from launchq.spec.buildplan import FILES_METADATA, decode_files, dockerfile_problem, plan_for
+    from launchq.spec.config import BuilderSettings
+    from launchq.spec.item import ItemSource
 
     root = tmp_path / "proj"
     for n in range(600):

@@ -13,11 +13,12 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from launchq.buildplan import destination_problem, dockerfile_problem, pin_image, plan_for
-from launchq.cloudbuild import CloudBuildClient, client_for
-from launchq.config import BuilderSettings
-from launchq.imagebuilds import BuildState, ImageBuilder
-from launchq.item import ItemSource
+from launchq.builds.builder import ImageBuilder
+from launchq.builds.records import BuildState
+from launchq.gcp.cloudbuild import CloudBuildClient, client_for
+from launchq.spec.buildplan import destination_problem, dockerfile_problem, pin_image, plan_for
+from launchq.spec.config import BuilderSettings
+from launchq.spec.item import ItemSource
 from launchq.store.firestore import FirestoreStore
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from tests.fixtures.cloudbuild import source_tarball

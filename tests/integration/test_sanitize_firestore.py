@@ -1,4 +1,4 @@
-"""Each Firestore limit launchq.sanitize relies on, measured on the real Firestore emulator.
+"""Each Firestore limit launchq.spec.sanitize relies on, measured on the real Firestore emulator.
 
 For every limit: the largest value that should store does, the next one does not (so the limit
 is where the module docstring says), and the sanitised form of the one that did not stores and
@@ -14,7 +14,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from launchq import sanitize
+from launchq.spec import sanitize
 
 pytestmark = pytest.mark.integration
 _ids = itertools.count()

@@ -20,7 +20,7 @@ from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from launchq.vertex import RetryPolicy, VertexClient, VertexError
+from launchq.gcp.vertex import CallRetry, VertexClient, VertexError
 from launchq_cli import main
 from launchq_local.standin import AdminClient, AdminError, StandinServer
 from launchq_local.standin.names import project_number
@@ -359,7 +359,7 @@ def test_rate_limited_create_reaches_the_core_client_as_transient(
     standin: StandinServer, standin_parent: str, clock: FakeClock
 ) -> None:
     standin.admin.set_limits(create_requests_per_minute=1)
-    client = VertexClient(standin.url, requests.Session(), retry=RetryPolicy(attempts=1))
+    client = VertexClient(standin.url, requests.Session(), retry=CallRetry(attempts=1))
     body = json.loads(types.CustomJob.to_json(make_job()))
     client.create_custom_job(standin_parent, body)
     with pytest.raises(VertexError) as caught:

@@ -17,8 +17,8 @@ import pytest
 from google.cloud import firestore
 
 from launchq.errors import Conflict
-from launchq.records import Claim, QueueBackoff
-from launchq.states import ItemState
+from launchq.model.records import Claim, QueueBackoff
+from launchq.model.states import ItemState
 from launchq.store import Store, TokenTaken, Transition
 from launchq.store.firestore import FirestoreStore
 from launchq.store.memory import MemoryStore
@@ -375,15 +375,15 @@ def test_builds_claim_join_leave_and_restart(store: Store, clock: Clock) -> None
 
 
 def test_leases(store: Store, clock: Clock) -> None:
-    assert store.acquire_lease("sweep", "one", 30)
-    assert store.acquire_lease("sweep", "one", 30)  # its own lease: renewed
-    assert not store.acquire_lease("sweep", "two", 30)
+    assert store.take_leadership("sweep", "one", 30)
+    assert store.take_leadership("sweep", "one", 30)  # its own lease: renewed
+    assert not store.take_leadership("sweep", "two", 30)
     clock.tick(31)
-    assert store.acquire_lease("sweep", "two", 30)  # the first one's ran out
-    store.release_lease("sweep", "one")  # not its lease any more: nothing happens
-    assert not store.acquire_lease("sweep", "one", 30)
-    store.release_lease("sweep", "two")
-    assert store.acquire_lease("sweep", "one", 30)
+    assert store.take_leadership("sweep", "two", 30)  # the first one's ran out
+    store.give_up_leadership("sweep", "one")  # not its lease any more: nothing happens
+    assert not store.take_leadership("sweep", "one", 30)
+    store.give_up_leadership("sweep", "two")
+    assert store.take_leadership("sweep", "one", 30)
 
 
 def test_racing_creates_make_one_item(store: Store, clock: Clock) -> None:

@@ -12,7 +12,7 @@ from google.cloud import firestore
 
 from launchq import functions
 from launchq.errors import NotFound
-from launchq.states import ItemState
+from launchq.model.states import ItemState
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, SimulatedCrash, item, message, queue_config
 
@@ -136,7 +136,7 @@ def test_a_second_sweep_records_nothing_new(harness: Harness, standin: StandinSe
 
 
 def test_an_overlapping_sweep_exits_cleanly(harness: Harness) -> None:
-    assert harness.store.acquire_lease("sweep", "someone-else", 60)
+    assert harness.store.take_leadership("sweep", "someone-else", 60)
     summary = harness.sweeper().run()
     assert summary.skipped == "another sweep holds the lease"
     assert summary.transitions == 0

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from google.cloud import firestore
 from google.cloud.firestore_v1.query import Query
 
-from launchq.records import item_doc_id
+from launchq.model.records import item_doc_id
 from launchq.store import ITEMS, Store
 from launchq.store.firestore import FirestoreStore
 from launchq_cli.common import Backends

@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from google.cloud import firestore
 
-from launchq.reasons import quota_reason
-from launchq.records import QueueBackoff
-from launchq.states import ItemState
+from launchq.model.reasons import quota_reason
+from launchq.model.records import QueueBackoff
+from launchq.model.states import ItemState
 from launchq.store import Store
 from launchq.store.firestore import FirestoreStore
 from launchq.store.memory import MemoryStore

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from launchq.fields import QUEUE_NAME_PATTERN
+from launchq.spec.fields import QUEUE_NAME_PATTERN
 from tests.terraform.test_module import (
     EXAMPLE,
     MODULE,

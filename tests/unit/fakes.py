@@ -22,10 +22,10 @@ import requests
 import yaml
 
 from launchq.dispatch import DispatchResult, PubsubMessage
-from launchq.events import EventPublisher
+from launchq.gcp.events import EventPublisher
+from launchq.gcp.vertex import CallRetry, VertexClient, VertexError
 from launchq.settings import Settings
 from launchq.store.memory import MemoryStore, Write
-from launchq.vertex import RetryPolicy, VertexClient, VertexError
 from launchq.wiring import Launchq, build
 from launchq_cli.configs import apply_queue
 
@@ -82,7 +82,7 @@ class FakeVertex(VertexClient):
     """CustomJobs in a dict: create, get, cancel, and a list that honours label filters."""
 
     def __init__(self) -> None:
-        super().__init__("http://vertex.invalid", requests.Session(), 1.0, RetryPolicy(sleep=_no))
+        super().__init__("http://vertex.invalid", requests.Session(), 1.0, CallRetry(sleep=_no))
         self.jobs: dict[str, dict[str, Any]] = {}
         self.crash_after_create = False  # the create succeeds, then the process dies
         self.refuse: list[VertexError] = []  # errors the next creates answer, in order
@@ -235,7 +235,7 @@ class World:
 
 
 class FakeCloudBuild:
-    """Cloud Build and Artifact Registry as `launchq.imagebuilds` calls them: builds in a dict,
+    """Cloud Build and Artifact Registry as `launchq.builds` calls them: builds in a dict,
     listed by tag; `finish` ends one."""
 
     def __init__(self) -> None:

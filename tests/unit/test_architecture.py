@@ -82,8 +82,92 @@ def test_the_sweep_and_the_dispatcher_are_siblings() -> None:
 
 def test_leaf_modules_import_nothing_of_launchq_but_the_errors() -> None:
     graph = import_graph()
-    for leaf in ("launchq.fields", "launchq.errors", "launchq.log", "launchq.reasons"):
+    for leaf in ("launchq.spec.fields", "launchq.errors", "launchq.log", "launchq.model.reasons"):
         assert graph[leaf] <= {"launchq.errors"}, f"{leaf} imports {graph[leaf]}"
+
+
+# The core's groups (docs/architecture.md), each allowed to import only what is listed: the
+# specification is pure, the record's vocabulary builds on it, the API clients and the store
+# build on those. `launchq.builds` records through the recorder, so it sits with the runtime
+# units at the top of `launchq`, which may import any group.
+GROUPS: dict[str, frozenset[str]] = {
+    "launchq.spec": frozenset({"launchq.errors"}),
+    "launchq.model": frozenset({"launchq.spec", "launchq.errors"}),
+    "launchq.gcp": frozenset({"launchq.spec", "launchq.log", "launchq.errors"}),
+    "launchq.store": frozenset({"launchq.model", "launchq.errors"}),
+    "launchq.builds": frozenset(
+        {
+            "launchq.spec",
+            "launchq.model",
+            "launchq.gcp",
+            "launchq.store",
+            "launchq.recorder",
+            "launchq.log",
+            "launchq.errors",
+        }
+    ),
+}
+
+
+def group_of(module: str) -> str:
+    """The group a module belongs to; a runtime unit at the top of `launchq` is its own."""
+    for group in GROUPS:
+        if module == group or module.startswith(group + "."):
+            return group
+    return module
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """`module -> dependency` for every import a module's group does not allow."""
+    found = []
+    for module, deps in sorted(graph.items()):
+        allowed = GROUPS.get(group_of(module))
+        if allowed is None:
+            continue  # a runtime unit
+        for dep in sorted(deps):
+            target = group_of(dep)
+            if target != group_of(module) and target not in allowed:
+                found.append(f"{module} -> {dep}")
+    return found
+
+
+def test_the_core_groups_import_downwards() -> None:
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    graph = {
+        "launchq.spec.render": {"launchq.spec.config", "launchq.model.states"},
+        "launchq.model.states": {"launchq.errors"},
+        "launchq.store.items": {"launchq.model.records", "launchq.admission"},
+        "launchq.admission": {"launchq.store", "launchq.spec.config"},
+    }
+    assert layer_violations(graph) == [
+        "launchq.spec.render -> launchq.model.states",
+        "launchq.store.items -> launchq.admission",
+    ]
+
+
+def test_the_top_of_the_core_holds_only_the_runtime_units() -> None:
+    """What `ls shared/launchq` shows: the runtime units and the groups, nothing else."""
+    top = sorted(p.stem for p in CORE.glob("*.py") if p.stem != "__init__")
+    groups = sorted(p.name for p in CORE.iterdir() if (p / "__init__.py").exists())
+    assert groups == ["builds", "gcp", "model", "spec", "store"]
+    assert top == [
+        "admission",
+        "cancel",
+        "capacity",
+        "dispatch",
+        "errors",
+        "functions",
+        "log",
+        "queues",
+        "recorder",
+        "settings",
+        "submission",
+        "sweep",
+        "wiring",
+    ]
 
 
 def _receiver(node: ast.expr) -> str:
@@ -218,9 +302,9 @@ FIRESTORE_PARTS = {
     "launchq.store.firestore",
     "launchq.store.items",
     "launchq.store.queues",
-    "launchq.store.budget",
+    "launchq.store.capacity",
     "launchq.store.builds",
-    "launchq.store.leases",
+    "launchq.store.leader",
 }
 
 

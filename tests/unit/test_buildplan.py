@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from launchq.buildplan import (
+from launchq.gcp.cloudbuild import status_name
+from launchq.spec.buildplan import (
     ImageRef,
     build_request,
     build_tag,
@@ -16,9 +17,8 @@ from launchq.buildplan import (
     plan_for,
     settings_hash,
 )
-from launchq.cloudbuild import status_name
-from launchq.config import BuilderSettings
-from launchq.item import ItemSource
+from launchq.spec.config import BuilderSettings
+from launchq.spec.item import ItemSource
 from launchq_cli.source import object_metadata, pack
 from launchq_local.cloudbuild_standin.server import parse_filter
 from launchq_local.standin.wire import ApiError

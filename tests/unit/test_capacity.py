@@ -14,8 +14,8 @@ from launchq.capacity import (
     quota_reason,
     window_at,
 )
+from launchq.gcp.vertex import VertexError, exhaustion, field_mask
 from launchq.settings import Settings, SettingsError
-from launchq.vertex import VertexError, exhaustion, field_mask
 
 A100 = "custom_model_training_nvidia_a100_gpus"
 QUOTA_MESSAGE = "The following quota metrics exceed quota limits: aiplatform.googleapis.com/" + A100

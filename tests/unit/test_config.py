@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from launchq.config import QueueConfig
-from launchq.fields import DEFAULT_PRIORITY, priority_rank
-from launchq.item import queue_item_json_schema
-from launchq.queue_checks import parse_queue_config
-from launchq.schemas import queue_config_json_schema, schema_text
-from launchq.validation import ConfigError
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.config import QueueConfig
+from launchq.spec.fields import DEFAULT_PRIORITY, priority_rank
+from launchq.spec.item import queue_item_json_schema
+from launchq.spec.schemas import queue_config_json_schema, schema_text
+from launchq.spec.validation import ConfigError
 from launchq_cli.configs import load_document, validate_queue_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,7 +425,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """If the models ever let through a body protobuf rejects, write-time validation says so."""
-    from launchq import render
+    from launchq.spec import render
     from launchq_cli import configs
 
     real = render.render_placeholders
@@ -468,16 +468,17 @@ def test_checked_in_schemas_are_current(filename: str, generate: Any) -> None:
     assert path.exists(), f"docs/schemas/{filename} is missing"
     assert path.read_text(encoding="utf-8") == schema_text(generate()), (
         f"docs/schemas/{filename} is stale; regenerate it with "
-        "`.venv/bin/python -m launchq.config --write-schemas`"
+        "`.venv/bin/python -m launchq.spec.schemas --write-schemas`"
     )
 
 
 def test_importing_the_dispatch_modules_does_not_import_aiplatform() -> None:
     """The dispatch function imports these at cold start; aiplatform costs 1.7-3.9 s."""
     code = (
-        "import sys, launchq.render, launchq.config, launchq.item, launchq.mapping, "
-        "launchq.templates, launchq.labels, launchq.validation\n"
-        "from launchq.queue_checks import parse_queue_config\n"
+        "import sys, launchq.spec.render, launchq.spec.config, launchq.spec.item, "
+        "launchq.spec.mapping.body, launchq.spec.mapping.checks, "
+        "launchq.spec.templates, launchq.spec.labels, launchq.spec.validation\n"
+        "from launchq.spec.checks import parse_queue_config\n"
         "bad = sorted(m for m in sys.modules if m.startswith('google.cloud.aiplatform') "
         "or m.startswith('google.protobuf') or m == 'vertexai')\n"
         "print(','.join(bad))"
@@ -491,9 +492,9 @@ def test_importing_the_dispatch_modules_does_not_import_aiplatform() -> None:
 def test_parse_and_render_do_not_import_aiplatform() -> None:
     code = (
         "import sys, json, datetime\n"
-        "from launchq.queue_checks import parse_queue_config\n"
-        "from launchq.item import parse_item\n"
-        "from launchq.render import render, RenderContext\n"
+        "from launchq.spec.checks import parse_queue_config\n"
+        "from launchq.spec.item import parse_item\n"
+        "from launchq.spec.render import render, RenderContext\n"
         f"config = parse_queue_config({seed()!r}, name='q')\n"
         "item = parse_item(json.dumps({'image_uri': 'img'}))\n"
         "ctx = RenderContext(datetime.datetime(2024, 1, 1), 'i', 'q', 'proj-1', 'us-central1')\n"
@@ -508,7 +509,7 @@ def test_parse_and_render_do_not_import_aiplatform() -> None:
 
 def test_reference_page_lists_every_key() -> None:
     """docs/queue-config.md documents every row of the mapping table and every queue setting."""
-    from launchq.mapping import ROWS
+    from launchq.spec.mapping.table import ROWS
 
     text = (ROOT / "docs" / "queue-config.md").read_text(encoding="utf-8")
     missing = [row.source for row in ROWS if f"`{row.source}`" not in text]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from launchq.queue_checks import parse_queue_config
-from launchq.validation import ConfigError
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.validation import ConfigError
 from launchq_cli import main
 from launchq_cli.configs import load_document, validate_queue_config
 

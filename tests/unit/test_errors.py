@@ -9,8 +9,8 @@ import requests
 from google.api_core import exceptions as gexc
 
 from launchq.errors import InfrastructureError, LaunchqError, is_infrastructure
-from launchq.validation import ItemError
-from launchq.vertex import VertexError
+from launchq.gcp.vertex import VertexError
+from launchq.spec.validation import ItemError
 
 
 @pytest.mark.parametrize(

@@ -11,18 +11,11 @@ import pytest
 from google.cloud import aiplatform_v1
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from launchq import mapping
-from launchq.mapping import (
-    OUTPUT_ONLY,
-    ROWS,
-    BodyContext,
-    Kind,
-    RunInput,
-    SpecInput,
-    check_inputs,
-    output_dir,
-    to_body,
-)
+from launchq.spec.mapping import table, vocabulary
+from launchq.spec.mapping.body import BodyContext, output_dir, to_body
+from launchq.spec.mapping.checks import check_inputs
+from launchq.spec.mapping.models import RunInput, SpecInput
+from launchq.spec.mapping.table import OUTPUT_ONLY, ROWS, Kind
 from tests.unit.test_render_corpus import QUEUES, render_corpus
 
 CUSTOM_JOB = aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob()).DESCRIPTOR
@@ -45,7 +38,7 @@ def proto_paths(descriptor: Descriptor, prefix: str = "") -> Iterator[tuple[str,
         yield from proto_paths(message, f"{path}[]" if repeated else path)
 
 
-def row_target(row: mapping.Row) -> str | None:
+def row_target(row: table.Row) -> str | None:
     if row.target is None:
         return None
     return f"{row.target}[]" if row.kind is Kind.MESSAGE_LIST else row.target
@@ -103,9 +96,9 @@ def test_rows_and_models_agree() -> None:
 @pytest.mark.parametrize(
     ("enum_names", "proto_enum"),
     [
-        (mapping.ACCELERATOR_TYPES, aiplatform_v1.AcceleratorType),
-        (mapping.SCHEDULING_STRATEGIES, aiplatform_v1.Scheduling.Strategy),
-        (mapping.RESERVATION_AFFINITY_TYPES, aiplatform_v1.ReservationAffinity.Type),
+        (vocabulary.ACCELERATOR_TYPES, aiplatform_v1.AcceleratorType),
+        (vocabulary.SCHEDULING_STRATEGIES, aiplatform_v1.Scheduling.Strategy),
+        (vocabulary.RESERVATION_AFFINITY_TYPES, aiplatform_v1.ReservationAffinity.Type),
     ],
 )
 def test_enum_names_match_the_library(enum_names: tuple[str, ...], proto_enum: Any) -> None:
@@ -146,7 +139,7 @@ def _rendered_corpus() -> list[tuple[set[str], dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.source for row in ROWS])
-def test_every_row_is_exercised_by_the_corpus(row: mapping.Row) -> None:
+def test_every_row_is_exercised_by_the_corpus(row: table.Row) -> None:
     """Some corpus queue sets the row's key, and its rendered body has the row's target."""
     corpus = _rendered_corpus_cached()
     users = [body for used, body in corpus if row.source in used]
@@ -226,7 +219,7 @@ def flex_issues(pools: list[dict[str, Any]], run: dict[str, Any] | None = None) 
     return [str(issue) for issue in check_inputs(spec, {**FLEX, **(run or {})})[1]]
 
 
-@pytest.mark.parametrize("accelerator", mapping.FLEX_START_ACCELERATORS)
+@pytest.mark.parametrize("accelerator", vocabulary.FLEX_START_ACCELERATORS)
 def test_flex_start_takes_the_dws_gpus(accelerator: str) -> None:
     pool = {
         **A100_POOL,

@@ -13,15 +13,16 @@ from typing import Any, cast
 
 import pytest
 
-from launchq.buildplan import plan_for
-from launchq.config import BuilderSettings
+from launchq.builds.builder import ImageBuilder
+from launchq.builds.records import BuildState
 from launchq.errors import Conflict, InfrastructureError
-from launchq.imagebuilds import BuildState, ImageBuilder
-from launchq.item import ItemSource
-from launchq.records import NewItem
-from launchq.states import ItemState
+from launchq.gcp.vertex import VertexError
+from launchq.model.records import NewItem
+from launchq.model.states import ItemState
+from launchq.spec.buildplan import plan_for
+from launchq.spec.config import BuilderSettings
+from launchq.spec.item import ItemSource
 from launchq.store import Transition
-from launchq.vertex import VertexError
 from tests.unit.fakes import (
     PARENT,
     FakeCloudBuild,

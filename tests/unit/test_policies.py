@@ -10,16 +10,16 @@ import pytest
 import requests
 from google.api_core import exceptions as gexc
 
-from launchq.config import RetryPolicy
 from launchq.errors import Conflict, InfrastructureError, NotFound, is_infrastructure
-from launchq.failures import FailureClass, failure_class, retry_delay
-from launchq.fields import canonical_hash
-from launchq.item import parse_item, payload_hash
-from launchq.records import Claim, ItemRecord, admission_order
-from launchq.states import SLOT_STATES, STATES, TERMINAL_STATES, ItemState
+from launchq.gcp.vertex import VertexError
+from launchq.model.failures import FailureClass, failure_class, retry_delay
+from launchq.model.records import Claim, ItemRecord, admission_order
+from launchq.model.states import SLOT_STATES, STATES, TERMINAL_STATES, ItemState
+from launchq.spec.config import RetryPolicy
+from launchq.spec.fields import canonical_hash
+from launchq.spec.item import parse_item, payload_hash
+from launchq.spec.validation import ItemError
 from launchq.submission import label_filter, with_attempt
-from launchq.validation import ItemError
-from launchq.vertex import VertexError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

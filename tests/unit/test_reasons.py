@@ -1,5 +1,5 @@
-"""Every recorded reason comes from `launchq.reasons`, keeps its stored value, has its text, and
-is listed in docs/data-model.md as generated from the enums.
+"""Every recorded reason comes from `launchq.model.reasons`, keeps its stored value, has its text,
+and is listed in docs/data-model.md as generated from the enums.
 
 `python -m tests.unit.test_reasons` rewrites the generated block of docs/data-model.md.
 """
@@ -12,9 +12,8 @@ from typing import get_args
 
 import pytest
 
-from launchq.config import RetryReason
-from launchq.failures import FailureClass as FailureClassOfFailures
-from launchq.reasons import (
+from launchq.model.failures import FailureClass as FailureClassOfFailures
+from launchq.model.reasons import (
     CancelReason,
     ErrorRecord,
     FailureClass,
@@ -24,9 +23,12 @@ from launchq.reasons import (
     quota_reason,
     retry_reason,
 )
+from launchq.spec.config import RetryReason
 
 DATA_MODEL = Path(__file__).resolve().parents[2] / "docs" / "data-model.md"
-BEGIN = "<!-- reasons: generated from launchq.reasons by `python -m tests.unit.test_reasons` -->"
+BEGIN = (
+    "<!-- reasons: generated from launchq.model.reasons by `python -m tests.unit.test_reasons` -->"
+)
 END = "<!-- reasons: end -->"
 Reason = RejectReason | FailureClass | FailureReason | WaitReason | CancelReason
 ENUMS: list[tuple[str, type[Reason]]] = [

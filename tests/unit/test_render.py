@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from launchq.item import QueueItem, parse_item
-from launchq.labels import (
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.item import QueueItem, parse_item
+from launchq.spec.labels import (
     ITEM_LABEL,
     QUEUE_LABEL,
     item_filter,
@@ -17,9 +18,8 @@ from launchq.labels import (
     label_value,
     queue_filter,
 )
-from launchq.queue_checks import parse_queue_config
-from launchq.render import RenderContext, RenderedJob, render, target_pools
-from launchq.validation import ConfigError, ItemError
+from launchq.spec.render import RenderContext, RenderedJob, render, target_pools
+from launchq.spec.validation import ConfigError, ItemError
 from launchq_cli.configs import to_custom_job
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -131,7 +131,7 @@ def test_too_many_labels() -> None:
 
 def test_the_label_maximum_counts_the_attempt_label_added_at_submit() -> None:
     """1 from the queue + 60 from the item + 3 of launchq's = 64: what Vertex receives."""
-    from launchq.labels import ATTEMPT_LABEL, LAUNCHQ_LABELS
+    from launchq.spec.labels import ATTEMPT_LABEL, LAUNCHQ_LABELS
 
     labels = {f"k{index}": "v" for index in range(60)}
     job = go({"image_uri": "i", "labels": labels})
@@ -141,7 +141,8 @@ def test_the_label_maximum_counts_the_attempt_label_added_at_submit() -> None:
 
 
 def test_the_dispatcher_adds_the_attempt_label_that_validation_counts() -> None:
-    from launchq import labels, submission
+    from launchq import submission
+    from launchq.spec import labels
 
     assert submission.ATTEMPT_LABEL == labels.ATTEMPT_LABEL
 

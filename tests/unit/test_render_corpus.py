@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from launchq.config import QueueConfig
-from launchq.item import QueueItem, parse_item
-from launchq.render import RenderContext, RenderedJob, render
+from launchq.spec.config import QueueConfig
+from launchq.spec.item import QueueItem, parse_item
+from launchq.spec.render import RenderContext, RenderedJob, render
 from launchq_cli.configs import load_queue_file, to_custom_job
 
 DATA = Path(__file__).resolve().parents[1] / "data"

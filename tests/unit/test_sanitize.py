@@ -1,4 +1,4 @@
-"""launchq.sanitize: untrusted JSON made storable, every change reported with its path."""
+"""launchq.spec.sanitize: untrusted JSON made storable, every change reported with its path."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launchq import sanitize
-from launchq.sanitize import (
+from launchq.spec import sanitize
+from launchq.spec.sanitize import (
     ARRAY_KEY,
     EMPTY_NAME,
     INT_RANGE,
@@ -280,8 +280,8 @@ def test_whatever_comes_in_is_storable_and_cleaning_twice_changes_nothing(value:
 def test_an_item_firestore_could_not_store_as_sent_is_invalid(
     item: dict[str, Any], path: str, code: str
 ) -> None:
-    from launchq.item import parse_item
-    from launchq.validation import ItemError
+    from launchq.spec.item import parse_item
+    from launchq.spec.validation import ItemError
 
     with pytest.raises(ItemError) as info:
         parse_item({"image_uri": "i", **item})
@@ -297,8 +297,8 @@ def test_an_item_firestore_could_not_store_as_sent_is_invalid(
     ],
 )
 def test_parse_item_reports_whatever_the_decoder_raises(raw: bytes, problem: str) -> None:
-    from launchq.item import parse_item
-    from launchq.validation import ItemError
+    from launchq.spec.item import parse_item
+    from launchq.spec.validation import ItemError
 
     with pytest.raises(ItemError, match=problem):
         parse_item(raw)

@@ -19,24 +19,24 @@ from typing import Any
 
 import pytest
 
+from launchq.builds.sources import (
+    SourceChecker,
+    bucket_problem,
+    object_problem,
+)
 from launchq.errors import InfrastructureError
-from launchq.gcs import GcsClient, endpoint
-from launchq.item import ItemSource, parse_item, payload_hash
-from launchq.queue_checks import parse_queue_config
-from launchq.reasons import RejectReason
-from launchq.render import (
+from launchq.gcp.gcs import GcsClient, endpoint
+from launchq.model.reasons import RejectReason
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.item import ItemSource, parse_item, payload_hash
+from launchq.spec.render import (
     RenderContext,
     RenderedJob,
     render,
     source_command,
     staging_bucket_of,
 )
-from launchq.sources import (
-    SourceChecker,
-    bucket_problem,
-    object_problem,
-)
-from launchq.validation import ConfigError, ItemError
+from launchq.spec.validation import ConfigError, ItemError
 from launchq_cli.configs import to_custom_job, validate_queue_config
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -138,7 +138,7 @@ def test_payload_hash_of_an_image_item_does_not_see_the_new_field() -> None:
     dumped = item.model_dump(mode="json")
     assert "source" in dumped
     dumped.pop("source")
-    from launchq.fields import canonical_hash
+    from launchq.spec.fields import canonical_hash
 
     assert payload_hash(item) == canonical_hash(dumped)
     with_source = parse_item({"source": SOURCE, "args": ["a"]})

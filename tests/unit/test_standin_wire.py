@@ -7,7 +7,7 @@ from google.cloud.aiplatform_v1 import types
 
 from launchq_local.standin import lifecycle
 from launchq_local.standin.jobs import decode_token, encode_token
-from launchq_local.standin.lifecycle import Delays, Outcome, Transition
+from launchq_local.standin.lifecycle import Delays, Outcome, ScheduledState
 from launchq_local.standin.names import new_id, project_number
 from launchq_local.standin.wire import ApiError, parse_message
 
@@ -95,9 +95,9 @@ def test_schedule_with_outcome_after_pending_skips_running() -> None:
         100.0, Delays(1, 2, 3), Outcome("JOB_STATE_FAILED", (8, "x"), after="JOB_STATE_PENDING")
     )
     assert timeline == [
-        Transition("JOB_STATE_QUEUED", 100.0),
-        Transition("JOB_STATE_PENDING", 101.0),
-        Transition("JOB_STATE_FAILED", 103.0, (8, "x")),
+        ScheduledState("JOB_STATE_QUEUED", 100.0),
+        ScheduledState("JOB_STATE_PENDING", 101.0),
+        ScheduledState("JOB_STATE_FAILED", 103.0, (8, "x")),
     ]
 
 
@@ -109,7 +109,7 @@ def test_schedule_stops_at_open_ended_delay() -> None:
 def test_remaining_moves_overdue_outcome_to_now() -> None:
     timeline = lifecycle.schedule(0.0, Delays(1, 1, 1), Outcome(after="JOB_STATE_QUEUED"))
     assert lifecycle.remaining(timeline, "JOB_STATE_RUNNING", 50.0) == [
-        Transition("JOB_STATE_SUCCEEDED", 50.0)
+        ScheduledState("JOB_STATE_SUCCEEDED", 50.0)
     ]
 
 

@@ -1,7 +1,7 @@
 import pytest
 from google.cloud.aiplatform_v1.types import JobState
 
-from launchq.states import (
+from launchq.model.states import (
     POLLED_STATES,
     SLOT_STATES,
     STATES,

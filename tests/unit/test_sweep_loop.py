@@ -8,7 +8,7 @@ from launchq.sweep import ADMIT_SECONDS, Sweeper, SweepSummary
 
 
 class _Lease:
-    def release_lease(self, name: str, holder: str) -> None:
+    def give_up_leadership(self, name: str, holder: str) -> None:
         pass
 
 

@@ -12,11 +12,15 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from launchq.item import QueueItem
-from launchq.mapping import ACCELERATOR_TYPES, DEPRECATED_STRATEGIES, SCHEDULING_STRATEGIES
-from launchq.queue_checks import parse_queue_config
-from launchq.render import RenderContext, render, target_pools
-from launchq.templates import (
+from launchq.spec.checks import parse_queue_config
+from launchq.spec.item import QueueItem
+from launchq.spec.mapping.vocabulary import (
+    ACCELERATOR_TYPES,
+    DEPRECATED_STRATEGIES,
+    SCHEDULING_STRATEGIES,
+)
+from launchq.spec.render import RenderContext, render, target_pools
+from launchq.spec.templates import (
     Macro,
     TemplateVariable,
     Var,

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 
-from launchq.records import ItemRecord
-from launchq.states import ItemState
+from launchq.model.records import ItemRecord
+from launchq.model.states import ItemState
 from launchq.store import Store
 from launchq_cli import main
 from launchq_cli.common import Backends

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from launchq.reasons import quota_reason
+from launchq.model.reasons import quota_reason
 from launchq.settings import Settings
 from launchq.store import BACKOFF_FIELD
 from launchq_cli import ops

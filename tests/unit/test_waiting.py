@@ -1,4 +1,5 @@
-"""`launchq.waiting.current_wait`: why a waiting item waits now, whatever reason was stored."""
+"""`launchq.model.waiting.current_wait`: why a waiting item waits now, whatever reason was
+stored."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from launchq.reasons import FailureClass, WaitReason, quota_reason, retry_reason
-from launchq.records import ItemRecord, QueueBackoff
-from launchq.states import ItemState
-from launchq.waiting import QueueState, Waiting, current_wait
+from launchq.model.reasons import FailureClass, WaitReason, quota_reason, retry_reason
+from launchq.model.records import ItemRecord, QueueBackoff
+from launchq.model.states import ItemState
+from launchq.model.waiting import QueueState, Waiting, current_wait
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 A100 = "custom_model_training_nvidia_a100_gpus"

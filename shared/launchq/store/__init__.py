@@ -2,10 +2,10 @@
 docs/data-model.md.
 
 - `protocols`: what is kept, one typed protocol per kind (items, queues and slots, the
-  creation budget and quota backoff, builds, leases) and `Store`, all of them.
+  creation budget and quota backoff, builds, the sweep leader) and `Store`, all of them.
 - `base`: names, `Transition`, and the one conversion between documents and records.
 - `firestore` (`FirestoreStore`, `connect`): the implementation the functions run, one module
-  per kind (`items`, `queues`, `budget`, `builds`, `leases`) on a shared client (`client`).
+  per kind (`items`, `queues`, `capacity`, `builds`, `leader`) on a shared client (`client`).
 - `memory` (`MemoryStore`): the same protocols in memory, for fast unit tests; the contract
   tests (tests/integration/test_store_contract.py) hold both to the same behaviour.
 
@@ -14,7 +14,7 @@ for the client library; only `launchq.store.firestore` and its parts do.
 """
 
 from launchq.errors import Conflict
-from launchq.records import item_doc_id
+from launchq.model.records import item_doc_id
 from launchq.store.base import (
     BACKOFF_FIELD,
     BUDGETS,
@@ -32,10 +32,10 @@ from launchq.store.base import (
     utcnow,
 )
 from launchq.store.protocols import (
-    BudgetStore,
     BuildStore,
+    CapacityStore,
     ItemStore,
-    LeaseStore,
+    LeaderStore,
     QueueStore,
     Store,
 )
@@ -49,12 +49,12 @@ __all__ = [
     "MAX_SLOTS",
     "QUEUES",
     "SLOTS",
-    "BudgetStore",
     "BuildStore",
+    "CapacityStore",
     "Clock",
     "Conflict",
     "ItemStore",
-    "LeaseStore",
+    "LeaderStore",
     "QueueStore",
     "Store",
     "StoredDocument",

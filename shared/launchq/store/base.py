@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from launchq.errors import Conflict
-from launchq.records import Claim, ItemRecord, JobRef, QueueBackoff, Slot
-from launchq.states import ItemState, check_transition
+from launchq.model.records import AttemptJob, Claim, ItemRecord, QueueBackoff, Slot
+from launchq.model.states import ItemState, check_transition
 
 QUEUES = "queues"
 LEASES = "leases"
@@ -82,7 +82,7 @@ def from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:
         version=version,
         attempt=int(data.get("attempt") or 0),
         claim=Claim(claim["id"], claim["until"]) if claim else None,
-        job=JobRef(**job) if job and job.get("name") else None,
+        job=AttemptJob(**job) if job and job.get("name") else None,
         error=data.get("error"),
         slot=data.get("slot"),
         priority=int(data.get("priority") or 0),
@@ -107,7 +107,7 @@ def storage(changes: Mapping[str, Any]) -> dict[str, Any]:
     """`Changes` as stored values: claims and job references become maps."""
     out: dict[str, Any] = {}
     for key, value in changes.items():
-        if isinstance(value, Claim | JobRef):
+        if isinstance(value, Claim | AttemptJob):
             out[key] = asdict(value)
         else:
             out[key] = value

@@ -1,4 +1,4 @@
-"""`builds/{key}` on Firestore: one document per image build key (`launchq.imagebuilds` decides
+"""`builds/{key}` on Firestore: one document per image build key (`launchq.builds` decides
 what goes in it; this module only reads and writes it)."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_document import DocumentSnapshot
 
 from launchq.errors import Conflict
-from launchq.records import Slot, item_doc_id
+from launchq.model.records import Slot, item_doc_id
 from launchq.store.base import ITEMS, QUEUES, SLOTS, Clock, utcnow
 
 Snapshot = DocumentSnapshot[firestore.DocumentReference]

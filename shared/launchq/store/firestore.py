@@ -1,5 +1,5 @@
-"""The store on Firestore: every part (items, queues and slots, budget, builds, leases) on one
-client and clock, as the one object `launchq.wiring` builds. The data model is in
+"""The store on Firestore: every part (items, queues and slots, capacity, builds, the sweep
+leader) on one client and clock, as the one object `launchq.wiring` builds. The data model is in
 docs/data-model.md; the concurrency rules in `launchq.store.client`."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 from google.cloud import firestore
 
 from launchq.store.base import Clock, utcnow
-from launchq.store.budget import FirestoreBudget
 from launchq.store.builds import FirestoreBuilds
+from launchq.store.capacity import FirestoreCapacity
 from launchq.store.client import client
 from launchq.store.items import FirestoreItems
-from launchq.store.leases import FirestoreLeases
+from launchq.store.leader import FirestoreLeader
 from launchq.store.protocols import Store
 from launchq.store.queues import FirestoreQueues
 
@@ -19,7 +19,7 @@ __all__ = ["FirestoreStore", "client", "connect"]
 
 
 class FirestoreStore(
-    FirestoreItems, FirestoreQueues, FirestoreBudget, FirestoreBuilds, FirestoreLeases
+    FirestoreItems, FirestoreQueues, FirestoreCapacity, FirestoreBuilds, FirestoreLeader
 ):
     """All of `launchq.store.Store` on one Firestore client (`db`)."""
 

@@ -11,8 +11,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from launchq.errors import Conflict
-from launchq.records import Changes, Claim, ItemRecord, Slot, admission_order, item_doc_id
-from launchq.states import SLOT_STATES, ItemState
+from launchq.model.records import Changes, Claim, ItemRecord, Slot, admission_order, item_doc_id
+from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import (
     BUDGETS,
     ITEMS,
@@ -97,7 +97,7 @@ class FirestoreItems(FirestoreBase):
         return from_document(document, results[0].update_time)
 
     def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]:
-        """QUEUED items of a queue in admission order (`launchq.records.admission_order`).
+        """QUEUED items of a queue in admission order (`launchq.model.records.admission_order`).
 
         Needs the composite index (queue ASC, state ASC, priority ASC, enqueued_at ASC), declared
         in firestore.indexes.json. Items backing off after a failure carry `not_before`; they are

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from launchq.errors import Conflict
-from launchq.records import (
+from launchq.model.records import (
     Changes,
     Claim,
     ItemRecord,
@@ -32,7 +32,7 @@ from launchq.records import (
     admission_order,
     item_doc_id,
 )
-from launchq.states import SLOT_STATES, ItemState
+from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import (
     BACKOFF_FIELD,
     BUDGETS,
@@ -488,7 +488,7 @@ class MemoryStore:
 
     # -- leases -----------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+    def take_leadership(self, name: str, holder: str, seconds: float) -> bool:
         path = f"{LEASES}/{name}"
         found = self._read(path)
         now = self.clock()
@@ -506,7 +506,7 @@ class MemoryStore:
             return False
         return True
 
-    def release_lease(self, name: str, holder: str) -> None:
+    def give_up_leadership(self, name: str, holder: str) -> None:
         path = f"{LEASES}/{name}"
         found = self._read(path)
         if found is not None and found[0].get("holder") == holder:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from launchq.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
-from launchq.states import ItemState
+from launchq.model.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
+from launchq.model.states import ItemState
 from launchq.store.base import Clock, StoredDocument, Transition
 
 
@@ -109,7 +109,7 @@ class QueueStore(Protocol):
     def slot_holders(self, queue: str) -> dict[str, str | None]: ...
 
 
-class BudgetStore(Protocol):
+class CapacityStore(Protocol):
     """The creation budget's tokens (`budgets/{token}`) and a queue's quota backoff."""
 
     def take_token(self, token_ids: Sequence[str], expire_at: datetime) -> bool: ...
@@ -122,7 +122,7 @@ class BudgetStore(Protocol):
 
 
 class BuildStore(Protocol):
-    """`builds/{key}`: one document per image build key (`launchq.imagebuilds`)."""
+    """`builds/{key}`: one document per image build key (`launchq.builds`)."""
 
     def create_build(self, key: str, document: Mapping[str, Any]) -> bool:
         """Create the build document; False if it exists (somebody else claimed the key)."""
@@ -152,13 +152,13 @@ class BuildStore(Protocol):
         ...
 
 
-class LeaseStore(Protocol):
+class LeaderStore(Protocol):
     """`leases/{name}`: who runs the sweep now."""
 
-    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool: ...
+    def take_leadership(self, name: str, holder: str, seconds: float) -> bool: ...
 
-    def release_lease(self, name: str, holder: str) -> None: ...
+    def give_up_leadership(self, name: str, holder: str) -> None: ...
 
 
-class Store(ItemStore, QueueStore, BudgetStore, BuildStore, LeaseStore, Protocol):
+class Store(ItemStore, QueueStore, CapacityStore, BuildStore, LeaderStore, Protocol):
     """Everything launchq keeps: the one object `launchq.wiring` hands to every unit."""

@@ -15,8 +15,8 @@ from typing import Any
 from google.cloud import firestore
 
 from launchq.errors import Conflict
-from launchq.records import Slot
-from launchq.states import SLOT_STATES, ItemState
+from launchq.model.records import Slot
+from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import ITEMS, QUEUES, SLOTS, check_max_jobs, slot_from, slot_id
 from launchq.store.client import FirestoreBase, Snapshot
 

@@ -29,7 +29,7 @@ from google.protobuf import empty_pb2
 from launchq.log import get_logger
 from launchq_local.standin import execute, lifecycle
 from launchq_local.standin.filters import Predicate, Subject
-from launchq_local.standin.lifecycle import Delays, Outcome, Transition
+from launchq_local.standin.lifecycle import Delays, Outcome, ScheduledState
 from launchq_local.standin.limits import (
     Limits,
     RateWindow,
@@ -94,8 +94,8 @@ class JobRecord:
     mode: Mode
     delays: Delays
     outcome: Outcome
-    history: list[Transition]
-    plan: list[Transition]
+    history: list[ScheduledState]
+    plan: list[ScheduledState]
     run: execute.ExecRun | None = None
     rule_id: str | None = None
     demand: dict[str, int] = field(default_factory=dict)  # quota held while active
@@ -114,7 +114,7 @@ class JobRecord:
             self._applied = len(self.history)
 
     def append(self, state: str, at: float, error: tuple[int, str] | None = None) -> None:
-        self.history.append(Transition(state, at, error))
+        self.history.append(ScheduledState(state, at, error))
         self._write_pb()
         self._applied = len(self.history)
 
@@ -328,7 +328,7 @@ class JobStore:
                 run.cancel_requested = True
                 run.wake.set()
             done = now + record.delays.cancelling
-            record.plan = [Transition(lifecycle.CANCELLED, done, lifecycle.CANCELLED_ERROR)]
+            record.plan = [ScheduledState(lifecycle.CANCELLED, done, lifecycle.CANCELLED_ERROR)]
             record.materialize(now)
 
     def delete(self, parent: Parent, job_id: str) -> Any:
@@ -584,7 +584,7 @@ class JobStore:
         record.run = run
         delays = record.delays
         if delays.queued is not None:
-            record.plan = [Transition(lifecycle.PENDING, now + delays.queued)]
+            record.plan = [ScheduledState(lifecycle.PENDING, now + delays.queued)]
         if delays.queued is None or delays.pending is None:
             wait: float | None = None  # stays QUEUED/PENDING until cancelled or pinned
         else:

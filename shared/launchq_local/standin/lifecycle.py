@@ -88,36 +88,38 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Transition:
+class ScheduledState:
+    """One step of a stand-in job's scripted timeline: the state it enters, and when."""
+
     state: str
     at: float  # seconds since the epoch
     error: tuple[int, str] | None = None
 
 
-def schedule(created: float, delays: Delays, outcome: Outcome) -> list[Transition]:
+def schedule(created: float, delays: Delays, outcome: Outcome) -> list[ScheduledState]:
     """The full scripted timeline from creation; it stops at the first open-ended delay."""
     steps = [(QUEUED, delays.queued), (PENDING, delays.pending), (RUNNING, delays.running)]
-    out: list[Transition] = []
+    out: list[ScheduledState] = []
     at = created
     for state, delay in steps:
-        out.append(Transition(state, at))
+        out.append(ScheduledState(state, at))
         if delay is None:
             return out
         at += delay
         if state == outcome.after:
-            out.append(Transition(outcome.state, at, outcome.effective_error))
+            out.append(ScheduledState(outcome.state, at, outcome.effective_error))
             return out
     return out
 
 
-def remaining(timeline: list[Transition], current: str, now: float) -> list[Transition]:
+def remaining(timeline: list[ScheduledState], current: str, now: float) -> list[ScheduledState]:
     """The part of `timeline` still ahead of a job in `current` (QUEUED/PENDING/RUNNING).
 
     Transitions that were due in the past (the outcome changed late) happen `now` instead.
     """
     position = _ORDER[current]
     return [
-        Transition(t.state, max(t.at, now), t.error)
+        ScheduledState(t.state, max(t.at, now), t.error)
         for t in timeline
         if _ORDER.get(t.state, len(_ORDER)) > position
     ]

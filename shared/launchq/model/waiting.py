@@ -1,0 +1,93 @@
+"""What a waiting item waits for *now*, derived from its queue's current state.
+
+An item's stored `reason` says why it waited when it was last written: `queue paused` when it
+was recorded into a paused queue, `waiting for a free slot` otherwise. Nothing rewrites it when
+the queue changes (a pause would cost one write per waiting item), so a display that shows it
+goes stale: items of a paused queue read `waiting for a free slot` while every slot is free, and
+after a resume they read `queue paused` until they start, even while the queue backs off on a
+Vertex quota. Every display (`launchq queue pending`, `launchq status`/`ls`, the dashboard)
+therefore asks `current_wait`, the one rule, with the queue as read now (`QueueState`).
+
+The rule, first match wins:
+
+1. BUILDING: its image is being built from its source.
+2. the queue is paused: nothing starts until it is resumed.
+3. the item's own retry backoff (`not_before`) is running: it waits for that, whatever else.
+4. the queue backs off after a Vertex quota refusal: until the backoff ends.
+5. every slot is taken: a free slot.
+6. a slot is free and it was last held back by the creation budget: the next budget window.
+7. a slot is free: the next dispatch or sweep admits it.
+
+Pure: no I/O, unit-tested for each transition (pause, resume, backoff starting and expiring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from launchq.model.reasons import WaitReason, quota_reason
+from launchq.model.records import ItemRecord, QueueBackoff
+from launchq.model.states import ItemState
+
+WAITING_STATES = frozenset({ItemState.QUEUED, ItemState.BUILDING})
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What of a queue decides why its items wait, as read now."""
+
+    paused: bool
+    max_jobs: int  # -1: unlimited
+    running: int  # items holding a slot
+    backoff: QueueBackoff | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.max_jobs >= 0 and self.running >= self.max_jobs
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why an item waits now: the code, what a person reads, and until when if that is known."""
+
+    reason: WaitReason
+    message: str
+    until: datetime | None = None
+
+
+def current_wait(item: ItemRecord, queue: QueueState | None, now: datetime) -> Waiting | None:
+    """Why `item` waits now, given its queue's current state; None if it is not waiting.
+
+    `queue` None (the queue was deleted, or not read) leaves only what the item itself says.
+    """
+    if item.state is ItemState.BUILDING:
+        return Waiting(WaitReason.BUILDING, WaitReason.BUILDING.text)
+    if item.state is not ItemState.QUEUED:
+        return None
+    stored = WaitReason.of(item.reason)
+    if queue is not None and queue.paused:
+        return Waiting(WaitReason.PAUSED, WaitReason.PAUSED.value)
+    if item.not_before is not None and item.not_before > now:
+        message = item.reason if stored is WaitReason.RETRY and item.reason else "retrying"
+        return Waiting(WaitReason.RETRY, message, item.not_before)
+    if queue is None:
+        return _as_stored(item.reason, stored)
+    backoff = queue.backoff
+    if backoff is not None and backoff.active(now):
+        return Waiting(
+            WaitReason.QUOTA, quota_reason(backoff.metric, backoff.region), backoff.until
+        )
+    if queue.full:
+        return Waiting(WaitReason.FREE_SLOT, WaitReason.FREE_SLOT.value)
+    if stored is WaitReason.RATE_LIMITED:
+        return Waiting(WaitReason.RATE_LIMITED, WaitReason.RATE_LIMITED.value)
+    return Waiting(WaitReason.ADMITTING, WaitReason.ADMITTING.text)
+
+
+def _as_stored(reason: str | None, stored: WaitReason | None) -> Waiting:
+    """Without the queue: the stored reason as it is (a slot, if none was recorded)."""
+    if stored is None or reason is None:
+        return Waiting(WaitReason.FREE_SLOT, reason or WaitReason.FREE_SLOT.value)
+    message = reason if stored in (WaitReason.QUOTA, WaitReason.RETRY) else stored.value
+    return Waiting(stored, message)
