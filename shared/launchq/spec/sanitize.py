@@ -289,6 +289,8 @@ def _shown(path: str) -> str:
 
 @dataclass
 class _Walker:
+    """One pass over a value: what `clean` returns, with each change recorded in `changes`."""
+
     changes: list[Change]
     max_text_bytes: int | None = None
 

@@ -15,6 +15,9 @@ from launchq.store.client import FirestoreBase
 
 
 class FirestoreBuilds(FirestoreBase):
+    """`launchq.store.protocols.BuildStore` on `builds/{key}`: a build claimed with `create()`,
+    joined with an array union, restarted with a compare-and-swap on the failed document."""
+
     def build_ref(self, key: str) -> firestore.DocumentReference:
         return self.db.collection(BUILDS).document(key)
 

@@ -18,6 +18,10 @@ from launchq.store.client import EXISTS, FirestoreBase
 
 
 class FirestoreCapacity(FirestoreBase):
+    """`launchq.store.protocols.CapacityStore`: creation-budget tokens (`budgets/`, one
+    document per grant, each created once) and a queue's quota backoff (a field of its
+    document, updated with a compare-and-swap)."""
+
     def take_token(self, token_ids: Sequence[str], expire_at: datetime) -> bool:
         """Create the first of `token_ids` nobody has created yet; False if all exist.
 

@@ -35,6 +35,10 @@ def _record(snap: Snapshot) -> ItemRecord:
 
 
 class FirestoreItems(FirestoreBase):
+    """`launchq.store.protocols.ItemStore` on `items/{queue}~{item_id}`: every write is a
+    `create()` or conditioned on the update time read, and a state change frees or takes its
+    slot in the same batch."""
+
     def get_item(self, queue: str, item_id: str) -> ItemRecord | None:
         snap = self.item_ref(queue, item_id).get()
         return _record(snap) if snap.exists else None

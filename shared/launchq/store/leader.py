@@ -11,6 +11,9 @@ from launchq.store.client import EXISTS, FirestoreBase
 
 
 class FirestoreLeader(FirestoreBase):
+    """`launchq.store.protocols.LeaderStore`: which sweep runs now, as a document in `leases/`
+    taken and renewed with a compare-and-swap on its update time."""
+
     def take_leadership(self, name: str, holder: str, seconds: float) -> bool:
         """Take `leases/{name}` unless another holder's lease is still running.
 

@@ -26,6 +26,9 @@ def _slot(queue: str, snap: Snapshot) -> Slot:
 
 
 class FirestoreQueues(FirestoreBase):
+    """`launchq.store.protocols.QueueStore`: queue documents and their slot documents
+    (`queues/{name}/slots/{n}`, one per `max_jobs`)."""
+
     def get_queue(self, queue: str) -> dict[str, Any] | None:
         snap = self.queue_ref(queue).get()
         return snap.to_dict() if snap.exists else None
