@@ -64,7 +64,7 @@ dev: bootstrap
 
 ## The first impression: start the stack on free ports, run the story, check it, tear down.
 demo: bootstrap
-	$(BIN)/python -m launchq_local.demo
+	$(BIN)/python -m launchq_demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

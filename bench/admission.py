@@ -44,7 +44,7 @@ from launchq.settings import Settings
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.wiring import build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 from launchq_local.standin.lifecycle import TERMINAL
 
 QUEUE = "admission"

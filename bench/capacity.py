@@ -45,7 +45,7 @@ from launchq.settings import Settings
 from launchq.spec.topics import queue_topic
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import Launchq, build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 A100_QUOTA = 16
 GPUS_PER_JOB = 2

@@ -136,7 +136,7 @@ def importtime_profile(stderr: str, top: int = 12) -> dict[str, Any]:
 def measure(stack: Stack, runs: int = 5, profile: bool = True) -> dict[str, Any]:
     project = stack.new_project()
     from launchq.store.firestore import FirestoreStore
-    from launchq_cli.configs import apply_queue
+    from launchq_client.configs import apply_queue
 
     apply_queue(FirestoreStore(stack.firestore(project)), QUEUE, queue_config())
     stack.pubsub(project).create_topic("launchq-events")

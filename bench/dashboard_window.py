@@ -4,8 +4,8 @@ Seeds `items` finished items of one queue, enqueued over the last 24 h, each wit
 dispatcher and the sweep store: the rendered CustomJob body (examples/queues/trainer.yaml), the
 payload, one attempt and a five-entry history. Then, interleaved `repeats` times:
 
-- `queue_ls`: `ops.list_queue_summaries` (running/max_jobs, waiting, paused: two count queries
-  per queue), the baseline;
+- `queue_ls`: `launchq_client.queues.list_queue_summaries` (running/max_jobs, waiting, paused:
+  two count queries per queue), the baseline;
 - `window_full`: the 24 h window query reading whole documents;
 - `window_projected`: the same query with the field projection `launchq_ui.views` uses (states,
   times and history only);
@@ -37,7 +37,7 @@ from launchq.spec.item import QueueItem
 from launchq.spec.render import RenderContext, render
 from launchq.store import ITEMS, item_doc_id
 from launchq.store.firestore import FirestoreStore
-from launchq_cli import ops
+from launchq_client.queues import list_queue_summaries
 from launchq_ui import charts, views
 
 QUEUE = "trainer"
@@ -106,7 +106,7 @@ def measure(stack: Stack, items: int = 500, repeats: int = 5) -> dict[str, Any]:
             charts.svg(views.running_series(window, now), now, "r")
 
     runs: dict[str, Callable[[], object]] = {
-        "queue_ls": lambda: ops.list_queue_summaries(store),
+        "queue_ls": lambda: list_queue_summaries(store),
         "window_full": lambda: [s.to_dict() for s in full_query.stream()],
         "window_projected": lambda: views.window_items(store, QUEUE, now),
         "queues_page": page,

@@ -1,7 +1,7 @@
 """Reading gcloud's default project and region: its files vs `gcloud config get-value`.
 
 `launchq queue render` takes the project and region a queue config leaves open from gcloud's
-active configuration (`launchq_cli.gcloud_defaults`). This measures, in one process and against
+active configuration (`launchq_client.gcloud_defaults`). This measures, in one process and against
 one throw-away configuration directory, the two ways to get them:
 
 - baseline: `gcloud config get-value project` and `... ai/region`, as a subprocess each;
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from launchq_cli.gcloud_defaults import default_project, default_region
+from launchq_client.gcloud_defaults import default_project, default_region
 
 
 def _median_seconds(call: Callable[[], object], runs: int) -> float:

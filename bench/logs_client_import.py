@@ -5,7 +5,7 @@ and the Firestore client (`logs` looks the item up first: the baseline, measured
 process), then, in the run's order, each way of calling `entries.list`:
 
 - `rest`: `requests` + `google.auth.transport.requests` and a `requests.Session` (what
-  `launchq_cli.joblogs` uses);
+  `launchq_client.logs` uses);
 - `client`: `import google.cloud.logging` and a `Client(_use_grpc=False)` with its JSON API.
 
 Both orders run (`bench.import_cost`). Reported: the median added seconds and KiB of peak RSS of

@@ -57,7 +57,7 @@ from launchq.spec.topics import queue_topic
 from launchq.store import Store, item_doc_id
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 QUEUE = "overhead"
 GOAL = 1.3  # dispatcher time / floor time

@@ -38,7 +38,7 @@ from bench.common import (
 )
 from launchq.spec.labels import ITEM_LABEL, job_labels
 from launchq.store.firestore import FirestoreStore
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 QUEUE = "latency"
 TOPIC = f"launchq-q-{QUEUE}"  # the queue's own topic (launchq.spec.topics)

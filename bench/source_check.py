@@ -39,8 +39,8 @@ from launchq.spec.item import ItemSource
 from launchq.spec.topics import queue_topic
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import build
-from launchq_cli.configs import apply_queue
-from launchq_cli.source import SourceUploader, pack
+from launchq_client.configs import apply_queue
+from launchq_client.source import SourceUploader, pack
 
 QUEUE = "source-check"
 EXECUTOR = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest"
@@ -61,7 +61,7 @@ def measure(stack: Stack, gcs: Any, items: int = 100) -> dict[str, Any]:
     bucket = gcs.client(project).create_bucket(f"lqb-src-{uuid.uuid4().hex[:8]}")
     with tempfile.TemporaryDirectory(prefix="launchq-bench-") as scratch:
         packed = pack(EXAMPLE, Path(scratch))
-        uploaded = SourceUploader(gcs.client(project), bucket.name, progress=False).upload(packed)
+        uploaded = SourceUploader(gcs.client(project), bucket.name).upload(packed)
     source = {"uri": uploaded.uri, "sha256": uploaded.sha256, "module": "trainer.task"}
     config = queue_config(source={"executor_image_uri": EXECUTOR})
     config["spec"]["staging_bucket"] = f"gs://{bucket.name}"

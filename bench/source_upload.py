@@ -6,7 +6,7 @@
 Everything is measured in one process on one machine, so the figures are ratios against the
 baseline run in the same run, `tar czf` of the same tree (GNU tar + gzip -6, no determinism):
 
-- `pack_ratio`: `launchq_cli.source.pack` (sorted, normalised, sha256) / `tar czf`.
+- `pack_ratio`: `launchq_client.source.pack` (sorted, normalised, sha256) / `tar czf`.
 - `first_ratio`: pack + upload to an empty bucket of the GCS emulator / `tar czf`.
 - `dedup_ratio`: pack + upload of the unchanged tree (one metadata look-up, 0 bytes sent).
 - `size_ratio`: our archive's bytes / `tar czf`'s bytes.
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launchq_cli.source import SourceUploader, pack
+from launchq_client.source import SourceUploader, pack
 
 
 def make_tree(root: Path, files: int, total_bytes: int, seed: int = 0) -> None:
@@ -76,7 +76,7 @@ def measure(
             pack_s.append(seconds)
         assert packed is not None
         bucket = client.create_bucket(f"bench-{secrets.token_hex(4)}")
-        uploader = SourceUploader(client, bucket.name, progress=False)
+        uploader = SourceUploader(client, bucket.name)
 
         def pack_and_upload(tag: str) -> Any:
             return uploader.upload(pack(tree, work / tag, use_git=False))

@@ -30,7 +30,7 @@ from launchq.store import ITEMS, item_doc_id, utcnow
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.wiring import build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 QUEUE = {
     "project": "launchq-bench",

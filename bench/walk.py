@@ -122,7 +122,7 @@ def measure(stack: Stack) -> dict[str, Any]:
     """The walk of one item through the dispatch function's entry, on `stack`."""
     from launchq import functions
     from launchq.spec.topics import queue_topic
-    from launchq_cli.configs import apply_queue
+    from launchq_client.configs import apply_queue
 
     project = stack.new_project("walk")
     stack.apply_env(project)

@@ -1,6 +1,6 @@
 """Queues as the functions see them: stored in Firestore, validated, cached briefly.
 
-`launchq_cli.configs.apply_queue` is the one way a queue config gets into Firestore (the CLI's
+`launchq_client.configs.apply_queue` is the one way a queue config gets into Firestore (the CLI's
 `queue apply` calls it): the config is validated strictly first, so the dispatcher never meets an
 invalid queue.
 `QueueSource` gives the dispatcher and the sweep a `QueueRuntime` per queue name, cached for

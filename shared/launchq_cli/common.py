@@ -1,7 +1,7 @@
-"""What every cloud-facing command shares: settings and clients, output, errors, exit codes.
+"""What every cloud-facing command shares: the backend flags, output, errors, exit codes.
 
-Configuration comes from flags, else environment variables (`launchq.settings`), so one command
-works against the local stack and against a real project:
+Settings and clients are `launchq_client.backends.Backends`; the flags override the environment
+variables it reads, so one command works against the local stack and against a real project:
 
     --project          LAUNCHQ_PROJECT, else GOOGLE_CLOUD_PROJECT
     --queue-topic      LAUNCHQ_QUEUE_TOPIC: the shared topic of a single-team install (default:
@@ -20,22 +20,17 @@ import functools
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable
-from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-if TYPE_CHECKING:  # the clients are imported when first used: `--help` stays fast
-    from google.cloud.pubsub_v1 import PublisherClient
-    from rich.console import Console
+from launchq_client.backends import Backends
+from launchq_client.errors import BadSettings, Unreachable
 
-    from launchq.settings import Settings
-    from launchq.store import Store
-    from launchq.store.firestore import FirestoreStore
-    from launchq.wiring import Launchq
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -65,101 +60,6 @@ def fail(message: str) -> NoReturn:
 
 def invalid(message: str) -> NoReturn:
     raise InvalidInput(message)
-
-
-# -- settings and clients ------------------------------------------------------------------
-
-
-class Backends:
-    """Settings plus lazily built clients; a command pays only for the clients it uses."""
-
-    def __init__(
-        self,
-        project: str | None = None,
-        queue_topic: str | None = None,
-        vertex_endpoint: str | None = None,
-    ) -> None:
-        self._overrides = {
-            "LAUNCHQ_PROJECT": project,
-            "LAUNCHQ_QUEUE_TOPIC": queue_topic,
-            "LAUNCHQ_VERTEX_ENDPOINT": vertex_endpoint,
-        }
-        self._closers: list[Callable[[], None]] = []
-
-    @cached_property
-    def settings(self) -> Settings:
-        from launchq.settings import Settings, SettingsError
-
-        env = {**os.environ, **{k: v for k, v in self._overrides.items() if v}}
-        try:
-            return Settings.from_env(env)
-        except SettingsError as exc:
-            raise InvalidInput(f"{exc} (or pass --project)") from None
-
-    @cached_property
-    def firestore(self) -> FirestoreStore:
-        """The store on this CLI's Firestore (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
-        from launchq.store.firestore import connect
-
-        _check_emulator("FIRESTORE_EMULATOR_HOST", "Firestore")
-        store = connect(self.settings.project, self.settings.firestore_database)
-        self._closers.append(store.db.close)
-        return store
-
-    @cached_property
-    def app(self) -> Launchq:
-        """launchq's units wired like the functions' (`launchq.wiring`), on this CLI's Firestore.
-
-        The queue cache is off: a command acts on the config as stored now.
-        """
-        from dataclasses import replace
-
-        from launchq.wiring import build
-
-        return build(replace(self.settings, queue_cache_seconds=0.0), store=self.firestore)
-
-    @property
-    def store(self) -> Store:
-        return self.app.store
-
-    @cached_property
-    def publisher(self) -> PublisherClient:
-        from google.cloud.pubsub_v1 import PublisherClient
-
-        _check_emulator("PUBSUB_EMULATOR_HOST", "Pub/Sub")
-        return PublisherClient()
-
-    def topic_path_for(self, queue: str) -> str:
-        """Where items for `queue` are published: the queue's own topic (`launchq-q-<queue>`,
-        publisher rights on it are launch rights), or the shared topic when the install opted
-        in (`--queue-topic` / `LAUNCHQ_QUEUE_TOPIC`)."""
-        from launchq.spec.topics import queue_topic
-
-        topic = self.settings.queue_topic or queue_topic(queue)
-        return f"projects/{self.settings.project}/topics/{topic}"
-
-    def close(self) -> None:
-        for closer in self._closers:
-            try:
-                closer()
-            except Exception:  # closing is best effort; the command's outcome stands
-                logging.getLogger(__name__).debug("client close failed", exc_info=True)
-
-
-def _check_emulator(variable: str, service: str) -> None:
-    """Fail in a second with the fix, instead of the client retrying a dead port for a minute."""
-    address = os.environ.get(variable)
-    if not address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1.0):
-            return
-    except (OSError, ValueError):
-        fail(
-            f"cannot reach the {service} emulator at {address} ({variable}); "
-            "start the local stack with `make dev`, or unset it to use Google Cloud"
-        )
 
 
 # -- the decorator every cloud-facing command wears ------------------------------------------
@@ -196,6 +96,10 @@ def backend_command(fn: F) -> F:
             return fn(backends, *args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except (BadSettings, Unreachable) as exc:
+            # The fix is the whole message (set a variable, start the stack): a traceback
+            # under --debug would only bury it.
+            raise as_cli_error(exc) from None
         except Exception as exc:
             if debug:
                 raise
@@ -211,14 +115,17 @@ def as_cli_error(exc: Exception) -> CliError:
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
+    from launchq.errors import NotFound
     from launchq.spec.validation import LaunchqValidationError
-    from launchq_cli.ops import Ambiguous, NotFound
+    from launchq_client.errors import Ambiguous
 
     if isinstance(exc, LaunchqValidationError):
         return InvalidInput(exc.render())
+    if isinstance(exc, BadSettings):
+        return InvalidInput(f"{exc} (or pass --project)")
     if isinstance(exc, Ambiguous):
         return InvalidInput(str(exc))
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound | Unreachable):
         return CliError(str(exc))
     if isinstance(exc, auth_exc.DefaultCredentialsError):
         return CliError(
@@ -262,23 +169,6 @@ def _columns(value: str | None, default: int) -> int:
     except ValueError:
         return default
     return columns if columns > 0 else default
-
-
-def duration(seconds: float | None) -> str:
-    """`4.2s`, `3m05s`, `2h04m`, `3d04h`: compact, for tables."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s"
 
 
 STATE_STYLES = {

@@ -4,7 +4,8 @@
 dispatcher decides. Before publishing it reads the queue from Firestore to type `--set-var`
 values by the queue's declarations and to check the item, so a typo costs an immediate exit 2
 instead of a REJECTED item (`--no-check` skips the check and lets the dispatcher judge).
-Everything else reads Firestore (`launchq_cli.ops`), the source of truth for items.
+Everything else reads Firestore (`launchq_client.reads`), the source of truth for items;
+enqueue and cancel publish through `launchq_client.publish`.
 """
 
 from __future__ import annotations
@@ -25,23 +26,22 @@ import click
 
 from launchq_cli.common import (
     EXIT_FAILURE,
-    Backends,
     CliError,
     backend_command,
     console,
-    duration,
     emit_json,
     invalid,
     json_option,
     parse_pairs,
     styled_state,
 )
+from launchq_client.backends import Backends
+from launchq_client.values import duration
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from launchq.model.states import ItemState
     from launchq.queues import QueueRuntime
     from launchq.spec.validation import Issue
 
@@ -159,7 +159,9 @@ def enqueue(
         _with_source(runtime, payload, source_dir, module, source_bucket, as_json, check, no_check)
     else:
         check()
-    message_id = _publish(backends, payload)
+    from launchq_client.publish import publish
+
+    message_id = publish(backends, payload)
     if as_json:
         emit_json(
             {
@@ -191,8 +193,9 @@ def _with_source(
     then upload the archive (once). Whatever would refuse the item refuses it before a byte is
     uploaded: a queue that runs no source items, a module that is no file in the archive, a
     Dockerfile the queue's builder names that is not in it, and the usual item check."""
-    from launchq_cli.source import SourceError, SourceUploader, module_problem, pack
+    from launchq_cli.progress import UploadBar
     from launchq_cli.source_cli import storage_client
+    from launchq_client.source import SourceError, SourceUploader, module_problem, pack
 
     if not module:
         invalid("--source needs --module: the module Vertex runs, e.g. trainer.task")
@@ -218,7 +221,7 @@ def _with_source(
         except SourceError as exc:
             invalid(f"--source: {exc}")
         name = chosen.removeprefix("gs://").split("/", 1)[0]
-        uploader = SourceUploader(storage_client(None), name, progress=not quiet)
+        uploader = SourceUploader(storage_client(None), name, progress=None if quiet else UploadBar)
         payload["source"] = {"uri": uploader.uri(packed), "sha256": packed.sha256, "module": module}
         if not no_check:
             # A module from a dependency is no file here: --no-check lets it through.
@@ -267,7 +270,7 @@ def _priority(text: str) -> str | int:
 
 
 def _queue_runtime(backends: Backends, queue: str) -> QueueRuntime:
-    from launchq_cli.ops import unknown_queue_message
+    from launchq_client.queues import unknown_queue_message
 
     runtime = backends.app.queues.get(queue, fresh=True)
     if runtime is None:
@@ -359,43 +362,6 @@ def _refuse_reuse(backends: Backends, queue: str, item_id: str, payload: dict[st
         )
 
 
-def _publish(backends: Backends, payload: dict[str, Any], **attributes: str) -> str:
-    """Publish to the queue's topic; the only thing a researcher's credentials do besides reads
-    (`roles/pubsub.publisher` on the queue's topic is what launching and cancelling need)."""
-    import getpass
-
-    from google.api_core import exceptions as gexc
-
-    from launchq.spec.topics import SUBMITTED_BY_ATTRIBUTE
-
-    data = json.dumps(payload, ensure_ascii=False).encode()
-    queue = str(payload.get("queue") or attributes.pop("queue", ""))
-    topic = backends.topic_path_for(queue)
-    try:
-        # Pub/Sub carries no publisher identity: this is the publisher's word, recorded as
-        # unverified (docs/message-format.md).
-        claimed = getpass.getuser()
-    except Exception:  # no user name in this environment (a container): say nothing
-        claimed = ""
-    extra = {SUBMITTED_BY_ATTRIBUTE: claimed} if claimed else {}
-    try:
-        future = backends.publisher.publish(
-            topic,
-            data,
-            queue=queue,
-            item_id=str(payload["item_id"]),
-            **extra,
-            **attributes,
-        )
-        return str(future.result(timeout=60))
-    except gexc.NotFound:
-        raise CliError(
-            f"topic {topic} does not exist: a queue's topic is created with the queue by the "
-            "platform's Terraform (or by `launchq dev` when the queue is applied); a single-team "
-            "install with one shared topic sets --queue-topic/LAUNCHQ_QUEUE_TOPIC"
-        ) from None
-
-
 def follow(
     backends: Backends, queue: str, item_id: str, timeout: float, announce: bool = True
 ) -> str | None:
@@ -404,7 +370,8 @@ def follow(
     With `announce`, the end is printed on stderr (state, run time, error); a caller that
     prints the outcome itself (`cancel --wait`) passes False, so it is said once."""
     from launchq.model.states import TERMINAL_STATES
-    from launchq_cli.ops import QueueStates, item_summary
+    from launchq_client.queues import QueueStates
+    from launchq_client.reads import item_summary
 
     terminal = {s.value for s in TERMINAL_STATES}
     err = console(stderr=True)
@@ -450,7 +417,7 @@ def ls(
     backends: Backends, queue_name: str | None, states: tuple[str, ...], limit: int, as_json: bool
 ) -> None:
     """List items, newest first."""
-    from launchq_cli.ops import list_items, parse_states
+    from launchq_client.reads import list_items, parse_states
 
     try:
         wanted = parse_states(states)
@@ -500,7 +467,8 @@ def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     For a FAILED item, also the last lines of its job's log (`launchq logs` shows all of it).
     """
     from launchq_cli.logs import failed_job_tail
-    from launchq_cli.ops import QueueStates, find_item_data, item_detail
+    from launchq_client.queues import QueueStates
+    from launchq_client.reads import find_item_data, item_detail
 
     data = find_item_data(backends.store, item_id, queue_name)
     detail = item_detail(data, queues=QueueStates(backends.store))
@@ -632,6 +600,7 @@ def cancel(
     FAILED, REJECTED...) or, with `--wait`, ended otherwise or not within --timeout.
     """
     from launchq.model.states import ItemState
+    from launchq_client.cancel import request_cancel
 
     queue, state, message_id = request_cancel(backends, item_id, queue_name)
     if message_id is None:
@@ -665,26 +634,6 @@ def cancel(
         raise CliError(f"{item_id} was not cancelled: it ended {final}")
 
 
-def request_cancel(
-    backends: Backends, item_id: str, queue_name: str | None
-) -> tuple[str, ItemState, str | None]:
-    """The gate `launchq cancel` and the dashboard share: publish a cancel request to the item's
-    queue topic unless the item already ended. Returns (queue, state, message id or None when
-    nothing was published because the item is terminal)."""
-    from launchq.model.states import ItemState
-    from launchq.spec.topics import ACTION_ATTRIBUTE, CANCEL_ACTION
-    from launchq_cli.ops import find_item_data
-
-    data = find_item_data(backends.store, item_id, queue_name)
-    queue, state = str(data["queue"]), ItemState(data["state"])
-    if state.is_terminal:
-        return queue, state, None
-    message_id = _publish(
-        backends, {"item_id": item_id}, queue=queue, **{ACTION_ATTRIBUTE: CANCEL_ACTION}
-    )
-    return queue, state, message_id
-
-
 # -- watch ---------------------------------------------------------------------------------
 
 
@@ -715,7 +664,8 @@ def watch(
 
     def snapshot() -> tuple[dict[str, Any], bool]:
         from launchq.model.states import TERMINAL_STATES
-        from launchq_cli.ops import list_items, list_queue_summaries, queue_document, queue_summary
+        from launchq_client.queues import list_queue_summaries, queue_document, queue_summary
+        from launchq_client.reads import list_items
 
         store = backends.store
         if queue_name:

@@ -21,7 +21,6 @@ import click
 from launchq.log import configure
 from launchq_cli.common import (
     EXIT_FAILURE,
-    Backends,
     CliError,
     backend_command,
     console,
@@ -29,6 +28,7 @@ from launchq_cli.common import (
     json_option,
 )
 from launchq_cli.standin import limit_options, vertex_limits
+from launchq_client.backends import Backends
 
 
 @click.command("sweep")

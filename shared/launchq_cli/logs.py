@@ -1,11 +1,8 @@
 """`launchq logs ITEM`: what the item's job printed, from Cloud Logging, optionally followed.
 
-The item is looked up in Firestore like `status` does (`launchq_cli.ops`); the job is its last
-attempt's. Reading and following are in `launchq_cli.joblogs`. The endpoint is
-`--logging-endpoint`, else `LAUNCHQ_LOGGING_ENDPOINT` (the local stack exports its Cloud
-Logging stand-in there), else Cloud Logging itself, except that a job run by a local Vertex
-stand-in (`http://` Vertex endpoint) has no logs in the cloud: asking there is an error that
-says which variable to set, instead of a query that returns nothing.
+The item is looked up in Firestore like `status` does (`launchq_client.reads`); the job is its
+last attempt's. Choosing the endpoint, reading and following are in `launchq_client.logs`; this
+module prints: plain lines (stderr's in red) or NDJSON.
 """
 
 from __future__ import annotations
@@ -18,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from launchq_cli.common import Backends, CliError, backend_command, invalid
+from launchq_cli.common import CliError, backend_command, invalid
+from launchq_client.backends import Backends
 
 if TYPE_CHECKING:
-    from launchq_cli.joblogs import JobRef, LogLine, LogsClient
+    from launchq_client.logs import JobRef, LogLine
 
 STATUS_TAIL_LINES = 10
 STATUS_TIMEOUT = 10.0
@@ -61,7 +59,7 @@ def logs(
     (Ctrl-C stops following earlier, with exit code 0). A retried item's new job is followed
     too, announced on stderr.
     """
-    from launchq_cli import joblogs
+    from launchq_client import logs as joblogs
 
     lower = None
     if since is not None:
@@ -71,7 +69,7 @@ def logs(
             invalid(f"--since: {exc}")
     # Waiting for the job is a Firestore read, cheap at any rate.
     data, job = _item_and_job(backends, item_id, queue_name, follow, interval or 1.0)
-    client = logs_client(backends, logging_endpoint)
+    client = joblogs.logs_client(backends, logging_endpoint)
     interval = interval or client.poll_interval
     try:
         emit = _printer(as_json)
@@ -98,32 +96,13 @@ def logs(
         client.close()
 
 
-def logs_client(
-    backends: Backends, endpoint: str | None = None, timeout: float = 30.0
-) -> LogsClient:
-    """The client for the item's logs (see the module docstring for the choice of endpoint)."""
-    from launchq_cli import joblogs
-
-    endpoint = endpoint or joblogs.endpoint_from_env()
-    if endpoint is None:
-        vertex = backends.settings.vertex_endpoint or ""
-        if vertex.startswith("http://"):
-            raise CliError(
-                f"the job ran on the local Vertex stand-in ({vertex}), whose logs are not in "
-                f"Cloud Logging: set {joblogs.ENDPOINT_VARIABLE} to the local Logging stand-in "
-                "(`launchq dev` prints it) or pass --logging-endpoint"
-            )
-        endpoint = joblogs.DEFAULT_ENDPOINT
-    return joblogs.LogsClient.for_endpoint(endpoint, timeout)
-
-
 def _item_and_job(
     backends: Backends, item_id: str, queue: str | None, wait: bool, interval: float
 ) -> tuple[dict[str, Any], JobRef]:
     """The item and its job; with `wait`, until it has one (or ends without one)."""
     from launchq.model.states import TERMINAL_STATES
-    from launchq_cli.joblogs import LogsError, job_ref
-    from launchq_cli.ops import find_item_data
+    from launchq_client.logs import LogsError, job_ref
+    from launchq_client.reads import find_item_data
 
     terminal = {s.value for s in TERMINAL_STATES}
     while True:
@@ -143,8 +122,8 @@ def _item_and_job(
 def _watch(backends: Backends, queue: str, item_id: str) -> tuple[JobRef | None, bool]:
     """The item's current job (a retry makes a new one) and whether the item has ended."""
     from launchq.model.states import TERMINAL_STATES
-    from launchq_cli.joblogs import job_ref
-    from launchq_cli.ops import find_item_data
+    from launchq_client.logs import job_ref
+    from launchq_client.reads import find_item_data
 
     data = find_item_data(backends.store, item_id, queue)
     return job_ref(data), data.get("state") in {s.value for s in TERMINAL_STATES}
@@ -176,7 +155,7 @@ def _printer(as_json: bool) -> Callable[[LogLine], None]:
 
 def _short(timestamp: str) -> str:
     """Milliseconds are enough to read a log by."""
-    from launchq_cli.joblogs import parse_time
+    from launchq_client.logs import parse_time
 
     try:
         at = parse_time(timestamp)
@@ -192,16 +171,19 @@ def failed_job_tail(
 
     Best effort: `status` must answer even when the log cannot be read.
     """
-    from launchq_cli import joblogs
+    from launchq_client import logs as joblogs
+    from launchq_client.errors import Unreachable
 
     try:
         job = joblogs.job_ref(data)
         if job is None:
             return None, "no job"
         # `status` answers in seconds even when Cloud Logging does not: a short timeout.
-        client = logs_client(backends, timeout=STATUS_TIMEOUT)
-    except (CliError, joblogs.LogsError) as exc:
-        return None, exc.format_message() if isinstance(exc, CliError) else exc.message
+        client = joblogs.logs_client(backends, timeout=STATUS_TIMEOUT)
+    except joblogs.LogsError as exc:
+        return None, exc.message
+    except Unreachable as exc:
+        return None, str(exc)
     except Exception as exc:  # no credentials, for instance
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     try:

@@ -16,15 +16,15 @@ import click
 from launchq.spec.validation import Issue, LaunchqValidationError
 from launchq_cli.common import (
     EXIT_USAGE,
-    Backends,
     backend_command,
     console,
-    duration,
     emit_json,
     invalid,
     json_option,
     parse_pairs,
 )
+from launchq_client.backends import Backends
+from launchq_client.values import duration
 
 if TYPE_CHECKING:  # imported lazily at run time: `launchq --help` should not load pydantic
     from launchq.spec.config import QueueConfig
@@ -54,8 +54,8 @@ def load_config(path: Path, name: str | None = None, *, strict: bool = True) -> 
     `strict` also parses the default render as `aiplatform_v1.CustomJob` (imports aiplatform).
     """
     from launchq.spec.checks import parse_queue_config
-    from launchq_cli.configs import load_document, name_from_path
-    from launchq_cli.configs import validate_queue_config as validate_config
+    from launchq_client.configs import load_document, name_from_path
+    from launchq_client.configs import validate_queue_config as validate_config
 
     check = validate_config if strict else parse_queue_config
     try:
@@ -146,7 +146,7 @@ def _job_location(
     does in the dispatcher. Raises ConfigError naming every place that was looked at.
     """
     from launchq.spec.validation import ConfigError
-    from launchq_cli.gcloud_defaults import default_project, default_region, where_to_set
+    from launchq_client.gcloud_defaults import default_project, default_region, where_to_set
 
     issues: list[Issue] = []
     chosen: dict[str, str | None] = {}
@@ -197,9 +197,9 @@ def _load_item(path: Path, config: QueueConfig, set_vars: dict[str, str]) -> Que
 
 
 # -- queues in Firestore: apply, get, ls, pending, pause, resume --------------------------------
-# These talk to launchq's Firestore (flags/env in launchq_cli.common); validate/render above
-# stay offline. An invalid file exits 2 everywhere (`validate`, `render`, `apply`): a
-# validation error, like click's usage errors.
+# These talk to launchq's Firestore (flags in launchq_cli.common, settings in
+# launchq_client.backends); validate/render above stay offline. An invalid file exits 2
+# everywhere (`validate`, `render`, `apply`): a validation error, like click's usage errors.
 
 
 def _local_topic(backends: Backends, queue: str) -> None:
@@ -223,8 +223,8 @@ def _local_topic(backends: Backends, queue: str) -> None:
 def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> None:
     """Create or update a queue from a config file, validated first (every error, exit 2)."""
     from launchq.spec.validation import ConfigError
-    from launchq_cli.configs import apply_queue, load_document, name_from_path
-    from launchq_cli.ops import queue_detail
+    from launchq_client.configs import apply_queue, load_document, name_from_path
+    from launchq_client.queues import queue_detail
 
     try:
         raw = load_document(file.read_text(encoding="utf-8"), str(file))
@@ -252,7 +252,7 @@ def get(backends: Backends, name: str, as_json: bool) -> None:
     """Show a queue: running / max_jobs, waiting, paused, and its config as applied."""
     import yaml
 
-    from launchq_cli.ops import queue_detail
+    from launchq_client.queues import queue_detail
 
     detail = queue_detail(backends.store, name)
     if as_json:
@@ -273,7 +273,7 @@ def ls(backends: Backends, as_json: bool) -> None:
     """List queues: running / max_jobs, waiting, paused."""
     from rich.table import Table
 
-    from launchq_cli.ops import list_queue_summaries
+    from launchq_client.queues import list_queue_summaries
 
     rows = list_queue_summaries(backends.store)
     if as_json:
@@ -301,8 +301,8 @@ def ls(backends: Backends, as_json: bool) -> None:
 @backend_command
 def pending(backends: Backends, name: str, limit: int, as_json: bool) -> None:
     """Waiting items with their position (1 starts next), as admission will take them."""
-    from launchq_cli.ops import pending_items
     from launchq_cli.tables import Column, fitted_table, priority, submitter, text
+    from launchq_client.reads import pending_items
 
     rows = pending_items(backends.store, name, limit)
     if as_json:
@@ -352,7 +352,7 @@ def resume(backends: Backends, name: str, as_json: bool) -> None:
 
 
 def _set_paused(backends: Backends, name: str, paused: bool, as_json: bool) -> None:
-    from launchq_cli.ops import set_paused
+    from launchq_client.queues import set_paused
 
     summary = set_paused(backends.store, name, paused)
     if as_json:

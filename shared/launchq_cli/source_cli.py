@@ -1,7 +1,7 @@
 """`launchq source push`: pack a directory and upload it once, content-addressed.
 
 Prints the `source` block an item carries (`uri`, `sha256`, `module`). The packing rules are in
-`launchq_cli.source` and docs/source-jobs.md. With `STORAGE_EMULATOR_HOST` set, the storage
+`launchq_client.source` and docs/source-jobs.md. With `STORAGE_EMULATOR_HOST` set, the storage
 client talks to that emulator with no credentials; otherwise it uses Application Default
 Credentials, as every other launchq command does.
 """
@@ -50,7 +50,8 @@ def push(
 
     Prints the uri, the sha256 and the bytes sent (0 when the same archive was uploaded before).
     """
-    from launchq_cli.source import SourceError, SourceUploader, module_problem, pack
+    from launchq_cli.progress import UploadBar
+    from launchq_client.source import SourceError, SourceUploader, module_problem, pack
 
     if not dry_run and not bucket:
         raise InvalidInput("--bucket is required (or use --dry-run)")
@@ -72,7 +73,9 @@ def push(
             "generated_project": packed.generated_project,
         }
         if not dry_run:
-            uploader = SourceUploader(storage_client(project), bucket_name, progress=not as_json)
+            uploader = SourceUploader(
+                storage_client(project), bucket_name, progress=None if as_json else UploadBar
+            )
             result = uploader.upload(packed)
             report.update(
                 uri=result.uri,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import click
 
-from launchq_cli.common import Backends, backend_command
+from launchq_cli.common import backend_command
+from launchq_client.backends import Backends
 
 
 @click.command("ui")

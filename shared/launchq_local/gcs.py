@@ -17,7 +17,7 @@ bundled binary; tests/integration/test_gcs_emulator.py checks each point):
   with GCS's error body, as on GCS.
 - A *resumable* upload with `ifGenerationMatch=0` is NOT rejected: it overwrites the object. GCS
   answers 412 when the session starts. Code that needs create-only semantics must look the
-  object up first (`launchq_cli.source.SourceUploader` does).
+  object up first (`launchq_client.source.SourceUploader` does).
 - Filesystem backend: objects are files under `<root>/<bucket>/<name>` with their metadata in a
   `user.metadata` extended attribute. A file written there directly (without the attribute) is
   not served, and it makes listing the bucket fail with 404, so the backend's directory cannot

@@ -1,7 +1,7 @@
 """The dashboard's Flask application: pages, their JSON endpoints, and the cancel action.
 
 Read-only except for cancel, which publishes the same control message as `launchq cancel`
-(`launchq_cli.items.request_cancel`): the dashboard needs Firestore read, Logging read and
+(`launchq_client.cancel.request_cancel`): the dashboard needs Firestore read, Logging read and
 publisher rights on the queue topics, never Firestore write or Vertex rights.
 
 Cross-site requests: the cancel form carries a token derived from a per-process secret
@@ -23,10 +23,13 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 
+from launchq.errors import NotFound
 from launchq.model.states import ItemState
 from launchq.store import Store
-from launchq_cli import ops
-from launchq_cli.common import Backends
+from launchq_client.backends import Backends
+from launchq_client.queues import QueueStates, queue_document
+from launchq_client.reads import item_detail
+from launchq_client.values import plain
 from launchq_ui import charts, links, views
 
 LOG_TAIL_LINES = 200
@@ -37,7 +40,7 @@ _CSP = (
 
 
 def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) -> Flask:
-    """The dashboard over `backends` (the CLI's settings and clients)."""
+    """The dashboard over `backends` (the settings and clients the CLI uses too)."""
     app = Flask(__name__)
     secret = secrets.token_bytes(32)
     now: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -98,8 +101,8 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
     def item_data(queue: str, item_id: str) -> dict[str, Any]:
         data = store().item_document(queue, item_id)
         if data is None:
-            raise ops.NotFound(f"no item {item_id!r} in queue {queue!r}")
-        detail = views.item_row(ops.item_detail(data, now(), ops.QueueStates(store())))
+            raise NotFound(f"no item {item_id!r} in queue {queue!r}")
+        detail = views.item_row(item_detail(data, now(), QueueStates(store())))
         detail["links"] = [vars(link) for link in links.job_links(detail["job"], backends.settings)]
         detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
         return {"detail": detail, "data": data}
@@ -123,7 +126,7 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
 
     @app.post("/queues/<queue>/items/<item_id>/cancel")
     def cancel(queue: str, item_id: str) -> Any:
-        from launchq_cli.items import request_cancel
+        from launchq_client.cancel import request_cancel
 
         _same_origin()
         sent = request.form.get("token", "")
@@ -137,8 +140,8 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
         )
         return redirect(url_for("item", queue=queue, item_id=item_id, notice=notice), code=303)
 
-    @app.errorhandler(ops.NotFound)
-    def not_found(exc: ops.NotFound) -> tuple[str, int]:
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound) -> tuple[str, int]:
         return render_template("error.html", view="error", message=str(exc)), 404
 
     return app
@@ -169,7 +172,7 @@ def _configure(app: Flask) -> None:
 
     @app.context_processor
     def helpers() -> dict[str, Any]:
-        from launchq_cli.common import duration
+        from launchq_client.values import duration
 
         return {"duration": duration, "states": [s.value for s in ItemState]}
 
@@ -186,7 +189,7 @@ def _item_page(store: Callable[[], Store], queue: str, moment: datetime) -> dict
         page = min(max(int(request.args.get("page", "2")), 2), 1_000_000) if after else 1
     except ValueError:
         page = 2
-    ops.queue_document(store(), queue)  # NotFound -> 404
+    queue_document(store(), queue)  # NotFound -> 404
     state = request.args.get("state", "").strip().upper()
     search = request.args.get("q", "").strip()
     states = [ItemState(state)] if state in ItemState.__members__ else []
@@ -226,22 +229,21 @@ def _pretty(value: Any) -> str | None:
 
     if not value:
         return None
-    return json.dumps(ops._plain(value), indent=2, ensure_ascii=False, sort_keys=True)
+    return json.dumps(plain(value), indent=2, ensure_ascii=False, sort_keys=True)
 
 
 def _log_tail(backends: Backends, data: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
     """The job's last log lines (`launchq logs`'s client); the page answers even without them."""
-    from launchq_cli import joblogs
-    from launchq_cli.common import CliError
-    from launchq_cli.logs import logs_client
+    from launchq_client import logs as joblogs
+    from launchq_client.errors import Unreachable
 
     try:
         job = joblogs.job_ref(data)
         if job is None:
             return [], "no job yet"
-        client = logs_client(backends, timeout=5.0)
-    except CliError as exc:
-        return [], exc.format_message()
+        client = joblogs.logs_client(backends, timeout=5.0)
+    except Unreachable as exc:
+        return [], str(exc)
     except joblogs.LogsError as exc:
         return [], exc.message
     except Exception as exc:  # no credentials, for instance: say why, keep the page

@@ -1,9 +1,10 @@
 """What the dashboard's pages show, as plain dicts: queue rows, item pages, chart series.
 
-The item rows and details are `launchq_cli.ops`'s (the `--json` shapes of `ls` and `status`), so
-the page and the CLI never disagree. What only the dashboard needs is here: the oldest waiting
-age and the waiting reasons of a queue, its outcomes over the last 24 hours, and the two chart
-series, all computed from the items' own documents (`history`), no extra bookkeeping.
+The item rows and details are `launchq_client.reads`' (the `--json` shapes of `ls` and
+`status`), so the page and the CLI never disagree. What only the dashboard needs is here: the
+oldest waiting age and the waiting reasons of a queue, its outcomes over the last 24 hours, and
+the two chart series, all computed from the items' own documents (`history`), no extra
+bookkeeping.
 
 The 24-hour window is one query per queue on `(queue, enqueued_at)`, the composite index `ls`
 already needs (docs/data-model.md), read with a field projection: a chart needs states and
@@ -36,7 +37,8 @@ from typing import Any
 from launchq.model.records import ItemRecord
 from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store
-from launchq_cli import ops
+from launchq_client.queues import QueueStates, queue_state, queue_summary
+from launchq_client.reads import current_reason, history, item_summary
 
 WINDOW = timedelta(hours=24)
 PAGE_SIZE = 25
@@ -67,7 +69,7 @@ def window_items(store: Store, queue: str, now: datetime) -> list[dict[str, Any]
 
 def _ended_at(data: Mapping[str, Any]) -> datetime | None:
     state = data.get("state")
-    for entry in reversed(ops.history(data)):
+    for entry in reversed(history(data)):
         if entry.get("to") == state and state in _TERMINAL:
             return _aware(entry.get("at"))
     return None
@@ -77,17 +79,17 @@ def queue_row(
     store: Store, document: Mapping[str, Any], items: Sequence[Mapping[str, Any]], now: datetime
 ) -> dict[str, Any]:
     """`launchq queue ls`'s row plus the oldest waiting age, waiting reasons and 24 h outcomes."""
-    row = ops.queue_summary(store, document)
+    row = queue_summary(store, document)
     waiting = store.items_in_states([ItemState.QUEUED], queue=row["name"], fields=_WAITING_FIELDS)
     # Why they wait now (launchq.model.waiting), not the reason stored when each was recorded.
-    state = ops.queue_state(document, row["running"])
+    state = queue_state(document, row["running"])
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
     for record in waiting:
         enqueued = _aware(record.stored.get("enqueued_at"))
         if enqueued is not None and (oldest is None or enqueued < oldest):
             oldest = enqueued
-        reasons[ops.current_reason(record.stored, now, state) or "no reason recorded"] += 1
+        reasons[current_reason(record.stored, now, state) or "no reason recorded"] += 1
     outcomes: Counter[str] = Counter()
     since = now - WINDOW
     for data in items:
@@ -127,7 +129,7 @@ def wait_series(items: Iterable[Mapping[str, Any]]) -> Series:
             submitted = next(
                 (
                     _aware(e.get("at"))
-                    for e in ops.history(data)
+                    for e in history(data)
                     if e.get("to") == ItemState.SUBMITTING.value
                 ),
                 None,
@@ -144,7 +146,7 @@ def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
     changes: list[tuple[datetime, int]] = []
     for data in items:
         inside = False
-        for entry in ops.history(data):
+        for entry in history(data):
             at = _aware(entry.get("at"))
             if at is None:
                 continue
@@ -275,12 +277,12 @@ def page_of_items(
     are used up before the page is full, the next page goes on searching behind them.
     """
     wanted = {s.value for s in states}
-    queues = ops.QueueStates(store)  # a waiting item's reason is its queue's current one
+    queues = QueueStates(store)  # a waiting item's reason is its queue's current one
     if search:
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
         found = [d for d in exact if d.get("queue") == queue]
         if found:
-            rows = [item_row(ops.item_summary(d, now, queues)) for d in found]
+            rows = [item_row(item_summary(d, now, queues)) for d in found]
             return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
         scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
         matches = [r for r in scanned if r.item_id.startswith(search)]
@@ -290,9 +292,9 @@ def page_of_items(
             following = _cursor_of(scanned[-1])
         else:
             following = None
-        rows = [item_row(ops.item_summary(r.stored, now, queues)) for r in matches[:PAGE_SIZE]]
+        rows = [item_row(item_summary(r.stored, now, queues)) for r in matches[:PAGE_SIZE]]
         return ItemsPage(rows, following)
     records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
     following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
-    rows = [item_row(ops.item_summary(r.stored, now, queues)) for r in records[:PAGE_SIZE]]
+    rows = [item_row(item_summary(r.stored, now, queues)) for r in records[:PAGE_SIZE]]
     return ItemsPage(rows, following)

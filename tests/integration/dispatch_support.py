@@ -28,7 +28,7 @@ from launchq.store import Store, Transition, utcnow
 from launchq.store.firestore import FirestoreStore
 from launchq.sweep import Sweeper
 from launchq.wiring import Launchq, build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 SEED_QUEUE = Path(__file__).resolve().parents[2] / "examples" / "queues" / "default.yaml"
 

@@ -27,7 +27,9 @@ from launchq.gcp.vertex import CallRetry, VertexClient
 from launchq.model.reasons import WaitReason
 from launchq.model.states import ItemState
 from launchq.store import utcnow
-from launchq_cli import ops
+from launchq_client.queues import QueueStates, set_paused
+from launchq_client.reads import item_detail, pending_items
+from launchq_client.values import iso
 from launchq_local.standin import StandinServer
 from launchq_ui import views
 from tests.integration.dispatch_support import (
@@ -101,7 +103,7 @@ def test_a_quota_refusal_requeues_with_the_reason_and_backs_the_queue_off(
     assert backoff["refusals"] == 1
     last = events.sent[-1]["data"]
     assert (last["to"], last["reason"], last["quota_metric"]) == ("QUEUED", WAITING, A100)
-    pending = ops.pending_items(harness.store, "q")
+    pending = pending_items(harness.store, "q")
     assert [(row["item_id"], row["reason"]) for row in pending] == [("a", WAITING)]
 
 
@@ -153,7 +155,7 @@ def test_no_create_is_tried_while_backed_off_and_success_resets_it(
     for name in ("b", "c"):
         dispatcher.handle(message(item("q", name)))
     assert creates(standin) == 1  # b and c were not tried: the queue is backing off
-    reasons = {row["item_id"]: row["reason"] for row in ops.pending_items(harness.store, "q")}
+    reasons = {row["item_id"]: row["reason"] for row in pending_items(harness.store, "q")}
     assert reasons == {"a": WAITING, "b": WAITING, "c": WAITING}
     assert harness.sweeper().run().admitted == 0
     assert creates(standin) == 1
@@ -389,11 +391,11 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
     dispatcher.handle(message(item("q", "b")))
 
     def pending() -> dict[str, str]:
-        return {row["item_id"]: row["reason"] for row in ops.pending_items(harness.store, "q")}
+        return {row["item_id"]: row["reason"] for row in pending_items(harness.store, "q")}
 
     def status(name: str) -> str:
         data = harness.item_data("q", name)
-        return str(ops.item_detail(data, clock(), ops.QueueStates(harness.store))["reason"])
+        return str(item_detail(data, clock(), QueueStates(harness.store))["reason"])
 
     def dashboard() -> tuple[list[tuple[str, int]], dict[str, str]]:
         row = views.queue_row(harness.store, harness.store.get_queue("q") or {}, [], clock())
@@ -401,7 +403,7 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
         return row["reasons"], {r["item_id"]: r["reason"] for r in page.rows}
 
     assert pending() == {"b": SLOT}
-    ops.set_paused(harness.store, "q", True)
+    set_paused(harness.store, "q", True)
     dispatcher.handle(message(item("q", "c")))  # recorded during the pause
     assert harness.item_data("q", "b")["reason"] == SLOT  # what was stored stays as it was
     assert harness.item_data("q", "c")["reason"] == PAUSED
@@ -409,7 +411,7 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
     assert status("b") == PAUSED
     assert dashboard() == ([(PAUSED, 2)], {"b": PAUSED, "c": PAUSED})
 
-    ops.set_paused(harness.store, "q", False)
+    set_paused(harness.store, "q", False)
     assert pending() == {"b": SLOT, "c": SLOT}  # a still holds the only slot
     assert status("c") == SLOT
     assert dashboard() == ([(SLOT, 2)], {"b": SLOT, "c": SLOT})
@@ -420,14 +422,14 @@ def test_waiting_reasons_follow_the_queue_through_pause_resume_and_backoff(
     harness.sweeper().run()
     assert pending() == {"b": WAITING, "c": WAITING}
     backoff_until = harness.store.get_queue("q")["capacity_backoff"]["until"]  # type: ignore[index]
-    rows = ops.pending_items(harness.store, "q")
-    assert {row["waiting_until"] for row in rows} == {ops.iso(backoff_until)}
+    rows = pending_items(harness.store, "q")
+    assert {row["waiting_until"] for row in rows} == {iso(backoff_until)}
     assert status("c") == WAITING  # recorded as `queue paused`: it waits for the quota now
     assert dashboard() == ([(WAITING, 2)], {"b": WAITING, "c": WAITING})
 
     clock.offset = timedelta(seconds=16)  # the backoff (15 s) is over, the slot is free
     assert pending() == {"b": ADMITTING, "c": ADMITTING}
-    assert {row["waiting_until"] for row in ops.pending_items(harness.store, "q")} == {None}
+    assert {row["waiting_until"] for row in pending_items(harness.store, "q")} == {None}
     assert status("b") == ADMITTING
     assert harness.sweeper().run().admitted == 1
     assert harness.item_data("q", "b")["state"] == "SUBMITTED"

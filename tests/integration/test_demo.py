@@ -1,4 +1,4 @@
-"""`make demo` as a test: run `python -m launchq_local.demo` and assert the outcomes it prints."""
+"""`make demo` as a test: run `python -m launchq_demo` and assert the outcomes it prints."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ EXPECTED = {
 def test_make_demo_passes_and_prints_the_story() -> None:
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "launchq_local.demo"],
+        [sys.executable, "-m", "launchq_demo"],
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "130"},
         capture_output=True,

@@ -21,7 +21,7 @@ from launchq.gcp.events import EventPublisher
 from launchq.model.states import ItemState
 from launchq.wiring import Launchq, build
 from launchq_cli import main
-from launchq_cli.source import SourceUploader, pack
+from launchq_client.source import SourceUploader, pack
 from launchq_local.cloudbuild_standin import CloudBuildStandin
 from launchq_local.gcs import GcsEmulator
 from launchq_local.standin import StandinServer
@@ -73,7 +73,7 @@ def upload(tmp_path: Path, gcs_client: Any, bucket: str, files: dict[str, str]) 
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     packed = pack(root, tmp_path / "packed", use_git=False)
-    result = SourceUploader(gcs_client, bucket, progress=False).upload(packed)
+    result = SourceUploader(gcs_client, bucket).upload(packed)
     return {"uri": result.uri, "sha256": result.sha256, "module": "train"}
 
 

@@ -16,7 +16,7 @@ from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
 from launchq.model.reasons import RejectReason
 from launchq.model.states import ItemState
-from launchq_cli.source import SourceUploader, pack
+from launchq_client.source import SourceUploader, pack
 from launchq_local.gcs import GcsEmulator
 from launchq_local.standin import StandinServer
 from tests.integration.dispatch_support import Harness, message, queue_config
@@ -47,7 +47,7 @@ def source_queue(bucket: str, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def uploaded(tmp_path: Path, gcs_client: Any, gcs_bucket: Any) -> dict[str, str]:
     packed = pack(EXAMPLE, tmp_path / "packed")
-    result = SourceUploader(gcs_client, gcs_bucket.name, progress=False).upload(packed)
+    result = SourceUploader(gcs_client, gcs_bucket.name).upload(packed)
     return {"uri": result.uri, "sha256": result.sha256, "module": "trainer.task"}
 
 

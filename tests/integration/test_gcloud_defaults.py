@@ -1,4 +1,4 @@
-"""What real gcloud writes is what `launchq_cli.gcloud_defaults` reads (no gcloud spawned there).
+"""What real gcloud writes is what `launchq_client.gcloud_defaults` reads (no gcloud spawned there).
 
 gcloud is a requirement of the local stack (its emulators), so it is here; a machine without it
 fails with the install command, as the emulator tests do.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launchq_cli.gcloud_defaults import Found, default_project, default_region
+from launchq_client.gcloud_defaults import Found, default_project, default_region
 from launchq_local.emulators import INSTALL_GCLOUD
 
 

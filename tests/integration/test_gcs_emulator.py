@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions
 
-from launchq_cli.source import SourceUploader, object_metadata, pack
+from launchq_client.source import SourceUploader, object_metadata, pack
 from launchq_local import gcs
 from launchq_local.emulators import EmulatorNotInstalled, group_members
 from launchq_local.gcs import GcsEmulator, start_gcs
@@ -64,7 +64,7 @@ def test_second_upload_sends_nothing(
     tmp_path: Path, gcs_client: Any, gcs_bucket: Any, size: int
 ) -> None:
     packed = pack(_project(tmp_path / "proj", size), tmp_path / "out", use_git=False)
-    uploader = SourceUploader(gcs_client, gcs_bucket.name, progress=False)
+    uploader = SourceUploader(gcs_client, gcs_bucket.name)
     first = uploader.upload(packed)
     assert not first.already_present
     assert first.bytes_sent == packed.size
@@ -89,7 +89,7 @@ def test_412_on_upload_means_already_there(
     packed = pack(_project(tmp_path / "proj"), tmp_path / "out", use_git=False)
     gcs_bucket.blob(packed.object_name()).upload_from_filename(str(packed.path))
     generation = gcs_bucket.get_blob(packed.object_name()).generation
-    racing = SourceUploader(gcs_client, gcs_bucket.name, progress=False, check_first=False)
+    racing = SourceUploader(gcs_client, gcs_bucket.name, check_first=False)
     result = racing.upload(packed)
     assert result.already_present
     assert gcs_bucket.get_blob(packed.object_name()).generation == generation
@@ -103,7 +103,7 @@ def test_an_object_without_launchq_metadata_is_replaced(
     packed = pack(_project(tmp_path / "proj"), tmp_path / "out", use_git=False)
     gcs_bucket.blob(packed.object_name()).upload_from_string(b"not the archive")
     stale = gcs_bucket.get_blob(packed.object_name()).generation
-    result = SourceUploader(gcs_client, gcs_bucket.name, progress=False).upload(packed)
+    result = SourceUploader(gcs_client, gcs_bucket.name).upload(packed)
     assert not result.already_present
     assert result.bytes_sent == packed.size
     blob = gcs_bucket.get_blob(packed.object_name())
@@ -117,7 +117,7 @@ def test_a_changed_tree_uploads_a_new_object(
     tmp_path: Path, gcs_client: Any, gcs_bucket: Any
 ) -> None:
     root = _project(tmp_path / "proj")
-    uploader = SourceUploader(gcs_client, gcs_bucket.name, progress=False)
+    uploader = SourceUploader(gcs_client, gcs_bucket.name)
     first = uploader.upload(pack(root, tmp_path / "o1", use_git=False))
     (root / "trainer" / "task.py").write_text("print('changed')\n")
     second = uploader.upload(pack(root, tmp_path / "o2", use_git=False))
@@ -163,7 +163,7 @@ def test_a_large_trees_listing_reaches_the_dispatchers_reader_intact(
     (root / "ci").mkdir()
     (root / "ci" / "trainer.build").write_text("FROM scratch\n")
     packed = pack(root, tmp_path / "out", use_git=False)
-    result = SourceUploader(gcs_client, gcs_bucket.name, progress=False).upload(packed)
+    result = SourceUploader(gcs_client, gcs_bucket.name).upload(packed)
     resource = client_for(gcs_emulator.url).get_object(gcs_bucket.name, packed.object_name())
     assert resource is not None
     metadata = resource["metadata"]

@@ -1,4 +1,4 @@
-"""`launchq_cli.joblogs` (the read side of `launchq logs`) against the Logging stand-in."""
+"""`launchq_client.logs` (the read side of `launchq logs`) against the Logging stand-in."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from launchq_cli.joblogs import (
+from launchq_client.logs import (
     JobRef,
     LogLine,
     LogsClient,

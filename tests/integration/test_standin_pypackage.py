@@ -11,7 +11,7 @@ import pytest
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from launchq_cli.source import SourceUploader, pack
+from launchq_client.source import SourceUploader, pack
 from launchq_local.standin import AdminClient, StandinServer
 from tests.fixtures.standin import wait_for_state
 
@@ -54,7 +54,7 @@ def _package_job(name: str, bucket: str, uris: list[str], args: list[str]) -> ty
 
 def _upload_example(tmp_path: Path, gcs_client: Any, bucket: str) -> str:
     packed = pack(EXAMPLE, tmp_path / "packed")
-    return SourceUploader(gcs_client, bucket, progress=False).upload(packed).uri
+    return SourceUploader(gcs_client, bucket).upload(packed).uri
 
 
 def test_package_runs_and_its_outputs_are_in_gcs(

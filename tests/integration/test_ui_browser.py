@@ -37,8 +37,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from launchq_cli import main
-from launchq_cli.common import Backends
-from launchq_local.demo import TRAINER_CMD
+from launchq_client.backends import Backends
+from launchq_demo.demo import TRAINER_CMD
 from launchq_local.devstack import DevStack, Ports
 from launchq_local.emulators import new_project_id
 from launchq_ui.app import create_app

@@ -24,7 +24,7 @@ from google.cloud.firestore_v1.query import Query
 from launchq.model.records import item_doc_id
 from launchq.store import ITEMS, Store
 from launchq.store.firestore import FirestoreStore
-from launchq_cli.common import Backends
+from launchq_client.backends import Backends
 from launchq_ui import views
 from launchq_ui.app import create_app
 
@@ -34,18 +34,6 @@ ITEMS_IN_QUEUE = 2_600
 TIE = 7  # items to a timestamp: ties straddle page boundaries (25 and 7 share no factor)
 STATES = ("QUEUED", "SUCCEEDED", "FAILED")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class _StoreBackends(Backends):
-    """The CLI's backends with the test's Store: no settings, no other client."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(project="unused")
-        self._store = store
-
-    @property
-    def store(self) -> Store:
-        return self._store
 
 
 def _enqueued_at(n: int) -> datetime:
@@ -146,7 +134,7 @@ def test_every_item_once_in_order_past_a_thousand(
     stored: tuple[Store, list[dict[str, Any]]], reads: list[int]
 ) -> None:
     store, documents = stored
-    client = create_app(_StoreBackends(store)).test_client()
+    client = create_app(Backends(project="unused", store=store)).test_client()
     expected = _newest_first(documents)
 
     seen, most = _walk(client, reads, {})
@@ -165,7 +153,7 @@ def test_html_pages_carry_the_cursor_to_the_next_page_and_the_live_poll(
     stored: tuple[Store, list[dict[str, Any]]], reads: list[int]
 ) -> None:
     store, documents = stored
-    client = create_app(_StoreBackends(store)).test_client()
+    client = create_app(Backends(project="unused", store=store)).test_client()
     expected = _newest_first(documents)
 
     first = client.get(f"/queues/{QUEUE}?page=7").get_data(as_text=True)  # an old link
@@ -200,7 +188,7 @@ def test_a_prefix_search_walks_the_whole_queue_in_bounded_scans(
     stored: tuple[Store, list[dict[str, Any]]], reads: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, documents = stored
-    client = create_app(_StoreBackends(store)).test_client()
+    client = create_app(Backends(project="unused", store=store)).test_client()
     monkeypatch.setattr(views, "SEARCH_SCAN", 300)
     wanted = [i for i in _newest_first(documents) if i.startswith("it-00")]
     # Two queries a page: the exact id first (nothing found), then the scan.

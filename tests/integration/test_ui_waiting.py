@@ -20,22 +20,10 @@ from launchq.model.states import ItemState
 from launchq.store import Store
 from launchq.store.firestore import FirestoreStore
 from launchq.store.memory import MemoryStore
-from launchq_cli.common import Backends
+from launchq_client.backends import Backends
 from launchq_ui.app import create_app
 
 pytestmark = pytest.mark.integration
-
-
-class _StoreBackends(Backends):
-    """The CLI's backends with the test's Store."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(project="unused")
-        self._store = store
-
-    @property
-    def store(self) -> Store:
-        return self._store
 
 
 @pytest.fixture(params=["memory", "firestore"])
@@ -73,7 +61,7 @@ def test_pages_answer_and_show_why_items_wait(store: Store) -> None:
     )
     assert holder is not None
     _waiting(store, "busy", "b1", "waiting for a free slot")
-    client = create_app(_StoreBackends(store)).test_client()
+    client = create_app(Backends(project="unused", store=store)).test_client()
 
     page = client.get("/")
     assert page.status_code == 200, page.get_data(as_text=True)[-2000:]

@@ -27,7 +27,7 @@ from launchq.gcp.vertex import CallRetry, VertexClient, VertexError
 from launchq.settings import Settings
 from launchq.store.memory import MemoryStore, Write
 from launchq.wiring import Launchq, build
-from launchq_cli.configs import apply_queue
+from launchq_client.configs import apply_queue
 
 SEED_QUEUE = Path(__file__).resolve().parents[2] / "examples" / "queues" / "default.yaml"
 SHARED_TOPIC = "launchq-items"

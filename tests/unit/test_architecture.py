@@ -1,14 +1,21 @@
-"""The core's shape, checked from its source: no import cycle, the units' dependencies one way.
+"""The code's shape, checked from its source: packages in layers, no import cycle anywhere.
 
-Every `import`/`from ... import` of a `launchq` module counts, at any depth (a lazy import in a
-function is still a dependency, it only moves the cost). `python -m tests.unit.test_architecture`
-prints the graph.
+Two graphs. Between the packages under `shared/` (the core `launchq`, `launchq_client`,
+`launchq_local`, `launchq_ui`, `launchq_cli`, `launchq_demo`): no cycle, and every arrow points
+down the layering docs/architecture.md ("Packages") describes. Inside the core: no cycle between
+modules, the units' dependencies one way.
+
+Every `import`/`from ... import` counts, at any depth (a lazy import in a function, or one under
+TYPE_CHECKING, is still a dependency, it only moves the cost). `python -m
+tests.unit.test_architecture [SHARED_DIR]` prints both graphs (of another checkout's `shared/`
+when given one).
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import sys
 from pathlib import Path
 
@@ -18,7 +25,22 @@ RECORDER = CORE / "recorder.py"
 # The store's item writes: a state change (or a new item) written anywhere else would commit
 # without its history's log line and CloudEvent.
 STORE_WRITES = frozenset({"transition", "create_item", "touch"})
-PACKAGES = ("launchq", "launchq_cli", "launchq_local", "launchq_ui")
+# What each package under shared/ may import besides itself: the layering, bottom up. The core
+# is what the functions ship, so it imports none of the rest; the client is what every front end
+# shares, so it stands on the core alone; the dashboard is deployed without the CLI and the local
+# stack; the local stack hosts the demo and the CLI drives it, so it imports neither; the demo sits
+# on top, and nothing imports it.
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    "launchq": frozenset(),
+    "launchq_client": frozenset({"launchq"}),
+    "launchq_local": frozenset({"launchq", "launchq_client"}),
+    "launchq_ui": frozenset({"launchq", "launchq_client"}),
+    "launchq_cli": frozenset({"launchq", "launchq_client", "launchq_local", "launchq_ui"}),
+    "launchq_demo": frozenset(
+        {"launchq", "launchq_client", "launchq_local", "launchq_ui", "launchq_cli"}
+    ),
+}
+PACKAGES = tuple(MAY_IMPORT)
 # The store package is the only place that may talk to Firestore (docs/architecture.md).
 STORE = CORE / "store"
 
@@ -64,6 +86,128 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for start in sorted(graph):
         visit(start, [start])
     return found
+
+
+# -- between packages ----------------------------------------------------------------------
+
+
+def imported_modules(source: str, filename: str = "<source>") -> set[str]:
+    """The absolute module names `source` imports, at any depth (`from a import b` names `a.b`
+    too: `b` may be a module). Relative imports stay inside their package: not counted."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def package_graph(
+    root: Path = SHARED, packages: tuple[str, ...] | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """`{package: {imported package: [modules of package that import it]}}` for the top-level
+    packages under `root` (every directory with an `__init__.py`, unless `packages` names them)."""
+    names = packages or tuple(sorted(p.parent.name for p in root.glob("*/__init__.py")))
+    graph: dict[str, dict[str, list[str]]] = {}
+    for package in names:
+        edges: dict[str, list[str]] = {}
+        for path in sorted((root / package).rglob("*.py")):
+            module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(
+                ".__init__"
+            )
+            targets = {name.split(".")[0] for name in imported_modules(path.read_text(), str(path))}
+            for target in sorted((targets & set(names)) - {package}):
+                edges.setdefault(target, []).append(module)
+        graph[package] = edges
+    return graph
+
+
+def package_problems(
+    graph: dict[str, dict[str, list[str]]], may_import: dict[str, frozenset[str]]
+) -> list[str]:
+    """Every import cycle between packages, named with the modules that close it, and every
+    import the layering does not allow; [] when the graph is sound."""
+    problems = []
+    for cycle in cycles({package: set(edges) for package, edges in graph.items()}):
+        hops = "; ".join(f"{graph[a][b][0]} imports {b}" for a, b in itertools.pairwise(cycle))
+        problems.append(f"import cycle {' -> '.join(cycle)} ({hops})")
+    for package, edges in sorted(graph.items()):
+        allowed = may_import.get(package)
+        if allowed is None:
+            problems.append(f"{package} is in no layer: place it in MAY_IMPORT")
+            continue
+        for target, modules in sorted(edges.items()):
+            if target not in allowed:
+                problems.append(f"{package} may not import {target} ({', '.join(modules)})")
+    return problems
+
+
+def test_the_packages_import_one_way() -> None:
+    graph = package_graph()
+    assert sorted(graph) == sorted(PACKAGES), "every package under shared/ has its layer"
+    assert package_problems(graph, MAY_IMPORT) == []
+
+
+def test_the_layering_says_what_the_packages_may_import() -> None:
+    """The rules docs/architecture.md states, read off the table the check uses."""
+    others = set(PACKAGES) - {"launchq"}
+    assert not MAY_IMPORT["launchq"]
+    assert MAY_IMPORT["launchq_client"] == {"launchq"}
+    assert not MAY_IMPORT["launchq_ui"] & {"launchq_cli", "launchq_local", "launchq_demo"}
+    assert not MAY_IMPORT["launchq_local"] & {"launchq_cli", "launchq_ui", "launchq_demo"}
+    assert all("launchq_demo" not in MAY_IMPORT[p] for p in PACKAGES)
+    # The allowed arrows alone already make no cycle.
+    assert cycles({p: set(MAY_IMPORT[p]) for p in PACKAGES}) == []
+    assert others <= {p for p in PACKAGES if "launchq" in MAY_IMPORT[p]}
+
+
+def test_the_package_check_names_a_cycle_and_a_wrong_arrow() -> None:
+    graph = {
+        "core": {},
+        "cli": {"core": ["cli.main"], "local": ["cli.dev"]},
+        "local": {"cli": ["local.demo"], "core": ["local.stack"]},
+    }
+    rules = {
+        "core": frozenset(),
+        "cli": frozenset({"core", "local"}),
+        "local": frozenset({"core"}),
+    }
+    assert package_problems(graph, rules) == [
+        "import cycle cli -> local -> cli (cli.dev imports local; local.demo imports cli)",
+        "local may not import cli (local.demo)",
+    ]
+    del graph["local"]["cli"]
+    assert package_problems(graph, rules) == []
+    assert package_problems({**graph, "new": {}}, rules) == [
+        "new is in no layer: place it in MAY_IMPORT"
+    ]
+
+
+def test_the_package_graph_sees_lazy_imports_in_a_package_tree(tmp_path: Path) -> None:
+    """Parsed from files, as the real check is: a cycle closed by an import inside a function
+    (and a `from pkg import module`) is found and named."""
+    for name, source in {
+        "low/__init__.py": "",
+        "low/store.py": "def load():\n    from high.views import page\n    return page\n",
+        "high/__init__.py": "",
+        "high/views.py": "from low import store\nimport low.store as again\n",
+        "high/rel.py": "from . import views\n",
+        "loose.py": "import high\n",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    graph = package_graph(tmp_path)
+    assert graph == {"high": {"low": ["high.views"]}, "low": {"high": ["low.store"]}}
+    rules = {"low": frozenset(), "high": frozenset({"low"})}
+    assert package_problems(graph, rules) == [
+        "import cycle high -> low -> high (high.views imports low; low.store imports high)",
+        "low may not import high (low.store)",
+    ]
+
+
+# -- inside the core ------------------------------------------------------------------------
 
 
 def test_the_core_has_no_import_cycle() -> None:
@@ -313,6 +457,25 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+def print_graphs(root: Path = SHARED) -> None:
+    """The package graph (each arrow with how many modules import across it), its problems,
+    then the core's module graph."""
+    graph = package_graph(root)
+    sys.stdout.write(f"packages under {root}:\n")
+    for package, edges in sorted(graph.items()):
+        arrows = ", ".join(
+            f"{target} ({len(modules)})" for target, modules in sorted(edges.items())
+        )
+        sys.stdout.write(f"  {package} -> {arrows or '-'}\n")
+    problems = package_problems(graph, MAY_IMPORT)
+    sys.stdout.write("problems:\n" if problems else "no cycle, every arrow down the layers\n")
+    for problem in problems:
+        sys.stdout.write(f"  {problem}\n")
+    if root == SHARED:
+        sys.stdout.write("the core's modules:\n")
+        for module, deps in sorted(import_graph().items()):
+            sys.stdout.write(f"  {module}: {', '.join(sorted(deps)) or '-'}\n")
+
+
 if __name__ == "__main__":
-    for module, deps in sorted(import_graph().items()):
-        sys.stdout.write(f"{module}: {', '.join(sorted(deps)) or '-'}\n")
+    print_graphs(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else SHARED)

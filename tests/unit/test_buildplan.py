@@ -19,7 +19,7 @@ from launchq.spec.buildplan import (
 )
 from launchq.spec.config import BuilderSettings
 from launchq.spec.item import ItemSource
-from launchq_cli.source import object_metadata, pack
+from launchq_client.source import object_metadata, pack
 from launchq_local.cloudbuild_standin.server import parse_filter
 from launchq_local.standin.wire import ApiError
 

@@ -18,7 +18,7 @@ from launchq.spec.fields import DEFAULT_PRIORITY, priority_rank
 from launchq.spec.item import queue_item_json_schema
 from launchq.spec.schemas import queue_config_json_schema, schema_text
 from launchq.spec.validation import ConfigError
-from launchq_cli.configs import load_document, validate_queue_config
+from launchq_client.configs import load_document, validate_queue_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,7 +136,7 @@ def test_max_jobs_accepted(max_jobs: int) -> None:
 
 
 def test_every_corpus_config_is_valid() -> None:
-    from launchq_cli.configs import load_queue_file
+    from launchq_client.configs import load_queue_file
 
     for path in sorted((ROOT / "tests/data/queues").glob("*.yaml")):
         load_queue_file(path)
@@ -426,7 +426,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
 ) -> None:
     """If the models ever let through a body protobuf rejects, write-time validation says so."""
     from launchq.spec import render
-    from launchq_cli import configs
+    from launchq_client import configs
 
     real = render.render_placeholders
 

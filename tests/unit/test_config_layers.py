@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from launchq.spec.checks import parse_queue_config
 from launchq.spec.validation import ConfigError
 from launchq_cli import main
-from launchq_cli.configs import load_document, validate_queue_config
+from launchq_client.configs import load_document, validate_queue_config
 
 BASE = """
 spec:

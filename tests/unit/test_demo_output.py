@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from rich.console import Console
 
-from launchq_local.demo import Demo, Expected, command_lines, transition_line
+from launchq_demo.demo import Demo, Expected, command_lines, transition_line
 
 TRAINER = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
 LONG = [

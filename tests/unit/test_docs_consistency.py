@@ -31,13 +31,20 @@ def _section(text: str, heading: str) -> str:
 
 def test_every_package_under_shared_is_in_the_readme_layout_and_the_architecture() -> None:
     packages = sorted(p.parent.name for p in (ROOT / "shared").glob("*/__init__.py"))
-    assert packages == ["launchq", "launchq_cli", "launchq_local", "launchq_ui"]
+    assert packages == [
+        "launchq",
+        "launchq_cli",
+        "launchq_client",
+        "launchq_demo",
+        "launchq_local",
+        "launchq_ui",
+    ]
     [layout] = [p for p in _paragraphs(README) if "**Code layout**" in p]
     architecture = (DOCS / "architecture.md").read_text()
     for package in packages:
         assert f"`{package}`" in layout, package
         assert f"`{package}`" in architecture, package
-    assert "installs all four" in architecture
+    assert "installs all six" in architecture
 
 
 def test_the_readme_port_list_names_every_default_port_of_the_local_stack() -> None:
@@ -61,7 +68,7 @@ def test_no_readme_line_starts_with_a_stray_copy_of_a_link() -> None:
 
 
 def test_the_demo_section_names_every_item_the_demo_plays() -> None:
-    demo = (ROOT / "shared" / "launchq_local" / "demo.py").read_text()
+    demo = (ROOT / "shared" / "launchq_demo" / "demo.py").read_text()
     items = set(re.findall(r'"(demo-[a-z-]+)"', demo))
     assert {"demo-built", "demo-built-again", "demo-cross", "demo-source"} <= items
     section = _section((DOCS / "local-dev.md").read_text(), "## `make demo`")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from launchq_cli import main
-from launchq_cli.gcloud_defaults import (
+from launchq_client.gcloud_defaults import (
     PROJECT_VARIABLES,
     REGION_VARIABLES,
     Found,

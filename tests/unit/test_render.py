@@ -20,7 +20,7 @@ from launchq.spec.labels import (
 )
 from launchq.spec.render import RenderContext, RenderedJob, render, target_pools
 from launchq.spec.validation import ConfigError, ItemError
-from launchq_cli.configs import to_custom_job
+from launchq_client.configs import to_custom_job
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 POOL: dict[str, Any] = {

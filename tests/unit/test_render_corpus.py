@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from launchq.spec.config import QueueConfig
 from launchq.spec.item import QueueItem, parse_item
 from launchq.spec.render import RenderContext, RenderedJob, render
-from launchq_cli.configs import load_queue_file, to_custom_job
+from launchq_client.configs import load_queue_file, to_custom_job
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 QUEUES = sorted((DATA / "queues").glob("*.yaml"))

@@ -37,7 +37,7 @@ from launchq.spec.render import (
     staging_bucket_of,
 )
 from launchq.spec.validation import ConfigError, ItemError
-from launchq_cli.configs import to_custom_job, validate_queue_config
+from launchq_client.configs import to_custom_job, validate_queue_config
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SHA = hashlib.sha256(b"archive").hexdigest()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from launchq_cli import source
-from launchq_cli.source import FIXED_MTIME, SourceError, pack
+from launchq_cli.progress import PROGRESS_THRESHOLD, UploadBar
+from launchq_client import source
+from launchq_client.source import FIXED_MTIME, SourceError, pack
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -353,16 +354,16 @@ def test_counting_reader_counts_and_seeks() -> None:
 
 
 def test_progress_bar_only_for_big_uploads(capsys: pytest.CaptureFixture[str]) -> None:
-    small = source._ProgressContext(source.PROGRESS_THRESHOLD - 1, "small")
+    small = UploadBar(PROGRESS_THRESHOLD - 1, "small")
     with small as advance:
         advance(10)
     assert small._progress is None
-    big = source._ProgressContext(source.PROGRESS_THRESHOLD, "big")
+    big = UploadBar(PROGRESS_THRESHOLD, "big")
     with big as advance:
-        advance(source.PROGRESS_THRESHOLD // 2)
+        advance(PROGRESS_THRESHOLD // 2)
         (task,) = big._progress.tasks
-        assert task.completed == source.PROGRESS_THRESHOLD // 2
-        assert task.total == source.PROGRESS_THRESHOLD
+        assert task.completed == PROGRESS_THRESHOLD // 2
+        assert task.total == PROGRESS_THRESHOLD
     out, _err = capsys.readouterr()
     assert out == ""  # never on stdout, which carries item ids and --json
 

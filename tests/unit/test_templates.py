@@ -29,7 +29,7 @@ from launchq.spec.templates import (
     references,
     substitute,
 )
-from launchq_cli.configs import to_custom_job
+from launchq_client.configs import to_custom_job
 
 
 def test_parse_segments() -> None:

@@ -18,7 +18,7 @@ from launchq.model.records import ItemRecord
 from launchq.model.states import ItemState
 from launchq.store import Store
 from launchq_cli import main
-from launchq_cli.common import Backends
+from launchq_client.backends import Backends
 from launchq_ui import charts, views
 from launchq_ui.app import create_app
 

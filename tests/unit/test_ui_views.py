@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from launchq.model.reasons import quota_reason
+from launchq.model.waiting import QueueState
 from launchq.settings import Settings
 from launchq.store import BACKOFF_FIELD
-from launchq_cli import ops
+from launchq_client.queues import queue_state
+from launchq_client.reads import item_summary
 from launchq_ui import charts, links, views
 
 NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -32,17 +34,17 @@ def _backing_off(until: datetime) -> dict[str, Any]:
 
 def _reason(data: dict[str, Any], queue: dict[str, Any], running: int = 4) -> str | None:
     """The reason a page shows: the row as the dashboard builds it, from the queue's state now."""
-    state = ops.queue_state({"max_jobs": 4, **queue}, running)
-    return views.item_row(ops.item_summary(data, NOW, _Fixed(state)))["reason"]  # type: ignore[arg-type]
+    state = queue_state({"max_jobs": 4, **queue}, running)
+    return views.item_row(item_summary(data, NOW, _Fixed(state)))["reason"]  # type: ignore[arg-type]
 
 
 class _Fixed:
-    """`ops.QueueStates` with one queue state already read."""
+    """`QueueStates` with one queue state already read."""
 
-    def __init__(self, state: ops.QueueState) -> None:
+    def __init__(self, state: QueueState) -> None:
         self.state = state
 
-    def get(self, name: str) -> ops.QueueState | None:
+    def get(self, name: str) -> QueueState | None:
         return self.state
 
 
@@ -74,20 +76,19 @@ def test_rows_carry_what_people_find_their_run_by() -> None:
         "payload": {"image_uri": "python:3.11-slim"},
         "enqueued_at": NOW - timedelta(minutes=3),
     }
-    row = views.item_row(ops.item_summary(data, NOW))
+    row = views.item_row(item_summary(data, NOW))
     assert row["display_name"] == "linear fit"
     assert (
-        views.item_row(ops.item_summary({**data, "display_name": "q-i"}, NOW))["display_name"]
-        is None
+        views.item_row(item_summary({**data, "display_name": "q-i"}, NOW))["display_name"] is None
     )  # the default name says nothing the item id does not
     assert row["submitted_by"] == "ada"
     assert row["ran"] == "python:3.11-slim"
     assert row["priority_name"] == "high"
     assert row["age_s"] == 180.0
     source = {"module": "trainer.task", "sha256": "ab" * 32, "uri": "gs://b/x"}
-    sourced = views.item_row(ops.item_summary({**data, "payload": {"source": source}}, NOW))
+    sourced = views.item_row(item_summary({**data, "payload": {"source": source}}, NOW))
     assert sourced["ran"] == "source trainer.task"
-    unnamed = views.item_row(ops.item_summary({**_queued(), "priority": None}, NOW))
+    unnamed = views.item_row(item_summary({**_queued(), "priority": None}, NOW))
     assert (unnamed["priority_name"], unnamed["submitted_by"]) == ("-", None)
 
 

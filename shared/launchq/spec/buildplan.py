@@ -22,7 +22,7 @@ from launchq.spec.item import ItemSource
 
 TAG_PREFIX = "launchq-"
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
-# Object metadata the uploader writes (`launchq_cli.source`): the archive's top directory, the
+# Object metadata the uploader writes (`launchq_client.source`): the archive's top directory, the
 # Dockerfile-like paths under it, and (when it fits) every path under it, so the dispatcher finds
 # a missing Dockerfile with the one metadata GET it already makes, before any build starts.
 TOP_METADATA = "top"

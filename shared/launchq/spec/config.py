@@ -12,7 +12,7 @@ Two entry points, because validation has two costs:
   `google.cloud.aiplatform` (schema, unknown keys, template references, a render with template
   defaults). The dispatch function uses it on start-up: importing aiplatform costs seconds of
   cold start. It sits above `launchq.spec.render` (it renders), so this model never imports render.
-- `launchq_cli.configs.validate_queue_config` additionally parses that default render strictly as
+- `launchq_client.configs.validate_queue_config` additionally parses that default render strictly as
   `aiplatform_v1.CustomJob`, so whatever passes is a body Vertex would parse. Run it when a
   config is written (CLI `validate`, `apply`).
 
@@ -142,7 +142,7 @@ WRAPPERS = ("vertex", "gcp-vertex")
 class QueueConfig(BaseModel):
     """A queue config's model. `QueueConfig.model_validate` checks the document's shape and its
     own fields only; `launchq.spec.checks.parse_queue_config` (and, at write time,
-    `launchq_cli.configs.validate_queue_config`) also render it, and report every error at once.
+    `launchq_client.configs.validate_queue_config`) also render it, and report every error at once.
 
     `spec` and `run` are kept as written (templates unexpanded): rendering an item substitutes
     into them and validates the result with `launchq.spec.mapping`.

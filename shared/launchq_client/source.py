@@ -41,6 +41,7 @@ import subprocess
 import tarfile
 import tomllib
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -412,7 +413,10 @@ def pack(root: Path, out_dir: Path, *, use_git: bool = True) -> PackedSource:
 
 # --------------------------------------------------------------------------- the upload
 
-PROGRESS_THRESHOLD = 4 * 1024 * 1024  # smaller uploads finish before a bar is worth drawing
+# What an upload reports its progress to: called with the archive's size and a label, it gives a
+# context whose value is told each count of bytes handed to the storage client. The CLI draws a
+# bar on stderr; scripts, tests and benchmarks pass none.
+UploadProgress = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
 
 
 @dataclass(frozen=True)
@@ -470,11 +474,11 @@ class SourceUploader:
 
     def __init__(
         self,
-        client: Any,  # google.cloud.storage.Client; Any keeps the CLI import-light
+        client: Any,  # google.cloud.storage.Client; Any keeps an import light
         bucket: str,
         *,
         prefix: str = SOURCES_PREFIX,
-        progress: bool = True,
+        progress: UploadProgress | None = None,
         check_first: bool = True,
     ) -> None:
         self._bucket = client.bucket(bucket)
@@ -518,43 +522,11 @@ class SourceUploader:
         log.info("source uploaded", uri=uri, bytes_sent=reader.count)
         return UploadResult(uri, packed.sha256, reader.count, already_present=False)
 
-    def _progress(self, packed: PackedSource) -> _ProgressContext:
-        return _ProgressContext(packed.size if self.progress else 0, packed.sha256[:12])
+    def _progress(self, packed: PackedSource) -> AbstractContextManager[Callable[[int], None]]:
+        if self.progress is None:
+            return nullcontext(_ignore)
+        return self.progress(packed.size, packed.sha256[:12])
 
 
-class _ProgressContext:
-    """A rich progress bar (on stderr) over an upload big enough to watch; a no-op otherwise."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self._total = total
-        self._label = label
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if self._total < PROGRESS_THRESHOLD:
-            return lambda _n: None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            # stderr: stdout carries what scripts read (an item id, --json).
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(f"upload {self._label}", total=self._total)
-        return lambda n: self._progress.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+def _ignore(_count: int) -> None:
+    """No progress to report to."""

@@ -1,14 +1,10 @@
-"""Read models for people and scripts: item listings, item details, queue summaries, positions.
+"""Items as people and scripts read them: listings, details, why one waits, its position.
 
 The dispatcher and the sweep own every state change (`launchq.store`); this module reads what they
-wrote and shapes it for the CLI (`launchq ls/status/watch`, `launchq queue ls/get/pending`) and the
-demo. Every function returns plain JSON-safe dicts (times as RFC 3339 strings, durations as
-seconds), because those dicts *are* the documented `--json` shapes (docs/cli.md): one place
-builds them, so the table and the JSON never disagree.
-
-The one write here is `set_paused`: an operator's switch on the queue document that the
-dispatcher re-reads at every admission (`QueueSource.get(fresh=True)`), so it needs no
-compare-and-swap and touches no item.
+wrote and shapes it for the CLI (`launchq ls/status/watch`, `launchq queue pending`), the
+dashboard and the demo. Every function returns plain JSON-safe dicts (times as RFC 3339 strings,
+durations as seconds), because those dicts *are* the documented `--json` shapes (docs/cli.md):
+one place builds them, so the table, the page and the JSON never disagree.
 
 Queries and indexes: listing items of one queue (or state) newest first needs composite indexes
 `(queue, enqueued_at DESC)`, `(state, enqueued_at DESC)` and `(queue, state, enqueued_at DESC)` in
@@ -21,52 +17,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.errors import NotFound
 from launchq.model.records import ItemRecord
 from launchq.model.states import STATES, TERMINAL_STATES, ItemState
 from launchq.model.waiting import WAITING_STATES, QueueState, current_wait
 from launchq.spec.fields import PRIORITY_NAMES
-from launchq.store import Store, backoff_from
+from launchq.store import Store
+from launchq_client.errors import Ambiguous, did_you_mean
+from launchq_client.queues import QueueStates, queue_document, queue_state
+from launchq_client.values import iso, parse_time, plain, seconds_between
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
 _RANK_NAMES = {rank: name for name, rank in PRIORITY_NAMES.items()}
-
-
-class NotFound(LookupError):
-    """The item or queue asked about does not exist; the message says what was looked for."""
-
-
-class Ambiguous(LookupError):
-    """An item id exists in more than one queue; the caller must name the queue."""
-
-
-# -- time helpers --------------------------------------------------------------------------
-
-
-def iso(value: object) -> str | None:
-    """RFC 3339 UTC with milliseconds and `Z`, or None (Firestore gives tz-aware datetimes)."""
-    if not isinstance(value, datetime):
-        return None
-    when = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _seconds(start: object, end: object) -> float | None:
-    if isinstance(start, datetime) and isinstance(end, datetime):
-        return round((end - start).total_seconds(), 3)
-    return None
-
-
-def _parse_time(value: object) -> datetime | None:
-    """Vertex times arrive as RFC 3339 strings; Firestore times as datetimes."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
 
 
 # -- items ---------------------------------------------------------------------------------
@@ -89,14 +52,14 @@ def timings(data: Mapping[str, Any], now: datetime) -> dict[str, float | None]:
     enqueued = data.get("enqueued_at")
     attempts = [a for a in data.get("attempts") or [] if isinstance(a, Mapping)]
     submitted = attempts[0].get("created_at") if attempts else None
-    to_submit = _seconds(enqueued, submitted)
+    to_submit = seconds_between(enqueued, submitted)
     if not attempts:
         return {"time_to_submit_s": None, "run_time_s": None}
     last = attempts[-1]
     last_submit = last.get("created_at")
     entries = history(data)
     job = data.get("job") or {}
-    start = _parse_time(last.get("start_time")) or _parse_time(job.get("start_time"))
+    start = parse_time(last.get("start_time")) or parse_time(job.get("start_time"))
     if start is None:
         running = [
             e["at"]
@@ -105,20 +68,20 @@ def timings(data: Mapping[str, Any], now: datetime) -> dict[str, float | None]:
             and isinstance(e.get("at"), datetime)
             and (not isinstance(last_submit, datetime) or e["at"] >= last_submit)
         ]
-        start = running[0] if running else _parse_time(last_submit)
+        start = running[0] if running else parse_time(last_submit)
     state = data.get("state")
     end: datetime | None = now
     if state in {s.value for s in TERMINAL_STATES}:
         ends = [e.get("at") for e in entries if e.get("to") == state]
         ends = [at for at in ends if isinstance(at, datetime)]
         end = (
-            _parse_time(last.get("end_time"))
-            or _parse_time(job.get("end_time"))
+            parse_time(last.get("end_time"))
+            or parse_time(job.get("end_time"))
             or (ends[-1] if ends else None)
         )
     elif state == ItemState.QUEUED.value:
         end = None  # waiting for a retry: no job runs
-    return {"time_to_submit_s": to_submit, "run_time_s": _seconds(start, end)}
+    return {"time_to_submit_s": to_submit, "run_time_s": seconds_between(start, end)}
 
 
 def _error_summary(data: Mapping[str, Any]) -> str | None:
@@ -149,7 +112,7 @@ def submitted_by(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The publisher's claim the record keeps: `{"value", "verified": false}` (Pub/Sub carries no
     identity; docs/message-format.md), or None when the publisher sent none."""
     claim = data.get("submitted_by")
-    return _plain(claim) if isinstance(claim, Mapping) else None
+    return plain(claim) if isinstance(claim, Mapping) else None
 
 
 def what_ran(data: Mapping[str, Any]) -> str | None:
@@ -205,7 +168,7 @@ def item_summary(
         **who_and_what(data),
         "enqueued_at": iso(data.get("enqueued_at")),
         "updated_at": iso(data.get("updated_at")),
-        "age_s": _seconds(data.get("enqueued_at"), now),
+        "age_s": seconds_between(data.get("enqueued_at"), now),
         **timings(data, now),
         "attempts": len(attempts),
         "job_name": job_name,
@@ -246,28 +209,17 @@ def item_detail(
         ],
         "not_before": iso(data.get("not_before")),
         # A source item's image build (launchq.builds): build id, log URL, digest, timing.
-        "build": _plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
-        "error_detail": _plain(error) if isinstance(error, Mapping) else None,
+        "build": plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
+        "error_detail": plain(error) if isinstance(error, Mapping) else None,
         "history": [
             {
-                **{k: _plain(v) for k, v in entry.items() if k not in ("at", "id")},
+                **{k: plain(v) for k, v in entry.items() if k not in ("at", "id")},
                 "at": iso(entry.get("at")),
             }
             for entry in history(data)
         ],
-        "payload": _plain(data.get("payload")),
+        "payload": plain(data.get("payload")),
     }
-
-
-def _plain(value: Any) -> Any:
-    """Firestore values to JSON-safe ones (datetimes become RFC 3339 strings)."""
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def parse_states(names: Iterable[str]) -> list[ItemState]:
@@ -314,82 +266,6 @@ def find_item_data(store: Store, item_id: str, queue: str | None = None) -> dict
     return found[0]
 
 
-# -- queues --------------------------------------------------------------------------------
-
-
-def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of `launchq queue ls`: running / max_jobs, waiting, paused."""
-    name = str(document.get("name"))
-    config = document.get("config") or {}
-    return {
-        "name": name,
-        "max_jobs": document.get("max_jobs"),
-        "running": store.count_holding_slots(name),
-        "waiting": store.count_waiting(name),
-        "paused": bool(document.get("paused", False)),
-        "priority": config.get("priority") if isinstance(config, Mapping) else None,
-        "updated_at": iso(document.get("updated_at")),
-    }
-
-
-def list_queue_summaries(store: Store) -> list[dict[str, Any]]:
-    documents = sorted(store.list_queues(), key=lambda d: str(d.get("name")))
-    return [queue_summary(store, d) for d in documents]
-
-
-def queue_document(store: Store, name: str) -> dict[str, Any]:
-    document = store.get_queue(name)
-    if document is None:
-        raise NotFound(unknown_queue_message(store, name))
-    return document
-
-
-def unknown_queue_message(store: Store, name: str) -> str:
-    """`no queue named 'trainr'; did you mean 'trainer'? (queues: ...)`, and, when an example
-    config in this checkout defines the queue, the command that applies it."""
-    known = sorted(str(d.get("name")) for d in store.list_queues())
-    listing = ", ".join(known) if known else "none: apply one with `launchq queue apply FILE`"
-    message = f"no queue named {name!r}"
-    guess = did_you_mean(name, known)
-    if guess:
-        message += f"; did you mean {guess!r}?"
-    example = example_queue_file(name)
-    if example is not None:
-        message += f"; `launchq queue apply {example}` defines it"
-    return f"{message} (queues: {listing})"
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """The closest of `choices` to a mistyped `word` (case-insensitive), if one is close."""
-    import difflib
-
-    by_lower = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[close[0]] if close else None
-
-
-def example_queue_file(name: str) -> str | None:
-    """`examples/queues/NAME.yaml` of a launchq checkout (the one in the working directory, or
-    the one this package runs from), as a path the user can type; None outside a checkout."""
-    from pathlib import Path
-
-    here = Path.cwd()
-    for root in (here, Path(__file__).resolve().parents[2]):
-        candidate = root / "examples" / "queues" / f"{name}.yaml"
-        if candidate.is_file():
-            try:
-                return str(candidate.relative_to(here))
-            except ValueError:
-                return str(candidate)
-    return None
-
-
-def queue_detail(store: Store, name: str) -> dict[str, Any]:
-    """`launchq queue get --json`: the summary plus the config exactly as applied."""
-    document = queue_document(store, name)
-    return {**queue_summary(store, document), "config": _plain(document.get("config"))}
-
-
 def pending_items(
     store: Store, queue: str, limit: int = 100, now: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -429,7 +305,7 @@ def _pending_row(
         "priority": data.get("priority"),
         **who_and_what(data),
         "enqueued_at": iso(data.get("enqueued_at")),
-        "waiting_s": _seconds(data.get("enqueued_at"), now),
+        "waiting_s": seconds_between(data.get("enqueued_at"), now),
         "attempts": len(data.get("attempts") or []),
         "reason": waiting.message if waiting is not None else record.reason,
         # When that wait ends, if known: the queue's quota backoff, the item's retry backoff.
@@ -439,36 +315,6 @@ def _pending_row(
 
 
 # -- why a waiting item waits ----------------------------------------------------------------
-
-
-def queue_state(document: Mapping[str, Any], running: int) -> QueueState:
-    """A queue document (and its count of slot holders) as `launchq.model.waiting` reads it."""
-    max_jobs = document.get("max_jobs")
-    return QueueState(
-        paused=bool(document.get("paused", False)),
-        max_jobs=int(max_jobs) if isinstance(max_jobs, int) else -1,
-        running=running,
-        backoff=backoff_from(document),
-    )
-
-
-class QueueStates:
-    """Queues' current states, each read once (two requests) for a listing or a page."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._read: dict[str, QueueState | None] = {}
-
-    def get(self, name: str) -> QueueState | None:
-        if name not in self._read:
-            document = self._store.get_queue(name)
-            self._read[name] = (
-                None
-                if document is None
-                else queue_state(document, self._store.count_holding_slots(name))
-            )
-        return self._read[name]
-
 
 _WAITING = {s.value for s in WAITING_STATES}
 
@@ -497,14 +343,3 @@ def current_reason(data: Mapping[str, Any], now: datetime, queue: QueueState | N
     )
     waiting = current_wait(record, queue, now)
     return waiting.message if waiting is not None else record.reason
-
-
-def set_paused(store: Store, name: str, paused: bool) -> dict[str, Any]:
-    """Pause or resume a queue: only the `paused` field changes, the config stays as applied.
-
-    Pausing stops admissions at once (running jobs continue); resuming lets the next dispatch or
-    sweep admit what waits.
-    """
-    queue_document(store, name)
-    store.set_paused(name, paused)
-    return queue_summary(store, queue_document(store, name))

@@ -1,9 +1,9 @@
 """`make demo`: launchq's whole story on one machine, in well under a minute, checked.
 
-    python -m launchq_local.demo            # exit 0 only if every item ended as expected
+    python -m launchq_demo            # exit 0 only if every item ended as expected
 
-It starts the local stack on free ports (`launchq_local.devstack`: emulators, the Vertex stand-in in
-execute mode, the dispatch and sweep functions under functions-framework, a sweep every second),
+It starts the local stack on free ports (`launchq_local.devstack`: emulators, the Vertex stand-in
+in execute mode, the dispatch and sweep functions under functions-framework, a sweep every second),
 then drives it with the real CLI, in this process, printing each command as a user would type
 it:
 
@@ -122,7 +122,7 @@ class Demo:
 
     def print_transitions(self) -> None:
         """Every new history entry of the demo's items, as one line each (oldest first)."""
-        from launchq_cli.ops import history
+        from launchq_client.reads import history
 
         lines = []
         for exp in self.expected:
@@ -269,7 +269,7 @@ class Demo:
     # -- the verdict --------------------------------------------------------------------------
 
     def summarize(self) -> None:
-        from launchq_cli.ops import item_summary
+        from launchq_client.reads import item_summary
 
         self.print_transitions()
         self.step("Summary")
@@ -491,7 +491,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launchq_local.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m launchq_demo", description=__doc__)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for every item to end")  # fmt: skip
     parser.add_argument("--functions-dir", type=Path, default=FUNCTIONS, help=argparse.SUPPRESS)
@@ -503,7 +503,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; the stack was stopped")
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

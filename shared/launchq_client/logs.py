@@ -1,4 +1,11 @@
-"""A job's log entries from Cloud Logging: the query, the REST client, and the follow loop.
+"""A job's log entries from Cloud Logging: the endpoint, the query, the REST client, following.
+
+`launchq logs`, `launchq status` (a failed job's last lines) and the dashboard's item page all
+read a job's log through here. The endpoint is the caller's (`--logging-endpoint`), else
+`LAUNCHQ_LOGGING_ENDPOINT` (the local stack exports its Cloud Logging stand-in there), else Cloud
+Logging itself, except that a job run by a local Vertex stand-in (`http://` Vertex endpoint) has
+no logs in the cloud: asking there is an error that says which variable to set, instead of a
+query that returns nothing (`logs_client`).
 
 Vertex writes each replica's output as `ml_job` entries: resource labels `job_id` (the numeric
 CustomJob id), `project_id` and `task_name` (the replica, `workerpool0-0`), stdout at INFO and
@@ -35,9 +42,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
+
+from launchq_client.errors import ClientError, Unreachable
+
+if TYPE_CHECKING:
+    from launchq_client.backends import Backends
 
 DEFAULT_ENDPOINT = "https://logging.googleapis.com"
 ENDPOINT_VARIABLE = "LAUNCHQ_LOGGING_ENDPOINT"
@@ -58,7 +70,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class LogsError(Exception):
+class LogsError(ClientError):
     """An error answer from Cloud Logging (or none at all: `http_status` 0)."""
 
     def __init__(self, http_status: int, status: str, message: str) -> None:
@@ -70,7 +82,7 @@ class LogsError(Exception):
 
 @dataclass(frozen=True)
 class LogLine:
-    """One entry as the CLI shows it (`launchq logs --json` prints `to_json()` per line)."""
+    """One entry as people read it (`launchq logs --json` prints `to_json()` per line)."""
 
     timestamp: str
     severity: str
@@ -203,6 +215,24 @@ def entry_line(entry: dict[str, Any]) -> LogLine:
 def endpoint_from_env(env: dict[str, str] | None = None) -> str | None:
     value = (env if env is not None else os.environ).get(ENDPOINT_VARIABLE, "")
     return value.rstrip("/") or None
+
+
+def logs_client(
+    backends: Backends, endpoint: str | None = None, timeout: float = 30.0
+) -> LogsClient:
+    """The client for an item's logs (see the module docstring for the choice of endpoint).
+    Raises `Unreachable` for a local stand-in's job without a local endpoint."""
+    endpoint = endpoint or endpoint_from_env()
+    if endpoint is None:
+        vertex = backends.settings.vertex_endpoint or ""
+        if vertex.startswith("http://"):
+            raise Unreachable(
+                f"the job ran on the local Vertex stand-in ({vertex}), whose logs are not in "
+                f"Cloud Logging: set {ENDPOINT_VARIABLE} to the local Logging stand-in "
+                "(`launchq dev` prints it) or pass --logging-endpoint"
+            )
+        endpoint = DEFAULT_ENDPOINT
+    return LogsClient.for_endpoint(endpoint, timeout)
 
 
 @dataclass
