@@ -20,7 +20,7 @@ from typing import Any
 from launchq.queues import PreparedItem, QueueRuntime
 from launchq.spec import sanitize
 from launchq.spec.config import parse_queue_config
-from tests.integration.dispatch_support import queue_config
+from tests.fixtures.dispatch import queue_config
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

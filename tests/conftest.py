@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.gcs",
     "tests.fixtures.standin",
     "tests.fixtures.cloudbuild",
+    "tests.fixtures.dispatch",
+    "tests.fixtures.devstack",
 ]

@@ -32,7 +32,7 @@ from launchq_client.reads import item_detail, pending_items
 from launchq_client.values import iso
 from launchq_local.standin import StandinServer
 from launchq_ui import views
-from tests.integration.dispatch_support import (
+from tests.fixtures.dispatch import (
     Harness,
     RecordingPublisher,
     item,
@@ -49,12 +49,6 @@ RATE_429 = (
     "submission requests per minute per region' of service 'aiplatform.googleapis.com'."
 )
 WAITING = quota_reason(A100, "us-central1")
-
-
-@pytest.fixture
-def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
-    standin.admin.set_delays(queued=None)  # jobs stay where a test puts them
-    return Harness(firestore_db, gcp_project, standin.url)
 
 
 class Clock:

@@ -19,7 +19,7 @@ from google.cloud import firestore, pubsub_v1
 
 from launchq_cli import main
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, message
+from tests.fixtures.dispatch import Harness, message
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

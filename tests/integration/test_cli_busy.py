@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from click.testing import CliRunner
 from rich.cells import cell_len
 
 from launchq_cli import main
-from launchq_local.devstack import DevStack, Ports
-from launchq_local.emulators import new_project_id
+from launchq_local.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -64,37 +62,31 @@ def wait_for(item_id: str, states: set[str], timeout: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    dev = DevStack(new_project_id("launchq-busy"), Ports.free(), sweep_interval=1.0)
-    dev.start()
-    try:
-        configs = tmp_path_factory.mktemp("queues")
-        seed = yaml.safe_load((EXAMPLES / "queues" / "default.yaml").read_text())
-        for name, max_jobs in (("train", 2), ("held", 1)):
-            path = configs / f"{name}.yaml"
-            path.write_text(yaml.safe_dump({**seed, "name": name, "max_jobs": max_jobs}))
-            assert run("queue", "apply", str(path))[0] == 0
-        enqueue("train", "fit-fails", "fit that fails half-way", "--epochs 40 --fail")
-        wait_for("fit-fails", {"FAILED"})
-        slow = "--epochs 100000 --epoch-seconds 0.05"
-        enqueue("train", "resnet-a", "resnet50 lr=0.1 warmup sweep", slow, "high")
-        enqueue("train", "resnet-b", "resnet50 lr=0.3 warmup sweep", slow, "high")
-        wait_for("resnet-a", {"RUNNING"})
-        wait_for("resnet-b", {"RUNNING"})
-        enqueue("train", "waits-low", "ablation without dropout", "--epochs 5", "low")
-        enqueue("train", "waits-crit", "hotfix eval before the deadline", "--epochs 5", "critical")
-        enqueue("train", "gone", "a run nobody wants", "--epochs 5", "low")
-        wait_for("gone", {"QUEUED"})
-        assert run("cancel", "gone")[0] == 0
-        wait_for("gone", {"CANCELLED"})
-        assert run("queue", "pause", "held")[0] == 0
-        enqueue("held", "held-1", "bert finetune on the held queue", "--epochs 5")
-        wait_for("held-1", {"QUEUED"})
-        yield dev
-    finally:
-        dev.stop()
-        assert dev.leftovers() == []
-        dev.remove_files()
+def busy(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> DevStack:
+    """The shared stack, busy: queues with items running, waiting, failed, cancelled, held."""
+    configs = tmp_path_factory.mktemp("queues")
+    seed = yaml.safe_load((EXAMPLES / "queues" / "default.yaml").read_text())
+    for name, max_jobs in (("train", 2), ("held", 1)):
+        path = configs / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**seed, "name": name, "max_jobs": max_jobs}))
+        assert run("queue", "apply", str(path))[0] == 0
+    enqueue("train", "fit-fails", "fit that fails half-way", "--epochs 40 --fail")
+    wait_for("fit-fails", {"FAILED"})
+    slow = "--epochs 100000 --epoch-seconds 0.05"
+    enqueue("train", "resnet-a", "resnet50 lr=0.1 warmup sweep", slow, "high")
+    enqueue("train", "resnet-b", "resnet50 lr=0.3 warmup sweep", slow, "high")
+    wait_for("resnet-a", {"RUNNING"})
+    wait_for("resnet-b", {"RUNNING"})
+    enqueue("train", "waits-low", "ablation without dropout", "--epochs 5", "low")
+    enqueue("train", "waits-crit", "hotfix eval before the deadline", "--epochs 5", "critical")
+    enqueue("train", "gone", "a run nobody wants", "--epochs 5", "low")
+    wait_for("gone", {"QUEUED"})
+    assert run("cancel", "gone")[0] == 0
+    wait_for("gone", {"CANCELLED"})
+    assert run("queue", "pause", "held")[0] == 0
+    enqueue("held", "held-1", "bert finetune on the held queue", "--epochs 5")
+    wait_for("held-1", {"QUEUED"})
+    return stack
 
 
 def table_lines(out: str) -> list[str]:

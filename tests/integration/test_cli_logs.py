@@ -14,15 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from launchq_cli import main
-from launchq_local.devstack import DevStack, Ports
-from launchq_local.emulators import new_project_id
+from launchq_local.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -31,16 +29,10 @@ TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "REJECTED", "EXPIRED"}
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[DevStack]:
-    dev = DevStack(new_project_id("launchq-logs"), Ports.free(), sweep_interval=1.0)
-    dev.start()
-    try:
-        assert run("queue", "apply", str(EXAMPLES / "queues" / "trainer.yaml"))[0] == 0
-        yield dev
-    finally:
-        dev.stop()
-        assert dev.leftovers() == []
-        dev.remove_files()
+def trainer(stack: DevStack) -> DevStack:
+    """The shared stack with the example `trainer` queue."""
+    assert run("queue", "apply", str(EXAMPLES / "queues" / "trainer.yaml"))[0] == 0
+    return stack
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -62,7 +54,7 @@ def state(item_id: str) -> str:
     return str(json.loads(run("status", item_id, "--json")[1])["state"])
 
 
-def test_logs_of_a_finished_job(stack: DevStack) -> None:
+def test_logs_of_a_finished_job(trainer: DevStack) -> None:
     item = enqueue("--set-var", "epochs=50", "--wait", "--timeout", "120")
     assert state(item) == "SUCCEEDED"
     job_id = json.loads(run("status", item, "--json")[1])["job_id"]
@@ -94,7 +86,7 @@ def test_logs_of_a_finished_job(stack: DevStack) -> None:
     assert run("logs", item, "--since", "soon")[0] == 2
 
 
-def test_status_shows_the_failed_job_s_last_lines(stack: DevStack) -> None:
+def test_status_shows_the_failed_job_s_last_lines(trainer: DevStack) -> None:
     item = enqueue("--args", "--epochs 40 --fail", "--wait", "--timeout", "120")
     detail = json.loads(run("status", item, "--json")[1])
     assert detail["state"] == "FAILED"
@@ -130,7 +122,7 @@ def follow_in_a_process(item: str, *extra: str) -> subprocess.Popen[str]:
 
 
 def test_follow_shows_lines_as_the_job_runs_and_stops_when_it_ends(
-    stack: DevStack, tmp_path: Path
+    trainer: DevStack, tmp_path: Path
 ) -> None:
     flag = tmp_path / "go"
     # The job cannot end before the test has seen its first line through the follower.
@@ -164,7 +156,7 @@ def test_follow_shows_lines_as_the_job_runs_and_stops_when_it_ends(
     assert state(item) == "SUCCEEDED"
 
 
-def test_follow_moves_on_to_the_job_of_a_retry(stack: DevStack, tmp_path: Path) -> None:
+def test_follow_moves_on_to_the_job_of_a_retry(trainer: DevStack, tmp_path: Path) -> None:
     config = (EXAMPLES / "queues" / "trainer.yaml").read_text()
     config = config.replace("name: trainer", "name: retrier").replace(
         "  user_errors: false", "  user_errors: true\n  backoff_initial_seconds: 0"
@@ -206,7 +198,7 @@ def test_follow_moves_on_to_the_job_of_a_retry(stack: DevStack, tmp_path: Path) 
     assert status["attempts"] == 2
 
 
-def test_follow_a_cancelled_item(stack: DevStack) -> None:
+def test_follow_a_cancelled_item(trainer: DevStack) -> None:
     body = "import time\nprint('running', flush=True)\ntime.sleep(120)\nprint('never')\n"
     item = enqueue("--command", script_command(body))
     deadline = time.monotonic() + 60
@@ -236,7 +228,7 @@ def test_follow_a_cancelled_item(stack: DevStack) -> None:
 
 
 def test_items_without_a_job_or_a_reachable_log(
-    stack: DevStack, monkeypatch: pytest.MonkeyPatch
+    trainer: DevStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out, _ = run(
         "enqueue", "--from-file", str(EXAMPLES / "items" / "invalid.json"), "--no-check",

@@ -8,7 +8,6 @@ see it through Firestore.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,10 @@ from click.testing import CliRunner
 
 from launchq.gcp import vertex
 from launchq_cli import main
-from launchq_local.devstack import DevStack, Ports
-from launchq_local.emulators import new_project_id
+from launchq_local.devstack import DevStack
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[DevStack]:
-    dev = DevStack(new_project_id("launchq-cli"), Ports.free(), sweep_interval=1.0)
-    dev.start()
-    try:
-        yield dev
-    finally:
-        dev.stop()
-        assert dev.leftovers() == []
-        dev.remove_files()
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.errors import InfrastructureError
@@ -16,7 +15,7 @@ from launchq.gcp.events import CONFLICT_EVENT_TYPE
 from launchq.model.states import SLOT_STATES, ItemState
 from launchq.spec.item import canonical_hash
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import (
+from tests.fixtures.dispatch import (
     CRASH_POINTS,
     Harness,
     RecordingPublisher,
@@ -27,14 +26,6 @@ from tests.integration.dispatch_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
-    # Jobs stay JOB_STATE_QUEUED: what the dispatcher records must not race the scripted
-    # lifecycle (a lookup after a crash rightly records RUNNING if the job got there).
-    standin.admin.set_delays(queued=None)
-    return Harness(firestore_db, gcp_project, standin.url)
 
 
 def all_jobs(standin: StandinServer) -> list[dict[str, Any]]:

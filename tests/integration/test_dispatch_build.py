@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from google.cloud import firestore
 
 from launchq.dispatch import DispatchOutcome
 from launchq.gcp.events import EventPublisher
@@ -23,25 +22,12 @@ from launchq.wiring import Launchq, build
 from launchq_cli import main
 from launchq_client.source import SourceUploader, pack
 from launchq_local.cloudbuild_standin import CloudBuildStandin
-from launchq_local.gcs import GcsEmulator
-from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, message, queue_config
+from tests.fixtures.dispatch import Harness, message, queue_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
 REPOSITORY = "us-central1-docker.pkg.dev/launchq-test/launchq"
 DEST = f"{REPOSITORY}/trainer"
-
-
-@pytest.fixture
-def harness(
-    firestore_db: firestore.Client,
-    gcp_project: str,
-    standin: StandinServer,
-    gcs_emulator: GcsEmulator,
-) -> Harness:
-    standin.admin.set_delays(queued=None)
-    return Harness(firestore_db, gcp_project, standin.url, storage_endpoint=gcs_emulator.url)
 
 
 def app(harness: Harness, cloudbuild: CloudBuildStandin) -> Launchq:

@@ -24,7 +24,7 @@ from launchq.gcp.events import EVENT_TYPE
 from launchq.store.firestore import FirestoreStore
 from launchq_local.emulators import EmulatorStack
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, item, queue_config
+from tests.fixtures.dispatch import Harness, item, queue_config
 from tests.support import answers, free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ from launchq import functions
 from launchq.model.states import ItemState
 from launchq.spec.labels import ITEM_LABEL, label_value
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, queue_config
+from tests.fixtures.dispatch import Harness, queue_config
 
 pytestmark = pytest.mark.integration
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions" / "dispatch" / "main.py")

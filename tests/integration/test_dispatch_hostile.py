@@ -12,24 +12,22 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
-from google.cloud import firestore
 
 from launchq.dispatch import DispatchResult
 from launchq.errors import InfrastructureError
 from launchq.model.states import ItemState
 from launchq.spec import sanitize
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, item, message, queue_config
+from tests.fixtures.dispatch import Harness, item, message, queue_config
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
-    standin.admin.set_delays(queued=None)
-    h = Harness(firestore_db, gcp_project, standin.url)
-    h.apply("q1", queue_config())
-    return h
+def harness(harness: Harness) -> Harness:
+    """The shared harness with queue `q1` applied."""
+    harness.apply("q1", queue_config())
+    return harness
 
 
 def nest(levels: int) -> Any:

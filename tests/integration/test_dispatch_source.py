@@ -17,25 +17,13 @@ from launchq.errors import InfrastructureError
 from launchq.model.reasons import RejectReason
 from launchq.model.states import ItemState
 from launchq_client.source import SourceUploader, pack
-from launchq_local.gcs import GcsEmulator
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, message, queue_config
+from tests.fixtures.dispatch import Harness, message, queue_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.storage]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "source-trainer"
 EXECUTOR = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest"
-
-
-@pytest.fixture
-def harness(
-    firestore_db: firestore.Client,
-    gcp_project: str,
-    standin: StandinServer,
-    gcs_emulator: GcsEmulator,
-) -> Harness:
-    standin.admin.set_delays(queued=None)
-    return Harness(firestore_db, gcp_project, standin.url, storage_endpoint=gcs_emulator.url)
 
 
 def source_queue(bucket: str, **extra: Any) -> dict[str, Any]:

@@ -14,16 +14,10 @@ from launchq import functions
 from launchq.errors import NotFound
 from launchq.model.states import ItemState
 from launchq_local.standin import StandinServer
-from tests.integration.dispatch_support import Harness, SimulatedCrash, item, message, queue_config
+from tests.fixtures.dispatch import Harness, SimulatedCrash, item, message, queue_config
 
 pytestmark = pytest.mark.integration
 NO_BACKOFF = {"backoff_initial_seconds": 0, "backoff_max_seconds": 0}
-
-
-@pytest.fixture
-def harness(firestore_db: firestore.Client, gcp_project: str, standin: StandinServer) -> Harness:
-    standin.admin.set_delays(queued=None)  # jobs stay where a test puts them
-    return Harness(firestore_db, gcp_project, standin.url)
 
 
 def submit(harness: Harness, queue: str, item_id: str, **extra: Any) -> dict[str, Any]:

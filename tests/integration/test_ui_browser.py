@@ -39,8 +39,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from launchq_cli import main
 from launchq_client.backends import Backends
 from launchq_demo.demo import TRAINER_CMD
-from launchq_local.devstack import DevStack, Ports
-from launchq_local.emulators import new_project_id
+from launchq_local.devstack import DevStack
 from launchq_ui.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -62,18 +61,6 @@ CHROME_FLAGS = (
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[DevStack]:
-    dev = DevStack(new_project_id("launchq-ui"), Ports.free(), sweep_interval=1.0)
-    dev.start()
-    try:
-        yield dev
-    finally:
-        dev.stop()
-        assert dev.leftovers() == []
-        dev.remove_files()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """launchq wired through `launchq.wiring.build` on the in-memory store, with fakes for Vertex
 and the events topic: the orchestration units' unit tests need no emulator and no server.
 
-Crashes are injected from outside, as in the emulator tests (tests/integration/dispatch_support):
+Crashes are injected from outside, as in the emulator tests (tests/fixtures/dispatch.py):
 a store that "kills the process" right after its Nth commit, a Vertex client whose create
 succeeds and then does the same.
 """
