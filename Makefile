@@ -32,14 +32,20 @@ format: bootstrap
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## Two workers, each with its own emulators, stand-ins and ports, each taking whole files
+## (module fixtures such as a test module's local stack stay in one process): the suite spends
+## much of its time waiting on emulators and subprocesses, so two workers on two cores take
+## about 4 min of pytest instead of about 7 (docs/performance.md#test-suite). PYTEST_WORKERS=0
+## runs it in one process.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-unit: bootstrap
 	$(BIN)/pytest tests/unit
 
 test-integration: bootstrap
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
 ## Both gcloud emulators in the foreground (Ctrl-C stops them and every Java child).
 emulators: bootstrap
