@@ -4,8 +4,9 @@ Each archive holds, at its root:
 
 - the function's own directory (`functions/<name>/`: at least `main.py` with the entry point),
 - the runtime core, the packages named in `[tool.launchq].function-packages` of pyproject.toml
-  (today only `launchq`, copied from `shared/launchq/`; no `__pycache__`, no `*.pyc`). The CLI
-  (`launchq_cli`) and the local stack (`launchq_local`) are never shipped;
+  (today only `launchq`, copied from `shared/launchq/`; no `__pycache__`, no `*.pyc`). The other
+  packages (`launchq_client`, `launchq_cli`, `launchq_ui`, `launchq_local`, `launchq_demo`) are
+  never shipped;
 - `requirements.txt`: the distributions named in `[tool.launchq].function-requirements` (an
   allow-list: the core's own imports) and everything they pull in, each pinned (`==`) to the
   version installed in the environment running this script (`importlib.metadata`), under the

@@ -589,6 +589,11 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
         "parent": prepared.parent,
         "project": prepared.project,
         "region": prepared.region,
+        **(
+            {"placements": [p.document() for p in prepared.placements], "placement": 0}
+            if prepared.placements
+            else {}
+        ),
         "display_name": prepared.display_name,
         "metadata": prepared.metadata,
         "attempt": 0,

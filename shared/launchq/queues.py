@@ -22,7 +22,8 @@ from launchq.model.records import QueueBackoff
 from launchq.spec.checks import parse_queue_config
 from launchq.spec.config import QueueConfig
 from launchq.spec.item import ItemSource, parse_item, payload_hash
-from launchq.spec.render import RenderContext, render
+from launchq.spec.placements import PlacedJob
+from launchq.spec.render import RenderContext, render_placements
 from launchq.spec.validation import ConfigError, Issue, ItemError
 from launchq.store import Store, backoff_from
 
@@ -41,6 +42,9 @@ class PreparedItem:
     display_name: str
     metadata: dict[str, Any]
     source: ItemSource | None = None  # checked against Cloud Storage before it is accepted
+    # Every placement's job when the queue has a capacity ladder (launchq.spec.placements);
+    # empty for a queue without placements. The fields above are placement 0's.
+    placements: tuple[PlacedJob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,25 @@ class QueueRuntime:
         """Validate and render an item; the list of every problem if it cannot be accepted."""
         try:
             item = parse_item({**payload, "queue": self.name, "item_id": item_id})
-            job = render(
-                self.config, item, RenderContext(now=now, item_id=item_id, queue=self.name)
-            )
+            context = RenderContext(now=now, item_id=item_id, queue=self.name)
+            rendered = render_placements(self.config, item, context)
         except (ItemError, ConfigError) as exc:
             return list(exc.issues)
+        job = rendered[0][1]
+        placed = tuple(
+            PlacedJob(
+                index=index,
+                name=name,
+                region=one.region,
+                project=one.project,
+                parent=one.parent,
+                strategy=str(one.body.get("jobSpec", {}).get("scheduling", {}).get("strategy")
+                             or "STANDARD"),
+                body=one.body,
+                body_hash=one.body_hash,
+            )
+            for index, (name, one) in enumerate(rendered)
+        ) if self.config.placements else ()  # fmt: skip
         return PreparedItem(
             body=job.body,
             body_hash=job.body_hash,
@@ -83,6 +101,7 @@ class QueueRuntime:
             display_name=str(job.body.get("displayName", "")),
             metadata=dict(item.metadata or {}),
             source=item.source,
+            placements=placed,
         )
 
 

@@ -32,7 +32,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -40,11 +40,20 @@ from launchq.capacity import Capacity
 from launchq.errors import Conflict, InfrastructureError
 from launchq.gcp import vertex as vx
 from launchq.log import get_logger
-from launchq.model.reasons import ErrorRecord, FailureReason, WaitReason, quota_reason
+from launchq.model.failover import choose, move_changes, placement_label
+from launchq.model.reasons import (
+    ErrorRecord,
+    FailureClass,
+    FailureReason,
+    WaitReason,
+    quota_reason,
+)
 from launchq.model.records import Admit, AttemptJob, Changes, Claim, ItemRecord, NewItem, Slot
 from launchq.model.states import ItemState, item_state_for_vertex, vertex_state_name
+from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import ATTEMPT_LABEL
+from launchq.spec.render import ATTEMPT_ENV, with_launchq_env
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
@@ -73,9 +82,15 @@ class _Deferred(Exception):
 
 
 def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
-    """The job body of one attempt: the stored body plus the `launchq-attempt` label."""
+    """The job body of one attempt: the stored body plus the `launchq-attempt` label, and the
+    attempt number in every pool's LAUNCHQ_ATTEMPT (what a training script reads to know it is
+    resuming)."""
     labels = {**body.get("labels", {}), ATTEMPT_LABEL: str(attempt)}
-    return {**body, "labels": labels}
+    return with_launchq_env({**body, "labels": labels}, {ATTEMPT_ENV: str(attempt)})
+
+
+def _strategy(body: Mapping[str, Any]) -> str:
+    return str(body.get("jobSpec", {}).get("scheduling", {}).get("strategy") or "STANDARD")
 
 
 def label_filter(body: Mapping[str, Any]) -> str:
@@ -103,7 +118,9 @@ class Submitter:
         lease_seconds: float,
         sleep: Callable[[float], None],
         capacity: Capacity,
+        queues: QueueSource | None = None,
     ) -> None:
+        self.queues = queues  # failover policies of queues with placements
         self.store = store
         self.recorder = recorder
         self.capacity = capacity
@@ -230,7 +247,11 @@ class Submitter:
                         return found
 
     def _defer(self, item: ItemRecord, wait: _Deferred) -> bool:
-        """No capacity now: back to QUEUED with the reason, the slot released, no exception."""
+        """No capacity now: back to QUEUED with the reason, the slot released, no exception.
+
+        A quota refusal on a queue with placements moves the item instead of backing the whole
+        queue off (`_quota_move`): the refusal is this placement's, not the queue's.
+        """
         changes: Changes = {
             "claim": None,
             # The next claim adds one again: the same attempt, the same labels, so a lookup
@@ -240,14 +261,24 @@ class Submitter:
             "needs_lookup": item.needs_lookup or wait.ambiguous,
         }
         details: dict[str, Any] = {"reason": wait.reason}
+        cause = f"deferred: {wait.reason}"
         if wait.metric is not None:
             details["quota_metric"] = wait.metric
-            # The queue backs off whether or not this item's write below wins.
-            self.capacity.refused(item.queue, wait.metric, str(item.region))
+            moved = self._quota_move(item, wait)
+            if moved is None:
+                # The queue backs off whether or not this item's write below wins.
+                self.capacity.refused(item.queue, wait.metric, str(item.region))
+            else:
+                placed, name, delay = moved
+                changes.update(placed)
+                changes["not_before"] = self.store.clock() + timedelta(seconds=delay)
+                if name:
+                    cause += f"; moved to {name}"
+                    details["moved_to"] = name
         try:
             self.recorder.transition(
                 item,
-                Transition(ItemState.QUEUED, f"deferred: {wait.reason}", details),
+                Transition(ItemState.QUEUED, cause, details),
                 changes,
                 release_slot=True,
             )
@@ -255,6 +286,28 @@ class Submitter:
             return False
         log.info("create deferred", item_id=item.item_id, queue=item.queue, reason=wait.reason)
         return True
+
+    def _quota_move(self, item: ItemRecord, wait: _Deferred) -> tuple[Changes, str, float] | None:
+        """Where a quota-refused item of a queue with placements goes next: (its placement
+        fields, the name of the placement it moves to or "", the delay). None: the queue backs
+        off as a whole (no placements, or a lookup is pending: an ambiguous create may have
+        made a job in this placement's region, and only a lookup here would find it)."""
+        if item.placement is None or not item.placements or wait.ambiguous or item.needs_lookup:
+            return None
+        runtime = self.queues.get(item.queue) if self.queues is not None else None
+        if runtime is None:
+            return None
+        failed = [*item.failed_placements, item.placement]
+        move = choose(
+            runtime.config.failover_policy,
+            runtime.config.retry,
+            len(item.placements),
+            item.placement,
+            failed,
+            FailureClass.QUOTA,
+        )
+        name = placement_label(item, move.placement) if move.moved else ""
+        return move_changes(item, move, failed), name, move.delay
 
     @staticmethod
     def _find(
@@ -274,10 +327,17 @@ class Submitter:
             console_url=vx.console_url(name, region, project),
             logs_url=vx.logs_url(name, project),
         )
-        attempts = [
-            *current.attempts,
-            {"n": current.attempt, "job_name": name, "created_at": self.store.clock()},
-        ]
+        attempt: dict[str, Any] = {
+            "n": current.attempt,
+            "job_name": name,
+            "created_at": self.store.clock(),
+            "region": region,
+        }
+        if current.placement is not None:
+            attempt["placement"] = current.placement
+            attempt["placement_name"] = placement_label(current, current.placement)
+            attempt["strategy"] = _strategy(current.job_body or {})
+        attempts = [*current.attempts, attempt]
         terminal = new_state.is_terminal
         changes: Changes = {
             "job": ref,

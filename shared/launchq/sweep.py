@@ -49,6 +49,7 @@ from launchq.builds.follower import settle_building
 from launchq.errors import Conflict
 from launchq.gcp import vertex as vx
 from launchq.log import get_logger
+from launchq.model.failover import MOVING, choose, move_changes, placement_label
 from launchq.model.failures import FailureClass, failure_class, retry_delay
 from launchq.model.reasons import CancelReason, ErrorRecord, retry_reason
 from launchq.model.records import AttemptJob, Changes, ItemRecord
@@ -56,6 +57,7 @@ from launchq.model.states import POLLED_STATES, ItemState, item_state_for_vertex
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import QUEUE_LABEL
+from launchq.spec.ladder import placed_config
 from launchq.store import Store, Transition
 from launchq.submission import SubmitOutcome, Submitter, VertexFor
 
@@ -97,6 +99,8 @@ _ITEM_FIELDS = (
     "cancel_requested",
     "cancel_reason",
     "cancel_sent_at",
+    "placement",
+    "failed_placements",
 )
 
 
@@ -110,6 +114,7 @@ class SweepSummary:
     transitions: int = 0
     admitted: int = 0
     retried: int = 0
+    moved: int = 0  # retries that went to another placement
     repaired: int = 0
     cancelled_start_timeout: int = 0
     cancels_sent: int = 0
@@ -120,7 +125,7 @@ class SweepSummary:
 
     def merge(self, other: SweepSummary) -> None:
         """Add the counts and errors of a worker's part of the sweep."""
-        for name in ("transitions", "retried", "cancelled_start_timeout", "cancels_sent"):
+        for name in ("transitions", "retried", "moved", "cancelled_start_timeout", "cancels_sent"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
@@ -131,6 +136,7 @@ class SweepSummary:
             "transitions",
             "admitted",
             "retried",
+            "moved",
             "repaired",
             "cancelled_start_timeout",
             "cancels_sent",
@@ -426,37 +432,93 @@ class Sweeper:
                 details={"code": (error or {}).get("code")},
             ).document()
         vertex_cause = f"vertex: {details['vertex_state']}"
-        delay = self._retry_delay(item, klass) if klass else None
-        if delay is None:
+        plan = self._plan_retry(item, klass) if klass else None
+        if klass is not None and attempts:
+            # The item's history says why each attempt ended, and where the next one went.
+            last = {**attempts[-1], "failure_class": klass.value}
+            if plan is not None and plan[3]:
+                last["moved_to"] = plan[3]
+            changes["attempts"] = [*attempts[:-1], last]
+        if plan is None:
             change = Transition(observed, vertex_cause, details)
             self._commit(item, change, changes, summary, release_slot=True)
             return
         assert klass is not None
-        attempt = item.attempt or 1
+        current, delay, placed, moved = plan
+        attempt = current.attempt or 1
         not_before = self.store.clock() + timedelta(seconds=delay)
+        cause = f"retry: {klass.value}, attempt {attempt + 1} after {delay:.0f} s"
+        if moved:
+            cause += f", moved to {moved}"
+            details = {**details, "moved_to": moved}
         change = Transition(
             ItemState.QUEUED,
-            f"retry: {klass.value}, attempt {attempt + 1} after {delay:.0f} s",
+            cause,
             {**details, "retry_at": not_before},
             via=observed,
             via_cause=vertex_cause,
         )
         retry: Changes = {
             **changes,
+            **placed,
             "not_before": not_before,
             "reason": retry_reason(klass),
             "cancel_requested": False,
             "cancel_reason": None,
             "cancel_sent_at": None,
         }
-        if self._commit(item, change, retry, summary, release_slot=True):
+        if self._commit(current, change, retry, summary, release_slot=True):
             summary.retried += 1
+            if moved:
+                summary.moved += 1
+                log.info(
+                    "attempt moves to another placement",
+                    item_id=item.item_id,
+                    queue=item.queue,
+                    failure=klass.value,
+                    placement=moved,
+                )
 
-    def _retry_delay(self, item: ItemRecord, klass: FailureClass) -> float | None:
+    def _plan_retry(
+        self, item: ItemRecord, klass: FailureClass
+    ) -> tuple[ItemRecord, float, Changes, str] | None:
+        """Whether the failed attempt is retried: (the record to write on, the delay, the
+        placement fields of the next attempt, the name of the placement it moves to or "").
+
+        A queue with placements retries the failures that move an item (`MOVING`) whatever its
+        `retry.reasons` say, up to `retry.max_attempts`: moving is what the ladder is for.
+        """
         runtime = self.queues.get(item.queue)
         if runtime is None:
             return None
-        return retry_delay(runtime.config.retry, klass, item.attempt or 1)
+        retry = runtime.config.retry
+        attempt = item.attempt or 1
+        if item.placement is None:
+            delay = retry_delay(retry, klass, attempt)
+            return None if delay is None else (item, delay, {}, "")
+        moving = klass in MOVING
+        if klass is FailureClass.CANCELLED_BY_USER or attempt >= retry.max_attempts:
+            return None
+        plain = retry_delay(retry, klass, attempt)
+        if not moving and plain is None:
+            return None
+        full = self.store.get_item(item.queue, item.item_id)  # the placements' bodies
+        if full is None or full.version != item.version:
+            return None  # changed since this pass read it: the next pass decides
+        failed = (
+            [*full.failed_placements, item.placement] if moving else list(full.failed_placements)
+        )
+        move = choose(
+            runtime.config.failover_policy,
+            retry,
+            len(full.placements),
+            item.placement,
+            failed,
+            klass,
+        )
+        delay = move.delay if moving else float(plain or 0.0)
+        moved = placement_label(full, move.placement) if move.moved else ""
+        return full, delay, move_changes(full, move, failed), moved
 
     def _maybe_cancel(
         self, item: ItemRecord, job: Mapping[str, Any], summary: SweepSummary
@@ -492,7 +554,10 @@ class Sweeper:
         runtime = self.queues.get(item.queue)
         if runtime is None or runtime.config.start_timeout_seconds == 0:
             return False
-        if runtime.config.run.get("scheduling_strategy") == "FLEX_START":
+        placed = runtime.config
+        if item.placement is not None and item.placement < len(runtime.config.placements):
+            placed = placed_config(runtime.config, item.placement)
+        if placed.run.get("scheduling_strategy") == "FLEX_START":
             # Waiting for resources is what a FLEX_START job is for: Vertex itself ends the wait
             # after `max_wait_duration` (EXPIRED, retried as no_capacity), so the queue's start
             # timeout must not cancel it first.

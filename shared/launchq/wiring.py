@@ -107,7 +107,7 @@ def build(
         settings.quota_backoff_max_seconds,
     )
     submitter = Submitter(
-        store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity
+        store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity, queues
     )
     admission = Admission(store, queues, submitter, sleep)
     canceller = Canceller(store, recorder, vertex_for, builds)

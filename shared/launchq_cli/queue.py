@@ -106,17 +106,26 @@ def validate(file: Path, name: str | None) -> None:
     help="Render time, UTC (default: now); fixes the output directory's timestamp.",
 )
 @click.option("--name", help="Queue name when the file has none (default: the file name).")
+@click.option(
+    "--placement",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which placement of the queue's capacity ladder to render (0 = the first).",
+)
 def render_command(
     file: Path, item_file: Path, set_vars: tuple[str, ...], project: str | None,
     region: str | None, item_id: str | None, now: datetime | None, name: str | None,
+    placement: int,
 ) -> None:  # fmt: skip
     """Print the CustomJob JSON an item would be submitted as (REST form, exactly as sent).
 
     Project and region come from the queue config, else the flags, else where gcloud finds them
     (environment, then gcloud's active configuration, read offline); a default taken from there
-    is named on stderr.
+    is named on stderr. On a queue with placements, `--placement N` renders the job as it would
+    run on placement N (its region, strategy, machines, bucket, images).
     """
-    from launchq.spec.render import RenderContext, render
+    from launchq.spec.render import RenderContext, render_placements
 
     config = load_config(file, name)
     try:
@@ -129,9 +138,15 @@ def render_command(
             project=project,
             region=region,
         )
-        job = render(config, item, context)
+        jobs = render_placements(config, item, context)
     except LaunchqValidationError as exc:
         fail(exc)
+    if placement >= len(jobs):
+        have = f"placements 0-{len(jobs) - 1}" if config.placements else "no placements (only 0)"
+        raise click.BadParameter(f"{placement}: the queue has {have}", param_hint="--placement")
+    placed_name, job = jobs[placement]
+    if config.placements:
+        click.echo(f"# placement {placement}: {placed_name}", err=True)
     click.echo(f"# POST https://{job.region}-aiplatform.googleapis.com/v1/{job.parent}/customJobs",
                err=True)  # fmt: skip
     click.echo(job.to_json())

@@ -16,7 +16,7 @@ from typing import Any
 
 from launchq.spec.checks import parse_queue_config
 from launchq.spec.config import QueueConfig
-from launchq.spec.render import render_placeholders
+from launchq.spec.render import render_all_placeholders
 from launchq.spec.validation import PARSE, ConfigError, Issue, LaunchqValidationError
 from launchq.store import Store
 
@@ -74,7 +74,7 @@ def strict_issues(config: QueueConfig) -> list[Issue]:
     from google.protobuf import json_format
 
     try:
-        jobs = render_placeholders(config)  # and, for a source block, a source item's render
+        jobs = render_all_placeholders(config)  # every placement, and source items' renders
     except LaunchqValidationError as exc:
         return list(exc.issues)
     for job in jobs:

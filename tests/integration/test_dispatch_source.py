@@ -60,6 +60,13 @@ def test_a_source_item_becomes_a_python_package_job(
         "packageUris": [uploaded["uri"]],
         "pythonModule": "trainer.task",
         "args": ["--epochs", "2"],
+        "env": [
+            {"name": "LAUNCHQ_ATTEMPT", "value": "1"},
+            {
+                "name": "LAUNCHQ_CHECKPOINT_DIR",
+                "value": f"gs://{gcs_bucket.name}/launchq/checkpoints/src/s-1/",
+            },
+        ],
     }
     assert "containerSpec" not in job["jobSpec"]["workerPoolSpecs"][0]
 

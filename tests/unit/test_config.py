@@ -428,7 +428,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
     from launchq.spec import render
     from launchq_client import configs
 
-    real = render.render_placeholders
+    real = render.render_all_placeholders
 
     def broken(config: QueueConfig) -> list[render.RenderedJob]:
         return [
@@ -438,7 +438,7 @@ def test_strict_validation_reports_what_only_protobuf_knows(
             for job in real(config)
         ]
 
-    monkeypatch.setattr(configs, "render_placeholders", broken)
+    monkeypatch.setattr(configs, "render_all_placeholders", broken)
     parse_queue_config(seed())  # the cheap path has no protobuf
     [issue] = errors(seed(), strict=True)
     assert issue.startswith("spec: the rendered job does not parse as a Vertex CustomJob: ")

@@ -107,18 +107,24 @@ def test_item_cannot_override_queue_env() -> None:
 def test_env_limit() -> None:
     env = {f"V{index}": "x" for index in range(100)}
     assert item_errors({"image_uri": "i", "env": env}) == [
-        "env: 1 variables from the queue plus 100 from the item; Vertex allows 100"
+        "env: 1 variables from the queue plus 100 from the item and 3 from launchq; "
+        "Vertex allows 100"
     ]
+    # launchq's three count: 96 from the item is the most that fits beside one from the queue
+    fits = {f"V{index}": "x" for index in range(96)}
+    go({"image_uri": "i", "env": fits})
+    assert item_errors({"image_uri": "i", "env": {**fits, "V96": "x"}}) != []
 
 
 def test_env_is_appended_after_queue_env() -> None:
     job = go({"image_uri": "i", "env": {"B": "2", "A": "1"}})
     env = job.body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]
-    assert env == [
+    assert env[:3] == [
         {"name": "QUEUE_ENV", "value": "1"},
         {"name": "B", "value": "2"},
         {"name": "A", "value": "1"},
     ]
+    assert [e["name"] for e in env[3:]] == ["LAUNCHQ_ATTEMPT", "LAUNCHQ_CHECKPOINT_DIR"]
 
 
 def test_too_many_labels() -> None:

@@ -119,6 +119,8 @@ def test_multipool_item_overrides_only_pools_running_the_item_image() -> None:
             "NCCL_DEBUG",
             "WANDB_PROJECT",
             "WANDB_RUN_GROUP",
+            "LAUNCHQ_ATTEMPT",  # launchq's, in every pool running the item's code
+            "LAUNCHQ_CHECKPOINT_DIR",
         ]
     reduction = pools[2]["containerSpec"]
     assert "command" not in reduction

@@ -63,6 +63,12 @@ QUEUE: dict[str, Any] = {
 HOSTILE = ["'; rm -rf /'", "two words", 'say "hi"', "$(whoami)", "`id`", "line\nbreak", "", "*"]
 
 
+LAUNCHQ_ENV = [
+    {"name": "LAUNCHQ_ATTEMPT", "value": "1"},
+    {"name": "LAUNCHQ_CHECKPOINT_DIR", "value": "gs://bucket/launchq/checkpoints/q/i-1/"},
+]
+
+
 def queue(**changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(QUEUE)
     data.update(changes)
@@ -212,7 +218,7 @@ def test_python_package_render() -> None:
         "packageUris": [URI],
         "pythonModule": "trainer.task",
         "args": ["--epochs", "3"],  # the queue's container args are not the module's
-        "env": [{"name": "QUEUE_ENV", "value": "1"}, {"name": "SEED", "value": "7"}],
+        "env": [{"name": "QUEUE_ENV", "value": "1"}, {"name": "SEED", "value": "7"}, *LAUNCHQ_ENV],
     }
     to_custom_job(job.body)  # strict parse
 
@@ -272,7 +278,11 @@ def test_container_render_runs_the_sdk_fallback() -> None:
         "python -m trainer.task --epochs 3",
     ]
     assert "args" not in container  # the queue's args are dropped, the item's are in the script
-    assert container["env"] == [{"name": "QUEUE_ENV", "value": "1"}, {"name": "SEED", "value": "7"}]
+    assert container["env"] == [
+        {"name": "QUEUE_ENV", "value": "1"},
+        {"name": "SEED", "value": "7"},
+        *LAUNCHQ_ENV,
+    ]
     to_custom_job(job.body)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from launchq.builds.builder import ImageBuilder
-from launchq.builds.records import BuildState, item_fields_for
+from launchq.builds.records import BuildRecord, BuildState, item_fields_for
 from launchq.errors import Conflict
 from launchq.log import get_logger
 from launchq.model.reasons import WaitReason
@@ -47,6 +47,10 @@ def settle_building(
         if record.state == BuildState.SUCCESS:
             changes["job_body"] = fields["job_body"]
             changes["body_hash"] = fields["body_hash"]
+            if item.placements:  # every rung of the ladder runs the built image
+                changes["placements"] = [
+                    {**placed, **_pinned(record, placed["body"])} for placed in item.placements
+                ]
             changes["reason"] = WaitReason.FREE_SLOT
             change = Transition(ItemState.QUEUED, "image built", record.details())
         else:
@@ -61,6 +65,11 @@ def settle_building(
             errors.append(f"settling build of {item.doc_id}: {exc}")
             log.exception("settling a built item failed", item_id=item.item_id)
     return moved, errors
+
+
+def _pinned(record: BuildRecord, body: Mapping[str, Any]) -> dict[str, Any]:
+    fields = item_fields_for(record, body)
+    return {"body": fields["job_body"], "body_hash": fields["body_hash"]}
 
 
 def _build_key(item: ItemRecord) -> str | None:

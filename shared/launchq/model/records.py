@@ -106,6 +106,12 @@ class ItemRecord:
     cancel_sent_at: datetime | None = None
     enqueued_at: datetime | None = None
     attempts: tuple[Mapping[str, Any], ...] = ()
+    # The capacity ladder (launchq.spec.placements): the placement this attempt runs in, every
+    # placement's job as rendered at dispatch (None/() for a queue without placements), and the
+    # placement of every failure that moved the item so far, oldest first.
+    placement: int | None = None
+    placements: tuple[Mapping[str, Any], ...] = ()
+    failed_placements: tuple[int, ...] = ()
     # The document as stored, for display only (CLI `status`, events): logic reads the fields.
     stored: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -199,3 +205,10 @@ class Changes(TypedDict, total=False):
     build: Mapping[str, Any]
     job_body: Mapping[str, Any]
     body_hash: str
+    # A move to another placement: where the next attempt runs, all in the retry's write.
+    placement: int
+    placements: list[Mapping[str, Any]]
+    failed_placements: list[int]
+    region: str
+    parent: str
+    project: str

@@ -205,9 +205,18 @@ def build_request(plan: BuildPlan, top: str, attempt: int = 1) -> dict[str, Any]
 
 
 def pin_image(body: Any, tag_uri: str, pinned: str) -> Any:
-    """The job body with every `tag_uri` string replaced by the digest-pinned `pinned`."""
+    """The job body with every `tag_uri` string replaced by the digest-pinned `pinned`.
+
+    A placement may run the image from a mirror (`image_prefixes`: another region's registry,
+    same repository path): `OTHER-REGISTRY/.../IMAGE:TAG` is pinned to the same digest there, as
+    a copied or remote repository keeps the digest of what it mirrors."""
     if isinstance(body, dict):
         return {k: pin_image(v, tag_uri, pinned) for k, v in body.items()}
     if isinstance(body, list):
         return [pin_image(v, tag_uri, pinned) for v in body]
-    return pinned if body == tag_uri else body
+    if body == tag_uri:
+        return pinned
+    name_and_tag = "/" + tag_uri.rsplit("/", 1)[-1]
+    if isinstance(body, str) and "@" in pinned and body.endswith(name_and_tag):
+        return body.rsplit(":", 1)[0] + "@" + pinned.split("@", 1)[1]
+    return body

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from launchq.spec.config import TOP_HINTS, QueueConfig, unwrap
 from launchq.spec.fields import is_unicode
+from launchq.spec.ladder import placement_issues
 from launchq.spec.render import placeholder_issues
 from launchq.spec.templates import MACROS, Macro, TemplateVariable, declaration_issues, references
 from launchq.spec.validation import (
@@ -55,13 +56,31 @@ def deep_issues(config: QueueConfig) -> list[Issue]:
     issues += source_problems
     if source_problems:  # render the rest as if it had no source block (pruned like the rest)
         config = config.model_copy(update={"source": None})
+    issues += reserved_env_issues(config)
     if not issues:
         # The common case (every dispatch cold start parses valid configs): render the config
         # itself. Copying it first, as `_render_issues` does, made this about twice as slow.
         found = placeholder_issues(config)
         if not any(_is_structural(issue) for issue in found):
-            return found
+            return found + placement_issues(config, placeholder_issues)
     return issues + _render_issues(config, broken)
+
+
+def reserved_env_issues(config: QueueConfig) -> list[Issue]:
+    """launchq sets LAUNCHQ_* in every pool of every attempt; a queue may not set them too."""
+    pools = config.spec.get("worker_pool_specs")
+    issues: list[Issue] = []
+    for index, pool in enumerate(pools if isinstance(pools, list) else []):
+        for task in ("container_spec", "python_package_spec"):
+            spec = pool.get(task) if isinstance(pool, Mapping) else None
+            env = spec.get("env") if isinstance(spec, Mapping) else None
+            for position, entry in enumerate(env if isinstance(env, list) else []):
+                name = entry.get("name") if isinstance(entry, Mapping) else None
+                if isinstance(name, str) and name.upper().startswith("LAUNCHQ_"):
+                    path = join_path("spec.worker_pool_specs", index, task, "env", position)
+                    message = "LAUNCHQ_* variables are set by launchq (attempt, checkpoints)"
+                    issues.append(Issue(join_path(path, "name"), message))
+    return issues
 
 
 # A render stops at its first failing layer: typed parse (unknown keys, wrong types, bad enum

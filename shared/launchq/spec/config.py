@@ -37,6 +37,7 @@ from launchq.spec.fields import (
     Priority,
     QueueName,
 )
+from launchq.spec.placements import Failover, Placement
 from launchq.spec.templates import TemplateVariable
 from launchq.spec.validation import (
     Issue,
@@ -172,6 +173,16 @@ class QueueConfig(BaseModel):
         default=None,
         description="Build an image from each item's source with Cloud Build, and run it.",
     )
+    placements: list[Placement] = Field(
+        default=[],
+        max_length=8,
+        description="The capacity ladder: where the job may run, in order of preference "
+        "(docs/placements.md). Empty: the config as written is the only placement.",
+    )
+    failover: Failover | None = Field(
+        default=None,
+        description="How attempts move between placements (default with placements: eager_next).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +206,14 @@ class QueueConfig(BaseModel):
     @property
     def unlimited(self) -> bool:
         return self.max_jobs == -1
+
+    @property
+    def placement_count(self) -> int:
+        return max(len(self.placements), 1)
+
+    @property
+    def failover_policy(self) -> Failover:
+        return self.failover or Failover()
 
 
 TOP_HINTS: Mapping[str, Mapping[str, str]] = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +24,12 @@ from launchq.spec.buildplan import plan_for
 from launchq.spec.config import QueueConfig, SourceSettings
 from launchq.spec.item import ItemSource, QueueItem
 from launchq.spec.labels import LAUNCHQ_LABELS, MAX_LABELS, job_labels, validate_labels
+from launchq.spec.ladder import placed_config
 from launchq.spec.mapping.body import BodyContext, to_body
 from launchq.spec.mapping.checks import check_inputs
 from launchq.spec.mapping.table import wants_text
 from launchq.spec.mapping.vocabulary import MAX_DISPLAY_NAME, MAX_ENV
+from launchq.spec.placements import placement_name, rewrite_images
 from launchq.spec.templates import (
     Macro,
     Scalar,
@@ -38,7 +40,7 @@ from launchq.spec.templates import (
 )
 from launchq.spec.validation import ConfigError, Issue, ItemError, LaunchqValidationError
 
-RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_")
+RESERVED_ENV_PREFIXES = ("AIP_", "CLOUD_ML_", "LAUNCHQ_")
 RESERVED_ENV_NAMES = frozenset({"TF_CONFIG", "CLUSTER_SPEC"})
 IMAGE_MACRO = "${image_uri}"
 PLACEHOLDER_IMAGE = "us-docker.pkg.dev/launchq/placeholder/image:latest"
@@ -46,6 +48,15 @@ PLACEHOLDER_SHA256 = "0" * 64
 PLACEHOLDER_MODULE = "launchq_placeholder.task"
 # Where Vertex mounts Cloud Storage in every job container (Cloud Storage FUSE).
 GCS_MOUNT = "/gcs"
+# What launchq tells every pool of every attempt (docs/placements.md, "Resume, not restart").
+# Vertex derives its own AIP_CHECKPOINT_DIR from base_output_directory (`<dir>/checkpoints/`), a
+# directory that moves with the placement's bucket; LAUNCHQ_CHECKPOINT_DIR stays the same for
+# every attempt of an item, wherever it runs.
+ATTEMPT_ENV = "LAUNCHQ_ATTEMPT"
+CHECKPOINT_ENV = "LAUNCHQ_CHECKPOINT_DIR"
+PLACEMENT_ENV = "LAUNCHQ_PLACEMENT"
+CHECKPOINT_PATH = "launchq/checkpoints"
+LAUNCHQ_ENV_COUNT = 3
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -89,11 +100,18 @@ def content_hash(body: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> RenderedJob:
+def render(
+    config: QueueConfig,
+    item: QueueItem,
+    context: RenderContext,
+    checkpoint_bucket: str | None = None,
+) -> RenderedJob:
     """Render `item` on the queue `config` into the `CustomJob` body to submit.
 
     Raises `ItemError` (every problem at once) when the item asks for something the queue does
     not allow, and `ConfigError` when neither the queue nor the context says where to run.
+    `checkpoint_bucket` (gs://BUCKET) is where the item's checkpoints live when it is not the
+    body's own output bucket (a placement other than the first: one location for every attempt).
     """
     project, region = _location(config, context)
     queue = _queue_name(config, item, context)
@@ -138,6 +156,13 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
     body = to_body(inputs, BodyContext(context.now, project, region))
     labels = {**inputs.spec.labels, **item.labels, **job_labels(queue, context.item_id)}
     body = {"displayName": inputs.spec.display_name or display, **body, "labels": labels}
+    checkpoint = checkpoint_dir(checkpoint_bucket or bucket_of(body), queue, context.item_id)
+    code_pools = (
+        config.source.pools
+        if item.source is not None and config.source is not None and config.builder is None
+        else target_pools(config.spec)
+    )
+    body = with_launchq_env(body, {ATTEMPT_ENV: "1", CHECKPOINT_ENV: checkpoint}, code_pools)
     return RenderedJob(
         body=body,
         project=project,
@@ -145,6 +170,81 @@ def render(config: QueueConfig, item: QueueItem, context: RenderContext) -> Rend
         parent=f"projects/{project}/locations/{region}",
         body_hash=content_hash(body),
     )
+
+
+def render_placements(
+    config: QueueConfig, item: QueueItem, context: RenderContext
+) -> list[tuple[str, RenderedJob]]:
+    """The item's job in every placement of the queue, in order, each with its placement's
+    name; one (the config as written) for a queue without placements. Every placement's
+    checkpoint directory is the first placement's: resuming after a move reads what the
+    previous attempt wrote."""
+    if not config.placements:
+        job = render(config, item, context)
+        return [(placement_name(None, job.region, _strategy(job.body)), job)]
+    first = render(placed_config(config, 0), item, context)
+    bucket = bucket_of(first.body)
+    jobs: list[tuple[str, RenderedJob]] = []
+    for index, placement in enumerate(config.placements):
+        job = first if index == 0 else render(placed_config(config, index), item, context, bucket)
+        name = placement_name(placement, job.region, _strategy(job.body))
+        body = rewrite_images(job.body, placement.image_prefixes)
+        body = with_launchq_env(body, {PLACEMENT_ENV: name})
+        jobs.append((name, replace(job, body=body, body_hash=content_hash(body))))
+    return jobs
+
+
+def _strategy(body: Mapping[str, Any]) -> str:
+    scheduling = body.get("jobSpec", {}).get("scheduling", {})
+    return str(scheduling.get("strategy") or "STANDARD")
+
+
+def bucket_of(body: Mapping[str, Any]) -> str | None:
+    """gs://BUCKET of the job's output directory, or None when it has none."""
+    prefix = body.get("jobSpec", {}).get("baseOutputDirectory", {}).get("outputUriPrefix")
+    if not isinstance(prefix, str) or not prefix.startswith("gs://"):
+        return None
+    return "gs://" + prefix.removeprefix("gs://").split("/", 1)[0]
+
+
+def checkpoint_dir(bucket: str | None, queue: str, item_id: str) -> str | None:
+    """`gs://BUCKET/launchq/checkpoints/QUEUE/ITEM/`: the same for every attempt of an item."""
+    if bucket is None:
+        return None
+    return f"{bucket}/{CHECKPOINT_PATH}/{queue}/{item_id}/"
+
+
+def with_launchq_env(
+    body: Mapping[str, Any], values: Mapping[str, str | None], pools: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """`body` with launchq's variables set in the container or package of `pools` (the pools
+    running the item's code), replacing an earlier value (items and queues may not set
+    LAUNCHQ_*). `pools=None`: the pools that already carry launchq's variables (a new attempt)."""
+    wanted = {name: value for name, value in values.items() if value is not None}
+    out = dict(body)
+    job_spec = dict(out.get("jobSpec", {}))
+    specs = []
+    for index, original in enumerate(job_spec.get("workerPoolSpecs", [])):
+        pool = dict(original)
+        for task in ("containerSpec", "pythonPackageSpec"):
+            spec = pool.get(task)
+            if not isinstance(spec, Mapping):
+                continue
+            env = list(spec.get("env", []))
+            ours = any(e.get("name") == ATTEMPT_ENV for e in env)
+            if (index in pools) if pools is not None else ours:
+                # In place where set already (the order of a pool's env stays the same from
+                # one attempt to the next), appended otherwise.
+                env = [{**e, "value": wanted[e["name"]]} if e.get("name") in wanted else e
+                       for e in env]  # fmt: skip
+                have = {e.get("name") for e in env}
+                env += [{"name": n, "value": v} for n, v in wanted.items() if n not in have]
+                pool[task] = {**spec, "env": env}
+        specs.append(pool)
+    if specs:
+        job_spec["workerPoolSpecs"] = specs
+        out["jobSpec"] = job_spec
+    return out
 
 
 def _location(config: QueueConfig, context: RenderContext) -> tuple[str, str]:
@@ -269,12 +369,13 @@ def _apply_to_pool(pool: dict[str, Any], index: int, item: QueueItem) -> list[Is
             for name in item.env
             if name in queue_names
         ]
-        if len(env) + len(item.env) > MAX_ENV:
+        if len(env) + len(item.env) + LAUNCHQ_ENV_COUNT > MAX_ENV:
             issues.append(
                 Issue(
                     "env",
                     f"{len(env)} variables from the queue plus "
-                    f"{len(item.env)} from the item; Vertex allows {MAX_ENV}",
+                    f"{len(item.env)} from the item and {LAUNCHQ_ENV_COUNT} from launchq; "
+                    f"Vertex allows {MAX_ENV}",
                 )
             )
         task["env"] = [*env, *({"name": k, "value": v} for k, v in item.env.items())]
@@ -452,6 +553,18 @@ def render_placeholders(config: QueueConfig) -> list[RenderedJob]:
     if config.source is not None or config.builder is not None:
         item = placeholder_source_item(config)
         jobs.append(render(config, item, placeholder_context(config)))
+    return jobs
+
+
+def render_all_placeholders(config: QueueConfig) -> list[RenderedJob]:
+    """`render_placeholders` in every placement, as submitted (write-time strict checks)."""
+    if not config.placements:
+        return render_placeholders(config)
+    first = placed_config(config, 0)
+    item, context = placeholder_item(first), placeholder_context(first)
+    jobs = [job for _, job in render_placements(config, item, context)]
+    for index in range(len(config.placements)):
+        jobs += render_placeholders(placed_config(config, index))[1:]  # the source renders
     return jobs
 
 

@@ -99,6 +99,9 @@ def from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:
         cancel_sent_at=data.get("cancel_sent_at"),
         enqueued_at=data.get("enqueued_at"),
         attempts=tuple(data.get("attempts") or ()),
+        placement=None if data.get("placement") is None else int(data["placement"]),
+        placements=tuple(data.get("placements") or ()),
+        failed_placements=tuple(int(i) for i in data.get("failed_placements") or ()),
         stored=data,
     )
 
