@@ -4,16 +4,22 @@ core's failure classifier reading exactly what the stand-in reports."""
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from google.cloud.aiplatform_v1 import types
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 from google.protobuf import duration_pb2
 
 from launchq.model.failures import FailureClass, failure_class
 from launchq.model.states import item_state_for_vertex
+from launchq_cli import main
 from launchq_local.standin import AdminClient, AdminError, StandinServer
 from launchq_local.standin.scarcity import PREEMPTED_CODE, STOCKOUT_CODE, stockout_message
 from tests.fixtures.standin import TEST_PROJECT, make_job, wait_for_state
@@ -303,3 +309,49 @@ def test_bad_rules_are_a_400(
         standin_admin.add_scarcity(**kwargs)  # type: ignore[arg-type]
     assert bad.value.status_code == 400
     assert complaint in str(bad.value)
+
+
+# ---- command-line flags ------------------------------------------------------------------
+
+
+def test_vertex_emulator_flags_start_with_the_rules_in_place(tmp_path: Path) -> None:
+    entry = "from launchq_cli import main; main()"
+    command = [sys.executable, "-c", entry, "vertex-emulator", "--port", "0"]
+    command += ["--work-dir", str(tmp_path), "--stockout", "us-central1:NVIDIA_TESLA_A100"]
+    command += ["--stockout", "*", "--preempt-spot", "0.3", "--scarcity-seed", "5"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert match is not None
+        proc.stdout.readline()  # api_endpoint=...
+        assert proc.stdout.readline().strip() == (
+            "scarcity: stockout us-central1:NVIDIA_TESLA_A100; stockout *:*; "
+            "preempt 30% of SPOT jobs"
+        )
+        rules = AdminClient(match.group(0)).status()["scarcity"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    assert [(r["kind"], r["region"], r["accelerator"]) for r in rules] == [
+        ("stockout", "us-central1", "NVIDIA_TESLA_A100"),
+        ("stockout", "*", "*"),
+        ("preempt", "*", "*"),
+    ]
+    assert (rules[2]["fraction"], rules[2]["seed"], rules[2]["strategy"]) == (0.3, 5, "SPOT")
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--stockout", "us-central1:H100"], "unknown accelerator"),
+        (["--flex-expire", ":NVIDIA_L4"], "region must be"),
+        (["--preempt-spot", "1.5"], "1.5 is not in the range"),
+    ],
+)
+def test_dev_refuses_a_bad_scarcity_flag_before_starting_anything(
+    flags: list[str], complaint: str
+) -> None:
+    result = CliRunner().invoke(main, ["dev", *flags])
+    assert result.exit_code == 2, result.output
+    assert complaint in result.output
