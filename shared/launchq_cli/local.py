@@ -27,7 +27,13 @@ from launchq_cli.common import (
     emit_json,
     json_option,
 )
-from launchq_cli.standin import limit_options, vertex_limits
+from launchq_cli.standin import (
+    describe_scarcity,
+    limit_options,
+    scarcity_options,
+    scarcity_rules,
+    vertex_limits,
+)
 from launchq_client.backends import Backends
 
 
@@ -75,6 +81,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     help="Structured JSON logs on stderr from this level (info: each start and stop step).",
 )
 @limit_options("vertex-")
+@scarcity_options
 def dev(
     free_ports: bool,
     project: str,
@@ -83,6 +90,10 @@ def dev(
     log_level: str,
     quotas: tuple[str, ...],
     create_rpm: int | None,
+    stockouts: tuple[str, ...],
+    flex_expires: tuple[str, ...],
+    preempt_spot: float | None,
+    scarcity_seed: int | None,
 ) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
@@ -90,13 +101,15 @@ def dev(
     mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), Cloud Build stand-in
     8092 (builds images from source, no Docker), the queue topic pushed to the dispatcher, a
     sweep every few seconds. Prints the variables that point the CLI at it, then every state
-    change.
+    change. `--stockout` and `--preempt-spot` make Vertex capacity scarce, to watch a
+    failover (docs/local-dev.md).
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
     from launchq_local.emulators import EmulatorError
 
     err = console(stderr=True)
     limits = vertex_limits(quotas, create_rpm)  # a bad flag fails before anything starts
+    scarcity = scarcity_rules(stockouts, preempt_spot, flex_expires, scarcity_seed)
     configure(getattr(logging, log_level.upper()), sys.stderr)
     # Ctrl-C, SIGTERM and a closed terminal's SIGHUP all stop the stack the same way. This
     # handler is in place before the emulators start, so theirs defers to it (see
@@ -104,7 +117,11 @@ def dev(
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _interrupt)
     stack = DevStack(
-        project, Ports.free() if free_ports else Ports(), sweep_interval, limits=limits
+        project,
+        Ports.free() if free_ports else Ports(),
+        sweep_interval,
+        limits=limits,
+        scarcity=scarcity,
     )
     err.print("Starting the local stack (emulators, Vertex stand-in, functions)...")
     try:
@@ -158,6 +175,8 @@ def _announce(stack: Any) -> None:
         f"Cloud Build stand-in {stack.cloudbuild_url}."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
+    if stack.scarcity:
+        err.print(f"Vertex capacity is scarce: {describe_scarcity(list(stack.scarcity))}")
     err.print(
         "Paste the exports above into another shell, then e.g.\n"
         "  launchq queue apply examples/queues/trainer.yaml\n"

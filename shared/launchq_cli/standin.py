@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,7 +37,89 @@ def vertex_limits(quotas: tuple[str, ...], create_rpm: int | None) -> Limits:
     return Limits(parsed, create_rpm)
 
 
+def scarcity_rules(
+    stockouts: tuple[str, ...],
+    preempt_spot: float | None,
+    flex_expires: tuple[str, ...] = (),
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """`--stockout REGION[:ACCELERATOR]`, `--preempt-spot FRACTION` and `--flex-expire
+    REGION[:ACCELERATOR]` → the stand-in's scarcity rules (bad ones: usage error)."""
+    import random
+
+    from launchq_local.standin.scarcity import rule_from_json
+
+    flagged: list[tuple[str, dict[str, Any]]] = []
+    for option, kind, values in (
+        ("--stockout", "stockout", stockouts),
+        ("--flex-expire", "flex_expire", flex_expires),
+    ):
+        for value in values:
+            region, _, accelerator = value.partition(":")
+            rule = {"kind": kind, "region": region, "accelerator": accelerator or "*"}
+            flagged.append((option, rule))
+    if preempt_spot is not None:
+        preempt: dict[str, Any] = {"kind": "preempt", "region": "*", "fraction": preempt_spot}
+        if seed is not None:
+            preempt["seed"] = seed
+        flagged.append(("--preempt-spot", preempt))
+    for option, rule in flagged:
+        try:  # the stand-in's own parser, so a bad flag fails before anything starts
+            rule_from_json(rule, "check", random.Random())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+    return [rule for _, rule in flagged]
+
+
+def describe_scarcity(rules: Sequence[Mapping[str, Any]]) -> str:
+    """One line for a person: `stockout us-central1:NVIDIA_TESLA_A100; preempt 30% of SPOT
+    jobs`."""
+    parts = []
+    for rule in rules:
+        if rule["kind"] == "preempt":
+            parts.append(f"preempt {rule['fraction']:.0%} of SPOT jobs")
+        else:
+            parts.append(f"{rule['kind']} {rule['region']}:{rule.get('accelerator', '*')}")
+    return "; ".join(parts)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scarcity_options(command: F) -> F:
+    """`--stockout`, `--flex-expire`, `--preempt-spot` and `--scarcity-seed`: GPU scarcity to
+    watch a failover locally (docs/vertex-standin.md, "Scarcity")."""
+    command = click.option(
+        "--scarcity-seed",
+        type=int,
+        default=None,
+        help="Seed for --preempt-spot, so the same jobs get preempted on every run.",
+    )(command)
+    command = click.option(
+        "--preempt-spot",
+        type=click.FloatRange(0.0, 1.0),
+        default=None,
+        metavar="FRACTION",
+        help="Preempt this fraction of SPOT jobs, in every region, a few seconds after they "
+        "start RUNNING (0.3: a preemption storm). Default: none.",
+    )(command)
+    command = click.option(
+        "--flex-expire",
+        "flex_expires",
+        multiple=True,
+        metavar="REGION[:ACCELERATOR]",
+        help="FLEX_START jobs there wait in PENDING for their max_wait_duration (at most 5 s) "
+        "and end EXPIRED (repeatable; REGION may be '*').",
+    )(command)
+    return click.option(
+        "--stockout",
+        "stockouts",
+        multiple=True,
+        metavar="REGION[:ACCELERATOR]",
+        help="No capacity there: jobs FAIL from PENDING with Vertex's 'Resources are "
+        "insufficient in region' error, e.g. us-central1:NVIDIA_TESLA_A100 (repeatable; "
+        "REGION may be '*'; no ACCELERATOR: any, CPU-only jobs included).",
+    )(command)
 
 
 def limit_options(prefix: str = "") -> Callable[[F], F]:
@@ -97,6 +179,7 @@ def _seconds_or_forever(value: str) -> float | None:
 @click.option("--cancelling-delay", type=float, default=0.5, show_default=True)
 @click.option("--kill-grace", type=float, default=2.0, show_default=True, help="SIGTERM→SIGKILL.")
 @limit_options()
+@scarcity_options
 @click.option("--log-level", default="INFO", show_default=True)
 def vertex_emulator(
     port: int,
@@ -110,6 +193,10 @@ def vertex_emulator(
     kill_grace: float,
     quotas: tuple[str, ...],
     create_rpm: int | None,
+    stockouts: tuple[str, ...],
+    flex_expires: tuple[str, ...],
+    preempt_spot: float | None,
+    scarcity_seed: int | None,
     log_level: str,
 ) -> None:
     """Serve the Vertex AI v1 CustomJob REST API locally (Ctrl-C stops it)."""
@@ -126,6 +213,7 @@ def vertex_emulator(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     limits = vertex_limits(quotas, create_rpm)
+    scarcity = scarcity_rules(stockouts, preempt_spot, flex_expires, scarcity_seed)
     server = StandinServer(
         host=host,
         port=port,
@@ -134,6 +222,7 @@ def vertex_emulator(
         work_dir=work_dir,
         kill_grace=kill_grace,
         limits=limits,
+        scarcity=scarcity,
     )
 
     def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -146,6 +235,8 @@ def vertex_emulator(
     click.echo(f"  api_endpoint={server.url}   admin: {server.url}/emulator/v1/status")
     if limits.active:
         click.echo(f"  limits: {limits.to_json()}")
+    if scarcity:
+        click.echo(f"  scarcity: {describe_scarcity(scarcity)}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

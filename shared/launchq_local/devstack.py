@@ -51,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -231,9 +231,12 @@ class DevStack:
         on_sweep: Callable[[dict[str, Any]], None] | None = None,
         functions_dir: Path = FUNCTIONS,
         limits: Limits | None = None,
+        scarcity: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.project = project
         self.limits = limits  # Vertex quotas/rate limit for the stand-in (none by default)
+        # Stand-in scarcity rules (stockouts, SPOT preemptions), in the admin API's shape.
+        self.scarcity = list(scarcity)
         self._requested = ports or Ports()
         self.ports = self._requested.resolved()
         self.sweep_interval = sweep_interval
@@ -391,6 +394,7 @@ class DevStack:
                 work_dir=self.work_dir,
                 limits=self.limits,
                 line_sink=self.logging.book.record,
+                scarcity=self.scarcity,
             ).start()
             self._create_topics()
             for function in self.functions:

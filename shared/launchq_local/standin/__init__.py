@@ -10,6 +10,7 @@
 Modules: `server` (HTTP, routing, faults), `api` (the Vertex surface), `wire` (strict parsing,
 error envelopes), `validation` (semantic checks), `filters` (List filter), `masks` (List
 readMask), `jobs` (store and lifecycle), `limits` (quotas and the creation rate limit),
+`scarcity` (stockouts, SPOT preemptions, FLEX_START expiry per region and accelerator),
 `execute` (execute mode), `admin_api` / `admin` (admin API and its client).
 See docs/vertex-standin.md.
 """

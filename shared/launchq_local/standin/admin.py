@@ -9,6 +9,8 @@ name or by the bare id; states by `JOB_STATE_FAILED`, `FAILED` or `types.JobStat
     admin.add_fault(methods=["CreateCustomJob"], http_status=429, count=1)
     admin.add_outcome_rule(labels={"run": "r1"}, state="FAILED", error=(8, "resource exhausted"))
     admin.counters()["CreateCustomJob"]
+    admin.add_scarcity("stockout", "us-central1", accelerator="NVIDIA_TESLA_A100")
+    admin.add_scarcity("preempt", "*", fraction=0.3)  # a preemption storm on SPOT jobs
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import requests
 
 from launchq_local.standin.faults import Method
 from launchq_local.standin.lifecycle import state_name
+from launchq_local.standin.scarcity import Kind as ScarcityKind
 
 _UNSET: Any = object()
 
@@ -80,8 +83,9 @@ class AdminClient:
         quotas: Mapping[str, int] | None = None,
         create_requests_per_minute: int | None = None,
     ) -> dict[str, Any]:
-        """Drop jobs, rules, faults and counters, kill processes; back to startup settings
-        (or the given ones; passing quotas or a rate replaces the startup limits)."""
+        """Drop jobs, rules, scarcity rules, faults and counters, kill processes; back to startup
+        settings (or the given ones; passing quotas or a rate replaces the startup limits).
+        `seed` seeds probabilistic faults and the scarcity rules added afterwards."""
         body: dict[str, Any] = {}
         if mode is not None:
             body["mode"] = mode
@@ -231,3 +235,54 @@ class AdminClient:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    # ---- scarcity -----------------------------------------------------------------------
+
+    def add_scarcity(
+        self,
+        kind: ScarcityKind,
+        region: str,
+        accelerator: str = "*",
+        strategy: str | None = None,
+        count: int | None = None,
+        fraction: float | None = None,
+        delay_seconds: float | None = None,
+        wait_scale: float | None = None,
+        max_wait_seconds: float | None = _UNSET,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """A scripted shortage in `region` (`"*"`: any) for pool 0's `accelerator` (an
+        AcceleratorType name, `"*"`: any, CPU-only jobs included):
+
+        - `"stockout"`: matching jobs FAIL with Vertex's capacity error `delay_seconds` after
+          PENDING (default 3), never running;
+        - `"preempt"`: matching SPOT jobs FAIL as preempted `delay_seconds` after RUNNING;
+        - `"flex_expire"`: matching FLEX_START jobs stay PENDING for their max_wait_duration
+          times `wait_scale` (default 1), at most `max_wait_seconds` (default 5; None: no cap),
+          then end EXPIRED.
+
+        It strikes the next `count` matching jobs, a `fraction` of them (reproducible with
+        `seed`, or with `reset(seed=…)` before adding), or (neither) all of them."""
+        body: dict[str, Any] = {"kind": kind, "region": region, "accelerator": accelerator}
+        optional = {
+            "strategy": strategy,
+            "count": count,
+            "fraction": fraction,
+            "delaySeconds": delay_seconds,
+            "waitScale": wait_scale,
+            "seed": seed,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if max_wait_seconds is not _UNSET:
+            body["maxWaitSeconds"] = max_wait_seconds
+        return dict(self._call("POST", "scarcity", body))
+
+    def scarcity(self) -> list[dict[str, Any]]:
+        """The rules, each with `matched` (matching jobs seen) and `fired` (jobs struck)."""
+        return list(self._call("GET", "scarcity")["rules"])
+
+    def remove_scarcity(self, rule_id: str) -> None:
+        self._call("DELETE", f"scarcity/{rule_id}")
+
+    def clear_scarcity(self) -> None:
+        self._call("DELETE", "scarcity")

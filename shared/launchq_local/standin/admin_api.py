@@ -116,6 +116,7 @@ def config_view(store: JobStore) -> dict[str, Any]:
         "workDir": str(store.work_dir),
         "killGraceSeconds": store.kill_grace,
         "limits": store.limits.to_json(),
+        "scarcity": [r.to_json() for r in store.scarcity.list()],
     }
 
 
@@ -129,8 +130,9 @@ def reset(store: JobStore, faults: FaultBook, defaults: Defaults, request: Reque
     delays = parse_delays(body.get("delays") or {}, defaults.delays)
     new_limits = parse_limits(body["limits"]) if "limits" in body else defaults.limits
     seed = body.get("seed")
-    store.reset(mode, delays, new_limits)
-    faults.reset(seed if isinstance(seed, int) else None)
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    store.reset(mode, delays, new_limits, seed)
+    faults.reset(seed)
     return reply(config_view(store))
 
 
@@ -237,3 +239,27 @@ def limits(store: JobStore, faults: FaultBook, defaults: Defaults, request: Requ
     if request.method == "PUT":
         store.set_limits(parse_limits(_body(request)))
     return reply(limits_view(store))
+
+
+def scarcity_rules(
+    store: JobStore, faults: FaultBook, defaults: Defaults, request: Request
+) -> Response:
+    """POST: add a stockout, preempt or flex_expire rule. GET: list them (with how many jobs
+    each matched and struck). DELETE: remove them all."""
+    if request.method == "DELETE":
+        store.scarcity.clear()
+    elif request.method == "POST":
+        try:
+            rule = store.scarcity.add(_body(request))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        return reply(rule.to_json())
+    return reply({"rules": [r.to_json() for r in store.scarcity.list()]})
+
+
+def scarcity_delete(
+    store: JobStore, faults: FaultBook, defaults: Defaults, request: Request, rule: str
+) -> Response:
+    if not store.scarcity.remove(rule):
+        raise ApiError("NOT_FOUND", f"No scarcity rule with id {rule!r}.")
+    return reply({})

@@ -38,6 +38,13 @@ from launchq_local.standin.limits import (
     rate_exceeded,
 )
 from launchq_local.standin.names import Parent, new_id, not_found
+from launchq_local.standin.scarcity import (
+    PREEMPTED_ERROR,
+    JobTraits,
+    ScarcityBook,
+    ScarcityRule,
+    stockout_error,
+)
 from launchq_local.standin.wire import ApiError, invalid_argument
 
 log = get_logger(__name__)
@@ -98,6 +105,11 @@ class JobRecord:
     plan: list[ScheduledState]
     run: execute.ExecRun | None = None
     rule_id: str | None = None
+    scarcity_id: str | None = None  # the scarcity rule that struck the job
+    # Execute mode: seconds after RUNNING at which a preempt rule kills the process, and
+    # whether it did (the watcher then records the preemption instead of the exit status).
+    preempt_after: float | None = None
+    preempted: bool = False
     demand: dict[str, int] = field(default_factory=dict)  # quota held while active
     _applied: int = 0
 
@@ -155,6 +167,7 @@ class JobRecord:
             "history": [{"state": t.state, "time": t.at} for t in self.history],
             "plannedOutcome": self.outcome.state,
             "outcomeRule": self.rule_id,
+            "scarcityRule": self.scarcity_id,
         }
         if self.run is not None:
             proc = self.run.proc
@@ -168,6 +181,25 @@ class JobRecord:
                 "stderrPath": str(self.run.stderr_path),
             }
         return view
+
+
+def _scarce_plan(
+    rule: ScarcityRule, job: JobTraits, mode: Mode, delays: Delays
+) -> tuple[Mode, Delays, Outcome, float | None]:
+    """How a job struck by a scarcity rule goes: its mode, delays, outcome, and (execute mode,
+    preempt) when its process is killed. Stockouts and expiries never get a machine, so the job
+    is scripted even in execute mode: its process never starts."""
+    if rule.kind == "stockout":
+        delays = dataclasses.replace(delays, pending=rule.delay_seconds)
+        outcome = Outcome(lifecycle.FAILED, stockout_error(job.region), lifecycle.PENDING)
+        return "scripted", delays, outcome, None
+    if rule.kind == "flex_expire":
+        delays = dataclasses.replace(delays, pending=rule.expiry_wait(job))
+        return "scripted", delays, Outcome(lifecycle.EXPIRED, None, lifecycle.PENDING), None
+    if mode == "execute":
+        return mode, delays, Outcome(), rule.delay_seconds
+    delays = dataclasses.replace(delays, running=rule.delay_seconds)
+    return mode, delays, Outcome(lifecycle.FAILED, PREEMPTED_ERROR, lifecycle.RUNNING), None
 
 
 def _us(seconds: float) -> int:
@@ -223,6 +255,7 @@ class JobStore:
     _order: list[JobRecord] = field(default_factory=list)
     _operations: dict[str, Any] = field(default_factory=dict)
     _rules: list[OutcomeRule] = field(default_factory=list)
+    scarcity: ScarcityBook = field(default_factory=ScarcityBook)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _rule_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -247,7 +280,14 @@ class JobStore:
             rule = self._match_rule(job.display_name, dict(job.labels))
             outcome = rule.outcome if rule else Outcome()
             mode: Mode = "scripted" if rule else self.mode
-            timeline = lifecycle.schedule(now, self.delays, outcome)
+            delays = dataclasses.replace(self.delays)
+            # An outcome rule names the job itself, so it wins over the region's scarcity.
+            traits = JobTraits.of(parent.location, job)
+            scarce = None if rule else self.scarcity.strike(traits)
+            preempt_after: float | None = None
+            if scarce is not None:
+                mode, delays, outcome, preempt_after = _scarce_plan(scarce, traits, mode, delays)
+            timeline = lifecycle.schedule(now, delays, outcome)
             record = JobRecord(
                 pb=job,
                 seq=next(self._seq),
@@ -255,11 +295,13 @@ class JobStore:
                 job_id=job_id,
                 created=now,
                 mode=mode,
-                delays=dataclasses.replace(self.delays),
+                delays=delays,
                 outcome=outcome,
                 history=[],
                 plan=[],
                 rule_id=rule.id if rule else None,
+                scarcity_id=scarce.id if scarce else None,
+                preempt_after=preempt_after,
                 demand=need,
             )
             record.append(lifecycle.QUEUED, now)
@@ -458,9 +500,14 @@ class JobStore:
                     found.setdefault(parent.name, {})[metric] = held
             return {name: dict(sorted(held.items())) for name, held in sorted(found.items())}
 
-    def reset(self, mode: Mode, delays: Delays, new_limits: Limits | None = None) -> None:
-        """Forget everything and kill every executed process (their watchers record nothing)."""
+    def reset(
+        self, mode: Mode, delays: Delays, new_limits: Limits | None = None, seed: int | None = None
+    ) -> None:
+        """Forget everything and kill every executed process (their watchers record nothing).
+
+        `seed` seeds the random source of scarcity rules added from now on."""
         with self._lock:
+            self.scarcity.reset(seed)
             for record in self._order:
                 self._abandon(record)
             self._jobs.clear()
@@ -620,8 +667,24 @@ class JobStore:
                 return
             record.append(lifecycle.RUNNING, now)
             log.info("job process started", job=record.pb.name, pid=run.proc.pid)
+            if record.preempt_after is not None:
+                timer = threading.Timer(record.preempt_after, self._preempt, args=(record,))
+                timer.daemon = True
+                timer.start()
         returncode = execute.wait(run)
         self._finish(record, returncode)
+
+    def _preempt(self, record: JobRecord) -> None:
+        """A preempt rule's time has come: SIGTERM the job's process group, as a reclaimed Spot
+        VM's workload gets, unless the job already ended, was cancelled or was pinned."""
+        with self._lock:
+            run = record.run
+            if run is None or run.abandoned or run.cancel_requested or not run.alive:
+                return
+            assert run.proc is not None
+            record.preempted = True
+            execute.terminate(run.proc, self.kill_grace)
+            log.info("job preempted", job=record.pb.name, pid=run.proc.pid)
 
     def _finish(self, record: JobRecord, returncode: int) -> None:
         run = record.run
@@ -636,6 +699,8 @@ class JobStore:
             record.materialize(now)
             if run.cancel_requested:
                 record.append(lifecycle.CANCELLED, now, lifecycle.CANCELLED_ERROR)
+            elif record.preempted:
+                record.append(lifecycle.FAILED, now, PREEMPTED_ERROR)
             elif status == 0:
                 record.append(lifecycle.SUCCEEDED, now)
             else:

@@ -8,7 +8,7 @@ after a path segment (`customJobs/123:cancel`), which Werkzeug's default convert
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ _ADMIN_HANDLERS: dict[str, Callable[..., Response]] = {
     "faults": admin_api.fault_list,
     "fault_delete": admin_api.fault_delete,
     "limits": admin_api.limits,
+    "scarcity": admin_api.scarcity_rules,
+    "scarcity_delete": admin_api.scarcity_delete,
 }
 
 URL_MAP = Map(
@@ -93,6 +95,8 @@ URL_MAP = Map(
         Rule(f"{_ADMIN}/faults", endpoint="faults", methods=["GET", "POST", "DELETE"]),
         Rule(f"{_ADMIN}/faults/<seg:fault>", endpoint="fault_delete", methods=["DELETE"]),
         Rule(f"{_ADMIN}/limits", endpoint="limits", methods=["GET", "PUT"]),
+        Rule(f"{_ADMIN}/scarcity", endpoint="scarcity", methods=["GET", "POST", "DELETE"]),
+        Rule(f"{_ADMIN}/scarcity/<seg:rule>", endpoint="scarcity_delete", methods=["DELETE"]),
     ],
     converters={"seg": _Segment},
     strict_slashes=False,
@@ -166,7 +170,10 @@ class StandinServer(BackgroundServer):
         kill_grace: float = 2.0,
         limits: Limits | None = None,
         line_sink: LineSink | None = None,
+        scarcity: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        """`scarcity`: rules in the admin API's JSON shape, in place from the start (a reset
+        drops them, like every rule)."""
         delays = delays or Delays()
         limits = limits or Limits()
         if work_dir is not None:
@@ -177,6 +184,8 @@ class StandinServer(BackgroundServer):
         else:
             self.store = JobStore(mode=mode, delays=delays, kill_grace=kill_grace, limits=limits)
         self.store.line_sink = line_sink
+        for rule in scarcity:
+            self.store.scarcity.add(dict(rule))  # ValueError on a bad rule, before serving
         self.faults = FaultBook()
         self.app = StandinApp(self.store, self.faults, Defaults(mode, delays, limits))
         super().__init__(self.app, host, port)
