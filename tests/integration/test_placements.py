@@ -3,6 +3,7 @@ placement's move an item to the next placement, in one write, and never yield tw
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -268,3 +269,75 @@ def test_a_queue_without_placements_is_unchanged(harness: Harness, standin: Stan
     data = harness.item_data("q", "a")
     assert data["region"] == "us-central1"
     assert data["state"] == "QUEUED"  # retried in place after the queue's backoff (60 s)
+
+
+def run_until(
+    harness: Harness, item_id: str, states: set[str], seconds: float = 20.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        harness.sweeper().run()
+        data = harness.item_data("q", item_id)
+        if data["state"] in states:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(
+        f"{item_id} is {harness.item_data('q', item_id)['state']}, not in {states}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "placements", "failure"),
+    [
+        ("stockout", LADDER, "no_capacity"),
+        (
+            "preempt",
+            [{"name": "central-spot", "scheduling_strategy": "SPOT"}, LADDER[1]],
+            "preempted",
+        ),
+        (
+            "flex_expire",
+            [
+                {
+                    "name": "central-flex",
+                    "scheduling_strategy": "FLEX_START",
+                    "max_wait_duration": "1h",
+                },
+                LADDER[1],
+            ],
+            "no_capacity",
+        ),
+    ],
+)
+def test_scarcity_in_the_first_region_ends_succeeded_in_the_next(
+    harness: Harness,
+    standin: StandinServer,
+    kind: str,
+    placements: list[dict[str, Any]],
+    failure: str,
+) -> None:
+    """The stand-in's own scarcity (Vertex's capacity error, a preempted Spot VM, a FLEX_START
+    wait that expires) in us-central1 only; the job lifecycle runs by itself."""
+    config = ladder(placements=placements)
+    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
+        "machine_type": "g2-standard-8",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    }
+    harness.apply("q", config)
+    standin.admin.set_delays(queued=0.1, pending=0.1, running=0.5)
+    standin.admin.add_scarcity(kind, region="us-central1", delay_seconds=0.2, max_wait_seconds=0.5)
+    try:
+        submit(harness, "a")
+        data = run_until(harness, "a", {"SUCCEEDED", "FAILED"})
+    finally:
+        standin.admin.clear_scarcity()
+    assert data["state"] == "SUCCEEDED"
+    one, two = data["attempts"]
+    assert (one["region"], one["failure_class"], one["moved_to"]) == (
+        "us-central1",
+        failure,
+        "east",
+    )
+    assert (two["region"], two["state"]) == ("us-east4", "SUCCEEDED")
+    assert len(standin.admin.jobs()) == 2
