@@ -590,7 +590,11 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
         "project": prepared.project,
         "region": prepared.region,
         **(
-            {"placements": [p.document() for p in prepared.placements], "placement": 0}
+            {
+                "placements": [p.document() for p in prepared.placements],
+                "placement": 0,
+                "placement_name": prepared.placements[0].name,
+            }
             if prepared.placements
             else {}
         ),

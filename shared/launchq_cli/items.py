@@ -17,7 +17,7 @@ import secrets
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -499,6 +499,8 @@ def _print_detail(d: dict[str, Any]) -> None:
     _hang(out, "  state      ", f"{styled_state(d['state'])}  {escape(d['description'] or '')}")
     if d["reason"]:
         _hang(out, "  reason     ", escape(d["reason"]))
+    if d.get("placement"):
+        _hang(out, "  placement  ", escape(f"{d['placement']} ({d['region']})"))
     out.print(
         f"  priority   {d['priority_name'] or '-'}    "
         f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
@@ -534,10 +536,16 @@ def _print_detail(d: dict[str, Any]) -> None:
             _hang(out, "    ", escape(line))
     elif d.get("log_tail_unavailable"):
         out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
-    if len(d["attempt_list"]) > 1:
+    _print_attempts_and_history(out, d)
+
+
+def _print_attempts_and_history(out: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    if len(d["attempt_list"]) > 1 or d.get("placement"):
         out.print("  attempts")
         for attempt in d["attempt_list"]:
-            out.print(f"    #{attempt['n']}  {attempt['created_at']}  {attempt['job_name']}")
+            _hang(out, f"    #{attempt['n']}  ", escape(attempt_line(attempt)))
     out.print("  history")
     start = d["history"][0]["at"] if d["history"] else None
     for entry in d["history"]:
@@ -549,6 +557,22 @@ def _print_detail(d: dict[str, Any]) -> None:
             f"{source} → {styled_state(entry.get('to'))}  "
             f"[dim]{escape(str(entry.get('cause') or ''))}[/dim]",
         )
+
+
+def attempt_line(attempt: Mapping[str, Any]) -> str:
+    """One attempt of `status`: when, where, how it ended, and where the next one went."""
+    where = " ".join(
+        str(part)
+        for part in (attempt.get("placement"), attempt.get("region"), attempt.get("strategy"))
+        if part
+    )
+    words = [str(attempt.get("created_at") or "-"), where or "-", str(attempt.get("state") or "")]
+    if attempt.get("failure_class"):
+        words.append(f"({attempt['failure_class']})")
+    if attempt.get("moved_to"):
+        words.append(f"→ {attempt['moved_to']}")
+    words.append(str(attempt.get("job_name") or ""))
+    return "  ".join(word for word in words if word)
 
 
 def _hang(out: Console, label: str, value: str) -> None:

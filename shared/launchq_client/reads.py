@@ -171,6 +171,9 @@ def item_summary(
         "age_s": seconds_between(data.get("enqueued_at"), now),
         **timings(data, now),
         "attempts": len(attempts),
+        # Where it runs: the region always, the placement's name on a queue with placements.
+        "region": data.get("region"),
+        "placement": data.get("placement_name"),
         "job_name": job_name,
         "job_id": str(job_name).rsplit("/", 1)[-1] if job_name else None,
         "vertex_state": job.get("vertex_state"),
@@ -203,7 +206,17 @@ def item_detail(
         if job
         else None,
         "attempt_list": [
-            {"n": a.get("n"), "job_name": a.get("job_name"), "created_at": iso(a.get("created_at"))}
+            {
+                "n": a.get("n"),
+                "job_name": a.get("job_name"),
+                "created_at": iso(a.get("created_at")),
+                "state": a.get("state"),
+                "region": a.get("region"),
+                "placement": a.get("placement_name"),
+                "strategy": a.get("strategy"),
+                "failure_class": a.get("failure_class"),
+                "moved_to": a.get("moved_to"),
+            }
             for a in data.get("attempts") or []
             if isinstance(a, Mapping)
         ],

@@ -11,7 +11,11 @@ import pytest
 
 from launchq.model.states import ItemState
 from launchq.store.base import BACKOFF_FIELD
+from launchq_cli.items import attempt_line
+from launchq_client.backends import Backends
+from launchq_client.reads import item_detail
 from launchq_local.standin import StandinServer
+from launchq_ui.app import create_app
 from tests.fixtures.dispatch import Harness, SimulatedCrash, item, message, queue_config
 
 pytestmark = pytest.mark.integration
@@ -341,3 +345,32 @@ def test_scarcity_in_the_first_region_ends_succeeded_in_the_next(
     )
     assert (two["region"], two["state"]) == ("us-east4", "SUCCEEDED")
     assert len(standin.admin.jobs()) == 2
+
+
+def test_status_and_the_dashboard_show_where_each_attempt_ran(
+    harness: Harness, standin: StandinServer
+) -> None:
+    harness.apply("q", ladder())
+    submit(harness, "a")
+    fail_current(harness, standin, "a", STOCKOUT)
+    harness.sweeper().run()
+    data = harness.item_data("q", "a")
+    detail = item_detail(data)
+    assert (detail["placement"], detail["region"]) == ("east", "us-east4")
+    first, second = detail["attempt_list"]
+    assert attempt_line(first).split("  ")[1:4] == [
+        "central us-central1 STANDARD",
+        "FAILED",
+        "(no_capacity)",
+    ]
+    assert "→ east" in attempt_line(first)
+    assert attempt_line(second).split("  ")[1] == "east us-east4 STANDARD"
+    client = create_app(Backends(project="unused", store=harness.store)).test_client()
+    page = client.get("/queues/q/items/a")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="placement">east (us-east4)' in html
+    assert html.count('data-label="placement"') == 2  # one row per attempt
+    assert "no_capacity" in html
+    row = client.get("/api/queues/q/items").get_json()["items"][0]
+    assert (row["placement"], row["region"]) == ("east", "us-east4")

@@ -207,6 +207,7 @@ class Changes(TypedDict, total=False):
     body_hash: str
     # A move to another placement: where the next attempt runs, all in the retry's write.
     placement: int
+    placement_name: str
     placements: list[Mapping[str, Any]]
     failed_placements: list[int]
     region: str
