@@ -307,7 +307,8 @@ class Submitter:
             FailureClass.QUOTA,
         )
         name = placement_label(item, move.placement) if move.moved else ""
-        return move_changes(item, move, failed), name, move.delay
+        why = f"quota {wait.metric} exhausted in {item.region}"
+        return move_changes(item, move, failed, why), name, move.delay
 
     @staticmethod
     def _find(

@@ -460,12 +460,12 @@ class Sweeper:
         )
         retry: Changes = {
             **changes,
-            **placed,
             "not_before": not_before,
             "reason": retry_reason(klass),
             "cancel_requested": False,
             "cancel_reason": None,
             "cancel_sent_at": None,
+            **placed,  # its `reason`, when every placement has refused the item, wins
         }
         if self._commit(current, change, retry, summary, release_slot=True):
             summary.retried += 1
@@ -518,7 +518,8 @@ class Sweeper:
         )
         delay = move.delay if moving else float(plain or 0.0)
         moved = placement_label(full, move.placement) if move.moved else ""
-        return full, delay, move_changes(full, move, failed), moved
+        why = f"{klass.value} in {item.region}"
+        return full, delay, move_changes(full, move, failed, why), moved
 
     def _maybe_cancel(
         self, item: ItemRecord, job: Mapping[str, Any], summary: SweepSummary

@@ -125,11 +125,20 @@ def test_eager_next_tries_the_failed_placement_last_and_backs_off_there_only(
     wait = (data["not_before"] - data["history"][-1]["at"]).total_seconds()
     assert round(wait) == 60
     assert data["error"]["reason"] == "no_capacity"
+    # Why it waits, with each placement's reason (queue pending, status, the dashboard).
+    why = (
+        "retrying after every placement refused (central: no_capacity in us-central1; "
+        "east: preempted in us-east4; west: no_capacity in us-west1)"
+    )
+    assert data["reason"] == why
+    assert item_detail(data)["reason"] == why
     assert harness.sweeper().run().admitted == 0
     later = data["not_before"] + timedelta(seconds=1)
     harness.store.clock = lambda: later
     assert harness.sweeper().run().admitted == 1
-    assert harness.item_data("q", "a")["region"] == "us-central1"
+    data = harness.item_data("q", "a")
+    assert data["region"] == "us-central1"
+    assert [r["placement"] for r in data["placement_refusals"]] == ["central", "east", "west"]
     assert len(standin.admin.jobs()) == 4
 
 

@@ -245,10 +245,26 @@ def test_waiting_items_come_in_admission_order_within_the_limit(store: Store, cl
     store.touch(backing, {"not_before": clock.now + timedelta(hours=1)})
     ids = [r.item_id for r in store.waiting_items("q", 10)]
     assert ids == ["high-new", "high-newer", "mid", "low-old"]
-    # The limit applies to the query (backing-off item included), as on Firestore.
-    assert [r.item_id for r in store.waiting_items("q", 2)] == ["high-new"]
+    # The limit counts ready items: the backing-off one at the head does not take a place.
+    assert [r.item_id for r in store.waiting_items("q", 2)] == ["high-new", "high-newer"]
     assert store.count_waiting("q") == 5
     assert store.count_waiting("other") == 1
+
+
+def test_ready_items_behind_a_head_that_backs_off_are_found(store: Store, clock: Clock) -> None:
+    """Eleven retries backing off at the head of the queue (priority 0) must not hide the item
+    behind them from admission's page of 8."""
+    for n in range(11):
+        backing = _create(store, clock, f"retry-{n:02d}", priority=0)
+        store.touch(backing, {"not_before": clock.now + timedelta(minutes=5)})
+    _create(store, clock, "ready", priority=2)
+    assert [r.item_id for r in store.waiting_items("q", 8)] == ["ready"]
+    assert [r.item_id for r in store.waiting_items("q", 1)] == ["ready"]
+    # Bounded: behind more than SKIPPED_PAGES pages of backing-off items, nothing is read.
+    for n in range(11, 60):
+        backing = _create(store, clock, f"retry-{n:02d}", priority=0)
+        store.touch(backing, {"not_before": clock.now + timedelta(minutes=5)})
+    assert store.waiting_items("q", 8) == []
 
 
 def test_recent_items_page_without_repeats_or_gaps(store: Store, clock: Clock) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from launchq.model.reasons import FailureClass
+from launchq.model.reasons import FailureClass, every_placement_reason
 from launchq.model.records import Changes, ItemRecord
 from launchq.spec.config import RetryPolicy
 from launchq.spec.placements import Failover
@@ -103,10 +103,21 @@ def placement_of(item: ItemRecord, index: int) -> Mapping[str, Any]:
     raise LookupError(f"item {item.item_id} has no placement {index}")
 
 
-def move_changes(item: ItemRecord, move: Move, failed: Sequence[int]) -> Changes:
+def move_changes(item: ItemRecord, move: Move, failed: Sequence[int], why: str) -> Changes:
     """The fields a retry writes with its state change: where the next attempt runs (every
-    field the submitter reads: body, region, parent, project) and the failures so far."""
-    changes: Changes = {"failed_placements": list(failed)}
+    field the submitter reads: body, region, parent, project), the failures so far, and why
+    each placement refused the item (`why`: the current one's). When every placement has
+    refused it and it must wait, `reason` says so, with each placement's reason."""
+    # A list, not a map: Firestore does not keep a map's key order, and this is an order.
+    name = placement_label(item, item.placement)
+    earlier = item.stored.get("placement_refusals") or []
+    refusals = [r for r in earlier if isinstance(r, Mapping) and r.get("placement") != name]
+    refusals.append({"placement": name, "why": why})
+    changes: Changes = {"failed_placements": list(failed), "placement_refusals": refusals}
+    if move.delay > 0 and len(refusals) >= len(item.placements):
+        changes["reason"] = every_placement_reason(
+            {str(r["placement"]): str(r["why"]) for r in refusals}
+        )
     if move.moved:
         placed = placement_of(item, move.placement)
         changes["placement"] = move.placement

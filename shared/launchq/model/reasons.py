@@ -142,6 +142,13 @@ def retry_reason(klass: FailureClass) -> str:
     return f"{_RETRY_PREFIX}{klass.value}"
 
 
+def every_placement_reason(refusals: Mapping[str, str]) -> str:
+    """`WaitReason.RETRY` when every placement of the item's queue has refused it: each
+    placement's reason, in the order they refused."""
+    parts = "; ".join(f"{name}: {why}" for name, why in refusals.items())
+    return f"{_RETRY_PREFIX}every placement refused ({parts})"
+
+
 class CancelReason(_Described):
     """Who asked for a cancel (`cancel_reason`)."""
 

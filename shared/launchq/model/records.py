@@ -210,6 +210,7 @@ class Changes(TypedDict, total=False):
     placement_name: str
     placements: list[Mapping[str, Any]]
     failed_placements: list[int]
+    placement_refusals: list[Mapping[str, str]]
     region: str
     parent: str
     project: str

@@ -24,6 +24,11 @@ BUILDS = "builds"
 BACKOFF_FIELD = "capacity_backoff"
 SLOTS = "slots"
 ITEMS = "items"
+# `waiting_items` reads past a head of backing-off items for this many extra pages of at least
+# MIN_PAGE items: admission's 8 per round (or 1, "does anything wait ahead?") then sees ready
+# items behind up to 32 that back off.
+SKIPPED_PAGES = 4
+MIN_PAGE = 8
 MAX_SLOTS = 10_000  # max_jobs above this is treated as a configuration error, see put_queue
 
 Clock = Callable[[], datetime]

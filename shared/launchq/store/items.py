@@ -16,6 +16,8 @@ from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import (
     BUDGETS,
     ITEMS,
+    MIN_PAGE,
+    SKIPPED_PAGES,
     SLOTS,
     TokenTaken,
     Transition,
@@ -101,11 +103,14 @@ class FirestoreItems(FirestoreBase):
         return from_document(document, results[0].update_time)
 
     def waiting_items(self, queue: str, limit: int) -> list[ItemRecord]:
-        """QUEUED items of a queue in admission order (`launchq.model.records.admission_order`).
+        """Up to `limit` QUEUED items of a queue ready to start, in admission order
+        (`launchq.model.records.admission_order`).
 
         Needs the composite index (queue ASC, state ASC, priority ASC, enqueued_at ASC), declared
         in firestore.indexes.json. Items backing off after a failure carry `not_before`; they are
-        filtered here rather than in the query so the index stays one.
+        skipped here rather than in the query so the index stays one, reading on past them for
+        up to `SKIPPED_PAGES` more pages: a head of the queue that all backs off (retries, a
+        placement's quota) must not hide the ready items behind it.
         """
         query = (
             self.db.collection(ITEMS)
@@ -113,9 +118,19 @@ class FirestoreItems(FirestoreBase):
             .where(filter=firestore.FieldFilter("state", "==", ItemState.QUEUED.value))
             .order_by("priority")
             .order_by("enqueued_at")
-            .limit(limit)
         )
-        return admission_order([_record(snap) for snap in query.stream()], self.clock())
+        now = self.clock()
+        ready: list[ItemRecord] = []
+        last = None
+        size = max(limit, MIN_PAGE)
+        for _ in range(1 + SKIPPED_PAGES):
+            page = query.start_after(last) if last is not None else query
+            snaps = list(page.limit(size).stream())
+            ready += admission_order([_record(snap) for snap in snaps], now)
+            if len(ready) >= limit or len(snaps) < size:
+                break
+            last = snaps[-1]
+        return ready[:limit]
 
     def items_in_states(
         self,

@@ -39,7 +39,9 @@ from launchq.store.base import (
     BUILDS,
     ITEMS,
     LEASES,
+    MIN_PAGE,
     QUEUES,
+    SKIPPED_PAGES,
     SLOTS,
     Clock,
     StoredDocument,
@@ -227,8 +229,10 @@ class MemoryStore:
         found = self._items(lambda d: d.get("queue") == queue and d.get("state") == "QUEUED")
         found = [f for f in found if "priority" in f[1] and "enqueued_at" in f[1]]
         found.sort(key=lambda f: (f[1]["priority"], f[1]["enqueued_at"], f[0]))
-        records = [from_document(d, v) for _, d, v in found[:limit]]
-        return admission_order(records, self.clock())
+        # As on Firestore: skip backing-off items for up to SKIPPED_PAGES extra pages.
+        window = found[: max(limit, MIN_PAGE) * (1 + SKIPPED_PAGES)]
+        records = [from_document(d, v) for _, d, v in window]
+        return admission_order(records, self.clock())[:limit]
 
     def items_in_states(
         self,
