@@ -9,6 +9,12 @@ stderr (Vertex quotes the end of stderr in the job's error).
     python examples/trainer/train.py --epochs 200 --learning-rate 0.05
     python examples/trainer/train.py --fail          # exit 3: a failing job, on purpose
 
+Resume, not restart: with a checkpoint directory (`--checkpoint-dir`, default launchq's
+`LAUNCHQ_CHECKPOINT_DIR`, the same for every attempt of an item), it saves `checkpoint.json`
+after every epoch and, when one is there at start (a preempted or moved attempt wrote it),
+continues from it. A `gs://` directory is read and written through the Cloud Storage FUSE mount
+(`/gcs/BUCKET/...` on Vertex; the local stand-in's `LAUNCHQ_GCS_MOUNT`).
+
 Runs anywhere Python 3.8+ runs; no numpy, so the stand-in can execute it with any interpreter.
 """
 
@@ -39,11 +45,40 @@ def mse(data: list[tuple[float, float]], w: float, b: float) -> float:
     return sum((w * x + b - y) ** 2 for x, y in data) / len(data)
 
 
+def fuse_path(uri: str) -> Path:
+    """`gs://bucket/path` as a file path on the Cloud Storage FUSE mount; a path stays as is."""
+    if uri.startswith("gs://"):
+        return Path(os.environ.get("LAUNCHQ_GCS_MOUNT", "/gcs")) / uri[len("gs://") :]
+    return Path(uri)
+
+
+def load_checkpoint(directory: Path | None) -> dict[str, float] | None:
+    if directory is None or not (directory / "checkpoint.json").is_file():
+        return None
+    return dict(json.loads((directory / "checkpoint.json").read_text()))
+
+
+def save_checkpoint(directory: Path | None, epoch: int, w: float, b: float) -> None:
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / "checkpoint.json.partial"  # never a half-written checkpoint
+    partial.write_text(json.dumps({"epoch": epoch, "w": w, "b": b}))
+    partial.replace(directory / "checkpoint.json")
+
+
 def train(args: argparse.Namespace) -> dict[str, float]:
     data = make_data(args.samples, args.seed)
     w = b = 0.0
+    checkpoints = fuse_path(args.checkpoint_dir) if args.checkpoint_dir else None
+    start = 1
+    saved = load_checkpoint(checkpoints)
+    if saved is not None:
+        w, b, start = saved["w"], saved["b"], int(saved["epoch"]) + 1
+        print(f"resuming from the checkpoint of epoch {start - 1} in {args.checkpoint_dir}",
+              flush=True)  # fmt: skip
     report_every = max(args.epochs // 5, 1)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(start, args.epochs + 1):
         grad_w = sum(2 * (w * x + b - y) * x for x, y in data) / len(data)
         grad_b = sum(2 * (w * x + b - y) for x, y in data) / len(data)
         w -= args.learning_rate * grad_w
@@ -58,7 +93,8 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         if args.fail and epoch >= args.epochs // 2:
             print(f"error: loss diverged at epoch {epoch} (--fail was given)", file=sys.stderr)
             sys.exit(FAIL_EXIT_CODE)
-    return {"w": w, "b": b, "loss": mse(data, w, b)}
+        save_checkpoint(checkpoints, epoch, w, b)
+    return {"w": w, "b": b, "loss": mse(data, w, b), "resumed_from": start - 1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AIP_MODEL_DIR", "model"),
         help="where model.json goes (default: $AIP_MODEL_DIR)",
     )
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=os.environ.get("LAUNCHQ_CHECKPOINT_DIR"),
+        help="save and resume from here (default: $LAUNCHQ_CHECKPOINT_DIR; none: no checkpoints)",
+    )
     args = parser.parse_args(argv)
     job = os.environ.get("CLOUD_ML_JOB_ID", "local")
     print(
@@ -90,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.model_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model.json"
-    path.write_text(json.dumps({**model, "epochs": args.epochs, "job": job}, indent=2) + "\n")
+    attempt = os.environ.get("LAUNCHQ_ATTEMPT", "1")
+    path.write_text(
+        json.dumps({**model, "epochs": args.epochs, "job": job, "attempt": attempt}, indent=2)
+        + "\n"
+    )
     print(f"wrote {path}: w={model['w']:.3f} b={model['b']:.3f} (true 3.0, 2.0)", flush=True)
     return 0
 

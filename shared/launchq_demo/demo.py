@@ -23,6 +23,11 @@ it:
    block): the first item is BUILDING while the Cloud Build stand-in "builds" its Dockerfile,
    then QUEUED with the image pinned by digest and run; the second, same source, skips the build
    (checked: one build, both SUCCEEDED, the same digest);
+4d. `demo-ladder` on examples/queues/ladder-demo.yaml (placements: us-central1, then a SPOT VM
+   in us-east4): the stand-in stocks out us-central1 once and preempts the us-east4 Spot VM
+   once; the item moves after each, and its third attempt resumes from the checkpoint the
+   preempted one wrote to `LAUNCHQ_CHECKPOINT_DIR` (checked: regions, failure classes, and the
+   epoch the model says it resumed from);
 5. an invalid item: the CLI refuses it before publishing (exit 2, every reason), and the same
    item published without the check is recorded REJECTED by the dispatcher with its reasons;
 
@@ -200,6 +205,60 @@ class Demo:
             f"{first.get('tag_uri', '?').rsplit(':', 1)[0]}@{first.get('digest')}",
         )
 
+    def enqueue_ladder_story(self) -> None:
+        self.step(
+            "A capacity ladder: us-central1 is stocked out, then the us-east4 Spot VM is "
+            "preempted; the item moves each time and resumes from its checkpoint"
+        )
+        self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "ladder-demo.yaml")))
+        from launchq_local.standin.admin import AdminClient
+
+        admin = AdminClient(self.stack.standin_url)
+        try:
+            # L4s only: the demo's other jobs (CPU, us-central1) are not part of this story.
+            admin.add_scarcity("stockout", "us-central1", "NVIDIA_L4", count=1, delay_seconds=0.5)
+            admin.add_scarcity("preempt", "us-east4", "NVIDIA_L4", count=1, delay_seconds=2.0)
+        finally:
+            admin.close()
+        self.console.print(
+            "[dim]# the Vertex stand-in now stocks out us-central1's L4s once and preempts the "
+            "next us-east4 L4 Spot VM 2 s into its run (`launchq dev --stockout "
+            "us-central1:NVIDIA_L4 --preempt-spot 1` does much the same)[/dim]"
+        )
+        self.expect("demo-ladder", "ladder-demo", "SUCCEEDED", "stockout, preempted, resumed")
+        self.cli(
+            *("enqueue", "-q", "ladder-demo", "--item-id", "demo-ladder"),
+            *("--image", "python:3.11-slim", "--command", TRAINER_CMD),
+            *("--args", "--epochs 40 --epoch-seconds 0.1"),
+        )
+
+    def _check_ladder(self) -> None:
+        from launchq_local.standin.execute import gcs_to_local
+
+        data = self.item("ladder-demo", "demo-ladder")
+        attempts = [a for a in data.get("attempts") or [] if isinstance(a, dict)]
+        where = [str(a.get("region")) for a in attempts]
+        why = [str(a.get("failure_class")) for a in attempts[:-1]]
+        self.check(
+            where == ["us-central1", "us-east4", "us-central1"]
+            and why == ["no_capacity", "preempted"],
+            f"demo-ladder ran in {' → '.join(where) or 'nowhere'} after {', '.join(why) or '-'}",
+        )
+        body = data.get("job_body") or {}
+        base = body.get("jobSpec", {}).get("baseOutputDirectory", {}).get("outputUriPrefix", "")
+        model = Path(gcs_to_local(str(base).rstrip("/"), self.stack.work_dir)) / "model"
+        fitted = json.loads((model / "model.json").read_text()) if base else {}
+        if not (model / "model.json").is_file():
+            self.check(False, f"demo-ladder wrote no model (looked in {model})")
+            return
+        resumed = int(fitted.get("resumed_from") or 0)
+        self.check(
+            resumed > 0 and str(fitted.get("attempt")) == str(len(attempts)),
+            f"demo-ladder's attempt {fitted.get('attempt')} resumed from the checkpoint of "
+            f"epoch {resumed} (of {fitted.get('epochs')}) that the preempted attempt wrote to "
+            "$LAUNCHQ_CHECKPOINT_DIR",
+        )
+
     def enqueue_priority_story(self) -> None:
         self.step("One slot on `default`: a low-priority item waits, a critical one overtakes it")
         self._enqueue_default("demo-first", "medium", "--epochs 40 --epoch-seconds 0.1")
@@ -295,9 +354,11 @@ class Demo:
         self._check_model()
         self._check_source_model()
         self._check_built()
+        self._check_ladder()
         self._check_overtaking()
         self._check_errors()
         self.cli("status", "demo-fail")
+        self.cli("status", "demo-ladder")
 
     def _check_model(self) -> None:
         from launchq_local.standin.execute import gcs_to_local
@@ -460,6 +521,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
         demo = Demo(console, stack)
         if demo.apply_queues():
             demo.enqueue_trainer_items()
+            demo.enqueue_ladder_story()
             demo.enqueue_source()
             demo.enqueue_built()
             demo.enqueue_priority_story()

@@ -8,7 +8,10 @@ own environment, then the container's `env` (with `$(VAR)` references expanded, 
 Vertex/Kubernetes do), then the variables Vertex sets: `AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR` and
 `AIP_TENSORBOARD_LOG_DIR` derived from `base_output_directory` (`{base}/model/`,
 `{base}/checkpoints/`, `{base}/logs/`), with `gs://bucket/path` mapped to `{work_dir}/gcs/bucket/
-path` so the job can write "to GCS" with plain file I/O.
+path` so the job can write "to GCS" with plain file I/O. `LAUNCHQ_GCS_MOUNT` names that local root:
+it stands in for `/gcs`, where Vertex mounts every bucket with Cloud Storage FUSE, so a script
+that turns a `gs://` URI it was given (launchq's `LAUNCHQ_CHECKPOINT_DIR`) into a FUSE path uses
+`os.environ.get("LAUNCHQ_GCS_MOUNT", "/gcs")` and runs unchanged on both.
 
 Log lines: with a `LineSink` (`ExecRun.sink`), the job's stdout and stderr go through pipes; a
 reader thread per stream appends each line to `stdout.log`/`stderr.log` as before and hands it,
@@ -123,6 +126,7 @@ def _aip_env(job: Any, job_id: str, work_dir: Path) -> dict[str, str]:
             }
         ),
         "LAUNCHQ_STANDIN_JOB_NAME": job.name,
+        "LAUNCHQ_GCS_MOUNT": str(work_dir / "gcs"),
     }
     base = job.job_spec.base_output_directory.output_uri_prefix
     if base:
