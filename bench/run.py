@@ -20,6 +20,7 @@ from bench import (
     admission,
     capacity,
     cold_start,
+    ladder,
     list_bytes,
     overhead,
     publish_latency,
@@ -39,6 +40,7 @@ FULL: dict[str, dict[str, Any]] = {
     "admission": {"items": 500, "max_jobs": 10, "min_run": 0.2, "max_run": 2.0},
     "list_bytes": {"jobs": 1000, "repeats": 5},
     "capacity": {"items": 1000, "run_s": 1.0, "refill_jobs": 30},
+    "ladder": {"items": 50, "burst_items": 500, "run_s": 2.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -48,6 +50,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "admission": {"items": 12, "max_jobs": 3, "min_run": 0.05, "max_run": 0.3},
     "list_bytes": {"jobs": 20, "repeats": 1},
     "capacity": {"items": 24, "run_s": 0.5, "refill_jobs": 6, "budget_seconds": 1.0},
+    "ladder": {"items": 6, "burst_items": 24, "run_s": 0.5},
 }
 
 
@@ -63,6 +66,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "admission": admission.measure,
     "list_bytes": list_bytes.measure,
     "capacity": capacity.measure,
+    "ladder": ladder.measure,
 }
 
 
@@ -287,6 +291,45 @@ def table(results: dict[str, Any]) -> str:
                 f"{t['token_documents_written_again']} written twice",
                 "",
                 "",
+            ),
+        ]
+    if lad := results.get("ladder"):
+        f, b, st = lad["failover"], lad["burst"], lad["storm"]
+        one, two = b["one_placement"], b["two_placements"]
+        rows += [
+            (
+                "7 ladder",
+                f"failover: {f['items']} items, us-central1 stocked out ({f['scale']})",
+                f"failure visible → next create in us-east4: p50 {f['lag_p50_s']:.2f} s, p95 "
+                f"**{f['lag_p95_s']:.2f} s** = {f['lag_p95_of_period']:.2f} of the period "
+                f"({f['lag_p95_of_interval']:.2f} pass intervals); {f['duplicates']} duplicates",
+                "the next pass (≤ 2 intervals)",
+                _fmt_met(lad["met"]["failover_p95_within_one_pass"]),
+            ),
+            (
+                "",
+                f"burst: {b['items']} items, 8 jobs' quota per region, jobs of {b['run_s']:g} s",
+                f"makespan {two['makespan_s']:.0f} s on two placements vs "
+                f"{one['makespan_s']:.0f} s on one: ratio **{b['makespan_ratio_two_over_one']}**; "
+                f"most running per region {two['max_running_per_region']}; quota refusals "
+                f"{two['quota_refusals']} vs {one['quota_refusals']}; "
+                f"{two['duplicates'] + one['duplicates']} duplicates, "
+                f"{two['messages_raised'] + one['messages_raised']} raised",
+                "≤ 0.6, within quota, 0 duplicates",
+                _fmt_met(
+                    lad["met"]["burst_ratio_at_most_0_6"] and lad["met"]["quota_never_exceeded"]
+                ),
+            ),
+            (
+                "",
+                f"preemption storm: {st['items']} items, {st['preempt_fraction']:.0%} of SPOT "
+                "jobs preempted",
+                f"**{st['succeeded']}** SUCCEEDED, {st['items_preempted_at_least_once']} "
+                f"preempted; {st['resumed_with_the_same_checkpoint_dir']} of "
+                f"{st['resumed_attempts']} resumed attempts on the same checkpoint directory; "
+                f"{st['duplicates']} duplicates",
+                "all SUCCEEDED, 0 duplicates",
+                _fmt_met(lad["met"]["storm_all_succeeded"] and lad["met"]["no_duplicates"]),
             ),
         ]
     lines = [

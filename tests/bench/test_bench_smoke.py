@@ -55,6 +55,16 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert sweep["quiet_sweep"]["firestore_docs_read"] >= sweep["items"]
     assert sweep["naive_get_per_item"]["vertex_calls"] == sweep["items"]
 
+    lad = results["ladder"]
+    assert lad["failover"]["moved_to_us_east4"] == lad["failover"]["items"]
+    assert lad["failover"]["lag_p95_s"] > 0
+    two = lad["burst"]["two_placements"]
+    assert two["jobs"] == lad["burst"]["items"]
+    assert max(two["max_running_per_region"].values()) <= two["quota_jobs_per_region"]
+    assert lad["storm"]["succeeded"] == lad["storm"]["items"]
+    assert lad["met"]["no_duplicates"]
+    assert "7 ladder" in run.table(results)
+
     adm = results["admission"]
     assert adm["all_finished"]
     assert adm["jobs_created"] == adm["items"] == adm["items_succeeded"]

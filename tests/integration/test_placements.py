@@ -383,3 +383,44 @@ def test_status_and_the_dashboard_show_where_each_attempt_ran(
     assert "no_capacity" in html
     row = client.get("/api/queues/q/items").get_json()["items"][0]
     assert (row["placement"], row["region"]) == ("east", "us-east4")
+
+
+def test_a_crash_right_after_a_quota_move_leaves_one_job(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """The dispatcher dies right after writing the deferral that moves the item to us-east4
+    (its message is redelivered): the next delivery and the sweep create exactly one job, there."""
+    placements = [
+        {"name": "central-a100"},
+        {
+            "name": "east-l4",
+            "region": "us-east4",
+            "machines": [
+                {
+                    "machine_type": "g2-standard-8",
+                    "accelerator_type": "NVIDIA_L4",
+                    "accelerator_count": 1,
+                }
+            ],
+        },
+    ]
+    config = ladder(placements=placements)
+    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
+        "machine_type": "a2-highgpu-1g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 1,
+    }
+    harness.apply("q", config)
+    standin.admin.set_limits(quotas={"custom_model_training_nvidia_a100_gpus": 0})
+    try:
+        delivery = message(item("q", "a"))
+        with pytest.raises(SimulatedCrash):
+            harness.dispatcher(crash_at="moved").handle(delivery)
+        assert harness.item_data("q", "a")["placement"] == 1
+        harness.dispatcher().handle(delivery)  # Pub/Sub redelivers the unacknowledged message
+        harness.sweeper().run()
+        data = harness.item_data("q", "a")
+        assert (data["state"], data["region"]) == ("SUBMITTED", "us-east4")
+        assert [job["name"].split("/")[3] for job in standin.admin.jobs()] == ["us-east4"]
+    finally:
+        standin.admin.set_limits()
