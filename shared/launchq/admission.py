@@ -33,6 +33,7 @@ from launchq.submission import SubmitOutcome, Submitter
 
 _REDELIVERY, _OVER_BUDGET, _SLOT_LOST = object(), object(), object()
 MAX_CONFLICTS = 8  # lost claims before an admission round gives way to the other claimers
+MAX_MOVES = 8  # quota moves between placements in one round
 PAGE = 8  # waiting items and free slots read per round
 
 
@@ -79,8 +80,8 @@ class Admission:
         if runtime.max_jobs < 0 and own is not None:
             return self._admit_own(own)
         submitted: list[str] = []
-        conflicts = 0
-        while len(submitted) < max_creates and conflicts < MAX_CONFLICTS:
+        conflicts = moves = 0
+        while len(submitted) < max_creates and conflicts < MAX_CONFLICTS and moves < MAX_MOVES:
             waiting = self.store.waiting_items(queue, limit=PAGE)
             if not waiting:
                 break
@@ -104,6 +105,11 @@ class Admission:
                 submitted.append(claimed.item_id)
             elif outcome in (SubmitOutcome.DEFERRED, SubmitOutcome.RATE_LIMITED):
                 break
+            elif outcome is SubmitOutcome.MOVED:
+                # Refused for quota in one placement, the item waits ready in the next: the
+                # round goes on (it may be the next one admitted, in its new region), a bounded
+                # number of times (with a zero backoff every placement could refuse in turn).
+                moves += 1
         return submitted
 
     def admit_new(self, new: NewItem) -> tuple[ItemRecord | None, list[str]]:
@@ -125,6 +131,8 @@ class Admission:
                     return None, []
                 if isinstance(direct, ItemRecord):
                     outcome = self.submitter.submit(direct, token_taken=True)
+                    if outcome is SubmitOutcome.MOVED:  # its next placement may have room now
+                        return direct, self.admit(new.queue)
                     return direct, [new.item_id] if outcome is SubmitOutcome.RECORDED else []
                 if direct is _OVER_BUDGET:
                     new = new.with_fields(reason=WaitReason.RATE_LIMITED)
@@ -194,8 +202,11 @@ class Admission:
         claimed = self._claim_first([item], [None])
         if claimed is None:
             return []
-        if self.submitter.submit(claimed, token_taken=True) is SubmitOutcome.RECORDED:
+        outcome = self.submitter.submit(claimed, token_taken=True)
+        if outcome is SubmitOutcome.RECORDED:
             return [item.item_id]
+        if outcome is SubmitOutcome.MOVED:
+            return self.admit(item.queue)  # in its next placement, as the queue's order allows
         return []
 
     def _claim_first(

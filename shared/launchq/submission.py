@@ -70,6 +70,7 @@ class SubmitOutcome(StrEnum):
     FAILED = "failed"  # Vertex refused the job for good
     DEFERRED = "deferred"  # Vertex has no quota for it now: back to QUEUED, the queue backs off
     RATE_LIMITED = "rate_limited"  # over the creation rate: back to QUEUED
+    MOVED = "moved"  # refused for quota in its placement: QUEUED in another, ready to admit
 
 
 @dataclass
@@ -189,9 +190,11 @@ class Submitter:
             job = self._create_or_find(client, item, body, token_taken)
         except _Deferred as wait:
             deferred = self._defer(item, wait)
-            if deferred and wait.metric is None:
+            if deferred is None:
+                return SubmitOutcome.LOST
+            if wait.metric is None:
                 return SubmitOutcome.RATE_LIMITED
-            return SubmitOutcome.DEFERRED if deferred else SubmitOutcome.LOST
+            return SubmitOutcome.MOVED if deferred else SubmitOutcome.DEFERRED
         except vx.VertexError as exc:
             if exc.transient:
                 self._end_claim(item)
@@ -246,11 +249,13 @@ class Submitter:
                     if found is not None:
                         return found
 
-    def _defer(self, item: ItemRecord, wait: _Deferred) -> bool:
+    def _defer(self, item: ItemRecord, wait: _Deferred) -> bool | None:
         """No capacity now: back to QUEUED with the reason, the slot released, no exception.
 
         A quota refusal on a queue with placements moves the item instead of backing the whole
-        queue off (`_quota_move`): the refusal is this placement's, not the queue's.
+        queue off (`_quota_move`): the refusal is this placement's, not the queue's. Returns
+        None when somebody else moved the item meanwhile, else whether it moved to another
+        placement it may start in now.
         """
         changes: Changes = {
             "claim": None,
@@ -262,6 +267,7 @@ class Submitter:
         }
         details: dict[str, Any] = {"reason": wait.reason}
         cause = f"deferred: {wait.reason}"
+        ready = False
         if wait.metric is not None:
             details["quota_metric"] = wait.metric
             moved = self._quota_move(item, wait)
@@ -275,6 +281,7 @@ class Submitter:
                 if name:
                     cause += f"; moved to {name}"
                     details["moved_to"] = name
+                ready = bool(name) and delay <= 0
         try:
             self.recorder.transition(
                 item,
@@ -283,9 +290,9 @@ class Submitter:
                 release_slot=True,
             )
         except Conflict:
-            return False
+            return None
         log.info("create deferred", item_id=item.item_id, queue=item.queue, reason=wait.reason)
-        return True
+        return ready
 
     def _quota_move(self, item: ItemRecord, wait: _Deferred) -> tuple[Changes, str, float] | None:
         """Where a quota-refused item of a queue with placements goes next: (its placement

@@ -518,6 +518,8 @@ class Sweeper:
         )
         delay = move.delay if moving else float(plain or 0.0)
         moved = placement_label(full, move.placement) if move.moved else ""
+        if not moving:  # the job's own failure or Vertex's: no placement refused the item
+            return full, delay, {}, ""
         why = f"{klass.value} in {item.region}"
         return full, delay, move_changes(full, move, failed, why), moved
 

@@ -35,6 +35,28 @@ def ladder(
     return queue_config(max_jobs=max_jobs, placements=placements or LADDER, **extra)
 
 
+def a100_then_l4() -> dict[str, Any]:
+    """A100s in us-central1 first, else L4s in us-east4 (a quota on one does not touch the
+    other)."""
+    east = {
+        "machine_type": "g2-standard-8",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    }
+    config = ladder(
+        placements=[
+            {"name": "central-a100"},
+            {"name": "east-l4", "region": "us-east4", "machines": [east]},
+        ]
+    )
+    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
+        "machine_type": "a2-highgpu-1g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 1,
+    }
+    return config
+
+
 def submit(harness: Harness, item_id: str, queue: str = "q") -> dict[str, Any]:
     harness.dispatcher().handle(message(item(queue, item_id)))
     return harness.item_data(queue, item_id)
@@ -181,7 +203,8 @@ def test_failures_of_the_job_or_of_vertex_never_move_an_item(
     data = harness.item_data("q", "a")
     assert (summary.retried, summary.moved) == (1, 0)
     assert (data["placement"], data["region"], data["attempt"]) == (0, "us-central1", 2)
-    assert data["failed_placements"] == []
+    assert data.get("failed_placements", []) == []
+    assert data.get("placement_refusals", []) == []  # no placement refused it
 
 
 def test_a_user_failure_is_not_retried_by_default_even_with_placements(
@@ -212,42 +235,46 @@ def test_a_quota_refusal_at_create_moves_the_item_not_the_queue(
     harness: Harness, standin: StandinServer
 ) -> None:
     """us-central1's A100 quota is spent; the east placement runs L4s: the item moves there in
-    the deferral's own write, and the queue is not backed off (other placements are free)."""
-    placements = [
-        {"name": "central-a100"},
-        {
-            "name": "east-l4",
-            "region": "us-east4",
-            "machines": [
-                {
-                    "machine_type": "g2-standard-8",
-                    "accelerator_type": "NVIDIA_L4",
-                    "accelerator_count": 1,
-                }
-            ],
-        },
-    ]
-    config = ladder(placements=placements)
-    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
-        "machine_type": "a2-highgpu-1g",
-        "accelerator_type": "NVIDIA_TESLA_A100",
-        "accelerator_count": 1,
-    }
+    the deferral's own write and the same delivery creates its job there (no sweep needed); the
+    queue is not backed off (other placements are free)."""
+    config = a100_then_l4()
     harness.apply("q", config)
     standin.admin.set_limits(quotas={"custom_model_training_nvidia_a100_gpus": 0})
     try:
         data = submit(harness, "a")
-        assert (data["placement"], data["region"]) == (1, "us-east4")
+        assert (data["placement"], data["region"], data["state"]) == (1, "us-east4", "SUBMITTED")
         causes = [h["cause"] for h in data["history"]]
         assert any("moved to east-l4" in cause for cause in causes)
         queue = harness.store.get_queue("q")
         assert queue is not None
         assert not queue.get(BACKOFF_FIELD)
-        harness.sweeper().run()
-        data = harness.item_data("q", "a")
-        assert data["state"] == "SUBMITTED"
         assert data["job"]["name"].split("/")[3] == "us-east4"
         assert [job["name"].split("/")[3] for job in standin.admin.jobs()] == ["us-east4"]
+        assert data["attempt"] == 1  # a refused create is no attempt
+    finally:
+        standin.admin.set_limits()
+
+
+def test_every_placement_refusing_with_no_backoff_ends_the_round(
+    harness: Harness, standin: StandinServer
+) -> None:
+    """Both regions' quotas spent and a zero backoff: the item moves back and forth a bounded
+    number of times in one delivery, then waits, saying why."""
+    config = a100_then_l4()
+    config["retry"] = {"backoff_initial_seconds": 0, "backoff_max_seconds": 0}
+    harness.apply("q", config)
+    quotas = {
+        "custom_model_training_nvidia_a100_gpus": 0,
+        "custom_model_training_nvidia_l4_gpus": 0,
+    }
+    standin.admin.set_limits(quotas=quotas)
+    try:
+        data = submit(harness, "a")
+        assert data["state"] == "QUEUED"
+        assert standin.admin.jobs() == []
+        assert data["reason"].startswith("retrying after every placement refused (")
+        refused = standin.admin.counters().get("CreateCustomJob", 0)
+        assert 2 <= refused <= 10  # bounded: MAX_MOVES moves and the first refusal
     finally:
         standin.admin.set_limits()
 
@@ -390,26 +417,7 @@ def test_a_crash_right_after_a_quota_move_leaves_one_job(
 ) -> None:
     """The dispatcher dies right after writing the deferral that moves the item to us-east4
     (its message is redelivered): the next delivery and the sweep create exactly one job, there."""
-    placements = [
-        {"name": "central-a100"},
-        {
-            "name": "east-l4",
-            "region": "us-east4",
-            "machines": [
-                {
-                    "machine_type": "g2-standard-8",
-                    "accelerator_type": "NVIDIA_L4",
-                    "accelerator_count": 1,
-                }
-            ],
-        },
-    ]
-    config = ladder(placements=placements)
-    config["spec"]["worker_pool_specs"][0]["machine_spec"] = {
-        "machine_type": "a2-highgpu-1g",
-        "accelerator_type": "NVIDIA_TESLA_A100",
-        "accelerator_count": 1,
-    }
+    config = a100_then_l4()
     harness.apply("q", config)
     standin.admin.set_limits(quotas={"custom_model_training_nvidia_a100_gpus": 0})
     try:

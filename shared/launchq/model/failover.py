@@ -107,14 +107,15 @@ def move_changes(item: ItemRecord, move: Move, failed: Sequence[int], why: str) 
     """The fields a retry writes with its state change: where the next attempt runs (every
     field the submitter reads: body, region, parent, project), the failures so far, and why
     each placement refused the item (`why`: the current one's). When every placement has
-    refused it and it must wait, `reason` says so, with each placement's reason."""
+    refused it, `reason` says so, with each placement's reason (what displays show while its
+    backoff runs)."""
     # A list, not a map: Firestore does not keep a map's key order, and this is an order.
     name = placement_label(item, item.placement)
     earlier = item.stored.get("placement_refusals") or []
     refusals = [r for r in earlier if isinstance(r, Mapping) and r.get("placement") != name]
     refusals.append({"placement": name, "why": why})
     changes: Changes = {"failed_placements": list(failed), "placement_refusals": refusals}
-    if move.delay > 0 and len(refusals) >= len(item.placements):
+    if len(refusals) >= len(item.placements):
         changes["reason"] = every_placement_reason(
             {str(r["placement"]): str(r["why"]) for r in refusals}
         )
