@@ -516,12 +516,11 @@ class Sweeper:
             failed,
             klass,
         )
-        delay = move.delay if moving else float(plain or 0.0)
-        moved = placement_label(full, move.placement) if move.moved else ""
         if not moving:  # the job's own failure or Vertex's: no placement refused the item
-            return full, delay, {}, ""
+            return full, float(plain or 0.0), {}, ""
+        moved = placement_label(full, move.placement) if move.moved else ""
         why = f"{klass.value} in {item.region}"
-        return full, delay, move_changes(full, move, failed, why), moved
+        return full, move.delay, move_changes(full, move, failed, why), moved
 
     def _maybe_cancel(
         self, item: ItemRecord, job: Mapping[str, Any], summary: SweepSummary

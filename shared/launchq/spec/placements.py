@@ -12,8 +12,8 @@ limits) applies to every placement, with the placement's index in the error path
 the item stores every body (`placements` on its document), so moving it to another placement
 after a stockout is one write of fields it already has: no re-render, no config read in the
 middle of a move.
-A queue without `placements` has one implicit placement (the config as written), and behaves
-exactly as before.
+A queue without `placements` has one implicit placement (the config as written) and never
+moves an item.
 """
 
 from __future__ import annotations
