@@ -309,3 +309,41 @@ def test_the_recorder_publishes_what_it_committed_and_nothing_it_lost() -> None:
     ]
     assert published == [(h["from"], h["to"], h["cause"]) for h in history]
     assert published[-2:] == [("RUNNING", "FAILED", "preempted"), ("FAILED", "QUEUED", "retry")]
+
+
+def test_a_crash_after_every_write_of_a_move_then_the_next_sweep_makes_one_job() -> None:
+    """A stockout in the first placement: the sweep records the failure and the move to
+    us-east4 in one write, then creates the next attempt there. It dies after each of its writes
+    in turn; the next sweeps finish with exactly one job per attempt, the second in us-east4."""
+    ladder = [{"name": "central"}, {"name": "east", "region": "us-east4"}]
+
+    def stocked_out() -> World:
+        world = World(lease_seconds=0.0)
+        world.apply("q1", queue_config(max_jobs=2, placements=ladder))
+        world.deliver(item("q1", "a"))
+        [job] = world.vertex.job_of("a")
+        stockout = {"code": 8, "message": "Resources are insufficient in region: us-central1."}
+        world.vertex.set_state(job["name"], "JOB_STATE_FAILED", error=stockout)
+        return world
+
+    clean = stocked_out()
+    before = clean.store.commits
+    clean.app().sweeper.run()
+    assert clean.data("q1", "a")["region"] == "us-east4"
+    writes = clean.store.commits - before
+    assert writes >= 3  # the failure and the move, the claim in us-east4, its job recorded
+    for crash_after in range(1, writes + 1):
+        world = stocked_out()
+        world.store.crash_after(crash_after)
+        with pytest.raises(SimulatedCrash):
+            world.app().sweeper.run()
+        world.app().sweeper.run()
+        world.app().sweeper.run()
+        data = world.data("q1", "a")
+        jobs = world.vertex.job_of("a")
+        attempts = sorted(j["labels"]["launchq-attempt"] for j in jobs)
+        assert attempts == ["1", "2"], f"crash after write {crash_after}: {attempts}"
+        assert (data["state"], data["placement"], data["attempt"]) == (SUBMITTED, 1, 2)
+        second = next(j for j in jobs if j["labels"]["launchq-attempt"] == "2")
+        assert "/locations/us-east4/" in second["name"]
+        assert data["job"]["name"] == second["name"]
