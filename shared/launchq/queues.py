@@ -23,7 +23,7 @@ from launchq.spec.checks import parse_queue_config
 from launchq.spec.config import QueueConfig
 from launchq.spec.item import ItemSource, parse_item, payload_hash
 from launchq.spec.placements import PlacedJob
-from launchq.spec.render import RenderContext, render_placements
+from launchq.spec.render import RenderContext, job_strategy, render_placements
 from launchq.spec.validation import ConfigError, Issue, ItemError
 from launchq.store import Store, backoff_from
 
@@ -83,8 +83,7 @@ class QueueRuntime:
                 region=one.region,
                 project=one.project,
                 parent=one.parent,
-                strategy=str(one.body.get("jobSpec", {}).get("scheduling", {}).get("strategy")
-                             or "STANDARD"),
+                strategy=job_strategy(one.body),
                 body=one.body,
                 body_hash=one.body_hash,
             )

@@ -53,7 +53,7 @@ from launchq.model.states import ItemState, item_state_for_vertex, vertex_state_
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import ATTEMPT_LABEL
-from launchq.spec.render import ATTEMPT_ENV, with_launchq_env
+from launchq.spec.render import ATTEMPT_ENV, job_strategy, with_launchq_env
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
@@ -88,10 +88,6 @@ def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     resuming)."""
     labels = {**body.get("labels", {}), ATTEMPT_LABEL: str(attempt)}
     return with_launchq_env({**body, "labels": labels}, {ATTEMPT_ENV: str(attempt)})
-
-
-def _strategy(body: Mapping[str, Any]) -> str:
-    return str(body.get("jobSpec", {}).get("scheduling", {}).get("strategy") or "STANDARD")
 
 
 def label_filter(body: Mapping[str, Any]) -> str:
@@ -344,7 +340,7 @@ class Submitter:
         if current.placement is not None:
             attempt["placement"] = current.placement
             attempt["placement_name"] = placement_label(current, current.placement)
-            attempt["strategy"] = _strategy(current.job_body or {})
+            attempt["strategy"] = job_strategy(current.job_body or {})
         attempts = [*current.attempts, attempt]
         terminal = new_state.is_terminal
         changes: Changes = {

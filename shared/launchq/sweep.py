@@ -496,18 +496,15 @@ class Sweeper:
         if item.placement is None:
             delay = retry_delay(retry, klass, attempt)
             return None if delay is None else (item, delay, {}, "")
-        moving = klass in MOVING
         if klass is FailureClass.CANCELLED_BY_USER or attempt >= retry.max_attempts:
             return None
-        plain = retry_delay(retry, klass, attempt)
-        if not moving and plain is None:
-            return None
+        if klass not in MOVING:  # the job's own failure or Vertex's: retried in place, or not
+            plain = retry_delay(retry, klass, attempt)
+            return None if plain is None else (item, plain, {}, "")
         full = self.store.get_item(item.queue, item.item_id)  # the placements' bodies
         if full is None or full.version != item.version:
             return None  # changed since this pass read it: the next pass decides
-        failed = (
-            [*full.failed_placements, item.placement] if moving else list(full.failed_placements)
-        )
+        failed = [*full.failed_placements, item.placement]
         move = choose(
             runtime.config.failover_policy,
             retry,
@@ -516,8 +513,6 @@ class Sweeper:
             failed,
             klass,
         )
-        if not moving:  # the job's own failure or Vertex's: no placement refused the item
-            return full, float(plain or 0.0), {}, ""
         moved = placement_label(full, move.placement) if move.moved else ""
         why = f"{klass.value} in {item.region}"
         return full, move.delay, move_changes(full, move, failed, why), moved

@@ -122,7 +122,7 @@ def move_changes(item: ItemRecord, move: Move, failed: Sequence[int], why: str) 
     if move.moved:
         placed = placement_of(item, move.placement)
         changes["placement"] = move.placement
-        changes["placement_name"] = str(placed.get("name") or f"#{move.placement}")
+        changes["placement_name"] = placement_label(item, move.placement)
         changes["job_body"] = placed["body"]
         changes["body_hash"] = str(placed.get("body_hash") or "")
         changes["region"] = str(placed["region"])

@@ -136,19 +136,6 @@ class PlacedJob:
             "body_hash": self.body_hash,
         }
 
-    @classmethod
-    def from_document(cls, data: Mapping[str, Any]) -> PlacedJob:
-        return cls(
-            index=int(data["index"]),
-            name=str(data["name"]),
-            region=str(data["region"]),
-            project=str(data["project"]),
-            parent=str(data["parent"]),
-            strategy=str(data.get("strategy") or "STANDARD"),
-            body=dict(data["body"]),
-            body_hash=str(data.get("body_hash") or ""),
-        )
-
 
 def placement_name(placement: Placement | None, region: str, strategy: str) -> str:
     if placement is not None and placement.name:

@@ -181,20 +181,21 @@ def render_placements(
     previous attempt wrote."""
     if not config.placements:
         job = render(config, item, context)
-        return [(placement_name(None, job.region, _strategy(job.body)), job)]
+        return [(placement_name(None, job.region, job_strategy(job.body)), job)]
     first = render(placed_config(config, 0), item, context)
     bucket = bucket_of(first.body)
     jobs: list[tuple[str, RenderedJob]] = []
     for index, placement in enumerate(config.placements):
         job = first if index == 0 else render(placed_config(config, index), item, context, bucket)
-        name = placement_name(placement, job.region, _strategy(job.body))
+        name = placement_name(placement, job.region, job_strategy(job.body))
         body = rewrite_images(job.body, placement.image_prefixes)
         body = with_launchq_env(body, {PLACEMENT_ENV: name})
         jobs.append((name, replace(job, body=body, body_hash=content_hash(body))))
     return jobs
 
 
-def _strategy(body: Mapping[str, Any]) -> str:
+def job_strategy(body: Mapping[str, Any]) -> str:
+    """The job body's scheduling strategy (STANDARD when it sets none)."""
     scheduling = body.get("jobSpec", {}).get("scheduling", {})
     return str(scheduling.get("strategy") or "STANDARD")
 
