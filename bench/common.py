@@ -13,6 +13,7 @@ modules' `__main__`) or from the test fixtures (`Stack.from_parts`, used by the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,37 @@ def queue_config(max_jobs: int = -1, **extra: Any) -> dict[str, Any]:
 
 def item(queue: str, item_id: str) -> dict[str, Any]:
     return {"queue": queue, "item_id": item_id, "image_uri": "gcr.io/p/trainer:1"}
+
+
+def deliver_all(
+    apps: list[Any],
+    queue: str,
+    ids: list[str],
+    per_second: float = 0.0,
+) -> int:
+    """Deliver one item per id to `queue`'s topic through the apps' dispatchers in-process, one
+    thread per app, as fast as they go or paced to `per_second`; the number that raised (a
+    message that would have been redelivered, then dead-lettered)."""
+    from launchq.dispatch import PubsubMessage
+    from launchq.spec.topics import queue_topic
+
+    begun = time.monotonic()
+
+    def deliver(index: int) -> int:
+        errors = 0
+        for n in range(index, len(ids), len(apps)):
+            if per_second:
+                time.sleep(max(0.0, begun + n / per_second - time.monotonic()))
+            payload = json.dumps(item(queue, ids[n])).encode()
+            message = PubsubMessage(payload, {}, f"m-{ids[n]}", topic=queue_topic(queue))
+            try:
+                apps[index].dispatcher.handle(message)
+            except Exception:
+                errors += 1
+        return errors
+
+    with ThreadPoolExecutor(len(apps)) as pool:
+        return sum(pool.map(deliver, range(len(apps))))
 
 
 # -- the stack --------------------------------------------------------------------------------

@@ -40,17 +40,14 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import requests
 
-from bench.common import VERTEX_PROJECT, Stack, item, local_stack, queue_config
-from launchq.dispatch import PubsubMessage
+from bench.common import VERTEX_PROJECT, Stack, deliver_all, local_stack, queue_config
 from launchq.gcp.vertex import VertexClient
 from launchq.settings import Settings
-from launchq.spec.topics import queue_topic
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import Launchq, build
 from launchq_client.configs import apply_queue
@@ -113,23 +110,8 @@ class _Run:
 
     def publish(self, items: int, per_second: float = 0.0) -> None:
         """Every item, as fast as the dispatchers go, or paced to `per_second`."""
-        begun = time.monotonic()
-
-        def deliver(index: int) -> int:
-            errors = 0
-            for n in range(index, items, len(self.apps)):
-                if per_second:
-                    time.sleep(max(0.0, begun + n / per_second - time.monotonic()))
-                payload = json.dumps(item(self.queue, f"i{n:05d}")).encode()
-                message = PubsubMessage(payload, {}, f"m{n}", topic=queue_topic(self.queue))
-                try:
-                    self.apps[index].dispatcher.handle(message)
-                except Exception:
-                    errors += 1
-            return errors
-
-        with ThreadPoolExecutor(len(self.apps)) as pool:
-            self.raised += sum(pool.map(deliver, range(len(self.apps))))
+        ids = [f"i{n:05d}" for n in range(items)]
+        self.raised += deliver_all(self.apps, self.queue, ids, per_second)
 
     def wait(self, done: Callable[[], bool], seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -20,6 +20,7 @@ from bench import (
     admission,
     capacity,
     cold_start,
+    fairshare,
     ladder,
     list_bytes,
     overhead,
@@ -41,6 +42,7 @@ FULL: dict[str, dict[str, Any]] = {
     "list_bytes": {"jobs": 1000, "repeats": 5},
     "capacity": {"items": 1000, "run_s": 1.0, "refill_jobs": 30},
     "ladder": {"items": 50, "burst_items": 500, "run_s": 2.0},
+    "fairshare": {"items": 16, "seeds": 10, "probe_seeds": 2, "delay": 8.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -51,6 +53,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "list_bytes": {"jobs": 20, "repeats": 1},
     "capacity": {"items": 24, "run_s": 0.5, "refill_jobs": 6, "budget_seconds": 1.0},
     "ladder": {"items": 6, "burst_items": 24, "run_s": 0.5},
+    "fairshare": {"items": 4, "seeds": 1, "probe_seeds": 1, "delay": 1.0, "run_s": [0.5, 1.0]},
 }
 
 
@@ -67,6 +70,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "list_bytes": list_bytes.measure,
     "capacity": capacity.measure,
     "ladder": ladder.measure,
+    "fairshare": fairshare.measure,
 }
 
 
@@ -330,6 +334,31 @@ def table(results: dict[str, Any]) -> str:
                 f"{st['duplicates']} duplicates",
                 "all SUCCEEDED, 0 duplicates",
                 _fmt_met(lad["met"]["storm_all_succeeded"] and lad["met"]["no_duplicates"]),
+            ),
+        ]
+    if fair := results.get("fairshare"):
+        co, pr, ar = fair["cohort"], fair["probe"], fair["arrival"]
+        rows += [
+            (
+                "8 fair share",
+                f"two teams, {fair['items_per_team']} items each, a {fair['quota']}-L4 quota, "
+                f"{len(co['utilisation'])} seeds",
+                f"quota busy while work waits: cohort **{min(co['utilisation']):.1%}** to "
+                f"{max(co['utilisation']):.1%} vs probing "
+                f"{min(pr['utilisation']):.1%} to {max(pr['utilisation']):.1%}; team A's share "
+                f"{min(co['share_a']):.1%} to {max(co['share_a']):.1%}; at most "
+                f"{co['max_active']} active; {co['duplicates']} duplicates, {co['raised']} raised",
+                "≥ 95%, 50% ± 5, ≤ quota, 0/0",
+                _fmt_met(all(fair["met"][k] for k in ("utilisation", "share", "quota"))),
+            ),
+            (
+                "",
+                "team B arrives while A holds the whole quota",
+                f"B's first start {ar['b_first_start_after_arrival_s']} s after arrival (first "
+                f"end {ar['first_end_after_arrival_s']} s); holds its share after "
+                f"{ar['b_holds_share_after_s']} s; {ar['a_jobs_cancelled']} of A's jobs stopped",
+                "the first freed unit, no preemption",
+                _fmt_met(fair["met"]["arrival"]),
             ),
         ]
     lines = [

@@ -36,6 +36,7 @@ locals {
     LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS = tostring(var.quota_backoff_initial_seconds)
     LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS     = tostring(var.quota_backoff_max_seconds)
     LAUNCHQ_SWEEP_INTERVAL_SECONDS        = tostring(var.sweep_interval_seconds)
+    LAUNCHQ_SWEEP_BUSY_INTERVAL_SECONDS   = tostring(var.sweep_busy_interval_seconds)
     LAUNCHQ_SWEEP_PERIOD_SECONDS          = tostring(var.sweep_period_seconds)
     LAUNCHQ_STORAGE_ENDPOINT              = var.storage_endpoint
     LAUNCHQ_CLOUDBUILD_ENDPOINT           = var.cloudbuild_endpoint

@@ -442,6 +442,17 @@ variable "sweep_interval_seconds" {
   }
 }
 
+variable "sweep_busy_interval_seconds" {
+  type        = number
+  description = "LAUNCHQ_SWEEP_BUSY_INTERVAL_SECONDS: pause between sweep passes while items wait behind full capacity, so an ended job's slot and quota are refilled sooner."
+  default     = 2
+
+  validation {
+    condition     = var.sweep_busy_interval_seconds > 0 && var.sweep_busy_interval_seconds <= 60
+    error_message = "sweep_busy_interval_seconds must be above 0 and at most 60."
+  }
+}
+
 variable "sweep_period_seconds" {
   type        = number
   description = "LAUNCHQ_SWEEP_PERIOD_SECONDS: the period of sweep_schedule in seconds (60 for the default every-minute schedule); one invocation loops until just before the next. Must be below sweep_timeout_seconds."

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from launchq.cohorts import CohortSource
     from launchq.queues import QueueSource
     from launchq.store import Store
 
@@ -131,7 +132,9 @@ class Capacity:
         rate_for: Callable[[str], float],
         backoff_initial_seconds: float = 15.0,
         backoff_max_seconds: float = 240.0,
+        cohorts: CohortSource | None = None,
     ) -> None:
+        self.cohorts = cohorts
         self.store = store
         self.queues = queues
         self.rate_for = rate_for
@@ -170,8 +173,16 @@ class Capacity:
         create the same token at once. A real sleep: what it waits for is the wall clock."""
         threading.Event().wait(self.until_next_window(region) + random.uniform(0.0, 0.02))
 
-    def refused(self, queue: str, metric: str, region: str) -> QueueBackoff | None:
-        """Vertex refused a create of `queue` for a resource quota: back the queue off."""
+    def refused(
+        self, queue: str, metric: str, region: str, project: str = "", own_units: int = 0
+    ) -> QueueBackoff | None:
+        """Vertex refused a create of `queue` for a resource quota: back the queue off; or, for
+        a quota its cohort declares, lower that quota's limit for a while instead
+        (`launchq.cohorts.CohortSource.refused`; the queue goes on admitting)."""
+        if self.cohorts is not None and self.cohorts.refused(
+            queue, metric, region, project, own_units
+        ):
+            return None
         now = self.store.clock()
 
         def bump(current: QueueBackoff | None) -> QueueBackoff:

@@ -49,6 +49,7 @@ from launchq.log import get_logger
 from launchq.model.reasons import ErrorRecord, RejectReason, WaitReason
 from launchq.model.records import ItemRecord, NewItem
 from launchq.model.states import ItemState
+from launchq.model.submitters import ANONYMOUS
 from launchq.queues import PreparedItem, QueueRuntime, QueueSource
 from launchq.recorder import Recorder
 from launchq.spec import sanitize
@@ -327,6 +328,9 @@ class Dispatcher:
                     queue, item_id, fields, f"rejected: {unusable.reason}", unusable.message
                 )
         fields = {**received, **_item_fields(prepared, runtime)}
+        # Who to count it against under `max_jobs_per_submitter` (launchq.model.submitters): a
+        # top-level field, so a count query finds a submitter's items, "(none)" included.
+        fields["submitter"] = (received.get("submitted_by") or {}).get("value") or ANONYMOUS
         size = sanitize.firestore_size(fields)
         count = sanitize.field_count(fields)
         if size > sanitize.RECORD_BYTES or count > sanitize.RECORD_FIELDS:
@@ -567,7 +571,8 @@ def _received(payload: dict[str, Any], message: PubsubMessage) -> dict[str, Any]
     """Where an item came from: what is knowable, and the publisher's unverified word on who.
 
     Pub/Sub carries no publisher identity: `submitted_by` is what the publisher claims (the CLI
-    sends the local user name), stored with `verified: false` and never used for a decision.
+    sends the local user name), stored with `verified: false`. The only decision it enters is
+    the fairness aid `max_jobs_per_submitter` (launchq.model.submitters), never an access one.
     """
     received: dict[str, Any] = {
         "payload": payload,

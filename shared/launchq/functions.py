@@ -140,5 +140,9 @@ def handle_sweep_request() -> tuple[dict[str, Any], int]:
     """
     launchq = app()
     settings = launchq.settings
-    summary = launchq.sweeper.loop(settings.sweep_interval_seconds, settings.sweep_period_seconds)
+    summary = launchq.sweeper.loop(
+        settings.sweep_interval_seconds,
+        settings.sweep_period_seconds,
+        settings.sweep_busy_interval_seconds,
+    )
     return summary.as_dict(), 200

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,9 @@ class QueueRuntime:
     config: QueueConfig
     # Set while Vertex refuses the queue's creates for a resource quota (launchq.capacity).
     backoff: QueueBackoff | None = None
+    # Each submitter's decayed job-seconds, as the sweep last accrued them
+    # (`max_jobs_per_submitter`, launchq.model.submitters).
+    submitter_usage: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def paused(self) -> bool:
@@ -134,7 +137,12 @@ class QueueSource:
         runtime = None
         if document is not None:
             config = parse_queue_config(document["config"], name=name)
-            runtime = QueueRuntime(name, _with_state(config, document), backoff_from(document))
+            runtime = QueueRuntime(
+                name,
+                _with_state(config, document),
+                backoff_from(document),
+                document.get("submitter_usage") or {},
+            )
         with self._lock:
             self._cache[name] = (now, runtime)
         return runtime

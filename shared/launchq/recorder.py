@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from launchq.gcp.events import EventPublisher, item_event, state_changed_event
@@ -89,6 +89,7 @@ class Recorder:
         *,
         take_slot: Slot | None = None,
         release_slot: bool = False,
+        take_units: Sequence[Slot] = (),
         level: str = "info",
     ) -> ItemRecord:
         """Commit a state change (compare-and-swap), then log and publish it.
@@ -97,7 +98,12 @@ class Recorder:
         nothing was committed, logged or published.
         """
         written = self.store.transition(
-            item, change, changes, take_slot=take_slot, release_slot=release_slot
+            item,
+            change,
+            changes,
+            take_slot=take_slot,
+            release_slot=release_slot,
+            take_units=take_units,
         )
         job = written.job.name if written.job else None
         getattr(log, level)(

@@ -80,6 +80,9 @@ class Settings:
     quota_backoff_initial_seconds: float = 15.0
     quota_backoff_max_seconds: float = 240.0
     sweep_interval_seconds: float = 10.0
+    # While items wait behind full capacity: passes this often, so an ended job's slot and
+    # quota are refilled sooner (bench/fairshare.py measures what it buys).
+    sweep_busy_interval_seconds: float = 2.0
     sweep_period_seconds: float = 60.0
 
     def vertex_base_url(self, region: str) -> str:
@@ -117,6 +120,7 @@ class Settings:
             ),
             quota_backoff_max_seconds=_number(env, "LAUNCHQ_QUOTA_BACKOFF_MAX_SECONDS", 240.0),
             sweep_interval_seconds=_number(env, "LAUNCHQ_SWEEP_INTERVAL_SECONDS", 10.0),
+            sweep_busy_interval_seconds=_number(env, "LAUNCHQ_SWEEP_BUSY_INTERVAL_SECONDS", 2.0),
             sweep_period_seconds=_number(env, "LAUNCHQ_SWEEP_PERIOD_SECONDS", 60.0),
             cloudbuild_endpoint=env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT") or None,
             artifactregistry_endpoint=env.get("LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -128,14 +128,20 @@ class Submitter:
     def _new_claim(self) -> Claim:
         return Claim.new(self.store.clock(), self.lease_seconds, uuid.uuid4().hex)
 
-    def claim(self, item: ItemRecord, slot: Slot | None) -> ItemRecord | None:
-        """QUEUED -> SUBMITTING (taking `slot`, if any); None if another claimer won."""
+    def claim(
+        self, item: ItemRecord, slot: Slot | None, units: Sequence[Slot] = ()
+    ) -> ItemRecord | None:
+        """QUEUED -> SUBMITTING (taking `slot`, if any, and a cohort's quota `units`); None if
+        another claimer won."""
         try:
+            # The accelerators of a cohort's quota it takes: what the dashboard charts per member.
+            details = {"accelerators": len(units)} if units else None
             return self.recorder.transition(
                 item,
-                Transition(ItemState.SUBMITTING, ADMITTED),
+                Transition(ItemState.SUBMITTING, ADMITTED, details),
                 {"claim": self._new_claim(), "attempt": item.attempt + 1, "reason": None},
                 take_slot=slot,
+                take_units=units,
             )
         except Conflict:
             return None
@@ -268,8 +274,11 @@ class Submitter:
             details["quota_metric"] = wait.metric
             moved = self._quota_move(item, wait)
             if moved is None:
-                # The queue backs off whether or not this item's write below wins.
-                self.capacity.refused(item.queue, wait.metric, str(item.region))
+                # The queue backs off (or its cohort lowers the quota's limit) whether or not
+                # this item's write below wins.
+                self.capacity.refused(
+                    item.queue, wait.metric, str(item.region), str(item.project), len(item.units)
+                )
             else:
                 placed, name, delay = moved
                 changes.update(placed)

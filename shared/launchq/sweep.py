@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -46,6 +46,7 @@ from typing import Any
 from launchq.admission import Admission
 from launchq.builds.builder import ImageBuilder
 from launchq.builds.follower import settle_building
+from launchq.cohorts import ACCRUE_EVERY_SECONDS
 from launchq.errors import Conflict
 from launchq.gcp import vertex as vx
 from launchq.log import get_logger
@@ -53,7 +54,14 @@ from launchq.model.failover import MOVING, choose, move_changes, placement_label
 from launchq.model.failures import FailureClass, failure_class, retry_delay
 from launchq.model.reasons import CancelReason, ErrorRecord, retry_reason
 from launchq.model.records import AttemptJob, Changes, ItemRecord
-from launchq.model.states import POLLED_STATES, ItemState, item_state_for_vertex, vertex_state_name
+from launchq.model.states import (
+    POLLED_STATES,
+    SLOT_STATES,
+    ItemState,
+    item_state_for_vertex,
+    vertex_state_name,
+)
+from launchq.model.submitters import accrue_submitters, submitter_of
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import QUEUE_LABEL
@@ -80,6 +88,7 @@ JOB_READ_MASK = (
 MAX_FALLBACK_GETS = 50
 # How long one pass of `launchq sweep` may wait for creation-budget windows while items wait.
 ADMIT_SECONDS = 5.0
+UNIT_AUDIT_SECONDS = 60.0  # how often a sweep process audits cohort quota units for leaks
 LIST_PAGE_SIZE = 1000
 WRITERS = 8  # concurrent transition writers (Firestore clients are thread-safe)
 # Jobs created slightly before the oldest item recorded its create time are still found.
@@ -96,6 +105,8 @@ _ITEM_FIELDS = (
     "attempts",
     "claim",
     "slot",
+    "units",
+    "submitter",
     "cancel_requested",
     "cancel_reason",
     "cancel_sent_at",
@@ -119,6 +130,7 @@ class SweepSummary:
     cancelled_start_timeout: int = 0
     cancels_sent: int = 0
     slots_freed: int = 0
+    waiting_queues: int = 0  # queues with items still waiting after admission
     errors: list[str] = field(default_factory=list)
     vertex_calls: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
@@ -144,6 +156,7 @@ class SweepSummary:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.items_seen = other.items_seen  # what the last pass saw
+        self.waiting_queues = other.waiting_queues
         self.errors.extend(other.errors)
         for method, count in other.vertex_calls.items():
             self.vertex_calls[method] = self.vertex_calls.get(method, 0) + count
@@ -186,6 +199,7 @@ class Sweeper:
         self.admission = admission
         self.vertex_for = vertex_for
         self.monotonic = monotonic
+        self._units_audited = float("-inf")  # the last audit of cohort quota units
         # Clients seen during a sweep, with their call counters when first seen: the summary
         # reports the calls this sweep made, whoever else shares the (cached) client.
         self._clients: dict[int, tuple[vx.VertexClient, dict[str, int]]] = {}
@@ -199,7 +213,9 @@ class Sweeper:
         finally:
             self.store.give_up_leadership(LEASE_NAME, holder)
 
-    def loop(self, interval: float, period: float) -> SweepSummary:
+    def loop(
+        self, interval: float, period: float, busy_interval: float | None = None
+    ) -> SweepSummary:
         """Passes every `interval` seconds until just before the next scheduled sweep.
 
         The next pass starts only if it (as long as the longest pass so far) and the pause
@@ -228,7 +244,12 @@ class Sweeper:
                 longest = max(longest, took)
                 # Passes start every `interval`: a pass that spent its interval waiting for
                 # budget windows is followed at once, not after another idle interval.
-                pause = max(interval - took, 0.0)
+                # While items wait (capacity is full), the next pass comes after `busy_interval`:
+                # a job's end is seen, and its slot and quota refilled, that much sooner.
+                every = interval
+                if busy_interval is not None and summary.waiting_queues:
+                    every = min(interval, busy_interval)
+                pause = max(every - took, 0.0)
                 next_end = self.monotonic() - started + pause + longest
                 if interval <= 0 or next_end > period - interval:
                     break
@@ -275,16 +296,26 @@ class Sweeper:
         for item in submitting:
             self._repair(item, summary)
         active_ids = {item.doc_id for item in active}
+        self._cohort_upkeep(active_ids, summary)
+        self._accrue_submitters(active, summary)
+        admitted_cohorts: set[str] = set()
         for queue in sorted({item.queue for item in active} | self._queue_names()):
             self._free_leaked_slots(queue, active_ids, summary)
             runtime = self.queues.get(queue)
             if runtime is not None and runtime.config.region:
                 self._client(runtime.config.region)  # so admission's calls are counted too
+            cohort = self.admission.cohort_of(queue)
+            if cohort is not None:
+                if cohort.name in admitted_cohorts:
+                    continue  # admitted with the cohort's first member
+                admitted_cohorts.add(cohort.name)
             try:
                 admitted = self.admission.admit(
                     queue, max_creates=1000, deadline=self._admit_deadline
                 )
                 summary.admitted += len(admitted)
+                if self.store.waiting_items(queue, limit=1):
+                    summary.waiting_queues += 1
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
@@ -296,6 +327,56 @@ class Sweeper:
             moved, errors = settle_building(self.builds, self.store, self.recorder)
             summary.transitions += moved
             summary.errors.extend(errors)
+
+    def _cohort_upkeep(self, active: set[str], summary: SweepSummary) -> None:
+        """Cohorts (launchq.cohorts): accrue each member's usage (a cohort document at most once
+        a second), and free quota units whose holder no longer holds them (a leak; at most
+        once a minute per process)."""
+        cohorts = self.admission.cohorts
+        if cohorts is None:
+            return
+        try:
+            cohorts.accrue_usage(self.store.clock())
+            # The audit reads every held unit: once a minute, not every pass, so a busy pass
+            # reads no more per active job than it did before cohorts.
+            if self.monotonic() - self._units_audited < UNIT_AUDIT_SECONDS:
+                return
+            self._units_audited = self.monotonic()
+            for state in cohorts.all().values():
+                for metric in state.config.quotas:
+                    for unit in self.store.held_units(state.config.pool_id(metric)):
+                        if unit.holder not in active and self.store.free_leaked_slot(unit):
+                            summary.slots_freed += 1
+                            log.warning("freed a leaked quota unit", pool=unit.pool, unit=unit.id)
+        except Exception as exc:  # the cohorts' trouble must not stop the sweep
+            summary.errors.append(f"cohort upkeep: {exc}")
+            log.exception("cohort upkeep failed")
+
+    def _accrue_submitters(self, active: list[ItemRecord], summary: SweepSummary) -> None:
+        """Queues with `max_jobs_per_submitter`: add the job-seconds each submitter's items held
+        since the last accrual to its decayed usage (launchq.model.submitters), from the active
+        items this pass read anyway; a queue document at most once a second."""
+        now = self.store.clock()
+        holding: dict[str, Counter[str]] = defaultdict(Counter)
+        for item in active:
+            if item.state in SLOT_STATES:
+                holding[item.queue][submitter_of(item)] += 1
+        for queue in sorted(set(holding) | self._queue_names()):
+            runtime = self.queues.get(queue)
+            if runtime is None or runtime.config.max_jobs_per_submitter is None:
+                continue
+            stamps = [e.get("at") for e in runtime.submitter_usage.values()]
+            last = max((at for at in stamps if isinstance(at, datetime)), default=None)
+            if last is not None and (now - last).total_seconds() < ACCRUE_EVERY_SECONDS:
+                continue
+            half_life = runtime.config.submitter_half_life_seconds
+            try:
+                usage = accrue_submitters(runtime.submitter_usage, holding[queue], now, half_life)
+                self.store.set_submitter_usage(queue, usage)
+            except Exception as exc:  # one queue's trouble must not stop the others
+                summary.errors.append(f"submitter usage of {queue}: {exc}")
+                log.exception("submitter usage failed", queue=queue)
+            self.queues.forget(queue)
 
     def _free_leaked_slots(self, queue: str, active: set[str], summary: SweepSummary) -> None:
         """A safety net: capacity held by an item that no longer runs is given back."""

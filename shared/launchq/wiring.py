@@ -24,6 +24,7 @@ from launchq.builds.gate import BuildGate
 from launchq.builds.sources import ObjectReader, SourceChecker
 from launchq.cancel import Canceller
 from launchq.capacity import Capacity
+from launchq.cohorts import CohortSource
 from launchq.dispatch import Dispatcher
 from launchq.gcp import cloudbuild as cb
 from launchq.gcp import gcs
@@ -99,17 +100,19 @@ def build(
 
     builds = ImageBuilder(store, cloudbuild_client, store.clock)
     recorder = Recorder(store, events)
+    cohorts = CohortSource(store, settings.queue_cache_seconds)
     capacity = Capacity(
         store,
         queues,
         settings.create_rate,
         settings.quota_backoff_initial_seconds,
         settings.quota_backoff_max_seconds,
+        cohorts,
     )
     submitter = Submitter(
         store, recorder, vertex_for, settings.submit_lease_seconds, sleep, capacity, queues
     )
-    admission = Admission(store, queues, submitter, sleep)
+    admission = Admission(store, queues, submitter, sleep, cohorts)
     canceller = Canceller(store, recorder, vertex_for, builds)
     return Launchq(
         settings=settings,

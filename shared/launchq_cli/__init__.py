@@ -20,7 +20,18 @@ def main() -> None:
 def _register() -> None:
     # Importing these modules is cheap: each command imports its clients (Firestore, Pub/Sub,
     # aiplatform, rich) only when it runs.
-    from launchq_cli import common, emulators, items, local, logs, queue, source_cli, standin, ui
+    from launchq_cli import (
+        cohort,
+        common,
+        emulators,
+        items,
+        local,
+        logs,
+        queue,
+        source_cli,
+        standin,
+        ui,
+    )
 
     for command in (
         items.enqueue,
@@ -30,6 +41,7 @@ def _register() -> None:
         items.watch,
         logs.logs,
         queue.queue,
+        cohort.cohort,
         source_cli.source,
         local.sweep,
         local.dev,

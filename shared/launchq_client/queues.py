@@ -12,7 +12,7 @@ compare-and-swap and touches no item. A config is written by `launchq_client.con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +88,47 @@ def queue_detail(store: Store, name: str) -> dict[str, Any]:
 # -- a queue's current state, what a waiting item's reason is read from ---------------------
 
 
-def queue_state(document: Mapping[str, Any], running: int) -> QueueState:
-    """A queue document (and its count of slot holders) as `launchq.model.waiting` reads it."""
+def queue_state(
+    document: Mapping[str, Any], running: int, store: Store | None = None
+) -> QueueState:
+    """A queue document (and its count of slot holders) as `launchq.model.waiting` reads it;
+    with `store`, also why its cohort holds its next item back (`launchq_client.cohorts`)."""
+    from launchq_client.cohorts import member_waits
+
     max_jobs = document.get("max_jobs")
+    name = str(document.get("name") or "")
+    cohort = member_waits(store, name) if store is not None and name else None
+    config = document.get("config") or {}
+    per = config.get("max_jobs_per_submitter") if isinstance(config, Mapping) else None
     return QueueState(
         paused=bool(document.get("paused", False)),
         max_jobs=int(max_jobs) if isinstance(max_jobs, int) else -1,
         running=running,
         backoff=backoff_from(document),
+        cohort=cohort,
+        submitter_limit=per if isinstance(per, int) else None,
+        held_by_submitter=SubmitterCounts(store, name) if store is not None else {},
     )
+
+
+class SubmitterCounts(Mapping[str, int]):
+    """Slots each submitter holds in a queue, counted when first asked (one aggregation per
+    submitter a display shows), for `max_jobs_per_submitter` reasons."""
+
+    def __init__(self, store: Store, queue: str) -> None:
+        self._store, self._queue = store, queue
+        self._counts: dict[str, int] = {}
+
+    def __getitem__(self, submitter: str) -> int:
+        if submitter not in self._counts:
+            self._counts[submitter] = self._store.count_submitter_holding(self._queue, submitter)
+        return self._counts[submitter]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 class QueueStates:
@@ -112,7 +144,7 @@ class QueueStates:
             self._read[name] = (
                 None
                 if document is None
-                else queue_state(document, self._store.count_holding_slots(name))
+                else queue_state(document, self._store.count_holding_slots(name), self._store)
             )
         return self._read[name]
 

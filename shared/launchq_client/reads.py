@@ -20,6 +20,7 @@ from typing import Any
 from launchq.errors import NotFound
 from launchq.model.records import ItemRecord
 from launchq.model.states import STATES, TERMINAL_STATES, ItemState
+from launchq.model.submitters import submitter_order, usage_now
 from launchq.model.waiting import WAITING_STATES, QueueState, current_wait
 from launchq.spec.fields import PRIORITY_NAMES
 from launchq.store import Store
@@ -294,12 +295,22 @@ def pending_items(
     """
     document = queue_document(store, queue)
     now = now or store.clock()
-    state = queue_state(document, store.count_holding_slots(queue))
+    state = queue_state(document, store.count_holding_slots(queue), store)
     ready = store.waiting_items(queue, limit=limit)
+    ordered = ready
+    if state.submitter_limit is not None:
+        # As admission takes them (launchq.model.submitters): submitters at their limit are
+        # passed over, the others go by priority, then their recent use, then age.
+        config = document.get("config") or {}
+        half_life = float(config.get("submitter_half_life_seconds") or 3600)
+        usage = usage_now(document.get("submitter_usage") or {}, now, half_life)
+        ordered = submitter_order(ready, state.submitter_limit, state.held_by_submitter, usage)
     rows = []
-    for position, record in enumerate(ready, start=1):
+    for position, record in enumerate(ordered, start=1):
         rows.append(_pending_row(record, position, now, state))
-    seen = {record.doc_id for record in ready}
+    seen = {record.doc_id for record in ordered}
+    rows += [_pending_row(r, None, now, state) for r in ready if r.doc_id not in seen]
+    seen |= {record.doc_id for record in ready}
     backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
     later = [r for r in backing_off if r.doc_id not in seen]
     for record in later[: max(limit - len(rows), 0)]:

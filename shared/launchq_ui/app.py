@@ -76,12 +76,26 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
 
     @app.get("/")
     def queues() -> str:
-        return render_template("queues.html", queues=queue_rows(), view="queues")
+        return render_template(
+            "queues.html",
+            queues=queue_rows(),
+            cohorts=_cohort_panels(store(), now()),
+            view="queues",
+        )
 
     @app.get("/api/queues")
     def api_queues() -> Response:
         rows = [{k: v for k, v in row.items() if "_svg" not in k} for row in queue_rows()]
         return jsonify(rows)
+
+    @app.get("/api/cohorts")
+    def api_cohorts() -> Response:
+        panels = _cohort_panels(store(), now())
+        for panel in panels:
+            for member in panel["panel_members"]:
+                for key in [k for k in member if "_svg" in k]:
+                    del member[key]
+        return jsonify(panels)
 
     # -- items -------------------------------------------------------------------------------
 
@@ -145,6 +159,22 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
         return render_template("error.html", view="error", message=str(exc)), 404
 
     return app
+
+
+def _cohort_panels(store: Store, moment: datetime) -> list[dict[str, Any]]:
+    """`views.cohort_panels` with each member's chart drawn: accelerators held over the last
+    24 h, a dashed line at its share."""
+    panels = views.cohort_panels(store, moment)
+    for panel in panels:
+        for member in panel["panel_members"]:
+            title = f"{member['queue']}: {member['metric']} held"
+            share = (member["nominal"], f"share {member['nominal']:g}")
+            for size, suffix in ((charts.WIDE, ""), (charts.NARROW, "_narrow")):
+                member[f"held_svg{suffix}"] = charts.svg(
+                    member["series"], moment, title, size, member["since"], share
+                )
+            del member["series"], member["since"]
+    return panels
 
 
 def _configure(app: Flask) -> None:

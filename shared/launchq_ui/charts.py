@@ -84,15 +84,18 @@ def svg(
     title: str,
     size: tuple[int, int] = WIDE,
     since: datetime | None = None,
+    reference: tuple[float, str] | None = None,
 ) -> str:
     """A chart of `series` ending at `now`, over the window or from `since` (`span`); an
-    accessible, self-contained `<svg>`."""
+    accessible, self-contained `<svg>`. `reference`: a dashed level and its label (a cohort
+    member's share)."""
     width, height = size
     length = span(since, now)
     start = now - length
     plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
     visible = [(at, v) for at, v in series.points if at >= start] or series.points[-1:]
-    top = _nice_max(max((v for _, v in series.points), default=0.0))
+    highest = max((v for _, v in series.points), default=0.0)
+    top = _nice_max(max(highest, reference[0] if reference is not None else 0.0))
 
     def x(at: datetime) -> float:
         share = (at - start).total_seconds() / length.total_seconds()
@@ -125,6 +128,14 @@ def svg(
         parts.append(
             f'<text class="axis" x="{x(at):.1f}" y="{height - 7}" text-anchor="{anchor}">'
             f"{label}</text>"
+        )
+    if reference is not None:
+        level, label = reference
+        parts.append(
+            f'<line class="reference" x1="{LEFT}" x2="{width - RIGHT}" y1="{y(level):.1f}" '
+            f'y2="{y(level):.1f}" stroke-dasharray="4 3"/>'
+            f'<text class="axis reference" x="{width - RIGHT - 2}" y="{y(level) - 3:.1f}" '
+            f'text-anchor="end">{escape(label)}</text>'
         )
     series_points = series.points if series.step else visible
     points = [(x(at), y(value)) for at, value in series_points]

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 from launchq.model.records import ItemRecord
 from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store
+from launchq_client.cohorts import list_cohort_summaries
 from launchq_client.queues import QueueStates, queue_state, queue_summary
 from launchq_client.reads import current_reason, history, item_summary
 
@@ -82,7 +83,7 @@ def queue_row(
     row = queue_summary(store, document)
     waiting = store.items_in_states([ItemState.QUEUED], queue=row["name"], fields=_WAITING_FIELDS)
     # Why they wait now (launchq.model.waiting), not the reason stored when each was recorded.
-    state = queue_state(document, row["running"])
+    state = queue_state(document, row["running"], store)
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
     for record in waiting:
@@ -142,18 +143,40 @@ def wait_series(items: Iterable[Mapping[str, Any]]) -> Series:
 def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
     """Jobs holding a slot over time: +1 when an item enters a slot-holding state, -1 when it
     leaves them, from every item's history; starts and ends at the window's edges."""
+    return _holding_series(items, now, lambda _entry: 1, "jobs running", "jobs")
+
+
+def accelerators_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
+    """A cohort member's accelerators held over time: the quota units each claim took (the
+    `accelerators` of its history entry), from when it took them until it left the slot."""
+    return _holding_series(
+        items, now, lambda entry: int(entry.get("accelerators") or 0), "accelerators held", ""
+    )
+
+
+def _holding_series(
+    items: Iterable[Mapping[str, Any]],
+    now: datetime,
+    weight: Callable[[Mapping[str, Any]], int],
+    name: str,
+    unit: str,
+) -> Series:
     holding = {s.value for s in SLOT_STATES}
     changes: list[tuple[datetime, int]] = []
     for data in items:
-        inside = False
+        held = 0
         for entry in history(data):
             at = _aware(entry.get("at"))
             if at is None:
                 continue
-            now_inside = entry.get("to") in holding
-            if now_inside != inside:
-                changes.append((at, 1 if now_inside else -1))
-                inside = now_inside
+            inside = entry.get("to") in holding
+            if inside and not held:
+                held = weight(entry)
+                if held:
+                    changes.append((at, held))
+            elif not inside and held:
+                changes.append((at, -held))
+                held = 0
     changes.sort(key=lambda change: change[0])
     start = now - WINDOW
     count = 0
@@ -163,9 +186,30 @@ def running_series(items: Iterable[Mapping[str, Any]], now: datetime) -> Series:
         if at >= start:
             points.append((at, float(count)))
     first = sum(delta for at, delta in changes if at < start)
-    return Series(
-        "jobs running", "jobs", [(start, float(first)), *points, (now, float(count))], True
-    )
+    return Series(name, unit, [(start, float(first)), *points, (now, float(count))], True)
+
+
+def cohort_panels(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Each cohort as the dashboard shows it: `launchq cohort ls`'s summary, and per member the
+    accelerators it held over the last 24 h against its share (drawn by the app)."""
+    panels = []
+    for summary in list_cohort_summaries(store, now):
+        members = []
+        for quota in summary["quotas"]:
+            for member in quota["members"]:
+                items = window_items(store, member["queue"], now)
+                members.append(
+                    {
+                        **member,
+                        "metric": quota["metric"],
+                        "usage_hours": summary["members"][member["queue"]]["accelerator_hours"],
+                        "waiting": summary["members"][member["queue"]]["waiting"],
+                        "series": accelerators_series(items, now),
+                        "since": data_since(items),
+                    }
+                )
+        panels.append({**summary, "panel_members": members})
+    return panels
 
 
 class BadCursor(ValueError):

@@ -65,6 +65,17 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert lad["met"]["no_duplicates"]
     assert "7 ladder" in run.table(results)
 
+    fair = results["fairshare"]
+    assert fair["cohort"]["finished"]
+    assert fair["cohort"]["max_active"] <= fair["quota"]
+    assert fair["probe"]["max_active"] <= fair["quota"]
+    assert fair["cohort"]["duplicates"] == fair["cohort"]["raised"] == 0
+    assert 0 < fair["cohort"]["utilisation"][0] <= 1.0
+    assert 0 <= fair["cohort"]["share_a"][0] <= 1.0
+    assert fair["arrival"]["a_jobs_cancelled"] == 0
+    assert fair["arrival"]["b_first_start_after_arrival_s"] is not None
+    assert "8 fair share" in run.table(results)
+
     adm = results["admission"]
     assert adm["all_finished"]
     assert adm["jobs_created"] == adm["items"] == adm["items_succeeded"]

@@ -232,6 +232,69 @@ def test_a_leaked_slot_is_freed_only_if_unchanged(store: Store, clock: Clock) ->
     assert store.slot_holders("q") == {slot.id: None}
 
 
+def test_quota_units_follow_the_state_with_the_slot(store: Store, clock: Clock) -> None:
+    pool = "p~us-central1~custom_model_training_nvidia_l4_gpus"
+    store.put_cohort("c", {"config": {"name": "c"}}, {pool: 3})
+    assert len(store.free_units(pool, 10)) == 3
+    store.put_queue("q", {}, 2)
+    [slot, _] = store.free_slots("q", 2)
+    two = store.free_units(pool, 2)
+    a = store.transition(
+        _create(store, clock, "a"),
+        Transition(ItemState.SUBMITTING, "go"),
+        take_slot=slot,
+        take_units=two,
+    )
+    assert a.units == tuple(u.ref for u in two)
+    assert store.count_held_units(pool, "q") == 2
+    assert store.count_held_units(pool, "other") == 0
+    assert {u.holder for u in store.held_units(pool)} == {a.doc_id}
+    assert all(u.queue == "q" for u in store.held_units(pool))
+    with pytest.raises(Conflict):  # a unit read before it was taken: nothing is written
+        store.transition(
+            _create(store, clock, "b"), Transition(ItemState.SUBMITTING, "go"), take_units=two
+        )
+    assert store.count_holding_slots("q") == 1
+    # Shrink to 1: a held unit above the limit retires and is deleted when released.
+    store.put_cohort("c", {"config": {"name": "c", "x": 1}}, {pool: 1})
+    assert (store.get_cohort("c") or {})["config"] == {"name": "c", "x": 1}
+    ended = store.transition(a, Transition(ItemState.CANCELLED, "stop"), release_slot=True)
+    assert ended.units == ()
+    assert store.held_units(pool) == []
+    assert len(store.free_units(pool, 10)) == 1
+    assert store.count_held_units(pool, "q") == 0
+
+
+def test_a_leaked_unit_is_freed_only_if_unchanged(store: Store, clock: Clock) -> None:
+    pool = "p~us-central1~custom_model_training_nvidia_l4_gpus"
+    store.put_cohort("c", {"config": {}}, {pool: 1})
+    [unit] = store.free_units(pool, 1)
+    held = store.transition(
+        _create(store, clock, "a"), Transition(ItemState.SUBMITTING, "go"), take_units=[unit]
+    )
+    [taken] = store.held_units(pool)
+    assert not store.free_leaked_slot(taken)  # its holder holds it rightly
+    store.transition(held, Transition(ItemState.CANCELLED, "edit"))
+    assert not store.free_leaked_slot(unit)  # a stale read: never freed
+    assert store.free_leaked_slot(taken)
+    assert store.count_held_units(pool, "q") == 0
+    assert len(store.free_units(pool, 1)) == 1
+
+
+def test_cohort_fields_are_set_by_path(store: Store, clock: Clock) -> None:
+    store.put_cohort("c", {"config": {"name": "c"}}, {})
+    pool = "example.com:p~us-central1~m"  # dots and colons stay one key
+    store.update_cohort("c", {("refusals", pool): {"held": 2}, "usage": {"q.a": {"value": 1.0}}})
+    store.update_cohort("c", {("refusals", "other"): {"held": 1}})
+    document = store.get_cohort("c") or {}
+    assert document["refusals"] == {pool: {"held": 2}, "other": {"held": 1}}
+    assert document["usage"] == {"q.a": {"value": 1.0}}
+    store.put_cohort("c", {"config": {"v": 2}}, {})  # a re-apply keeps usage
+    assert (store.get_cohort("c") or {})["usage"] == {"q.a": {"value": 1.0}}
+    assert (store.get_cohort("c") or {})["config"] == {"v": 2}  # replaced whole, not merged
+    assert [d["name"] for d in store.list_cohorts()] == ["c"]
+
+
 # -- queries -----------------------------------------------------------------------------------
 
 

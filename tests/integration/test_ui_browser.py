@@ -39,8 +39,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from launchq_cli import main
 from launchq_client.backends import Backends
 from launchq_demo.demo import TRAINER_CMD
-from launchq_local.devstack import DevStack
+from launchq_local.devstack import DevStack, Ports
+from launchq_local.emulators import new_project_id
 from launchq_ui.app import create_app
+from tests.fixtures.devstack import SWEEP_INTERVAL
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -61,6 +63,30 @@ CHROME_FLAGS = (
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest) -> Iterator[DevStack]:
+    """The shared stack (tests/fixtures/devstack.py) with a 10-minute quota backoff: checking
+    every page at two widths takes longer than the default 15 s, and the `gpu` queue's quota wait
+    must not end (and read `a slot is free`) until the next sweep refuses it again mid-check."""
+    previous = os.environ.get(_BACKOFF)
+    os.environ[_BACKOFF] = "600"
+    dev = DevStack(new_project_id("launchq-ui-browser"), Ports.free(), SWEEP_INTERVAL)
+    try:
+        dev.start()
+        yield dev
+    finally:
+        dev.stop()
+        if previous is None:
+            os.environ.pop(_BACKOFF, None)
+        else:
+            os.environ[_BACKOFF] = previous
+        assert dev.leftovers() == []
+        dev.remove_files()
+
+
+_BACKOFF = "LAUNCHQ_QUOTA_BACKOFF_INITIAL_SECONDS"
 
 
 @pytest.fixture(scope="module")

@@ -301,6 +301,7 @@ def test_the_top_of_the_core_holds_only_the_runtime_units() -> None:
         "admission",
         "cancel",
         "capacity",
+        "cohorts",
         "dispatch",
         "errors",
         "functions",

@@ -184,6 +184,9 @@ class _Items:
     def count_holding_slots(self, queue: str) -> int:
         return 0
 
+    def list_cohorts(self) -> list[dict[str, Any]]:  # why a waiting item waits: no cohorts
+        return []
+
 
 def _record(n: int, at: datetime, state: ItemState = ItemState.QUEUED) -> ItemRecord:
     stored = {"queue": "q", "item_id": f"it-{n:03d}", "state": state.value, "enqueued_at": at}

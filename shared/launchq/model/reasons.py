@@ -112,6 +112,23 @@ class WaitReason(_Described):
     RETRY = "retry", "a failed attempt is run again after a backoff"
     BUILDING = "building", "its image is being built from its source"
     ADMITTING = "admitting", "a slot is free: the next dispatch or sweep admits it"
+    # A queue in a cohort (launchq.cohorts): derived, never stored.
+    QUOTA_FULL = (
+        "quota_full",
+        "every accelerator of the cohort's declared quota is in use: it starts when a job ends",
+    )
+    SHARE = (
+        "share",
+        "another member of its cohort is further below its share: that member is served first",
+    )
+    SUBMITTER_LIMIT = (
+        "submitter_limit",
+        "its submitter holds max_jobs_per_submitter jobs of the queue: it starts when one ends",
+    )
+    BORROWING = (
+        "borrowing",
+        "its queue holds its share of the cohort's quota and may borrow no more (borrowing_limit)",
+    )
 
     @classmethod
     def of(cls, stored: str | None) -> WaitReason | None:

@@ -70,13 +70,21 @@ class AttemptJob:
 
 @dataclass(frozen=True)
 class Slot:
-    """One unit of a queue's `max_jobs`; `holder` is the doc id of the item holding it."""
+    """One unit of a queue's `max_jobs` (`queues/{queue}/slots/{id}`), or with `pool`, one
+    accelerator of a cohort's declared quota (`pools/{pool}/units/{id}`, `launchq.cohorts`);
+    `holder` is the doc id of the item holding it."""
 
     queue: str
     id: str
     holder: str | None
     retire: bool
     version: datetime | None
+    pool: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """How an item names a unit it holds (`units`): `{pool}/{id}`."""
+        return f"{self.pool}/{self.id}"
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,11 @@ class ItemRecord:
     placement: int | None = None
     placements: tuple[Mapping[str, Any], ...] = ()
     failed_placements: tuple[int, ...] = ()
+    # Accelerators of a cohort's quota the item holds while it holds its slot ("{pool}/{unit}",
+    # launchq.cohorts): taken in the claim's write, released in the write that ends the attempt.
+    units: tuple[str, ...] = ()
+    # Who the publisher said it is (`submitted_by.value`): unverified, a fairness aid only.
+    submitter: str | None = None
     # The document as stored, for display only (CLI `status`, events): logic reads the fields.
     stored: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -214,3 +227,4 @@ class Changes(TypedDict, total=False):
     region: str
     parent: str
     project: str
+    units: list[str]

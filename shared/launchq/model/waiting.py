@@ -15,20 +15,25 @@ The rule, first match wins:
 3. the item's own retry backoff (`not_before`) is running: it waits for that, whatever else.
 4. the queue backs off after a Vertex quota refusal: until the backoff ends.
 5. every slot is taken: a free slot.
-6. a slot is free and it was last held back by the creation budget: the next budget window.
-7. a slot is free: the next dispatch or sweep admits it.
+6. its submitter holds `max_jobs_per_submitter` of the queue's slots: one of them ending.
+7. its cohort holds the queue's next item back (`launchq.cohorts`): every accelerator of the
+   quota is in use, another member goes first by its share, or the queue may borrow no more.
+8. a slot is free and it was last held back by the creation budget: the next budget window.
+9. a slot is free: the next dispatch or sweep admits it.
 
 Pure: no I/O, unit-tested for each transition (pause, resume, backoff starting and expiring).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from launchq.model.reasons import WaitReason, quota_reason
 from launchq.model.records import ItemRecord, QueueBackoff
 from launchq.model.states import ItemState
+from launchq.model.submitters import submitter_of
 
 WAITING_STATES = frozenset({ItemState.QUEUED, ItemState.BUILDING})
 
@@ -41,6 +46,11 @@ class QueueState:
     max_jobs: int  # -1: unlimited
     running: int  # items holding a slot
     backoff: QueueBackoff | None = None
+    # Why the queue's cohort holds its next item back now, and the sentence that says so.
+    cohort: tuple[WaitReason, str] | None = None
+    # `max_jobs_per_submitter`, and the slots each submitter holds (read on demand).
+    submitter_limit: int | None = None
+    held_by_submitter: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def full(self) -> bool:
@@ -80,6 +90,17 @@ def current_wait(item: ItemRecord, queue: QueueState | None, now: datetime) -> W
         )
     if queue.full:
         return Waiting(WaitReason.FREE_SLOT, WaitReason.FREE_SLOT.value)
+    if queue.submitter_limit is not None:
+        who = submitter_of(item)
+        held = queue.held_by_submitter.get(who, 0)
+        if held >= queue.submitter_limit:
+            message = (
+                f"submitter {who} holds {held} jobs (max_jobs_per_submitter "
+                f"{queue.submitter_limit}): it starts when one ends"
+            )
+            return Waiting(WaitReason.SUBMITTER_LIMIT, message)
+    if queue.cohort is not None:
+        return Waiting(*queue.cohort)
     if stored is WaitReason.RATE_LIMITED:
         return Waiting(WaitReason.RATE_LIMITED, WaitReason.RATE_LIMITED.value)
     return Waiting(WaitReason.ADMITTING, WaitReason.ADMITTING.text)

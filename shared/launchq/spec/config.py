@@ -183,6 +183,19 @@ class QueueConfig(BaseModel):
         default=None,
         description="How attempts move between placements (default with placements: eager_next).",
     )
+    max_jobs_per_submitter: int | None = Field(
+        default=None,
+        ge=1,
+        description="Jobs one submitter may hold at once; among submitters, the one with the "
+        "least recent use goes first. A fairness aid: the submitter is the publisher's "
+        "unverified claim (docs/cohorts.md).",
+    )
+    submitter_half_life_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=30 * 86400,
+        description="Half-life of each submitter's job-seconds that orders submitters.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,9 @@ BUDGETS = "budgets"
 BUILDS = "builds"
 BACKOFF_FIELD = "capacity_backoff"
 SLOTS = "slots"
+COHORTS = "cohorts"
+POOLS = "pools"
+UNITS = "units"
 ITEMS = "items"
 # `waiting_items` reads past a head of backing-off items for this many extra pages of at least
 # MIN_PAGE items: admission's 8 per round (or 1, "does anything wait ahead?") then sees ready
@@ -32,6 +35,7 @@ MIN_PAGE = 8
 MAX_SLOTS = 10_000  # max_jobs above this is treated as a configuration error, see put_queue
 
 Clock = Callable[[], datetime]
+FieldKey = str | tuple[str, ...]  # a top-level field, or a path into map fields
 
 
 def utcnow() -> datetime:
@@ -107,8 +111,16 @@ def from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:
         placement=None if data.get("placement") is None else int(data["placement"]),
         placements=tuple(data.get("placements") or ()),
         failed_placements=tuple(int(i) for i in data.get("failed_placements") or ()),
+        units=tuple(str(u) for u in data.get("units") or ()),
+        submitter=data.get("submitter") or _submitter(data.get("submitted_by")),
         stored=data,
     )
+
+
+def _submitter(claimed: object) -> str | None:
+    if isinstance(claimed, Mapping) and isinstance(claimed.get("value"), str):
+        return str(claimed["value"])
+    return None
 
 
 def storage(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,6 +149,17 @@ def backoff_from(document: Mapping[str, Any]) -> QueueBackoff | None:
 
 def slot_from(queue: str, slot_id: str, data: Mapping[str, Any], version: Any) -> Slot:
     return Slot(queue, slot_id, data.get("holder"), bool(data.get("retire")), version)
+
+
+def unit_from(pool: str, unit_id: str, data: Mapping[str, Any], version: Any) -> Slot:
+    queue = str(data.get("queue") or "")
+    return Slot(queue, unit_id, data.get("holder"), bool(data.get("retire")), version, pool)
+
+
+def split_unit(ref: str) -> tuple[str, str]:
+    """`{pool}/{unit}` (an item's `units` entry) -> (pool, unit id)."""
+    pool, _, unit = ref.rpartition("/")
+    return pool, unit
 
 
 def slot_id(index: int) -> str:

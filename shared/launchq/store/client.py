@@ -21,7 +21,7 @@ from google.cloud.firestore_v1.base_document import DocumentSnapshot
 
 from launchq.errors import Conflict
 from launchq.model.records import Slot, item_doc_id
-from launchq.store.base import ITEMS, QUEUES, SLOTS, Clock, utcnow
+from launchq.store.base import ITEMS, POOLS, QUEUES, SLOTS, UNITS, Clock, utcnow
 
 Snapshot = DocumentSnapshot[firestore.DocumentReference]
 # Lost races and vanished documents: a compare-and-swap that did not apply.
@@ -49,9 +49,15 @@ class FirestoreBase:
         return self.db.collection(ITEMS).document(item_doc_id(queue, item_id))
 
     def _slot_ref(self, slot: Slot) -> firestore.DocumentReference:
-        ref: firestore.DocumentReference = (
-            self.queue_ref(slot.queue).collection(SLOTS).document(slot.id)
+        """A queue's slot, or with `pool` one unit of a cohort's quota."""
+        parent = (
+            self.db.collection(POOLS).document(slot.pool)
+            if slot.pool is not None
+            else self.queue_ref(slot.queue)
         )
+        ref: firestore.DocumentReference = parent.collection(
+            UNITS if slot.pool is not None else SLOTS
+        ).document(slot.id)
         return ref
 
     def _unchanged(self, version: datetime | None) -> Any:

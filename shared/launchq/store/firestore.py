@@ -10,6 +10,7 @@ from launchq.store.base import Clock, utcnow
 from launchq.store.builds import FirestoreBuilds
 from launchq.store.capacity import FirestoreCapacity
 from launchq.store.client import client
+from launchq.store.cohorts import FirestoreCohorts
 from launchq.store.items import FirestoreItems
 from launchq.store.leader import FirestoreLeader
 from launchq.store.protocols import Store
@@ -19,7 +20,12 @@ __all__ = ["FirestoreStore", "client", "connect"]
 
 
 class FirestoreStore(
-    FirestoreItems, FirestoreQueues, FirestoreCapacity, FirestoreBuilds, FirestoreLeader
+    FirestoreItems,
+    FirestoreQueues,
+    FirestoreCapacity,
+    FirestoreCohorts,
+    FirestoreBuilds,
+    FirestoreLeader,
 ):
     """All of `launchq.store.Store` on one Firestore client (`db`)."""
 

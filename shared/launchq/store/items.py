@@ -17,13 +17,16 @@ from launchq.store.base import (
     BUDGETS,
     ITEMS,
     MIN_PAGE,
+    POOLS,
     SKIPPED_PAGES,
     SLOTS,
+    UNITS,
     TokenTaken,
     Transition,
     from_document,
     new_item_document,
     projection,
+    split_unit,
     storage,
     transition_entries,
 )
@@ -219,6 +222,17 @@ class FirestoreItems(FirestoreBase):
         )
         return count(query)
 
+    def count_submitter_holding(self, queue: str, submitter: str) -> int:
+        """Slot-holding items of one submitter in a queue (`max_jobs_per_submitter`): one
+        aggregation on the (queue, submitter, state) index."""
+        query = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("queue", "==", queue))
+            .where(filter=firestore.FieldFilter("submitter", "==", submitter))
+            .where(filter=firestore.FieldFilter("state", "in", [s.value for s in SLOT_STATES]))
+        )
+        return count(query)
+
     # -- compare-and-swap -----------------------------------------------------------------
 
     def transition(
@@ -229,11 +243,13 @@ class FirestoreItems(FirestoreBase):
         *,
         take_slot: Slot | None = None,
         release_slot: bool = False,
+        take_units: Sequence[Slot] = (),
     ) -> ItemRecord:
         """Move an item to `change.to` if nobody changed it since `item` was read.
 
         Taking or releasing a slot happens in the same atomic batch, so a slot is held exactly
-        while the item is in a slot-holding state. Raises Conflict when a precondition fails.
+        while the item is in a slot-holding state; so do a cohort's quota units (`take_units`,
+        and `release_slot` releases the item's). Raises Conflict when a precondition fails.
         Returns the item as written, with the commit's update time: the next compare-and-swap
         can start from it without reading the document again.
         """
@@ -249,6 +265,10 @@ class FirestoreItems(FirestoreBase):
             update["slot"] = take_slot.id
         elif release_slot:
             update["slot"] = None
+        if take_units:
+            update["units"] = [unit.ref for unit in take_units]
+        elif release_slot and item.units:
+            update["units"] = []
         ref = self.item_ref(item.queue, item.item_id)
         batch = self.db.batch()
         batch.update(ref, update, option=self._unchanged(item.version))
@@ -258,8 +278,16 @@ class FirestoreItems(FirestoreBase):
                 {"holder": item.doc_id, "since": now},
                 option=self._unchanged(take_slot.version),
             )
+        for unit in take_units:
+            batch.update(
+                self._slot_ref(unit),
+                {"holder": item.doc_id, "queue": item.queue, "since": now},
+                option=self._unchanged(unit.version),
+            )
         if release_slot and item.slot is not None:
             self._release(batch, item, now)
+        if release_slot:
+            self._release_units(batch, item, now)
         results = self._commit(batch)
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **update, "history": history}
@@ -273,6 +301,19 @@ class FirestoreItems(FirestoreBase):
         batch.update(ref, update, option=self._unchanged(item.version))
         results = self._commit(batch)
         return from_document({**item.stored, **update}, results[0].update_time)
+
+    def _release_units(self, batch: firestore.WriteBatch, item: ItemRecord, now: datetime) -> None:
+        for ref_text in item.units:
+            pool, unit_id = split_unit(ref_text)
+            ref = self.db.collection(POOLS).document(pool).collection(UNITS).document(unit_id)
+            unit = ref.get()
+            if not unit.exists or (unit.to_dict() or {}).get("holder") != item.doc_id:
+                continue  # already released
+            option = self._unchanged(unit.update_time)
+            if (unit.to_dict() or {}).get("retire"):
+                batch.delete(ref, option=option)
+            else:
+                batch.update(ref, {"holder": None, "queue": None, "since": now}, option=option)
 
     def _release(self, batch: firestore.WriteBatch, item: ItemRecord, now: datetime) -> None:
         assert item.slot is not None

@@ -37,13 +37,17 @@ from launchq.store.base import (
     BACKOFF_FIELD,
     BUDGETS,
     BUILDS,
+    COHORTS,
     ITEMS,
     LEASES,
     MIN_PAGE,
+    POOLS,
     QUEUES,
     SKIPPED_PAGES,
     SLOTS,
+    UNITS,
     Clock,
+    FieldKey,
     StoredDocument,
     TokenTaken,
     Transition,
@@ -54,8 +58,10 @@ from launchq.store.base import (
     projection,
     slot_from,
     slot_id,
+    split_unit,
     storage,
     transition_entries,
+    unit_from,
     utcnow,
 )
 from launchq.store.protocols import Store
@@ -219,8 +225,15 @@ class MemoryStore:
         return from_document(copy.deepcopy(document), version)
 
     def _take(self, slot: Slot, holder: str, now: datetime) -> Write:
-        path = self._slot_path(slot.queue, slot.id)
-        return Write("update", path, {"holder": holder, "since": now}, slot.version, True)
+        data: dict[str, Any] = {"holder": holder, "since": now}
+        if slot.pool is not None:
+            data["queue"] = holder.split("~", 1)[0]
+        return Write("update", self._path_of(slot), data, slot.version, True)
+
+    def _path_of(self, slot: Slot) -> str:
+        if slot.pool is not None:
+            return f"{POOLS}/{slot.pool}/{UNITS}/{slot.id}"
+        return self._slot_path(slot.queue, slot.id)
 
     def _items(self, keep: Callable[[dict[str, Any]], bool]) -> list[_Doc]:
         return [(doc_id, d, v) for doc_id, d, v in self._children(ITEMS) if keep(d)]
@@ -301,6 +314,7 @@ class MemoryStore:
         *,
         take_slot: Slot | None = None,
         release_slot: bool = False,
+        take_units: Sequence[Slot] = (),
     ) -> ItemRecord:
         now = self.clock()
         entries = transition_entries(item, change, now)
@@ -313,14 +327,21 @@ class MemoryStore:
             update["slot"] = take_slot.id
         elif release_slot:
             update["slot"] = None
+        if take_units:
+            update["units"] = [unit.ref for unit in take_units]
+        elif release_slot and item.units:
+            update["units"] = []
         path = self._item_path(item.queue, item.item_id)
         writes = [
             Write("update", path, {**update, "history": _Union(tuple(entries))}, item.version, True)
         ]
         if take_slot is not None:
             writes.append(self._take(take_slot, item.doc_id, now))
+        writes += [self._take(unit, item.doc_id, now) for unit in take_units]
         if release_slot and item.slot is not None:
             writes += self._release(item, now)
+        if release_slot:
+            writes += self._release_units(item, now)
         version = self._commit(writes)
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **copy.deepcopy(update), "history": copy.deepcopy(history)}
@@ -331,6 +352,21 @@ class MemoryStore:
         path = self._item_path(item.queue, item.item_id)
         version = self._commit([Write("update", path, update, item.version, True)])
         return from_document({**item.stored, **copy.deepcopy(update)}, version)
+
+    def _release_units(self, item: ItemRecord, now: datetime) -> list[Write]:
+        writes = []
+        for ref in item.units:
+            pool, unit_id = split_unit(ref)
+            path = f"{POOLS}/{pool}/{UNITS}/{unit_id}"
+            found = self._read(path)
+            if found is None or found[0].get("holder") != item.doc_id:
+                continue  # already released
+            if found[0].get("retire"):
+                writes.append(Write("delete", path, version=found[1], conditional=True))
+            else:
+                free = {"holder": None, "queue": None, "since": now}
+                writes.append(Write("update", path, free, found[1], True))
+        return writes
 
     def _release(self, item: ItemRecord, now: datetime) -> list[Write]:
         assert item.slot is not None
@@ -356,15 +392,19 @@ class MemoryStore:
         now = self.clock()
         doc = {**document, "name": name, "max_jobs": max_jobs, "updated_at": now}
         self._commit([Write("set", f"{QUEUES}/{name}", doc)])
-        wanted = max(max_jobs, 0)
-        collection = f"{QUEUES}/{name}/{SLOTS}"
+        writes = self._resize(f"{QUEUES}/{name}/{SLOTS}", max(max_jobs, 0), {"since": now})
+        if writes:
+            self._commit(writes)
+
+    def _resize(self, collection: str, wanted: int, free: dict[str, Any]) -> list[Write]:
+        """As `launchq.store.queues.resize`: the writes that bring slot-like documents to
+        `wanted`, retiring held ones above it."""
         existing = {sid: data for sid, data, _ in self._children(collection)}
         writes = []
         for index in range(wanted):
             sid = slot_id(index)
             if sid not in existing:
-                free = {"holder": None, "since": now}
-                writes.append(Write("create", f"{collection}/{sid}", free))
+                writes.append(Write("create", f"{collection}/{sid}", {"holder": None, **free}))
             elif existing[sid].get("retire"):
                 writes.append(Write("update", f"{collection}/{sid}", {"retire": False}))
         for sid, data in existing.items():
@@ -373,8 +413,23 @@ class MemoryStore:
                     writes.append(Write("delete", f"{collection}/{sid}"))
                 else:
                     writes.append(Write("update", f"{collection}/{sid}", {"retire": True}))
-        if writes:
-            self._commit(writes)
+        return writes
+
+    def set_submitter_usage(self, queue: str, usage: Mapping[str, Any]) -> None:
+        with contextlib.suppress(Conflict):  # deleted meanwhile
+            self._commit([Write("update", f"{QUEUES}/{queue}", {"submitter_usage": dict(usage)})])
+
+    def count_submitter_holding(self, queue: str, submitter: str) -> int:
+        holding = {s.value for s in SLOT_STATES}
+        return len(
+            self._items(
+                lambda d: (
+                    d.get("queue") == queue
+                    and d.get("submitter") == submitter
+                    and d.get("state") in holding
+                )
+            )
+        )
 
     def set_paused(self, queue: str, paused: bool) -> None:
         update = {"paused": paused, "updated_at": self.clock()}
@@ -398,11 +453,13 @@ class MemoryStore:
         item = self._read(f"{ITEMS}/{slot.holder}")
         if item is not None and ItemState(item[0]["state"]) in SLOT_STATES:
             return False
-        path = self._slot_path(slot.queue, slot.id)
+        path = self._path_of(slot)
         if slot.retire:
             write = Write("delete", path, version=slot.version, conditional=True)
         else:
-            free = {"holder": None, "since": self.clock()}
+            free: dict[str, Any] = {"holder": None, "since": self.clock()}
+            if slot.pool is not None:
+                free["queue"] = None
             write = Write("update", path, free, slot.version, True)
         try:
             self._commit([write])
@@ -412,6 +469,59 @@ class MemoryStore:
 
     def slot_holders(self, queue: str) -> dict[str, str | None]:
         return {s.id: s.holder for s in self._slots(queue)}
+
+    # -- cohorts and their quota units -------------------------------------------------------
+
+    def put_cohort(self, name: str, document: Mapping[str, Any], pools: Mapping[str, int]) -> None:
+        now = self.clock()
+        path = f"{COHORTS}/{name}"
+        found = self._read(path)
+        kept = found[0] if found else {}
+        self._commit([Write("set", path, {**kept, **document, "name": name, "updated_at": now})])
+        writes = []
+        for pool, wanted in pools.items():
+            pool_doc = {"limit": wanted, "cohort": name, "updated_at": now}
+            writes.append(Write("set", f"{POOLS}/{pool}", pool_doc))
+            free = {"queue": None, "since": now}
+            writes += self._resize(f"{POOLS}/{pool}/{UNITS}", wanted, free)
+        if writes:
+            self._commit(writes)
+
+    def get_cohort(self, name: str) -> dict[str, Any] | None:
+        found = self._read(f"{COHORTS}/{name}")
+        return found[0] if found else None
+
+    def list_cohorts(self) -> list[dict[str, Any]]:
+        return [data for _, data, _ in self._children(COHORTS)]
+
+    def update_cohort(self, name: str, changes: Mapping[FieldKey, Any]) -> None:
+        path = f"{COHORTS}/{name}"
+        with self._lock:
+            found = self._read(path)
+            if found is None:
+                raise Conflict(f"no document to update: {path}")
+            data = found[0]
+            for key, value in changes.items():
+                parts = key if isinstance(key, tuple) else (key,)
+                node = data
+                for part in parts[:-1]:
+                    node = node.setdefault(part, {})
+                node[parts[-1]] = copy.deepcopy(value)
+            self._commit([Write("set", path, data)])
+
+    def _units(self, pool: str) -> list[Slot]:
+        found = self._children(f"{POOLS}/{pool}/{UNITS}")
+        return [unit_from(pool, uid, data, version) for uid, data, version in found]
+
+    def free_units(self, pool: str, limit: int) -> list[Slot]:
+        return [u for u in self._units(pool) if u.holder is None][:limit]
+
+    def held_units(self, pool: str) -> list[Slot]:
+        held = [u for u in self._units(pool) if u.holder is not None]
+        return sorted(held, key=lambda u: (u.holder or "", u.id))
+
+    def count_held_units(self, pool: str, queue: str) -> int:
+        return sum(1 for u in self._units(pool) if u.holder is not None and u.queue == queue)
 
     # -- budget and backoff -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from launchq.model.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
 from launchq.model.states import ItemState
-from launchq.store.base import Clock, StoredDocument, Transition
+from launchq.store.base import Clock, FieldKey, StoredDocument, Transition
 
 
 class ItemStore(Protocol):
@@ -57,6 +57,7 @@ class ItemStore(Protocol):
         *,
         take_slot: Slot | None = None,
         release_slot: bool = False,
+        take_units: Sequence[Slot] = (),
     ) -> ItemRecord: ...
 
     def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord: ...
@@ -88,6 +89,8 @@ class ItemStore(Protocol):
 
     def count_holding_slots(self, queue: str) -> int: ...
 
+    def count_submitter_holding(self, queue: str, submitter: str) -> int: ...
+
 
 class QueueStore(Protocol):
     """`queues/{queue}` and its admission slots `queues/{queue}/slots/{n}`."""
@@ -99,6 +102,8 @@ class QueueStore(Protocol):
     def put_queue(self, name: str, document: dict[str, Any], max_jobs: int) -> None: ...
 
     def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    def set_submitter_usage(self, queue: str, usage: Mapping[str, Any]) -> None: ...
 
     def free_slots(self, queue: str, limit: int) -> list[Slot]: ...
 
@@ -119,6 +124,26 @@ class CapacityStore(Protocol):
     ) -> QueueBackoff | None: ...
 
     def clear_backoff(self, queue: str) -> None: ...
+
+
+class CohortStore(Protocol):
+    """`cohorts/{name}` and the units of each declared quota, `pools/{pool}/units/{n}`."""
+
+    def put_cohort(
+        self, name: str, document: Mapping[str, Any], pools: Mapping[str, int]
+    ) -> None: ...
+
+    def get_cohort(self, name: str) -> dict[str, Any] | None: ...
+
+    def list_cohorts(self) -> list[dict[str, Any]]: ...
+
+    def update_cohort(self, name: str, changes: Mapping[FieldKey, Any]) -> None: ...
+
+    def free_units(self, pool: str, limit: int) -> list[Slot]: ...
+
+    def held_units(self, pool: str) -> list[Slot]: ...
+
+    def count_held_units(self, pool: str, queue: str) -> int: ...
 
 
 class BuildStore(Protocol):
@@ -160,5 +185,5 @@ class LeaderStore(Protocol):
     def give_up_leadership(self, name: str, holder: str) -> None: ...
 
 
-class Store(ItemStore, QueueStore, CapacityStore, BuildStore, LeaderStore, Protocol):
+class Store(ItemStore, QueueStore, CapacityStore, CohortStore, BuildStore, LeaderStore, Protocol):
     """Everything launchq keeps: the one object `launchq.wiring` hands to every unit."""

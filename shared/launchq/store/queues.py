@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from launchq.errors import Conflict
@@ -47,26 +50,17 @@ class FirestoreQueues(FirestoreBase):
         self.queue_ref(name).set(
             {**document, "name": name, "max_jobs": max_jobs, "updated_at": now}
         )
-        wanted = max(max_jobs, 0)
-        slots = self.queue_ref(name).collection(SLOTS)
-        existing = {snap.id: snap for snap in slots.stream()}
-        writer = _BatchWriter(self.db)
-        for index in range(wanted):
-            ref = slots.document(slot_id(index))
-            if ref.id not in existing:
-                writer.batch().create(ref, {"holder": None, "since": now})
-            elif (existing[ref.id].to_dict() or {}).get("retire"):
-                writer.batch().update(ref, {"retire": False})
-        for existing_id, snap in existing.items():
-            if int(existing_id) >= wanted:
-                if (snap.to_dict() or {}).get("holder") is None:
-                    writer.batch().delete(snap.reference)
-                else:
-                    writer.batch().update(snap.reference, {"retire": True})
+        writer = BatchWriter(self.db)
+        resize(writer, self.queue_ref(name).collection(SLOTS), max(max_jobs, 0), {"since": now})
         writer.flush()
 
     def set_paused(self, queue: str, paused: bool) -> None:
         self.queue_ref(queue).update({"paused": paused, "updated_at": self.clock()})
+
+    def set_submitter_usage(self, queue: str, usage: Mapping[str, Any]) -> None:
+        """The queue's `submitter_usage` map, whole (the sweep leader, at most once a second)."""
+        with contextlib.suppress(gexc.NotFound):  # deleted meanwhile: nothing to keep
+            self.queue_ref(queue).update({"submitter_usage": dict(usage)})
 
     def free_slots(self, queue: str, limit: int) -> list[Slot]:
         query = (
@@ -100,10 +94,13 @@ class FirestoreQueues(FirestoreBase):
         ref = self._slot_ref(slot)
         batch = self.db.batch()
         option = self._unchanged(slot.version)
+        free: dict[str, Any] = {"holder": None, "since": self.clock()}
+        if slot.pool is not None:
+            free["queue"] = None  # a cohort's quota unit (launchq.store.cohorts)
         if slot.retire:
             batch.delete(ref, option=option)
         else:
-            batch.update(ref, {"holder": None, "since": self.clock()}, option=option)
+            batch.update(ref, free, option=option)
         try:
             self._commit(batch)
         except Conflict:
@@ -117,7 +114,27 @@ class FirestoreQueues(FirestoreBase):
         }
 
 
-class _BatchWriter:
+def resize(writer: BatchWriter, collection: Any, wanted: int, free: dict[str, Any]) -> None:
+    """Bring a collection of slot-like documents (`00000`, `00001`, ...: a queue's slots, a
+    quota's units) to `wanted`. Growing creates free ones (`holder` null, plus `free`);
+    shrinking deletes free ones above the limit and marks held ones `retire`, so their holder's
+    release deletes them: a running job is never cut off."""
+    existing = {snap.id: snap for snap in collection.stream()}
+    for index in range(wanted):
+        ref = collection.document(slot_id(index))
+        if ref.id not in existing:
+            writer.batch().create(ref, {"holder": None, **free})
+        elif (existing[ref.id].to_dict() or {}).get("retire"):
+            writer.batch().update(ref, {"retire": False})
+    for existing_id, snap in existing.items():
+        if int(existing_id) >= wanted:
+            if (snap.to_dict() or {}).get("holder") is None:
+                writer.batch().delete(snap.reference)
+            else:
+                writer.batch().update(snap.reference, {"retire": True})
+
+
+class BatchWriter:
     """Plain (unconditional) writes in batches below Firestore's 500-writes-per-batch limit."""
 
     LIMIT = 450

@@ -33,46 +33,14 @@ from typing import Any
 
 from google.cloud.aiplatform_v1 import types
 
+from launchq.spec.accelerators import ACCELERATOR_METRICS, SERVICE, preemptible
 from launchq_local.standin.wire import ApiError
 
-SERVICE = "aiplatform.googleapis.com"
 CPU_METRIC = "custom_model_training_cpus"
 WINDOW_SECONDS = 60.0
 
-# AcceleratorType name → the metric a CustomJob's accelerators count against. "confirmed": the
-# name appears in Google's own code or in a real error message (see docs/vertex-standin.md for the
-# sources); "derived": follows the pattern of the confirmed ones, never seen. The metric is not a
-# mechanical function of the enum name: NVIDIA_H100_80GB counts against `nvidia_h100_gpus`, and
-# TPU_V5_LITEPOD against `tpu_v5e`.
-ACCELERATOR_METRICS: dict[str, tuple[str, str]] = {
-    "NVIDIA_TESLA_K80": ("custom_model_training_nvidia_k80_gpus", "confirmed"),
-    "NVIDIA_TESLA_P100": ("custom_model_training_nvidia_p100_gpus", "derived"),
-    "NVIDIA_TESLA_V100": ("custom_model_training_nvidia_v100_gpus", "confirmed"),
-    "NVIDIA_TESLA_P4": ("custom_model_training_nvidia_p4_gpus", "confirmed"),
-    "NVIDIA_TESLA_T4": ("custom_model_training_nvidia_t4_gpus", "confirmed"),
-    "NVIDIA_TESLA_A100": ("custom_model_training_nvidia_a100_gpus", "confirmed"),
-    "NVIDIA_A100_80GB": ("custom_model_training_nvidia_a100_80gb_gpus", "confirmed"),
-    "NVIDIA_L4": ("custom_model_training_nvidia_l4_gpus", "confirmed"),
-    "NVIDIA_H100_80GB": ("custom_model_training_nvidia_h100_gpus", "confirmed"),
-    "NVIDIA_H100_MEGA_80GB": ("custom_model_training_nvidia_h100_mega_gpus", "derived"),
-    "NVIDIA_H200_141GB": ("custom_model_training_nvidia_h200_gpus", "derived"),
-    "NVIDIA_B200": ("custom_model_training_nvidia_b200_gpus", "derived"),
-    "NVIDIA_GB200": ("custom_model_training_nvidia_gb200_gpus", "derived"),
-    "NVIDIA_RTX_PRO_6000": ("custom_model_training_nvidia_rtx_pro_6000_gpus", "derived"),
-    "TPU_V2": ("custom_model_training_tpu_v2", "confirmed"),
-    "TPU_V3": ("custom_model_training_tpu_v3", "confirmed"),
-    "TPU_V4_POD": ("custom_model_training_tpu_v4_pod", "derived"),
-    "TPU_V5_LITEPOD": ("custom_model_training_tpu_v5e", "confirmed"),
-}
-_PREFIX = "custom_model_training_"
-_PREEMPTIBLE_PREFIX = "custom_model_training_preemptible_"
 _ACCELERATOR_TYPE: Any = types.AcceleratorType  # proto-plus enums are not typed as iterable
 _SPOT = int(types.Scheduling.Strategy.SPOT)
-
-
-def preemptible(metric: str) -> str:
-    """SPOT jobs count against the `preemptible` twin of each accelerator metric."""
-    return _PREEMPTIBLE_PREFIX + metric.removeprefix(_PREFIX)
 
 
 KNOWN_METRICS: frozenset[str] = frozenset(
