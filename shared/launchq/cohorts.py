@@ -121,6 +121,51 @@ class CohortDecision:
 
     order: list[tuple[ItemRecord, dict[str, int]]]
     waiting: dict[str, WaitReason]
+    first: dict[str, str] = field(default_factory=dict)  # per quota: who goes first there
+
+
+def decide_heads(
+    cohort: CohortState,
+    heads: Sequence[ItemRecord],
+    held: Mapping[str, Mapping[str, int]],
+    free: Mapping[str, int],
+    now: datetime,
+) -> CohortDecision:
+    """The fair-share policy (`launchq.model.fairshare.decide`) per quota over each member's
+    next item, given what each member holds of each quota (`held[metric][queue]`) and what is
+    free. Pure: admission and `queue pending`'s cohort positions both call it."""
+    needs = [(item, state_need(cohort, item)) for item in heads]
+    # An item that needs none of the cohort's quotas (it runs elsewhere, or on CPUs) is not the
+    # quota's to order: those start first, oldest first.
+    far = now + timedelta(days=36500)
+    unpooled = [(i, n) for i, n in needs if not n]
+    unpooled.sort(key=lambda pair: (pair[0].priority, pair[0].enqueued_at or far))
+    waiting: dict[str, WaitReason] = {}
+    by_metric: dict[str, list[tuple[Candidate, ItemRecord, dict[str, int]]]] = {}
+    for item, need in needs:
+        if not need:
+            continue
+        # Ordered in the quota it needs most of (where the policy may keep free units for it);
+        # it must also fit in every other quota it needs.
+        metric = max(need, key=lambda m: need[m])
+        if any(n > free[m] for m, n in need.items() if m != metric):
+            waiting[item.queue] = WaitReason.QUOTA_FULL
+            continue
+        standing = cohort.standing(item.queue, metric, held[metric][item.queue], now)
+        by_metric.setdefault(metric, []).append((Candidate(standing, need[metric]), item, need))
+    order = list(unpooled)
+    first: dict[str, str] = {}
+    for metric in sorted(by_metric):
+        group = by_metric[metric]
+        decision = decide([c for c, _, _ in group], free[metric])
+        if decision.first is not None:
+            first[metric] = decision.first
+        for queue, reason in decision.waiting.items():
+            waiting.setdefault(queue, reason)
+        for candidate, item, need in group:
+            if candidate is decision.admit and item.queue not in waiting:
+                order.append((item, need))
+    return CohortDecision(order, waiting, first)
 
 
 def state_from(document: Mapping[str, Any]) -> CohortState:
@@ -188,41 +233,13 @@ class CohortSource:
         self, cohort: CohortState, heads: Sequence[ItemRecord], now: datetime
     ) -> CohortDecision:
         """Given each member's next item, which to admit (in order of preference, each with
-        the units it needs) and why each other member's waits: the fair-share policy
-        (`launchq.model.fairshare.decide`) per quota, on the units each member holds now."""
-        needs = [(item, state_need(cohort, item)) for item in heads]
-        # An item that needs none of the cohort's quotas (it runs elsewhere, or on CPUs) is
-        # not the quota's to order: those start first, oldest first.
-        far = now + timedelta(days=36500)
-        unpooled = [(i, n) for i, n in needs if not n]
-        unpooled.sort(key=lambda pair: (pair[0].priority, pair[0].enqueued_at or far))
-        pooled = [(i, n) for i, n in needs if n]
-        if not pooled:
-            return CohortDecision(unpooled, {})
+        the units it needs) and why each other member's waits: `decide_heads` on the units
+        each member holds now."""
         held = {m: self.held(cohort, m) for m in cohort.config.quotas}
         free = {
             m: max(cohort.limit(m, now) - sum(held[m].values()), 0) for m in cohort.config.quotas
         }
-        waiting: dict[str, WaitReason] = {}
-        by_metric: dict[str, list[tuple[Candidate, ItemRecord, dict[str, int]]]] = {}
-        for item, need in pooled:
-            # Ordered in the quota it needs most of; it must fit in every quota it needs.
-            metric = max(need, key=lambda m: need[m])
-            if any(n > free[m] for m, n in need.items()):
-                waiting[item.queue] = WaitReason.QUOTA_FULL
-                continue
-            standing = cohort.standing(item.queue, metric, held[metric][item.queue], now)
-            by_metric.setdefault(metric, []).append((Candidate(standing, need[metric]), item, need))
-        order = list(unpooled)
-        for metric in sorted(by_metric):
-            group = by_metric[metric]
-            decision = decide([c for c, _, _ in group], free[metric])
-            for queue, reason in decision.waiting.items():
-                waiting.setdefault(queue, reason)
-            for candidate, item, need in group:
-                if candidate is decision.admit and item.queue not in waiting:
-                    order.append((item, need))
-        return CohortDecision(order, waiting)
+        return decide_heads(cohort, heads, held, free, now)
 
     def refused(self, queue: str, metric: str, region: str, project: str, own: int) -> bool:
         """Vertex refused a create of `queue`'s item for `metric`: if the quota is a cohort's,

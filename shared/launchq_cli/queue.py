@@ -343,6 +343,16 @@ def pending(backends: Backends, name: str, limit: int, as_json: bool) -> None:
         Column("ran", text("ran"), give_way=2, flexible=True, minimum=12),
         Column("attempts", lambda row: str(row["attempts"]), give_way=1),
     ]
+    if any(row["cohort_position"] is not None for row in rows):
+        # Where it stands among all its cohort's waiting items (docs/cohorts.md).
+        columns.insert(
+            1,
+            Column(
+                "in cohort",
+                lambda row: "-" if row["cohort_position"] is None else str(row["cohort_position"]),
+                give_way=6,
+            ),
+        )
     out = console()
     title = f"queue {name}: {len(rows)} waiting"
     out.print(fitted_table(columns, rows, out.width, title=title))

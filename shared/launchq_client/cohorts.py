@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from launchq.cohorts import CohortSource, CohortState, state_from
+from launchq.cohorts import CohortSource, CohortState, decide_heads, state_from
 from launchq.errors import NotFound
 from launchq.model.reasons import WaitReason
 from launchq.spec.cohorts import CohortConfig, CohortConfigError, parse_cohort_config
@@ -156,11 +156,39 @@ def member_waits(
     reason = decision.waiting.get(queue)
     if reason is None:
         return None
-    first = next((item.queue for item, _ in decision.order), None)
-    if reason is WaitReason.SHARE and first is not None:
-        message = f"cohort {state.name}: {first} is further below its share and goes first"
+    ahead = next((q for q in decision.first.values() if q != queue), None)
+    if reason is WaitReason.SHARE:
+        who = ahead or "another member"
+        message = f"cohort {state.name}: {who} goes first (below its share, or less recent use)"
     elif reason is WaitReason.BORROWING:
         message = f"cohort {state.name}: {queue} holds its share and its borrowing limit"
     else:
         message = f"cohort {state.name}: every accelerator of its quota is in use"
     return reason, message
+
+
+def cohort_positions(store: Store, queue: str, depth: int = 100) -> dict[str, int]:
+    """Where each of the cohort's waiting items stands (doc id -> 1 starts next), if
+    accelerators freed one at a time and no job ended: the cohort's policy applied over and
+    over to the members' next items, each start adding its accelerators to its member's
+    holding. Each member's items keep their queue's order (priority, then age). Items a
+    borrowing limit holds back get no position. Empty when the queue is in no cohort."""
+    source = CohortSource(store)
+    state = source.of_queue(queue)
+    if state is None:
+        return {}
+    now = store.clock()
+    lists = {m.queue: store.waiting_items(m.queue, limit=depth) for m in state.config.members}
+    held = {metric: dict(source.held(state, metric)) for metric in state.config.quotas}
+    unlimited = dict.fromkeys(state.config.quotas, 1 << 30)
+    positions: dict[str, int] = {}
+    while True:
+        heads = [items[0] for items in lists.values() if items]
+        decision = decide_heads(state, heads, held, unlimited, now) if heads else None
+        if decision is None or not decision.order:
+            return positions
+        item, need = decision.order[0]
+        positions[item.doc_id] = len(positions) + 1
+        lists[item.queue].pop(0)
+        for metric, count in need.items():
+            held[metric][item.queue] += count

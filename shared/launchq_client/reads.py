@@ -24,6 +24,7 @@ from launchq.model.submitters import submitter_order, usage_now
 from launchq.model.waiting import WAITING_STATES, QueueState, current_wait
 from launchq.spec.fields import PRIORITY_NAMES
 from launchq.store import Store
+from launchq_client.cohorts import cohort_positions
 from launchq_client.errors import Ambiguous, did_you_mean
 from launchq_client.queues import QueueStates, queue_document, queue_state
 from launchq_client.values import iso, parse_time, plain, seconds_between
@@ -305,16 +306,23 @@ def pending_items(
         half_life = float(config.get("submitter_half_life_seconds") or 3600)
         usage = usage_now(document.get("submitter_usage") or {}, now, half_life)
         ordered = submitter_order(ready, state.submitter_limit, state.held_by_submitter, usage)
-    rows = []
-    for position, record in enumerate(ordered, start=1):
-        rows.append(_pending_row(record, position, now, state))
     seen = {record.doc_id for record in ordered}
-    rows += [_pending_row(r, None, now, state) for r in ready if r.doc_id not in seen]
-    seen |= {record.doc_id for record in ready}
+    passed_over = [r for r in ready if r.doc_id not in seen]  # submitters at their limit
+    seen |= {record.doc_id for record in passed_over}
     backing_off = store.items_in_states([ItemState.QUEUED], queue=queue)
     later = [r for r in backing_off if r.doc_id not in seen]
-    for record in later[: max(limit - len(rows), 0)]:
-        rows.append(_pending_row(record, None, now, state))
+    listed = [
+        *((record, position) for position, record in enumerate(ordered, start=1)),
+        *((record, None) for record in passed_over),
+        *((record, None) for record in later[: max(limit - len(ordered) - len(passed_over), 0)]),
+    ]
+    # Where each stands among all its cohort's waiting items (None outside a cohort).
+    in_cohort = cohort_positions(store, queue, limit)
+    rows = []
+    for record, position in listed:
+        row = _pending_row(record, position, now, state)
+        row["cohort_position"] = in_cohort.get(record.doc_id)
+        rows.append(row)
     return rows
 
 

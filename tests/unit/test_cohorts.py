@@ -231,13 +231,40 @@ def test_an_idle_member_lends_the_whole_quota_and_gets_its_share_back_as_jobs_en
     assert len(world.vertex.job_of("b0")) == 1
     assert world.data("team-a", "a3")["state"] == "QUEUED"
     a_wait = member_waits(world.store, "team-a", world.clock())
-    assert a_wait is not None
-    assert a_wait[0] is WaitReason.QUOTA_FULL
+    assert a_wait == (
+        WaitReason.SHARE,
+        "cohort gpus: team-b goes first (below its share, or less recent use)",
+    )
     assert held(world) == 3
     detail = cohort_detail(world.store, "gpus")
     members = {m["queue"]: m for m in detail["quotas"][0]["members"]}
     assert (members["team-a"]["held"], members["team-b"]["held"]) == (2, 1)
     assert members["team-a"]["borrowed"] == 0.5  # nominal 1.5: half the second is borrowed
+
+
+def test_pending_shows_where_each_item_stands_in_its_cohort(world: World) -> None:
+    """A holds the whole quota (3 of 3, its share 1.5) with 3 more waiting; B holds none and
+    has 2 waiting. As units free one by one, B's two go first (B is below its share until it
+    holds 2 > 1.5, and has nothing after), then A's in their queue's order."""
+    for n in range(6):
+        world.deliver(item("team-a", f"a{n}"))
+    world.clock.advance(1)
+    for n in range(2):
+        world.deliver(item("team-b", f"b{n}"))
+    a_rows = pending_items(world.store, "team-a")
+    b_rows = pending_items(world.store, "team-b")
+    assert [(r["item_id"], r["position"]) for r in b_rows] == [("b0", 1), ("b1", 2)]
+    assert [r["cohort_position"] for r in b_rows] == [1, 2]
+    assert [(r["item_id"], r["cohort_position"]) for r in a_rows] == [
+        ("a3", 3),
+        ("a4", 4),
+        ("a5", 5),
+    ]
+    # Outside a cohort there is no cohort position.
+    world.apply("solo", queue_config(1))
+    world.deliver(item("solo", "s0"))
+    world.deliver(item("solo", "s1"))
+    assert [r["cohort_position"] for r in pending_items(world.store, "solo")] == [None]
 
 
 def test_units_go_back_with_the_slot_in_the_write_that_ends_the_attempt(world: World) -> None:

@@ -88,6 +88,7 @@ class Decision:
 
     admit: Candidate | None
     waiting: dict[str, WaitReason]
+    first: str | None = None  # the queue first in order (admitted, or kept free units for)
 
 
 def decide(candidates: Sequence[Candidate], free: int) -> Decision:
@@ -121,7 +122,7 @@ def decide(candidates: Sequence[Candidate], free: int) -> Decision:
         waiting.setdefault(candidate.standing.queue, WaitReason.SHARE)
     if chosen is not None:
         waiting.pop(chosen.standing.queue, None)
-    return Decision(chosen, waiting)
+    return Decision(chosen, waiting, eligible[0].standing.queue if eligible else None)
 
 
 def nominal_share(limit: int, weight: float, total_weight: float) -> float:

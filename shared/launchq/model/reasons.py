@@ -119,7 +119,7 @@ class WaitReason(_Described):
     )
     SHARE = (
         "share",
-        "another member of its cohort is further below its share: that member is served first",
+        "another member of its cohort goes first: it is below its share, or used less recently",
     )
     SUBMITTER_LIMIT = (
         "submitter_limit",
