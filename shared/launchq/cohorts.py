@@ -7,13 +7,16 @@ member queue takes in its claim's write and gives back when its attempt ends. So
 the quota instead of probing it: it admits while free units fit the next item, and the policy
 (`launchq.model.fairshare`) says which member's item takes them.
 
-Why not learn the quota from Vertex's 429s, as a queue outside any cohort does: measured on the
-stand-in (bench/fairshare.py), two queues bursting into a 5-job quota kept 45-68% of it busy
-while work waited, because a refused queue backed off 15 s doubling to 240 s, and which team got
-the quota depended on whose backoff ended first. A 429 still happens when someone outside
-launchq uses the quota; then the units launchq held at that moment become the limit for the
-cohort's `quota_recheck_seconds` (a `refusal` on the cohort document), and the queue does not back
-off: the next unit a job of launchq frees is used at once.
+Why not learn the quota from Vertex's 429s, as a queue outside any cohort does: a refused queue
+backs off (15 s doubling to 240 s), so capacity freed during a backoff sits idle, and which team
+gets the quota depends on whose backoff ends first. The issue that asked for cohorts measured
+45-68% of a 5-job quota busy while work waited and a 11%-77% split between two teams;
+bench/fairshare.py, with time scaled 10x, measures 86-87% and a 43%-53% split that way, against
+95.8-97.7% and 48.1%-51.2% with a cohort (docs/performance.md, "Cohorts").
+
+A 429 still happens when someone outside launchq uses the quota; then the units launchq held at
+that moment become the limit for the cohort's `quota_recheck_seconds` (a `refusal` on the cohort
+document), and the queue does not back off: the next unit a job of launchq frees is used at once.
 
 `CohortSource` caches the cohort documents for at most a second (a cohort changes when a platform
 engineer applies it, or when the sweep accrues usage), so a burst of dispatches costs one query

@@ -305,16 +305,18 @@ class Sweeper:
             if runtime is not None and runtime.config.region:
                 self._client(runtime.config.region)  # so admission's calls are counted too
             cohort = self.admission.cohort_of(queue)
-            if cohort is not None:
-                if cohort.name in admitted_cohorts:
-                    continue  # admitted with the cohort's first member
-                admitted_cohorts.add(cohort.name)
             try:
-                admitted = self.admission.admit(
-                    queue, max_creates=1000, deadline=self._admit_deadline
-                )
-                summary.admitted += len(admitted)
-                if self.store.waiting_items(queue, limit=1):
+                # A cohort is admitted whole with its first member's call.
+                if cohort is None or cohort.name not in admitted_cohorts:
+                    if cohort is not None:
+                        admitted_cohorts.add(cohort.name)
+                    admitted = self.admission.admit(
+                        queue, max_creates=1000, deadline=self._admit_deadline
+                    )
+                    summary.admitted += len(admitted)
+                # Ready items left waiting on an open queue: the next pass comes sooner.
+                open_queue = runtime is not None and not runtime.paused
+                if open_queue and self.store.waiting_items(queue, limit=1):
                     summary.waiting_queues += 1
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")

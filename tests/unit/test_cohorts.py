@@ -23,6 +23,7 @@ from launchq.spec.topics import SUBMITTED_BY_ATTRIBUTE
 from launchq.spec.validation import ConfigError
 from launchq_client.backends import Backends
 from launchq_client.cohorts import apply_cohort, cohort_detail, member_waits
+from launchq_client.queues import set_paused
 from launchq_client.reads import pending_items
 from launchq_ui import views
 from launchq_ui.app import create_app
@@ -409,3 +410,13 @@ def test_the_dashboard_shows_each_member_against_its_share(world: World) -> None
         views.window_items(world.store, "team-a", world.clock()), world.clock()
     )
     assert series.points[-1][1] == 3.0
+
+
+def test_a_pass_counts_the_open_queues_that_still_have_ready_items(world: World) -> None:
+    """What makes the sweep loop pass every busy interval: ready items left on an open queue
+    (here a full cohort quota), not on a paused one."""
+    for n in range(5):
+        world.deliver(item("team-a", f"a{n}"))
+    assert world.app().sweeper.run().waiting_queues == 1
+    set_paused(world.store, "team-a", True)
+    assert world.app().sweeper.run().waiting_queues == 0

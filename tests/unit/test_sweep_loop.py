@@ -50,3 +50,33 @@ def test_a_single_pass_invocation_may_wait_for_budget_windows() -> None:
     assert sweeper.sleeps == []
     # Before: 0 s, so a pass that found the window's one token taken admitted nothing more.
     assert sweeper.admit_windows == [ADMIT_SECONDS]
+
+
+class _Busy(_Timed):
+    """Passes that leave items waiting (`waiting_queues`) for the first `busy` passes."""
+
+    def __init__(self, took: float, busy: int) -> None:
+        super().__init__(took)
+        self.busy = busy
+
+    def _pass(self, holder: str, admit_seconds: float) -> SweepSummary:
+        summary = super()._pass(holder, admit_seconds)
+        summary.waiting_queues = 1 if self.busy > 0 else 0
+        self.busy -= 1
+        return summary
+
+
+def test_passes_come_every_busy_interval_while_items_wait() -> None:
+    sweeper = _Busy(took=0.5, busy=4)
+    summary = sweeper.loop(10.0, 60.0, busy_interval=2.0)
+    # Four passes left items waiting: the next came 2 s after each began; then every 10 s.
+    assert sweeper.sleeps[:4] == [1.5] * 4
+    assert set(sweeper.sleeps[4:]) == {9.5}
+    assert summary.passes > 5
+    assert summary.waiting_queues == 0  # the last pass's
+
+
+def test_without_a_busy_interval_waiting_items_change_nothing() -> None:
+    sweeper = _Busy(took=0.5, busy=100)
+    sweeper.loop(10.0, 60.0)
+    assert set(sweeper.sleeps) == {9.5}
