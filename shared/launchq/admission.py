@@ -17,9 +17,9 @@ Vertex said no): the items after it would only meet the same limit.
 A queue in a cohort (`launchq.cohorts`) is admitted with its cohort: each round reads every
 member's next item and the units of the cohort's quotas each member holds, and the policy
 (`launchq.model.fairshare.decide`) picks whose item takes the free units, in the claim's write.
-Measured (bench/fairshare.py, two 40-slot queues on a 5-job quota, time scaled 10x): 86-87% of
-the quota busy while work waited when each queue learnt it from 429s, 95.8-97.7% this way, and
-each team's share within 2 points of half over 10 seeds (docs/performance.md, "Cohorts").
+Measured (bench/fairshare.py, two 40-slot queues on a 5-job quota, time scaled 10x): 73-91% of
+the quota busy while work waited when each queue learnt it from 429s, 96.7-97.9% this way, and
+each team's share within 2.1 points of half over 10 seeds (docs/performance.md, "Cohorts").
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Why not learn the quota from Vertex's 429s, as a queue outside any cohort does: 
 backs off (15 s doubling to 240 s), so capacity freed during a backoff sits idle, and which team
 gets the quota depends on whose backoff ends first. The issue that asked for cohorts measured
 45-68% of a 5-job quota busy while work waited and a 11%-77% split between two teams;
-bench/fairshare.py, with time scaled 10x, measures 86-87% and a 43%-53% split that way, against
-95.8-97.7% and 48.1%-51.2% with a cohort (docs/performance.md, "Cohorts").
+bench/fairshare.py, with time scaled 10x, measures 73-91% and a 58%-60% split that way, against
+96.7-97.9% and 47.9%-51.5% with a cohort (docs/performance.md, "Cohorts").
 
 A 429 still happens when someone outside launchq uses the quota; then the units launchq held at
 that moment become the limit for the cohort's `quota_recheck_seconds` (a `refusal` on the cohort

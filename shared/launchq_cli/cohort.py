@@ -1,6 +1,7 @@
 """`launchq cohort ...`: share a project's accelerator quota in a region between queues.
 
-`validate` needs no cloud access; `apply`, `ls` and `get` work on the cohorts stored in Firestore.
+`validate` needs no cloud access; `apply`, `ls`, `get` and `delete` work on the cohorts stored in
+Firestore.
 docs/cohorts.md explains the rules with worked examples.
 """
 
@@ -73,6 +74,21 @@ def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> No
         return
     quotas = ", ".join(f"{m} {n}" for m, n in config.quotas.items())
     click.echo(f"cohort '{config.name}' applied ({config.region}: {quotas})")
+
+
+@cohort.command("delete")
+@click.argument("name")
+@json_option
+@backend_command
+def delete(backends: Backends, name: str, as_json: bool) -> None:
+    """Remove a cohort: its queues are admitted on their own again; running jobs go on."""
+    from launchq_client.cohorts import delete_cohort
+
+    config = delete_cohort(backends.store, name)
+    if as_json:
+        emit_json({"name": config.name, "deleted": True})
+        return
+    click.echo(f"cohort '{config.name}' deleted ({', '.join(m.queue for m in config.members)})")
 
 
 @cohort.command("ls")

@@ -10,6 +10,7 @@ The summaries are plain JSON-safe dicts: that dict *is* the documented `--json` 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -51,7 +52,23 @@ def apply_cohort(store: Store, raw: Mapping[str, Any], name: str | None = None) 
     if issues:
         raise CohortConfigError(issues)
     pools = {config.pool_id(metric): limit for metric, limit in config.quotas.items()}
+    # A quota the cohort no longer declares goes to 0: its free units are deleted, its held
+    # ones retire and are deleted as their jobs end.
+    previous = store.get_cohort(config.name)
+    if previous is not None:
+        with contextlib.suppress(Exception):  # an unreadable previous config left nothing
+            old = state_from(previous).config
+            pools = {**{old.pool_id(m): 0 for m in old.quotas}, **pools}
     store.put_cohort(config.name, {"config": dict(raw) | {"name": config.name}}, pools)
+    return config
+
+
+def delete_cohort(store: Store, name: str) -> CohortConfig:
+    """Remove a cohort: its queues are admitted on their own again, and its quotas' units go
+    (free ones at once, held ones as their jobs end). Running jobs are not touched."""
+    config = _state(store, name).config
+    store.put_cohort(name, {}, {config.pool_id(metric): 0 for metric in config.quotas})
+    store.delete_cohort(name)
     return config
 
 

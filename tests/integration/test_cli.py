@@ -462,6 +462,7 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
     gcp_project: str,
     standin: StandinServer,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """A researcher has roles/datastore.viewer and publisher on their queues' topics: every
     command they use must work with that alone. Every Firestore write path and every Vertex
@@ -474,6 +475,12 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
     run("queue", "apply", str(TRAINER))  # the platform admin's part
     dispatch(harness, "trainer", "waiting")
     run("queue", "apply", str(DEFAULT))
+    cohort = tmp_path / "shared.yaml"  # the trainer queue in a cohort: pending reads it too
+    cohort.write_text(
+        "project: launchq-demo\nregion: us-central1\n"
+        "quotas: {custom_model_training_nvidia_l4_gpus: 4}\nmembers: [{queue: trainer}]\n"
+    )
+    assert run("cohort", "apply", str(cohort))[0] == 0
     rejected = {"queue": "default", "item_id": "ended", "image_uri": "i", "env": {"AIP_X": "1"}}
     harness.dispatcher().handle(message(rejected))
 
@@ -504,6 +511,8 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
         ("queue", "ls"),
         ("queue", "get", "trainer"),
         ("queue", "pending", "trainer"),
+        ("cohort", "ls"),
+        ("cohort", "get", "shared"),
         ("cancel", "waiting"),
     ]
     for command in commands:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ from launchq.spec.cohorts import CohortConfigError, parse_cohort_config
 from launchq.spec.topics import SUBMITTED_BY_ATTRIBUTE
 from launchq.spec.validation import ConfigError
 from launchq_client.backends import Backends
-from launchq_client.cohorts import apply_cohort, cohort_detail, member_waits
+from launchq_client.cohorts import apply_cohort, cohort_detail, delete_cohort, member_waits
 from launchq_client.queues import set_paused
 from launchq_client.reads import pending_items
 from launchq_ui import views
@@ -420,3 +422,33 @@ def test_a_pass_counts_the_open_queues_that_still_have_ready_items(world: World)
     assert world.app().sweeper.run().waiting_queues == 1
     set_paused(world.store, "team-a", True)
     assert world.app().sweeper.run().waiting_queues == 0
+
+
+def test_a_quota_dropped_or_a_cohort_deleted_gives_its_units_back_as_jobs_end(
+    world: World,
+) -> None:
+    world.deliver(item("team-a", "a0"))
+    pool = f"launchq-test~us-central1~{L4}"
+    t4 = "custom_model_training_nvidia_t4_gpus"
+    apply_cohort(world.store, cohort_doc(quotas={t4: 2}))  # L4 no longer declared
+    assert len(world.store.free_units(pool, 10)) == 0  # free ones deleted at once
+    assert [u.retire for u in world.store.held_units(pool)] == [True]  # a0 keeps its own
+    assert world.vertex.job_of("a0")
+    world.vertex.set_state(world.vertex.job_of("a0")[0]["name"], "JOB_STATE_SUCCEEDED")
+    world.app().sweeper.run()
+    assert world.store.held_units(pool) == []
+    # Deleting the cohort: its queues are admitted on their own again.
+    delete_cohort(world.store, "gpus")
+    assert world.store.get_cohort("gpus") is None
+    assert world.store.free_units(f"launchq-test~us-central1~{t4}", 10) == []
+    world.deliver(item("team-a", "a1"))
+    assert world.vertex.job_of("a1")
+    assert "units" not in world.data("team-a", "a1")  # admitted outside any cohort
+
+
+def test_the_example_cohorts_are_valid() -> None:
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "cohorts").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        config = parse_cohort_config(yaml.safe_load(path.read_text()), name=path.stem)
+        assert config.name == path.stem

@@ -57,6 +57,10 @@ class FirestoreCohorts(FirestoreBase):
         snap = self.db.collection(COHORTS).document(name).get()
         return snap.to_dict() if snap.exists else None
 
+    def delete_cohort(self, name: str) -> None:
+        """Delete the cohort document (its pools are brought to 0 first by the caller)."""
+        self.db.collection(COHORTS).document(name).delete()
+
     def list_cohorts(self) -> list[dict[str, Any]]:
         return [s.to_dict() or {} for s in self.db.collection(COHORTS).stream()]
 

@@ -491,6 +491,9 @@ class MemoryStore:
         found = self._read(f"{COHORTS}/{name}")
         return found[0] if found else None
 
+    def delete_cohort(self, name: str) -> None:
+        self._commit([Write("delete", f"{COHORTS}/{name}")])
+
     def list_cohorts(self) -> list[dict[str, Any]]:
         return [data for _, data, _ in self._children(COHORTS)]
 
