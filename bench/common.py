@@ -56,6 +56,22 @@ def item(queue: str, item_id: str) -> dict[str, Any]:
     return {"queue": queue, "item_id": item_id, "image_uri": "gcr.io/p/trainer:1"}
 
 
+def scaled_settings(stack: Stack, project: str, scale: float) -> Any:
+    """The functions' settings on the local stack with time running `scale` times faster than
+    production: creates per minute up, the quota backoff (15 s doubling to 240 s) down."""
+    from launchq.settings import Settings
+
+    return Settings(
+        project=project,
+        events_topic="",
+        vertex_endpoint=stack.vertex_url,
+        create_rate_per_minute=60 * scale,
+        quota_backoff_initial_seconds=15 / scale,
+        quota_backoff_max_seconds=240 / scale,
+        queue_cache_seconds=0.0,
+    )
+
+
 def deliver_all(
     apps: list[Any],
     queue: str,

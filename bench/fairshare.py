@@ -48,10 +48,17 @@ from typing import Any
 
 import requests
 
-from bench.common import REGION, VERTEX_PROJECT, Stack, deliver_all, local_stack, queue_config
+from bench.common import (
+    REGION,
+    VERTEX_PROJECT,
+    Stack,
+    deliver_all,
+    local_stack,
+    queue_config,
+    scaled_settings,
+)
 from launchq.gcp.vertex import VertexClient
 from launchq.model.states import vertex_state_name
-from launchq.settings import Settings
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import Launchq, build
 from launchq_client.cohorts import apply_cohort
@@ -138,15 +145,7 @@ class _Run:
                     "members": [{"queue": team} for team in TEAMS],
                 },
             )
-        settings = Settings(
-            project=self.project,
-            events_topic="",
-            vertex_endpoint=stack.vertex_url,
-            create_rate_per_minute=60 * SCALE,
-            quota_backoff_initial_seconds=15 / SCALE,
-            quota_backoff_max_seconds=240 / SCALE,
-            queue_cache_seconds=0.0,
-        )
+        settings = scaled_settings(stack, self.project, SCALE)
         self.apps: list[Launchq] = [build(settings, store=self.store) for _ in range(4)]
         stack.admin.reset(delays={"queued": 0.05, "pending": 0.05, "running": None})
         stack.admin.set_limits(quotas={METRIC: QUOTA})

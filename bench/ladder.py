@@ -45,9 +45,15 @@ from typing import Any
 
 import requests
 
-from bench.common import VERTEX_PROJECT, Stack, deliver_all, local_stack, queue_config
+from bench.common import (
+    VERTEX_PROJECT,
+    Stack,
+    deliver_all,
+    local_stack,
+    queue_config,
+    scaled_settings,
+)
 from launchq.gcp.vertex import VertexClient
-from launchq.settings import Settings
 from launchq.store.firestore import FirestoreStore
 from launchq.wiring import Launchq, build
 from launchq_client.configs import apply_queue
@@ -72,15 +78,7 @@ def _moment(text: str) -> float:
 
 def _app(stack: Stack, project: str) -> tuple[FirestoreStore, Callable[[], Launchq]]:
     store = FirestoreStore(stack.firestore(project))
-    settings = Settings(
-        project=project,
-        events_topic="",
-        vertex_endpoint=stack.vertex_url,
-        create_rate_per_minute=60 * SCALE,
-        quota_backoff_initial_seconds=15 / SCALE,
-        quota_backoff_max_seconds=240 / SCALE,
-        queue_cache_seconds=0.0,
-    )
+    settings = scaled_settings(stack, project, SCALE)
     return store, lambda: build(settings, store=store)
 
 

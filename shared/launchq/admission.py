@@ -44,6 +44,8 @@ _REDELIVERY, _OVER_BUDGET, _SLOT_LOST = object(), object(), object()
 MAX_CONFLICTS = 8  # lost claims before an admission round gives way to the other claimers
 MAX_MOVES = 8  # quota moves between placements in one round
 PAGE = 8  # waiting items and free slots read per round
+# Outcomes after which the round stops: the items after it would meet the same limit.
+ROUND_ENDS = frozenset({SubmitOutcome.DEFERRED, SubmitOutcome.RATE_LIMITED})
 # Waiting items read per round on a queue with `max_jobs_per_submitter`: items of submitters at
 # their limit are passed over, so admission looks this deep for one that may start.
 SUBMITTER_PAGE = 32
@@ -124,15 +126,13 @@ class Admission:
                 conflicts += 1
                 self.sleep(random.uniform(0.005, 0.05))
                 continue
-            outcome = self.submitter.submit(claimed, token_taken=True)
-            if outcome is SubmitOutcome.RECORDED:
-                submitted.append(claimed.item_id)
-            elif outcome in (SubmitOutcome.DEFERRED, SubmitOutcome.RATE_LIMITED):
+            outcome = self._submit(claimed, submitted)
+            if outcome in ROUND_ENDS:
                 break
-            elif outcome is SubmitOutcome.MOVED:
-                # Refused for quota in one placement, the item waits ready in the next: the
-                # round goes on (it may be the next one admitted, in its new region), a bounded
-                # number of times (with a zero backoff every placement could refuse in turn).
+            # MOVED: refused for quota in one placement, the item waits ready in the next: the
+            # round goes on (it may be the next one admitted, in its new region), a bounded
+            # number of times (with a zero backoff every placement could refuse in turn).
+            if outcome is SubmitOutcome.MOVED:
                 moves += 1
         return submitted
 
@@ -254,18 +254,23 @@ class Admission:
                 self.cohorts.forget()
                 self.sleep(random.uniform(0.005, 0.05))
                 continue
-            outcome = self.submitter.submit(claimed, token_taken=True)
-            if outcome is SubmitOutcome.RECORDED:
-                submitted.append(claimed.item_id)
-            elif outcome in (SubmitOutcome.DEFERRED, SubmitOutcome.RATE_LIMITED):
-                # Vertex refused although units were free: the cohort's limit is lowered (or,
-                # for a quota it does not declare, the queue backs off); the next pass goes on
-                # from there rather than this round trying again on a picture a second old.
+            outcome = self._submit(claimed, submitted)
+            if outcome in ROUND_ENDS:
+                # DEFERRED although units were free: the cohort's limit is lowered (or, for a
+                # quota it does not declare, the queue backs off); the next pass goes on from
+                # there rather than this round trying again on a picture a second old.
                 break
-            elif outcome is SubmitOutcome.MOVED:
+            if outcome is SubmitOutcome.MOVED:
                 moves += 1
             self.cohorts.forget()
         return submitted
+
+    def _submit(self, claimed: ItemRecord, submitted: list[str]) -> SubmitOutcome:
+        """Submit a claimed item, noting it in `submitted` when its job is recorded."""
+        outcome = self.submitter.submit(claimed, token_taken=True)
+        if outcome is SubmitOutcome.RECORDED:
+            submitted.append(claimed.item_id)
+        return outcome
 
     def _cohort_pick(
         self, cohort: CohortState, blocked: set[str]

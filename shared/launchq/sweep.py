@@ -297,9 +297,10 @@ class Sweeper:
             self._repair(item, summary)
         active_ids = {item.doc_id for item in active}
         self._cohort_upkeep(active_ids, summary)
-        self._accrue_submitters(active, summary)
+        queues = sorted({item.queue for item in active} | self._queue_names())
+        self._accrue_submitters(active, queues, summary)
         admitted_cohorts: set[str] = set()
-        for queue in sorted({item.queue for item in active} | self._queue_names()):
+        for queue in queues:
             self._free_leaked_slots(queue, active_ids, summary)
             runtime = self.queues.get(queue)
             if runtime is not None and runtime.config.region:
@@ -354,7 +355,9 @@ class Sweeper:
             summary.errors.append(f"cohort upkeep: {exc}")
             log.exception("cohort upkeep failed")
 
-    def _accrue_submitters(self, active: list[ItemRecord], summary: SweepSummary) -> None:
+    def _accrue_submitters(
+        self, active: list[ItemRecord], queues: list[str], summary: SweepSummary
+    ) -> None:
         """Queues with `max_jobs_per_submitter`: add the job-seconds each submitter's items held
         since the last accrual to its decayed usage (launchq.model.submitters), from the active
         items this pass read anyway; a queue document at most once a second."""
@@ -363,7 +366,7 @@ class Sweeper:
         for item in active:
             if item.state in SLOT_STATES:
                 holding[item.queue][submitter_of(item)] += 1
-        for queue in sorted(set(holding) | self._queue_names()):
+        for queue in queues:
             runtime = self.queues.get(queue)
             if runtime is None or runtime.config.max_jobs_per_submitter is None:
                 continue

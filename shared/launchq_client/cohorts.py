@@ -153,12 +153,16 @@ def cohort_detail(store: Store, name: str, now: datetime | None = None) -> dict[
 
 
 def member_waits(
-    store: Store, queue: str, now: datetime | None = None
+    store: Store,
+    queue: str,
+    now: datetime | None = None,
+    source: CohortSource | None = None,
 ) -> tuple[WaitReason, str] | None:
     """Why the queue's next item waits behind its cohort now (share, borrowing, a full quota),
     with a sentence naming what it waits for; None when the queue is in no cohort or its next
-    item is the one admission would start."""
-    source = CohortSource(store)
+    item is the one admission would start. A listing passes one `source` for all its queues:
+    the cohorts are read once."""
+    source = source or CohortSource(store)
     state = source.of_queue(queue)
     if state is None:
         return None
@@ -184,13 +188,15 @@ def member_waits(
     return reason, message
 
 
-def cohort_positions(store: Store, queue: str, depth: int = 100) -> dict[str, int]:
+def cohort_positions(
+    store: Store, queue: str, depth: int = 100, source: CohortSource | None = None
+) -> dict[str, int]:
     """Where each of the cohort's waiting items stands (doc id -> 1 starts next), if
     accelerators freed one at a time and no job ended: the cohort's policy applied over and
     over to the members' next items, each start adding its accelerators to its member's
     holding. Each member's items keep their queue's order (priority, then age). Items a
     borrowing limit holds back get no position. Empty when the queue is in no cohort."""
-    source = CohortSource(store)
+    source = source or CohortSource(store)
     state = source.of_queue(queue)
     if state is None:
         return {}

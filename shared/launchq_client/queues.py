@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
 from launchq.model.waiting import QueueState
 from launchq.store import Store, backoff_from
@@ -89,15 +90,19 @@ def queue_detail(store: Store, name: str) -> dict[str, Any]:
 
 
 def queue_state(
-    document: Mapping[str, Any], running: int, store: Store | None = None
+    document: Mapping[str, Any],
+    running: int,
+    store: Store | None = None,
+    cohorts: CohortSource | None = None,
 ) -> QueueState:
     """A queue document (and its count of slot holders) as `launchq.model.waiting` reads it;
-    with `store`, also why its cohort holds its next item back (`launchq_client.cohorts`)."""
+    with `store`, also why its cohort holds its next item back (`launchq_client.cohorts`, from
+    `cohorts` when a listing shares one)."""
     from launchq_client.cohorts import member_waits
 
     max_jobs = document.get("max_jobs")
     name = str(document.get("name") or "")
-    cohort = member_waits(store, name) if store is not None and name else None
+    cohort = member_waits(store, name, source=cohorts) if store is not None and name else None
     config = document.get("config") or {}
     per = config.get("max_jobs_per_submitter") if isinstance(config, Mapping) else None
     return QueueState(
@@ -137,6 +142,7 @@ class QueueStates:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._read: dict[str, QueueState | None] = {}
+        self._cohorts = CohortSource(store)  # read once, when a waiting item's queue is
 
     def get(self, name: str) -> QueueState | None:
         if name not in self._read:
@@ -144,7 +150,9 @@ class QueueStates:
             self._read[name] = (
                 None
                 if document is None
-                else queue_state(document, self._store.count_holding_slots(name), self._store)
+                else queue_state(
+                    document, self._store.count_holding_slots(name), self._store, self._cohorts
+                )
             )
         return self._read[name]
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
 from launchq.model.records import ItemRecord
 from launchq.model.states import STATES, TERMINAL_STATES, ItemState
@@ -296,7 +297,8 @@ def pending_items(
     """
     document = queue_document(store, queue)
     now = now or store.clock()
-    state = queue_state(document, store.count_holding_slots(queue), store)
+    cohorts = CohortSource(store)  # the cohorts read once, for the reasons and the positions
+    state = queue_state(document, store.count_holding_slots(queue), store, cohorts)
     ready = store.waiting_items(queue, limit=limit)
     ordered = ready
     if state.submitter_limit is not None:
@@ -317,7 +319,7 @@ def pending_items(
         *((record, None) for record in later[: max(limit - len(ordered) - len(passed_over), 0)]),
     ]
     # Where each stands among all its cohort's waiting items (None outside a cohort).
-    in_cohort = cohort_positions(store, queue, limit)
+    in_cohort = cohort_positions(store, queue, limit, cohorts)
     rows = []
     for record, position in listed:
         row = _pending_row(record, position, now, state)

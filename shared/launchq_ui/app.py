@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 
+from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
 from launchq.model.states import ItemState
 from launchq.store import Store
@@ -59,9 +60,10 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
     def queue_rows() -> list[dict[str, Any]]:
         moment = now()
         rows = []
+        cohorts = CohortSource(store())  # read once for every queue's waiting reasons
         for document in sorted(store().list_queues(), key=lambda d: str(d.get("name"))):
             items = views.window_items(store(), str(document.get("name")), moment)
-            row = views.queue_row(store(), document, items, moment)
+            row = views.queue_row(store(), document, items, moment, cohorts)
             waits, running = views.wait_series(items), views.running_series(items, moment)
             since = views.data_since(items)  # both charts of a queue share their time axis
             for size, suffix in ((charts.WIDE, ""), (charts.NARROW, "_narrow")):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from launchq.cohorts import CohortSource
 from launchq.model.records import ItemRecord
 from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store
@@ -77,13 +78,17 @@ def _ended_at(data: Mapping[str, Any]) -> datetime | None:
 
 
 def queue_row(
-    store: Store, document: Mapping[str, Any], items: Sequence[Mapping[str, Any]], now: datetime
+    store: Store,
+    document: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    now: datetime,
+    cohorts: CohortSource | None = None,
 ) -> dict[str, Any]:
     """`launchq queue ls`'s row plus the oldest waiting age, waiting reasons and 24 h outcomes."""
     row = queue_summary(store, document)
     waiting = store.items_in_states([ItemState.QUEUED], queue=row["name"], fields=_WAITING_FIELDS)
     # Why they wait now (launchq.model.waiting), not the reason stored when each was recorded.
-    state = queue_state(document, row["running"], store)
+    state = queue_state(document, row["running"], store, cohorts)
     oldest: datetime | None = None
     reasons: Counter[str] = Counter()
     for record in waiting:

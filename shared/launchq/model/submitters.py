@@ -68,10 +68,7 @@ def accrue_submitters(
     out: dict[str, dict[str, object]] = {}
     names = {key.removeprefix("s:") for key in stored} | set(held)
     for name in names:
-        entry = stored.get(usage_key(name)) or {}
-        value = float(entry.get("value") or 0.0)  # type: ignore[arg-type]
-        at = entry.get("at")
-        seconds = max((now - at).total_seconds(), 0.0) if isinstance(at, datetime) else 0.0
+        value, seconds = _since(stored.get(usage_key(name)) or {}, now)
         value = accrue(value, held.get(name, 0), seconds, half_life)
         if value < 1.0 and not held.get(name):
             continue
@@ -85,8 +82,13 @@ def usage_now(
     """Each submitter's usage decayed to `now`, from the stored map."""
     out: dict[str, float] = {}
     for key, entry in stored.items():
-        at = entry.get("at")
-        seconds = max((now - at).total_seconds(), 0.0) if isinstance(at, datetime) else 0.0
-        value = float(entry.get("value") or 0.0)  # type: ignore[arg-type]
+        value, seconds = _since(entry, now)
         out[key.removeprefix("s:")] = accrue(value, 0, seconds, half_life)
     return out
+
+
+def _since(entry: Mapping[str, object], now: datetime) -> tuple[float, float]:
+    """A stored usage entry: its value, and the seconds from its `at` to `now`."""
+    value, at = entry.get("value"), entry.get("at")
+    seconds = max((now - at).total_seconds(), 0.0) if isinstance(at, datetime) else 0.0
+    return (float(value) if isinstance(value, int | float) else 0.0), seconds
