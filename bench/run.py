@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import (
     admission,
+    budgets,
     capacity,
     cold_start,
     fairshare,
@@ -43,6 +44,7 @@ FULL: dict[str, dict[str, Any]] = {
     "capacity": {"items": 1000, "run_s": 1.0, "refill_jobs": 30},
     "ladder": {"items": 50, "burst_items": 500, "run_s": 2.0},
     "fairshare": {"items": 16, "seeds": 10, "probe_seeds": 2, "delay": 8.0},
+    "budgets": {"items": 30, "fit": 10, "seeds": 3},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -54,6 +56,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "capacity": {"items": 24, "run_s": 0.5, "refill_jobs": 6, "budget_seconds": 1.0},
     "ladder": {"items": 6, "burst_items": 24, "run_s": 0.5},
     "fairshare": {"items": 4, "seeds": 1, "probe_seeds": 1, "delay": 1.0, "run_s": [0.5, 1.0]},
+    "budgets": {"items": 8, "fit": 3, "seeds": 1},
 }
 
 
@@ -71,6 +74,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "capacity": capacity.measure,
     "ladder": ladder.measure,
     "fairshare": fairshare.measure,
+    "budgets": budgets.measure,
 }
 
 
@@ -361,6 +365,27 @@ def table(results: dict[str, Any]) -> str:
                 _fmt_met(fair["met"]["arrival"]),
             ),
         ]
+    if bud := results.get("budgets"):
+        runs = bud["runs"]
+        rows.append(
+            (
+                "9 budget",
+                f"{bud['items']} items on a queue whose budget fits {bud['fit']} job timeouts, "
+                f"{len(runs)} seeds",
+                f"ledger at most **{max(r['max_used_gpu_ms'] for r in runs) / 1000:g}** of "
+                f"{runs[0]['limit_gpu_ms'] / 1000:g} accelerator-s; jobs used "
+                f"{max(r['vertex_gpu_ms'] for r in runs) / 1000:g} at most (Vertex's times), "
+                f"booked {max(r['ledger_spent_gpu_ms'] for r in runs) / 1000:g}; "
+                f"{min(r['jobs_started'] for r in runs)}-{max(r['jobs_started'] for r in runs)} "
+                f"jobs; busiest second {max(r['ledger_writes_busiest_second'] for r in runs)} "
+                f"ledger writes; {sum(r['duplicates'] for r in runs)} duplicates, "
+                f"{sum(r['raised'] for r in runs)} raised",
+                "never over, 0/0",
+                _fmt_met(
+                    all(bud["met"][k] for k in ("never_over", "vertex_within", "exactly_once"))
+                ),
+            )
+        )
     lines = [
         "| measurement | what | result | goal | |",
         "|---|---|---|---|---|",

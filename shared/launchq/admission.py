@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from launchq.budgets import Budgets, Held, Reservation
 from launchq.cohorts import CohortSource, CohortState
 from launchq.errors import Conflict
-from launchq.model.reasons import WaitReason
+from launchq.model.reasons import WaitReason, budget_reason
 from launchq.model.records import ItemRecord, NewItem, Slot
 from launchq.model.states import ItemState
 from launchq.model.submitters import submitter_of, submitter_order, usage_now
@@ -70,12 +71,14 @@ class Admission:
         submitter: Submitter,
         sleep: Callable[[float], None],
         cohorts: CohortSource | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.store = store
         self.queues = queues
         self.submitter = submitter
         self.sleep = sleep
         self.cohorts = cohorts
+        self.budgets = budgets if budgets is not None else Budgets(store)
 
     def cohort_of(self, queue: str) -> CohortState | None:
         return self.cohorts.of_queue(queue) if self.cohorts is not None else None
@@ -121,7 +124,11 @@ class Admission:
             if not self._token(waiting[0], deadline):
                 self._mark_rate_limited(own if own is not None else waiting[0])
                 break
-            claimed = self._claim_first(waiting, slots)
+            claimed = self._claim_first(waiting, slots, runtime)
+            if isinstance(claimed, Held):
+                if claimed.reject:
+                    continue  # that item failed: the next one may fit
+                break  # the queue's next item waits for its budget: so do the ones after it
             if claimed is None:
                 conflicts += 1
                 self.sleep(random.uniform(0.005, 0.05))
@@ -149,7 +156,12 @@ class Admission:
         runtime = self.queues.get(new.queue, fresh=True)
         # A cohort's member queues it first: who starts is its cohort's decision.
         # So does a queue with `max_jobs_per_submitter`: who starts depends on who else waits.
-        at_once = self.cohort_of(new.queue) is None and not _per_submitter(runtime)
+        # So does a budgeted queue: its claim reserves in a ledger read just before.
+        at_once = (
+            self.cohort_of(new.queue) is None
+            and not _per_submitter(runtime)
+            and (runtime is None or runtime.config.budget is None)
+        )
         if self._open(runtime) and runtime is not None and at_once:
             slot = self._direct_slot(runtime)
             if slot is not False:
@@ -177,6 +189,9 @@ class Admission:
         fields = new.fields
         tokens = capacity.candidates(str(fields.get("project")), str(fields.get("region")))
         expire_at = tokens.expire_at if tokens is not None else None
+        body = fields.get("job_body")
+        charge = self.budgets.charge(body if isinstance(body, dict) else {}, fields.get("region"))
+        new = new.with_fields(charge=charge.document())
         for token in tokens.ids if tokens is not None else [None]:
             try:
                 created = self.submitter.create_claimed(new, slot, token, expire_at)
@@ -245,10 +260,15 @@ class Admission:
                     blocked.add(item.queue)  # its own max_jobs: the others may go on
                     continue
                 slot = random.choice(slots)
+            reservation = self._reservation(item, runtime, cohort)
+            if isinstance(reservation, Held):
+                if not reservation.reject:
+                    blocked.add(item.queue)  # over its budget: the other members may go on
+                continue
             if not self._token(item, deadline):
                 self._mark_rate_limited(item)
                 break
-            claimed = self.submitter.claim(item, slot, units)
+            claimed = self.submitter.claim(item, slot, units, reservation)
             if claimed is None:
                 conflicts += 1
                 self.cohorts.forget()
@@ -328,8 +348,8 @@ class Admission:
         if not self._token(item, None):
             self._mark_rate_limited(item)
             return []
-        claimed = self._claim_first([item], [None])
-        if claimed is None:
+        claimed = self._claim_first([item], [None], self.queues.get(item.queue))
+        if claimed is None or isinstance(claimed, Held):
             return []
         outcome = self.submitter.submit(claimed, token_taken=True)
         if outcome is SubmitOutcome.RECORDED:
@@ -339,12 +359,32 @@ class Admission:
         return []
 
     def _claim_first(
-        self, waiting: list[ItemRecord], slots: list[Slot | None]
-    ) -> ItemRecord | None:
+        self, waiting: list[ItemRecord], slots: list[Slot | None], runtime: QueueRuntime | None
+    ) -> ItemRecord | Held | None:
+        """Claim the first of `waiting` that wins a slot; Held if the first that would be
+        claimed does not fit in its budget (it is marked, or failed); None if every claim lost."""
         # Spread concurrent claimers over the free slots so they rarely collide.
         random.shuffle(slots)
         for item, slot in zip(waiting, slots * len(waiting), strict=False):
-            claimed = self.submitter.claim(item, slot)
+            reservation = self._reservation(item, runtime, None)
+            if isinstance(reservation, Held):
+                return reservation
+            claimed = self.submitter.claim(item, slot, (), reservation)
             if claimed is not None:
                 return claimed
         return None
+
+    def _reservation(
+        self, item: ItemRecord, runtime: QueueRuntime | None, cohort: CohortState | None
+    ) -> Reservation | Held:
+        """The item's attempt's charge, reserved in its budgets; or, marked on the item (a
+        wait reason) or carried out (failed, with `on_exceed: reject`), why it does not fit."""
+        budget = runtime.config.budget if runtime is not None else None
+        got = self.budgets.reserve(item, budget, cohort)
+        if isinstance(got, Held):
+            if got.reject:
+                self.submitter.fail_over_budget(item, got.message)
+            elif item.reason != budget_reason(got.message):
+                with contextlib.suppress(Conflict):
+                    self.submitter.recorder.touch(item, {"reason": budget_reason(got.message)})
+        return got

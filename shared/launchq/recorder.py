@@ -19,6 +19,7 @@ from typing import Any
 
 from launchq.gcp.events import EventPublisher, item_event, state_changed_event
 from launchq.log import get_logger
+from launchq.model.budgets import Charge, Ledger
 from launchq.model.records import Admit, Changes, ItemRecord, NewItem, Slot
 from launchq.model.states import ItemState
 from launchq.store import Store, Transition
@@ -90,6 +91,8 @@ class Recorder:
         take_slot: Slot | None = None,
         release_slot: bool = False,
         take_units: Sequence[Slot] = (),
+        charge: Charge | None = None,
+        ledgers: Sequence[Ledger] = (),
         level: str = "info",
     ) -> ItemRecord:
         """Commit a state change (compare-and-swap), then log and publish it.
@@ -104,6 +107,8 @@ class Recorder:
             take_slot=take_slot,
             release_slot=release_slot,
             take_units=take_units,
+            charge=charge,
+            ledgers=ledgers,
         )
         job = written.job.name if written.job else None
         getattr(log, level)(

@@ -28,6 +28,7 @@ the message is acknowledged instead of redelivered into the dead-letter topic.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from launchq.budgets import Reservation
 from launchq.capacity import Capacity
 from launchq.errors import Conflict, InfrastructureError
 from launchq.gcp import vertex as vx
@@ -129,10 +131,14 @@ class Submitter:
         return Claim.new(self.store.clock(), self.lease_seconds, uuid.uuid4().hex)
 
     def claim(
-        self, item: ItemRecord, slot: Slot | None, units: Sequence[Slot] = ()
+        self,
+        item: ItemRecord,
+        slot: Slot | None,
+        units: Sequence[Slot] = (),
+        reservation: Reservation | None = None,
     ) -> ItemRecord | None:
-        """QUEUED -> SUBMITTING (taking `slot`, if any, and a cohort's quota `units`); None if
-        another claimer won."""
+        """QUEUED -> SUBMITTING (taking `slot`, if any, a cohort's quota `units`, and the
+        attempt's charge, reserved in its budgets' ledgers); None if another claimer won."""
         try:
             # The accelerators of a cohort's quota it takes: what the dashboard charts per member.
             details = {"accelerators": len(units)} if units else None
@@ -142,9 +148,22 @@ class Submitter:
                 {"claim": self._new_claim(), "attempt": item.attempt + 1, "reason": None},
                 take_slot=slot,
                 take_units=units,
+                charge=reservation.charge if reservation is not None else None,
+                ledgers=reservation.ledgers if reservation is not None else (),
             )
         except Conflict:
             return None
+
+    def fail_over_budget(self, item: ItemRecord, message: str) -> None:
+        """QUEUED -> FAILED: its attempt would not fit in a budget that says `reject`."""
+        error = ErrorRecord(FailureReason.OVER_BUDGET, message).document()
+        with contextlib.suppress(Conflict):
+            self.recorder.transition(
+                item,
+                Transition(ItemState.FAILED, f"over budget: {message}"),
+                {"error": error, "reason": None},
+                level="warning",
+            )
 
     def create_claimed(
         self,
@@ -154,7 +173,8 @@ class Submitter:
         token_expire_at: datetime | None = None,
     ) -> ItemRecord | None:
         """Record a new item already claimed (one write instead of create-then-claim), taking
-        the budget `token` in the same write.
+        the budget `token` in the same write (with its attempt's `charge` among its fields:
+        never one that reserves, a budgeted queue's items are claimed from the queue).
 
         None if the item exists (a redelivery); TokenTaken if the token is another create's;
         Conflict if `slot` was taken meanwhile.

@@ -50,6 +50,7 @@ from launchq.cohorts import ACCRUE_EVERY_SECONDS
 from launchq.errors import Conflict
 from launchq.gcp import vertex as vx
 from launchq.log import get_logger
+from launchq.model.budgets import Charge, cost_fields
 from launchq.model.failover import MOVING, choose, move_changes, placement_label
 from launchq.model.failures import FailureClass, failure_class, retry_delay
 from launchq.model.reasons import CancelReason, ErrorRecord, retry_reason
@@ -106,6 +107,7 @@ _ITEM_FIELDS = (
     "claim",
     "slot",
     "units",
+    "charge",
     "submitter",
     "cancel_requested",
     "cancel_reason",
@@ -507,7 +509,8 @@ class Sweeper:
         summary: SweepSummary,
     ) -> None:
         error = job.get("error") if observed in (ItemState.FAILED, ItemState.CANCELLED) else None
-        attempts = _close_attempt(list(item.attempts), observed, error, details)
+        charge = Charge.from_document(item.stored.get("charge"))
+        attempts = _close_attempt(list(item.attempts), observed, error, details, charge)
         changes: Changes = {"job": job_ref, "attempts": attempts}
         klass = None
         if observed is not ItemState.SUCCEEDED and observed is not ItemState.PARTIALLY_SUCCEEDED:
@@ -727,12 +730,16 @@ def _close_attempt(
     state: ItemState,
     error: Mapping[str, Any] | None,
     details: Mapping[str, Any],
+    charge: Charge | None = None,
 ) -> list[Mapping[str, Any]]:
     if not attempts:
         return attempts
     last = {**attempts[-1], "state": state.value, "ended_at": details.get("observed_at")}
     last["start_time"] = details.get("start_time")
     last["end_time"] = details.get("end_time")
+    # Run time and estimated cost, from the rates its claim recorded (launchq.model.budgets):
+    # the same figures the release books in its budgets' ledgers.
+    last.update(cost_fields(charge, last))
     if error:
         last["error"] = {"code": error.get("code"), "message": error.get("message")}
     return [*attempts[:-1], last]

@@ -126,6 +126,8 @@ def get(backends: Backends, name: str, as_json: bool) -> None:
 def _print(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
+    from launchq_client.budgets import budget_text
+
     table = Table()
     for column in ("cohort", "quota", "member", "share", "held", "borrowed", "usage", "waiting"):
         table.add_column(column)
@@ -151,4 +153,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
                 )
     if not rows:
         table.caption = "no cohorts: apply one with `launchq cohort apply FILE`"
+    spends = [f"{row['name']}: {budget_text(row['budget'])}" for row in rows if row["budget"]]
+    if spends:
+        table.caption = "budget this month (spent + reserved / limit): " + "; ".join(spends)
     console().print(table)

@@ -506,6 +506,8 @@ def _print_detail(d: dict[str, Any]) -> None:
         f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
+    if d.get("gpu_hours") is not None:
+        _hang(out, "  cost       ", escape(cost_text(d)))
     build = d.get("build")
     if build:
         built = build.get("digest") or build.get("build_state")
@@ -542,7 +544,7 @@ def _print_detail(d: dict[str, Any]) -> None:
 def _print_attempts_and_history(out: Console, d: dict[str, Any]) -> None:
     from rich.markup import escape
 
-    if len(d["attempt_list"]) > 1 or d.get("placement"):
+    if len(d["attempt_list"]) > 1 or d.get("placement") or d.get("gpu_hours") is not None:
         out.print("  attempts")
         for attempt in d["attempt_list"]:
             _hang(out, f"    #{attempt['n']}  ", escape(attempt_line(attempt)))
@@ -571,8 +573,22 @@ def attempt_line(attempt: Mapping[str, Any]) -> str:
         words.append(f"({attempt['failure_class']})")
     if attempt.get("moved_to"):
         words.append(f"→ {attempt['moved_to']}")
+    if attempt.get("gpu_hours") is not None:
+        words.append(f"ran {duration(attempt.get('run_seconds'))}, {cost_text(attempt)}")
     words.append(str(attempt.get("job_name") or ""))
     return "  ".join(word for word in words if word)
+
+
+def cost_text(figures: Mapping[str, Any]) -> str:
+    """`1.50 accelerator-h, $3.20 (SPOT saved $6.10)`, estimated (docs/budgets.md)."""
+    text = f"{float(figures['gpu_hours']):.2f} accelerator-h"
+    usd = figures.get("cost_usd", figures.get("usd"))
+    if usd is not None:
+        text += f", ${float(usd):,.2f}"
+    saved = figures.get("spot_saved_usd", figures.get("usd_saved"))
+    if saved:
+        text += f" (SPOT saved ${float(saved):,.2f})"
+    return text + " estimated"
 
 
 def _hang(out: Console, label: str, value: str) -> None:

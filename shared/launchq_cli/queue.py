@@ -285,9 +285,11 @@ def get(backends: Backends, name: str, as_json: bool) -> None:
 @json_option
 @backend_command
 def ls(backends: Backends, as_json: bool) -> None:
-    """List queues: running / max_jobs, waiting, paused."""
+    """List queues: running / max_jobs, waiting, paused, and this month's spend against the
+    queue's budget (spent plus reserved by running jobs, of the limit)."""
     from rich.table import Table
 
+    from launchq_client.budgets import budget_text
     from launchq_client.queues import list_queue_summaries
 
     rows = list_queue_summaries(backends.store)
@@ -295,7 +297,8 @@ def ls(backends: Backends, as_json: bool) -> None:
         emit_json(rows)
         return
     table = Table()
-    for column in ("queue", "running", "waiting", "paused"):
+    budgets = any(row["budget"] for row in rows)
+    for column in ("queue", "running", "waiting", "paused", *(("budget",) if budgets else ())):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -303,6 +306,7 @@ def ls(backends: Backends, as_json: bool) -> None:
             f"{row['running']}/{_limit(row['max_jobs'])}",
             str(row["waiting"]),
             "[yellow]paused[/yellow]" if row["paused"] else "no",
+            *((budget_text(row["budget"]),) if budgets else ()),
         )
     if not rows:
         table.caption = "no queues: apply one with `launchq queue apply FILE`"

@@ -21,6 +21,7 @@ from launchq.model.reasons import WaitReason
 from launchq.spec.cohorts import CohortConfig, CohortConfigError, parse_cohort_config
 from launchq.spec.validation import Issue
 from launchq.store import Store
+from launchq_client.budgets import budget_summary
 from launchq_client.errors import did_you_mean
 from launchq_client.values import iso, plain
 
@@ -133,6 +134,13 @@ def cohort_summary(store: Store, state: CohortState, now: datetime) -> dict[str,
         "half_life_seconds": config.half_life_seconds,
         "quotas": quotas,
         "members": usage,
+        "budget": budget_summary(
+            store,
+            "cohort",
+            config.name,
+            config.budget.model_dump() if config.budget is not None else None,
+            now,
+        ),
         "config": plain(dict(config.model_dump(mode="json"))),
     }
 

@@ -20,12 +20,13 @@ from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
 from launchq.model.waiting import QueueState
 from launchq.store import Store, backoff_from
+from launchq_client.budgets import budget_summary
 from launchq_client.errors import did_you_mean
 from launchq_client.values import iso, plain
 
 
 def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of `launchq queue ls`: running / max_jobs, waiting, paused."""
+    """One row of `launchq queue ls`: running / max_jobs, waiting, paused, budget."""
     name = str(document.get("name"))
     config = document.get("config") or {}
     return {
@@ -36,6 +37,14 @@ def queue_summary(store: Store, document: Mapping[str, Any]) -> dict[str, Any]:
         "paused": bool(document.get("paused", False)),
         "priority": config.get("priority") if isinstance(config, Mapping) else None,
         "updated_at": iso(document.get("updated_at")),
+        # This month's spend against the queue's budget (launchq_client.budgets), if it has one.
+        "budget": budget_summary(
+            store,
+            "queue",
+            name,
+            config.get("budget") if isinstance(config, Mapping) else None,
+            store.clock(),
+        ),
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
+from launchq.model.budgets import parse_time
 from launchq.model.records import ItemRecord
 from launchq.model.states import STATES, TERMINAL_STATES, ItemState
 from launchq.model.submitters import submitter_order, usage_now
@@ -28,7 +29,7 @@ from launchq.store import Store
 from launchq_client.cohorts import cohort_positions
 from launchq_client.errors import Ambiguous, did_you_mean
 from launchq_client.queues import QueueStates, queue_document, queue_state
-from launchq_client.values import iso, parse_time, plain, seconds_between
+from launchq_client.values import iso, plain, seconds_between
 
 DEFAULT_LIMIT = 50
 _MAX_IN_VALUES = 30  # Firestore's limit for an `in` filter
@@ -182,6 +183,21 @@ def item_summary(
         "vertex_state": job.get("vertex_state"),
         "reason": current_reason(data, now, _queue_of(data, queues)),
         "error": _error_summary(data),
+        **spend_of(attempts),
+    }
+
+
+def spend_of(attempts: Iterable[Any]) -> dict[str, float | None]:
+    """What an item's ended attempts cost, estimated (launchq.model.budgets): accelerator-hours,
+    dollars (None while no attempt has a price) and what SPOT saved against on-demand."""
+    ended = [a for a in attempts if isinstance(a, Mapping) and "gpu_hours" in a]
+    priced = [a for a in ended if a.get("usd") is not None]
+    return {
+        "gpu_hours": round(sum(float(a["gpu_hours"]) for a in ended), 4) if ended else None,
+        "cost_usd": round(sum(float(a["usd"]) for a in priced), 4) if priced else None,
+        "spot_saved_usd": round(sum(float(a.get("usd_saved") or 0) for a in priced), 4)
+        if any("usd_saved" in a for a in priced)
+        else None,
     }
 
 
@@ -219,6 +235,10 @@ def item_detail(
                 "strategy": a.get("strategy"),
                 "failure_class": a.get("failure_class"),
                 "moved_to": a.get("moved_to"),
+                "run_seconds": a.get("run_seconds"),
+                "gpu_hours": a.get("gpu_hours"),
+                "usd": a.get("usd"),
+                "usd_saved": a.get("usd_saved"),
             }
             for a in data.get("attempts") or []
             if isinstance(a, Mapping)

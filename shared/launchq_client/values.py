@@ -26,18 +26,6 @@ def seconds_between(start: object, end: object) -> float | None:
     return None
 
 
-def parse_time(value: object) -> datetime | None:
-    """Vertex times arrive as RFC 3339 strings; Firestore times as datetimes."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
 def plain(value: Any) -> Any:
     """Firestore values to JSON-safe ones (datetimes become RFC 3339 strings)."""
     if isinstance(value, datetime):

@@ -78,9 +78,11 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
 
     @app.get("/")
     def queues() -> str:
+        rows = queue_rows()
         return render_template(
             "queues.html",
-            queues=queue_rows(),
+            queues=rows,
+            budgets=any(row.get("budget") for row in rows),
             cohorts=_cohort_panels(store(), now()),
             view="queues",
         )
@@ -204,9 +206,14 @@ def _configure(app: Flask) -> None:
 
     @app.context_processor
     def helpers() -> dict[str, Any]:
+        from launchq_client.budgets import budget_text
         from launchq_client.values import duration
 
-        return {"duration": duration, "states": [s.value for s in ItemState]}
+        return {
+            "duration": duration,
+            "budget_text": budget_text,
+            "states": [s.value for s in ItemState],
+        }
 
 
 def _item_page(store: Callable[[], Store], queue: str, moment: datetime) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from launchq.cohorts import CohortSource
 from launchq.model.records import ItemRecord
 from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
 from launchq.store import Store
+from launchq_client.budgets import budget_text
 from launchq_client.cohorts import list_cohort_summaries
 from launchq_client.queues import QueueStates, queue_state, queue_summary
 from launchq_client.reads import current_reason, history, item_summary
@@ -111,6 +112,7 @@ def queue_row(
         + outcomes[ItemState.REJECTED.value]
         + outcomes[ItemState.EXPIRED.value],
         "cancelled_24h": outcomes[ItemState.CANCELLED.value],
+        "budget_text": budget_text(row["budget"]),
     }
 
 

@@ -76,6 +76,16 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert fair["arrival"]["b_first_start_after_arrival_s"] is not None
     assert "8 fair share" in run.table(results)
 
+    bud = results["budgets"]
+    assert bud["met"]["never_over"]
+    assert bud["met"]["vertex_within"]
+    assert bud["met"]["exactly_once"]
+    [burst] = bud["runs"]
+    assert burst["jobs_started"] >= bud["fit"]  # at least the first `fit` reservations fit
+    assert burst["head_waits_for_budget"]  # and the rest waits, saying why
+    assert burst["ledger_writes"] == 2 * burst["jobs_started"]
+    assert "9 budget" in run.table(results)
+
     adm = results["admission"]
     assert adm["all_finished"]
     assert adm["jobs_created"] == adm["items"] == adm["items_succeeded"]

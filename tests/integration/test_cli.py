@@ -83,8 +83,10 @@ def test_queue_apply_get_ls_pause_resume(cli_env: str) -> None:
 
     detail = run_json("queue", "get", "trainer")
     assert set(detail) == {
-        "name", "max_jobs", "running", "waiting", "paused", "priority", "updated_at", "config"
+        "name", "max_jobs", "running", "waiting", "paused", "priority", "updated_at", "budget",
+        "config",
     }  # fmt: skip
+    assert detail["budget"] is None
     assert detail["config"]["template_variables"]["epochs"]["type"] == "integer"
     assert (detail["running"], detail["waiting"], detail["paused"]) == (0, 0, False)
 
@@ -311,7 +313,7 @@ def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
         "item_id", "queue", "state", "priority", "enqueued_at", "updated_at", "age_s",
         "time_to_submit_s", "run_time_s", "attempts", "job_name", "job_id", "vertex_state",
         "reason", "error", "display_name", "submitted_by", "priority_name", "ran",
-        "region", "placement",
+        "region", "placement", "gpu_hours", "cost_usd", "spot_saved_usd",
     }  # fmt: skip
     states = {r["item_id"]: r["state"] for r in rows}
     assert states == {
@@ -479,8 +481,12 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
     cohort.write_text(
         "project: launchq-demo\nregion: us-central1\n"
         "quotas: {custom_model_training_nvidia_l4_gpus: 4}\nmembers: [{queue: trainer}]\n"
+        "budget: {gpu_hours: 10, usd: 100}\n"
     )
     assert run("cohort", "apply", str(cohort))[0] == 0
+    budgeted = tmp_path / "budgeted.yaml"  # a queue with a budget: queue ls reads its ledger
+    budgeted.write_text(DEFAULT.read_text() + "\nbudget: {gpu_hours: 5}\n")
+    assert run("queue", "apply", str(budgeted))[0] == 0
     rejected = {"queue": "default", "item_id": "ended", "image_uri": "i", "env": {"AIP_X": "1"}}
     harness.dispatcher().handle(message(rejected))
 
@@ -513,6 +519,7 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
         ("queue", "pending", "trainer"),
         ("cohort", "ls"),
         ("cohort", "get", "shared"),
+        ("prices", "show"),
         ("cancel", "waiting"),
     ]
     for command in commands:
@@ -524,3 +531,39 @@ def test_researcher_commands_never_write_state_nor_call_vertex(
         "cancel",
         "item",
     ]
+
+
+def test_prices_validate_apply_show_and_a_budget_in_queue_ls(
+    cli_env: str, firestore_db: firestore.Client, gcp_project: str, standin: StandinServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    shown = run_json("prices", "show")
+    assert shown["shipped"] is True
+    assert shown["source"] == "https://cloud.google.com/vertex-ai/pricing"
+    table = EXAMPLES / "prices" / "vertex-us-central1.yaml"
+    code, out, _ = run("prices", "validate", str(table))
+    assert (code, "2 rates" in out) == (0, True)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: x\nretrieved: 2026-12-01\nrates:\n"
+                   "  - {kind: accelerator, name: NVIDIA_L44, usd_per_hour: 1}\n")  # fmt: skip
+    code, _, err = run("prices", "validate", str(bad))
+    assert code == 2
+    assert "rates[0]" in err
+    assert "did you mean 'NVIDIA_L4'" in err
+    assert run("prices", "apply", str(bad))[0] == 2
+    local = tmp_path / "local.yaml"
+    local.write_text(table.read_text() + "  - {kind: accelerator, name: NVIDIA_L4, "
+                     "usd_per_hour: 0.7, source: contract}\n")  # fmt: skip
+    assert run("prices", "apply", str(local))[0] == 0
+    shown = run_json("prices", "show")
+    assert shown["shipped"] is False
+    assert [r["name"] for r in shown["rates"]][-1] == "NVIDIA_L4"
+    budgeted = tmp_path / "capped.yaml"
+    budgeted.write_text(DEFAULT.read_text() + "\nbudget: {gpu_hours: 5, usd: 40}\n")
+    assert run("queue", "apply", str(budgeted))[0] == 0
+    [row] = [r for r in run_json("queue", "ls") if r["name"] == "capped"]
+    assert row["budget"]["gpu_hours"] == {"limit": 5, "spent": 0.0, "reserved": 0.0, "left": 5}
+    assert row["budget"]["usd"]["left"] == 40
+    code, out, _ = run("queue", "ls")
+    assert code == 0
+    assert "0/5 GPU-h, $0.00/$40.00" in out

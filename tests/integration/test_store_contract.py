@@ -17,6 +17,7 @@ import pytest
 from google.cloud import firestore
 
 from launchq.errors import Conflict
+from launchq.model.budgets import Amount, Charge, Ledger, Rates
 from launchq.model.records import Claim, QueueBackoff
 from launchq.model.states import ItemState
 from launchq.store import Store, TokenTaken, Transition
@@ -293,6 +294,59 @@ def test_cohort_fields_are_set_by_path(store: Store, clock: Clock) -> None:
     assert (store.get_cohort("c") or {})["usage"] == {"q.a": {"value": 1.0}}
     assert (store.get_cohort("c") or {})["config"] == {"v": 2}  # replaced whole, not merged
     assert [d["name"] for d in store.list_cohorts()] == ["c"]
+
+
+def _charge(gpus: int, timeout: int, ledgers: tuple[str, ...]) -> Charge:
+    rates = Rates(gpus, 2_000_000 * gpus, timeout)
+    return Charge(rates, ledgers, rates.most)
+
+
+def test_a_budget_reservation_is_a_compare_and_swap_and_the_release_settles_it(
+    store: Store, clock: Clock
+) -> None:
+    name = "queue~q~2026-03"
+    [empty] = store.get_ledgers([name], create=False)
+    assert empty == Ledger(name)  # a reader never creates one
+    assert store.list_ledgers("2026-03") == []
+    [ledger] = store.get_ledgers([name])
+    assert ledger.version is not None
+    assert ledger.used == Amount(0, 0)
+    charge = _charge(2, 3600, (name,))
+    a = store.transition(
+        _create(store, clock, "a"), Transition(ItemState.SUBMITTING, "go"),
+        charge=charge, ledgers=[ledger],
+    )  # fmt: skip
+    assert a.stored["charge"]["reserved_gpu_ms"] == 7_200_000
+    with pytest.raises(Conflict):  # decided on the ledger as it was before a's reservation
+        store.transition(
+            _create(store, clock, "b"), Transition(ItemState.SUBMITTING, "go"),
+            charge=charge, ledgers=[ledger],
+        )  # fmt: skip
+    [after] = store.get_ledgers([name])
+    assert (after.reserved, after.attempts) == (Amount(7_200_000, 4_000_000), 1)
+    # The attempt ran 30 minutes (Vertex's start and end times): that is what it costs.
+    attempt = {"n": 0, "start_time": "2026-03-01T12:00:00Z", "end_time": "2026-03-01T12:30:00Z"}
+    ended = store.transition(
+        a, Transition(ItemState.SUCCEEDED, "done"), {"attempts": [attempt]}, release_slot=True
+    )
+    assert ended.stored.get("charge") is None
+    [settled] = store.get_ledgers([name])
+    assert settled.reserved == Amount(0, 0)
+    assert settled.spent == Amount(3_600_000, 2_000_000)  # 2 GPUs x $2/h x 0.5 h
+    [(fields, listed)] = store.list_ledgers("2026-03")
+    assert (fields["scope"], fields["name"], listed.spent) == ("queue", "q", settled.spent)
+    # A second release of the same item (a repaired double end) books nothing twice.
+    with pytest.raises(Conflict):
+        store.transition(a, Transition(ItemState.SUCCEEDED, "again"), release_slot=True)
+    assert store.get_ledgers([name])[0].spent == settled.spent
+
+
+def test_the_price_table_is_stored_and_removed(store: Store, clock: Clock) -> None:
+    assert store.get_prices() is None
+    store.put_prices({"source": "s", "retrieved": "2026-12-01", "rates": []})
+    assert (store.get_prices() or {})["source"] == "s"
+    store.put_prices(None)
+    assert store.get_prices() is None
 
 
 # -- queries -----------------------------------------------------------------------------------

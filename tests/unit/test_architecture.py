@@ -299,6 +299,7 @@ def test_the_top_of_the_core_holds_only_the_runtime_units() -> None:
     assert groups == ["builds", "gcp", "model", "spec", "store"]
     assert top == [
         "admission",
+        "budgets",
         "cancel",
         "capacity",
         "cohorts",

@@ -20,6 +20,7 @@ from launchq.model.reasons import (
     FailureReason,
     RejectReason,
     WaitReason,
+    budget_reason,
     quota_reason,
     retry_reason,
 )
@@ -51,7 +52,7 @@ STORED = {
         "no_capacity", "quota", "infrastructure", "preempted", "start_timeout", "user_error",
         "cancelled",
     },
-    FailureReason: {"vertex_rejected", "vertex", "build_failed"},
+    FailureReason: {"vertex_rejected", "vertex", "build_failed", "over_budget"},
     CancelReason: {"user", "start_timeout"},
 }  # fmt: skip
 
@@ -70,6 +71,8 @@ def _stored(member: Reason) -> str:
         return quota_reason("<metric>", "<region>")
     if member is WaitReason.RETRY:
         return "retrying after <failure class>"
+    if member is WaitReason.BUDGET:
+        return budget_reason("<which budget, what is left>")
     return member.value
 
 
@@ -112,6 +115,7 @@ def test_the_failure_classes_are_the_ones_retry_policies_name() -> None:
         (quota_reason("custom_model_training_nvidia_a100_gpus", "us-central1"), WaitReason.QUOTA),
         (retry_reason(FailureClass.NO_CAPACITY), WaitReason.RETRY),
         ("retrying after no_capacity", WaitReason.RETRY),
+        (budget_reason("queue budget: 8.0 accelerator-hours needed"), WaitReason.BUDGET),
         (None, None),
         ("", None),
         ("something else", None),

@@ -11,11 +11,11 @@ the failure classes a policy may retry.
 - `FailureClass`: `error.reason` of an attempt that ended badly on Vertex; `retry.reasons` in a
   queue config names these (`launchq.model.failures` decides the class and the retry).
 - `FailureReason`: `error.reason` of an item that failed before or around its job.
-- `WaitReason`: the `reason` of a waiting item. Three are stored as their value; a quota wait and
-  a retry are stored with their particulars (`quota_reason`, `retry_reason`) and read back with
-  `WaitReason.of`. What a waiting item waits for *now* is derived from its queue's current
-  state (`launchq.model.waiting.current_wait`): the stored reason is only why it waited when
-  written.
+- `WaitReason`: the `reason` of a waiting item. Three are stored as their value; a quota wait, a
+  retry and a budget wait are stored with their particulars (`quota_reason`, `retry_reason`,
+  `budget_reason`) and read back with `WaitReason.of`. What a waiting item waits for *now* is
+  derived from its queue's current state (`launchq.model.waiting.current_wait`): the stored
+  reason is only why it waited when written.
 - `CancelReason`: an item's `cancel_reason` (who asked for the cancel).
 
 `ErrorRecord` is the one shape of an item's `error`: a code, a message and its details.
@@ -96,6 +96,10 @@ class FailureReason(_Described):
     VERTEX_REJECTED = "vertex_rejected", "Vertex refused to create the job (400/403/404)"
     JOB_ERROR = "vertex", "a repair found the job already ended, with Vertex's error"
     BUILD_FAILED = "build_failed", "the image build from the item's source failed"
+    OVER_BUDGET = (
+        "over_budget",
+        "its attempt would not fit in its queue's or cohort's budget (on_exceed: reject)",
+    )
 
 
 class WaitReason(_Described):
@@ -109,6 +113,10 @@ class WaitReason(_Described):
         "the region's creation budget (creates per minute) is spent: the next window admits it",
     )
     QUOTA = "quota", "Vertex refused a create for a resource quota: the queue backs off"
+    BUDGET = (
+        "budget",
+        "its attempt would not fit in what is left of its queue's or cohort's monthly budget",
+    )
     RETRY = "retry", "a failed attempt is run again after a backoff"
     BUILDING = "building", "its image is being built from its source"
     ADMITTING = "admitting", "a slot is free: the next dispatch or sweep admits it"
@@ -139,6 +147,8 @@ class WaitReason(_Described):
             return cls.QUOTA
         if stored.startswith(_RETRY_PREFIX):
             return cls.RETRY
+        if stored.startswith(_BUDGET_PREFIX):
+            return cls.BUDGET
         try:
             return cls(stored)
         except ValueError:
@@ -147,6 +157,12 @@ class WaitReason(_Described):
 
 _QUOTA_PREFIX = "waiting: Vertex quota "
 _RETRY_PREFIX = "retrying after "
+_BUDGET_PREFIX = "over budget: "
+
+
+def budget_reason(message: str) -> str:
+    """`WaitReason.BUDGET` as stored and shown: which budget, and what is left of it."""
+    return f"{_BUDGET_PREFIX}{message}"
 
 
 def quota_reason(metric: str, region: str) -> str:

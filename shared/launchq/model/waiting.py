@@ -16,10 +16,12 @@ The rule, first match wins:
 4. the queue backs off after a Vertex quota refusal: until the backoff ends.
 5. every slot is taken: a free slot.
 6. its submitter holds `max_jobs_per_submitter` of the queue's slots: one of them ending.
-7. its cohort holds the queue's next item back (`launchq.cohorts`): every accelerator of the
+7. admission last held it back for its queue's or cohort's monthly budget (`launchq.budgets`):
+   the stored reason, which says what is left (rewritten when the item is next considered).
+8. its cohort holds the queue's next item back (`launchq.cohorts`): every accelerator of the
    quota is in use, another member goes first by its share, or the queue may borrow no more.
-8. a slot is free and it was last held back by the creation budget: the next budget window.
-9. a slot is free: the next dispatch or sweep admits it.
+9. a slot is free and it was last held back by the creation budget: the next budget window.
+10. a slot is free: the next dispatch or sweep admits it.
 
 Pure: no I/O, unit-tested for each transition (pause, resume, backoff starting and expiring).
 """
@@ -99,6 +101,8 @@ def current_wait(item: ItemRecord, queue: QueueState | None, now: datetime) -> W
                 f"{queue.submitter_limit}): it starts when one ends"
             )
             return Waiting(WaitReason.SUBMITTER_LIMIT, message)
+    if stored is WaitReason.BUDGET and item.reason:
+        return Waiting(WaitReason.BUDGET, item.reason)
     if queue.cohort is not None:
         return Waiting(*queue.cohort)
     if stored is WaitReason.RATE_LIMITED:
@@ -110,5 +114,6 @@ def _as_stored(reason: str | None, stored: WaitReason | None) -> Waiting:
     """Without the queue: the stored reason as it is (a slot, if none was recorded)."""
     if stored is None or reason is None:
         return Waiting(WaitReason.FREE_SLOT, reason or WaitReason.FREE_SLOT.value)
-    message = reason if stored in (WaitReason.QUOTA, WaitReason.RETRY) else stored.value
+    particular = (WaitReason.QUOTA, WaitReason.RETRY, WaitReason.BUDGET)
+    message = reason if stored in particular else stored.value
     return Waiting(stored, message)

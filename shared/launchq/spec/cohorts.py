@@ -26,6 +26,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from launchq.spec.accelerators import ACCELERATOR_METRIC_NAMES, SERVICE
+from launchq.spec.budgets import Budget
 from launchq.spec.config import ProjectId, Region
 from launchq.spec.fields import QUEUE_NAME_PATTERN, QueueName, is_unicode
 from launchq.spec.validation import ConfigError, Issue, issues_from_pydantic
@@ -83,6 +84,10 @@ class CohortConfig(BaseModel):
         "outside launchq uses it), admission treats launchq's own use as the limit this long.",
     )
     members: list[Member] = Field(min_length=1, max_length=MAX_MEMBERS)
+    budget: Budget | None = Field(
+        default=None,
+        description="Monthly limit on the members' attempts together (docs/budgets.md).",
+    )
 
     @field_validator("quotas")
     @classmethod

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from launchq.spec.budgets import Budget
 from launchq.spec.fields import (
     DEFAULT_PRIORITY,
     Priority,
@@ -195,6 +196,11 @@ class QueueConfig(BaseModel):
         ge=1,
         le=30 * 86400,
         description="Half-life of each submitter's job-seconds that orders submitters.",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Monthly accelerator-hour and/or dollar limit on the queue's attempts "
+        "(docs/budgets.md).",
     )
 
     @model_validator(mode="before")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from launchq.errors import Conflict
+from launchq.model.budgets import Charge, Settlement, settlement
 from launchq.model.records import AttemptJob, Claim, ItemRecord, QueueBackoff, Slot
 from launchq.model.states import ItemState, check_transition
 
@@ -26,6 +27,8 @@ SLOTS = "slots"
 COHORTS = "cohorts"
 POOLS = "pools"
 UNITS = "units"
+SETTINGS = "settings"  # deployment-wide documents: `prices` (launchq.spec.prices)
+SPEND = "spend"  # budget ledgers, one per scope and month (launchq.model.budgets)
 ITEMS = "items"
 # `waiting_items` reads past a head of backing-off items for this many extra pages of at least
 # MIN_PAGE items: admission's 8 per round (or 1, "does anything wait ahead?") then sees ready
@@ -237,3 +240,21 @@ def transition_entries(item: ItemRecord, change: Transition, now: datetime) -> l
     check_transition(start, change.to)
     entries.append(history_entry(start, change.to, now, change.cause, change.details))
     return entries
+
+
+def charge_update(
+    item: ItemRecord,
+    changes: Mapping[str, Any] | None,
+    charge: Charge | None,
+    release_slot: bool,
+) -> tuple[dict[str, Any], Settlement | None]:
+    """The item fields a transition writes for an attempt's charge (`launchq.model.budgets`),
+    and the settlement its ledgers get: the charge recorded as it is claimed; as the release
+    ends the attempt, settled from the attempt's record (the one `changes` writes, else the
+    stored one) and cleared."""
+    if charge is not None:
+        return {"charge": charge.document()}, None
+    if release_slot and item.stored.get("charge"):
+        attempts = (changes or {}).get("attempts", item.attempts)
+        return {"charge": None}, settlement(item.stored["charge"], item.attempt, attempts)
+    return {}, None

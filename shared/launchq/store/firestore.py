@@ -15,6 +15,7 @@ from launchq.store.items import FirestoreItems
 from launchq.store.leader import FirestoreLeader
 from launchq.store.protocols import Store
 from launchq.store.queues import FirestoreQueues
+from launchq.store.spend import FirestoreSpend
 
 __all__ = ["FirestoreStore", "client", "connect"]
 
@@ -24,6 +25,7 @@ class FirestoreStore(
     FirestoreQueues,
     FirestoreCapacity,
     FirestoreCohorts,
+    FirestoreSpend,
     FirestoreBuilds,
     FirestoreLeader,
 ):

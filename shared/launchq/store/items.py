@@ -11,6 +11,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from launchq.errors import Conflict
+from launchq.model.budgets import Charge, Ledger
 from launchq.model.records import Changes, Claim, ItemRecord, Slot, admission_order, item_doc_id
 from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import (
@@ -23,6 +24,7 @@ from launchq.store.base import (
     UNITS,
     TokenTaken,
     Transition,
+    charge_update,
     from_document,
     new_item_document,
     projection,
@@ -31,6 +33,7 @@ from launchq.store.base import (
     transition_entries,
 )
 from launchq.store.client import CONFLICTS, FirestoreBase, Snapshot, count
+from launchq.store.spend import reserve, settle
 
 _DOCUMENT_ID = "__name__"  # a query's name for the document id (`FieldPath.document_id()`)
 
@@ -244,12 +247,16 @@ class FirestoreItems(FirestoreBase):
         take_slot: Slot | None = None,
         release_slot: bool = False,
         take_units: Sequence[Slot] = (),
+        charge: Charge | None = None,
+        ledgers: Sequence[Ledger] = (),
     ) -> ItemRecord:
         """Move an item to `change.to` if nobody changed it since `item` was read.
 
         Taking or releasing a slot happens in the same atomic batch, so a slot is held exactly
         while the item is in a slot-holding state; so do a cohort's quota units (`take_units`,
-        and `release_slot` releases the item's). Raises Conflict when a precondition fails.
+        and `release_slot` releases the item's), and an attempt's `charge`: reserved in its
+        budget `ledgers` (under their versions) as it is claimed, settled as the release ends
+        it (`launchq.model.budgets`). Raises Conflict when a precondition fails.
         Returns the item as written, with the commit's update time: the next compare-and-swap
         can start from it without reading the document again.
         """
@@ -269,6 +276,8 @@ class FirestoreItems(FirestoreBase):
             update["units"] = [unit.ref for unit in take_units]
         elif release_slot and item.units:
             update["units"] = []
+        charged, settled = charge_update(item, changes, charge, release_slot)
+        update.update(charged)
         ref = self.item_ref(item.queue, item.item_id)
         batch = self.db.batch()
         batch.update(ref, update, option=self._unchanged(item.version))
@@ -288,6 +297,10 @@ class FirestoreItems(FirestoreBase):
             self._release(batch, item, now)
         if release_slot:
             self._release_units(batch, item, now)
+        if charge is not None:
+            reserve(self, batch, charge, ledgers)
+        if settled is not None:
+            settle(self, batch, settled)
         results = self._commit(batch)
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **update, "history": history}

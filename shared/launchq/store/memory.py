@@ -23,6 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from launchq.errors import Conflict
+from launchq.model.budgets import (
+    Charge,
+    Ledger,
+    ledger_deltas,
+    reservation_deltas,
+)
 from launchq.model.records import (
     Changes,
     Claim,
@@ -43,8 +49,10 @@ from launchq.store.base import (
     MIN_PAGE,
     POOLS,
     QUEUES,
+    SETTINGS,
     SKIPPED_PAGES,
     SLOTS,
+    SPEND,
     UNITS,
     Clock,
     FieldKey,
@@ -52,6 +60,7 @@ from launchq.store.base import (
     TokenTaken,
     Transition,
     backoff_from,
+    charge_update,
     check_max_jobs,
     from_document,
     new_item_document,
@@ -91,6 +100,13 @@ class _Remove:
 
 
 @dataclass(frozen=True)
+class _Increment:
+    """Firestore's `Increment`: add to a number (a missing field counts as 0)."""
+
+    by: int
+
+
+@dataclass(frozen=True)
 class Write:
     """One write of a batch: `kind` is create, update, set or delete; `version` the update
     time the document must still have (None: no precondition)."""
@@ -113,6 +129,8 @@ def _apply_update(current: dict[str, Any], changes: Mapping[str, Any]) -> dict[s
             out[key] = existing
         elif isinstance(value, _Remove):
             out[key] = [v for v in out.get(key) or [] if v not in value.values]
+        elif isinstance(value, _Increment):
+            out[key] = int(out.get(key) or 0) + value.by
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -315,6 +333,8 @@ class MemoryStore:
         take_slot: Slot | None = None,
         release_slot: bool = False,
         take_units: Sequence[Slot] = (),
+        charge: Charge | None = None,
+        ledgers: Sequence[Ledger] = (),
     ) -> ItemRecord:
         now = self.clock()
         entries = transition_entries(item, change, now)
@@ -331,6 +351,8 @@ class MemoryStore:
             update["units"] = [unit.ref for unit in take_units]
         elif release_slot and item.units:
             update["units"] = []
+        charged, settled = charge_update(item, changes, charge, release_slot)
+        update.update(charged)
         path = self._item_path(item.queue, item.item_id)
         writes = [
             Write("update", path, {**update, "history": _Union(tuple(entries))}, item.version, True)
@@ -342,6 +364,17 @@ class MemoryStore:
             writes += self._release(item, now)
         if release_slot:
             writes += self._release_units(item, now)
+        if charge is not None:
+            deltas = reservation_deltas(charge)
+            for ledger in ledgers:
+                inc = {k: _Increment(v) for k, v in deltas.items()}
+                writes.append(Write("update", f"{SPEND}/{ledger.id}", inc, ledger.version, True))
+        if settled is not None:
+            for name in settled.ledgers:
+                path_ = f"{SPEND}/{name}"
+                inc = {k: _Increment(v) for k, v in ledger_deltas(settled).items()}
+                kind = "update" if self._read(path_) is not None else "set"
+                writes.append(Write(kind, path_, inc))
         version = self._commit(writes)
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **copy.deepcopy(update), "history": copy.deepcopy(history)}
@@ -525,6 +558,50 @@ class MemoryStore:
 
     def count_held_units(self, pool: str, queue: str) -> int:
         return sum(1 for u in self._units(pool) if u.holder is not None and u.queue == queue)
+
+    # -- budget ledgers ---------------------------------------------------------------------
+
+    def get_ledgers(self, ledgers: Sequence[str], create: bool = True) -> list[Ledger]:
+        out = []
+        for name in ledgers:
+            path = f"{SPEND}/{name}"
+            found = self._read(path)
+            if found is None and not create:
+                out.append(Ledger(name))
+                continue
+            if found is None:
+                scope, _, rest = name.partition("~")
+                owner, _, period = rest.rpartition("~")
+                fields = {
+                    "scope": scope,
+                    "name": owner,
+                    "period": period,
+                    "created_at": self.clock(),
+                }
+                with contextlib.suppress(_AlreadyExists):
+                    self._commit([Write("create", path, fields)])
+                found = self._read(path)
+            assert found is not None
+            out.append(Ledger.from_document(name, found[0], found[1]))
+        return out
+
+    def list_ledgers(self, period: str) -> list[tuple[dict[str, Any], Ledger]]:
+        return [
+            (data, Ledger.from_document(name, data, version))
+            for name, data, version in self._children(SPEND)
+            if data.get("period") == period
+        ]
+
+    def get_prices(self) -> dict[str, Any] | None:
+        found = self._read(f"{SETTINGS}/prices")
+        return found[0] if found else None
+
+    def put_prices(self, document: Mapping[str, Any] | None) -> None:
+        path = f"{SETTINGS}/prices"
+        if document is None:
+            self._commit([Write("delete", path)])
+        else:
+            self._commit([Write("set", path, {**document, "updated_at": self.clock()})])
 
     # -- budget and backoff -----------------------------------------------------------------
 

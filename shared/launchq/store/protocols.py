@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from launchq.model.budgets import Charge, Ledger
 from launchq.model.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
 from launchq.model.states import ItemState
 from launchq.store.base import Clock, FieldKey, StoredDocument, Transition
@@ -58,6 +59,8 @@ class ItemStore(Protocol):
         take_slot: Slot | None = None,
         release_slot: bool = False,
         take_units: Sequence[Slot] = (),
+        charge: Charge | None = None,
+        ledgers: Sequence[Ledger] = (),
     ) -> ItemRecord: ...
 
     def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord: ...
@@ -148,6 +151,27 @@ class CohortStore(Protocol):
     def count_held_units(self, pool: str, queue: str) -> int: ...
 
 
+class SpendStore(Protocol):
+    """`spend/{scope}~{name}~{month}`: budget ledgers (`launchq.model.budgets`). A claim
+    reserves in them through `ItemStore.transition(charge=..., ledgers=...)`, under each
+    ledger's version; the release that ends the attempt settles them."""
+
+    def get_ledgers(self, ledgers: Sequence[str], create: bool = True) -> list[Ledger]:
+        """The ledgers named, in order, each created empty if absent (`create`; else read as
+        empty)."""
+        ...
+
+    def list_ledgers(self, period: str) -> list[tuple[dict[str, Any], Ledger]]: ...
+
+    def get_prices(self) -> dict[str, Any] | None:
+        """The price table applied with `launchq prices apply` (`settings/prices`), if any."""
+        ...
+
+    def put_prices(self, document: Mapping[str, Any] | None) -> None:
+        """Store the price table (None: back to the one launchq ships)."""
+        ...
+
+
 class BuildStore(Protocol):
     """`builds/{key}`: one document per image build key (`launchq.builds`)."""
 
@@ -187,5 +211,14 @@ class LeaderStore(Protocol):
     def give_up_leadership(self, name: str, holder: str) -> None: ...
 
 
-class Store(ItemStore, QueueStore, CapacityStore, CohortStore, BuildStore, LeaderStore, Protocol):
+class Store(
+    ItemStore,
+    QueueStore,
+    CapacityStore,
+    CohortStore,
+    SpendStore,
+    BuildStore,
+    LeaderStore,
+    Protocol,
+):
     """Everything launchq keeps: the one object `launchq.wiring` hands to every unit."""
