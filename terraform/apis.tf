@@ -25,3 +25,13 @@ resource "google_project_service" "required" {
   disable_on_destroy         = false
   disable_dependent_services = false
 }
+
+# Cohorts with `read_quotas`: the sweep reads quota limits from Cloud Quotas (iam.tf).
+resource "google_project_service" "cloudquotas" {
+  count = var.enable_apis && var.read_cohort_quotas ? 1 : 0
+
+  project                    = var.project_id
+  service                    = "cloudquotas.googleapis.com"
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}

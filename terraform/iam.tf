@@ -1,8 +1,8 @@
 # Service accounts and every IAM grant launchq makes. No primitive role, no allUsers or
 # allAuthenticatedUsers, and every grant is on the narrowest resource that works: a topic, a
 # subscription, a Cloud Run service, a service account, a bucket (with an object-prefix
-# condition). Only the Vertex AI custom roles and Firestore's datastore.user are granted on the
-# project (neither has a narrower resource).
+# condition). Only the Vertex AI custom roles, Firestore's datastore.user and (opt-in) the quota
+# reader are granted on the project (none has a narrower resource).
 
 resource "google_service_account" "dispatch" {
   project      = var.project_id
@@ -111,6 +111,27 @@ locals {
     dispatch = google_service_account.dispatch.member
     sweep    = google_service_account.sweep.member
   }
+}
+
+# Cohorts with `read_quotas` (docs/cohorts.md): the sweep reads each quota's enforced limit from
+# the Cloud Quotas API. One permission, on the project (quotas have no narrower resource), and
+# only when asked for: roles/cloudquotas.viewer would also grant quota preferences.
+resource "google_project_iam_custom_role" "sweep_quotas" {
+  count = var.read_cohort_quotas ? 1 : 0
+
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_quota_reader"
+  title       = "launchq quota reader"
+  description = "Read Vertex AI quota limits from the Cloud Quotas API (cohorts with read_quotas)."
+  permissions = ["cloudquotas.quotas.get"]
+}
+
+resource "google_project_iam_member" "sweep_quotas" {
+  count = var.read_cohort_quotas ? 1 : 0
+
+  project = var.project_id
+  role    = google_project_iam_custom_role.sweep_quotas[0].name
+  member  = google_service_account.sweep.member
 }
 
 resource "google_project_iam_member" "dispatch" {

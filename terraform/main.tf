@@ -42,6 +42,8 @@ locals {
     LAUNCHQ_CLOUDBUILD_ENDPOINT           = var.cloudbuild_endpoint
     LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT     = var.artifactregistry_endpoint
     LAUNCHQ_BUILD_REPOSITORY              = local.image_build_repository
+    LAUNCHQ_CLOUDQUOTAS_ENDPOINT          = var.cloudquotas_endpoint
+    LAUNCHQ_QUOTA_READ_SECONDS            = tostring(var.quota_read_seconds)
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

@@ -537,3 +537,31 @@ variable "artifactregistry_endpoint" {
   default     = null
 }
 
+
+variable "read_cohort_quotas" {
+  type        = bool
+  description = "Let the sweep read Vertex's enforced quota limits from the Cloud Quotas API for cohorts with read_quotas: true (docs/cohorts.md). Grants the sweep account cloudquotas.quotas.get on the project (a custom role with that one permission) and enables cloudquotas.googleapis.com when enable_apis is true."
+  default     = false
+}
+
+variable "quota_read_seconds" {
+  type        = number
+  description = "LAUNCHQ_QUOTA_READ_SECONDS: how old a cohort's last read of its quotas from Cloud Quotas may be before the sweep reads them again."
+  default     = 300
+
+  validation {
+    condition     = var.quota_read_seconds >= 60 && var.quota_read_seconds <= 86400
+    error_message = "quota_read_seconds must be from 60 to 86400."
+  }
+}
+
+variable "cloudquotas_endpoint" {
+  type        = string
+  description = "LAUNCHQ_CLOUDQUOTAS_ENDPOINT: base URL of the Cloud Quotas API. null (the right value in production) means https://cloudquotas.googleapis.com."
+  default     = null
+
+  validation {
+    condition     = var.cloudquotas_endpoint == null || can(regex("^https?://", var.cloudquotas_endpoint))
+    error_message = "cloudquotas_endpoint must be an http(s) URL or null."
+  }
+}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from launchq.gcp.quotas import QuotaReader
 from launchq.log import get_logger
 from launchq.model.fairshare import Candidate, Standing, accrue, decide, nominal_share
 from launchq.model.reasons import WaitReason
@@ -39,6 +40,7 @@ from launchq.model.records import ItemRecord
 from launchq.spec.accelerators import job_demand
 from launchq.spec.cohorts import CohortConfig, parse_cohort_config
 from launchq.store import Store
+from launchq.store.base import FieldKey
 
 log = get_logger(__name__)
 
@@ -56,6 +58,16 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class ReadLimit:
+    """A quota's limit as the Cloud Quotas API last gave it (`read_quotas`): `limit` None when
+    it could not be read then (`why`), and the declared limit stands."""
+
+    limit: int | None
+    at: datetime
+    why: str | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
     """A member's decayed accelerator-seconds, as of `at`."""
 
@@ -70,18 +82,30 @@ class CohortState:
     config: CohortConfig
     usage: Mapping[str, Usage] = field(default_factory=dict)
     refusals: Mapping[str, Refusal] = field(default_factory=dict)
+    read_limits: Mapping[str, ReadLimit] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.config.name
 
     def limit(self, metric: str, now: datetime) -> int:
-        """The quota's limit as admission uses it now: declared, or lowered by a refusal."""
-        declared = self.config.quotas.get(metric, 0)
+        """The quota's limit as admission uses it now: declared, lowered to what the Cloud Quotas
+        API last read (with `read_quotas`), and lowered for a while by a refusal."""
+        limit = self.config.quotas.get(metric, 0)
+        read = self.read_limit(metric)
+        if read is not None:
+            limit = min(limit, read)
         refusal = self.refusals.get(self.config.pool_id(metric))
         if refusal is not None and refusal.until > now:
-            return min(declared, refusal.held)
-        return declared
+            return min(limit, refusal.held)
+        return limit
+
+    def read_limit(self, metric: str) -> int | None:
+        """What the Cloud Quotas API last gave for the quota; None if not read (or unreadable)."""
+        if not self.config.read_quotas:
+            return None
+        entry = self.read_limits.get(self.config.pool_id(metric))
+        return entry.limit if entry is not None else None
 
     def usage_now(self, queue: str, now: datetime) -> float:
         """The member's usage decayed to `now` (what was accrued, nothing held since)."""
@@ -183,7 +207,16 @@ def state_from(document: Mapping[str, Any]) -> CohortState:
         for pool, entry in (document.get("refusals") or {}).items()
         if isinstance(entry, Mapping) and entry.get("until") is not None
     }
-    return CohortState(config, usage, refusals)
+    read_limits = {
+        pool: ReadLimit(
+            None if entry.get("limit") is None else int(entry["limit"]),
+            entry["at"],
+            entry.get("why"),
+        )
+        for pool, entry in (document.get("read_limits") or {}).items()
+        if isinstance(entry, Mapping) and entry.get("at") is not None
+    }
+    return CohortState(config, usage, refusals, read_limits)
 
 
 class CohortSource:
@@ -263,6 +296,41 @@ class CohortSource:
             cohort=state.name, metric=metric, held=held, declared=state.config.quotas[metric],
         )  # fmt: skip
         return True
+
+    def read_quotas(self, reader: QuotaReader, now: datetime, every_seconds: float) -> int:
+        """Read the enforced limit of every quota of each cohort with `read_quotas` from the
+        Cloud Quotas API, when its last read is `every_seconds` old, and keep it on the cohort
+        (`read_limits`, one write per cohort read); a quota it could not read is kept with no
+        limit and why (the declared one stands). Returns the cohorts read."""
+        written = 0
+        for state in self.all().values():
+            config = state.config
+            if not config.read_quotas:
+                continue
+            pools = [config.pool_id(metric) for metric in config.quotas]
+            last = [state.read_limits[p].at for p in pools if p in state.read_limits]
+            if len(last) == len(pools) and (now - min(last)).total_seconds() < every_seconds:
+                continue
+            reading = reader.read(config.project, config.region, config.quotas)
+            changes: dict[FieldKey, Any] = {}
+            for metric in config.quotas:
+                unread = reading.unread.get(metric)
+                why = (
+                    None if unread is None else f"{unread.reason}: {unread.status or unread.detail}"
+                )
+                entry = {"limit": reading.limits.get(metric), "at": now, "why": why}
+                changes[("read_limits", config.pool_id(metric))] = entry
+            self._store.update_cohort(state.name, changes)
+            written += 1
+            lower = {m: n for m, n in reading.limits.items() if n < config.quotas.get(m, 0)}
+            if lower:
+                log.warning(
+                    "a declared quota is above the limit Google enforces; using the lower",
+                    cohort=state.name, declared=dict(config.quotas), enforced=lower,
+                )  # fmt: skip
+        if written:
+            self.forget()
+        return written
 
     def accrue_usage(self, now: datetime) -> int:
         """Add each member's accelerator-seconds since the last accrual to its decayed usage

@@ -68,6 +68,10 @@ class Settings:
     cloudbuild_endpoint: str | None = None
     artifactregistry_endpoint: str | None = None
     build_repository: str | None = None
+    # Cloud Quotas (cohorts with `read_quotas`): the endpoint (the local stand-in when set) and
+    # how often the sweep reads the limits.
+    cloudquotas_endpoint: str | None = None
+    quota_read_seconds: float = 300.0
 
     @property
     def storage_base_url(self) -> str:
@@ -127,6 +131,8 @@ class Settings:
             or env.get("LAUNCHQ_CLOUDBUILD_ENDPOINT")
             or None,
             build_repository=env.get("LAUNCHQ_BUILD_REPOSITORY") or None,
+            cloudquotas_endpoint=env.get("LAUNCHQ_CLOUDQUOTAS_ENDPOINT") or None,
+            quota_read_seconds=_number(env, "LAUNCHQ_QUOTA_READ_SECONDS", 300.0),
         )
 
 

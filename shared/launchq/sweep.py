@@ -49,6 +49,7 @@ from launchq.builds.follower import settle_building
 from launchq.cohorts import ACCRUE_EVERY_SECONDS
 from launchq.errors import Conflict
 from launchq.gcp import vertex as vx
+from launchq.gcp.quotas import QuotaReader
 from launchq.log import get_logger
 from launchq.model.budgets import Charge, cost_fields
 from launchq.model.failover import MOVING, choose, move_changes, placement_label
@@ -90,6 +91,7 @@ MAX_FALLBACK_GETS = 50
 # How long one pass of `launchq sweep` may wait for creation-budget windows while items wait.
 ADMIT_SECONDS = 5.0
 UNIT_AUDIT_SECONDS = 60.0  # how often a sweep process audits cohort quota units for leaks
+QUOTA_READ_SECONDS = 300.0  # how often it reads `read_quotas` cohorts' limits from Cloud Quotas
 LIST_PAGE_SIZE = 1000
 WRITERS = 8  # concurrent transition writers (Firestore clients are thread-safe)
 # Jobs created slightly before the oldest item recorded its create time are still found.
@@ -191,9 +193,13 @@ class Sweeper:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         builds: ImageBuilder | None = None,
+        quota_reader: QuotaReader | None = None,
+        quota_read_seconds: float = QUOTA_READ_SECONDS,
     ) -> None:
         self.sleep = sleep
         self.builds = builds
+        self.quota_reader = quota_reader
+        self.quota_read_seconds = quota_read_seconds
         self.store = store
         self.queues = queues
         self.recorder = recorder
@@ -342,6 +348,11 @@ class Sweeper:
             return
         try:
             cohorts.accrue_usage(self.store.clock())
+            # Limits Google enforces (cohorts with `read_quotas`): each cohort's read when its
+            # last is `quota_read_seconds` old (kept on the cohort, so one read whichever process
+            # sweeps); quotas change when someone asks Google, not by the second.
+            if self.quota_reader is not None:
+                cohorts.read_quotas(self.quota_reader, self.store.clock(), self.quota_read_seconds)
             # The audit reads every held unit: once a minute, not every pass, so a busy pass
             # reads no more per active job than it did before cohorts.
             if self.monotonic() - self._units_audited < UNIT_AUDIT_SECONDS:

@@ -27,7 +27,7 @@ from launchq.capacity import Capacity
 from launchq.cohorts import CohortSource
 from launchq.dispatch import Dispatcher
 from launchq.gcp import cloudbuild as cb
-from launchq.gcp import gcs
+from launchq.gcp import gcs, quotas
 from launchq.gcp import vertex as vx
 from launchq.gcp.events import EventPublisher
 from launchq.queues import QueueSource
@@ -136,6 +136,18 @@ def build(
             BuildGate(builds, settings.build_repository),
         ),
         builds=builds,
-        sweeper=Sweeper(store, queues, recorder, submitter, admission, vertex_for, builds=builds),
+        sweeper=Sweeper(
+            store,
+            queues,
+            recorder,
+            submitter,
+            admission,
+            vertex_for,
+            builds=builds,
+            quota_reader=quotas.reader_for(
+                settings.cloudquotas_endpoint or quotas.DEFAULT_ENDPOINT
+            ),
+            quota_read_seconds=settings.quota_read_seconds,
+        ),
         canceller=canceller,
     )

@@ -134,8 +134,12 @@ def _print(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         for quota in row["quotas"]:
             limit = f"{quota['held']}/{quota['limit']}"
-            if quota["limit"] != quota["declared"]:
-                limit += f" (declared {quota['declared']}; lowered until {quota['lowered_until']})"
+            if quota["read"] is not None and quota["read"] < quota["declared"]:
+                limit += f" (declared {quota['declared']}; Google enforces {quota['read']})"
+            elif quota["read_why"]:
+                limit += f" (not read: {quota['read_why']})"
+            if quota["lowered_until"]:
+                limit += f" (lowered until {quota['lowered_until']})"
             for index, member in enumerate(quota["members"]):
                 usage = row["members"][member["queue"]]
                 cap = member["borrowing_limit"]

@@ -108,10 +108,16 @@ def cohort_summary(store: Store, state: CohortState, now: datetime) -> dict[str,
                 }
             )
         refusal = state.refusals.get(config.pool_id(metric))
+        read = state.read_limits.get(config.pool_id(metric)) if config.read_quotas else None
         quotas.append(
             {
                 "metric": metric,
                 "declared": declared,
+                # What the Cloud Quotas API last gave (`read_quotas`): null when not read, with
+                # why in `read_why` when it could not be.
+                "read": read.limit if read is not None else None,
+                "read_at": iso(read.at) if read is not None else None,
+                "read_why": read.why if read is not None else None,
                 "limit": state.limit(metric, now),
                 "held": sum(held.values()),
                 "lowered_until": iso(refusal.until)

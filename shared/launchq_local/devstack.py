@@ -300,6 +300,8 @@ class DevStack:
             "LAUNCHQ_EVENTS_TOPIC": self.events_topic,
             DISPATCHER_URL_VARIABLE: self.dispatcher_url,
             "LAUNCHQ_VERTEX_ENDPOINT": self.standin_url,
+            # The Vertex stand-in also answers Cloud Quotas' reads of its quotas.
+            "LAUNCHQ_CLOUDQUOTAS_ENDPOINT": self.standin_url,
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
             "LAUNCHQ_LOGGING_ENDPOINT": self.logging_url,
             # The Cloud Build stand-in also answers Artifact Registry's tag lookups.

@@ -142,6 +142,48 @@ def test_a_quota_used_outside_launchq_lowers_the_limit_and_the_queue_goes_on(
     assert creates(standin) == 1 + 4 + 1  # the outsider, 3 + 1 refused, then a3
 
 
+def test_a_cohort_that_reads_its_quota_keeps_within_what_google_enforces(
+    teams: Harness, standin: StandinServer
+) -> None:
+    """The cohort declares 4 L4s but the project was granted 2: with `read_quotas` the sweep
+    reads the enforced limit from Cloud Quotas (the stand-in's, driven by the real client) and
+    admission keeps within it, so no create is ever refused; a raised quota is used at the next
+    read; a quota that cannot be read leaves the declared limit."""
+    standin.admin.set_limits(quotas={L4: 2})
+    apply_cohort(teams.store, cohort(4) | {"read_quotas": True})
+
+    def sweep(reread: bool = True) -> None:
+        sweeper = teams.sweeper()
+        if reread:  # else the last read stands for LAUNCHQ_QUOTA_READ_SECONDS (300 s)
+            sweeper.quota_read_seconds = 0
+        sweeper.run()
+
+    sweep()
+    [quota] = cohort_detail(teams.store, "l4")["quotas"]
+    assert (quota["declared"], quota["read"], quota["limit"]) == (4, 2, 2)
+    assert quota["read_why"] is None
+    dispatcher = teams.dispatcher()
+    for n in range(4):
+        dispatcher.handle(message(item("team-a", f"a{n}")))
+    assert len(active(standin)) == 2
+    assert creates(standin) == 2  # admission knew: no create was refused
+    assert pending_items(teams.store, "team-a")[0]["reason"] == (
+        "cohort l4: every accelerator of its quota is in use"
+    )
+    standin.admin.set_limits(quotas={L4: 3})  # the increase was granted
+    sweep(reread=False)
+    assert len(active(standin)) == 2  # not read again yet
+    sweep()
+    assert len(active(standin)) == 3
+    assert creates(standin) == 3
+    standin.admin.set_limits(quotas={})  # unlimited: Cloud Quotas has no value for the region
+    sweep()
+    [quota] = cohort_detail(teams.store, "l4")["quotas"]
+    assert (quota["read"], quota["limit"]) == (None, 4)
+    assert quota["read_why"].startswith("no_value_in_region")
+    assert len(active(standin)) == 4
+
+
 def test_the_cli_applies_lists_and_explains_a_cohort(
     teams: Harness, standin: StandinServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     gcp_project: str, firestore_db: firestore.Client,

@@ -103,6 +103,7 @@ CUSTOM_ROLE_PERMISSIONS = {
     "source_reader": {"storage.objects.get"},
     # "is this source already built?": one tag GET, granted on the build repository only
     "tag_reader": {"artifactregistry.tags.get"},
+    "sweep_quotas": {"cloudquotas.quotas.get"},  # opt-in: cohorts that read their quotas
 }
 FUNCTION_SIGNATURES = {"dispatch": "cloud_event", "sweep": "http"}
 
@@ -408,7 +409,7 @@ def _role_values(tf: dict[str, Any], body: dict[str, Any]) -> set[str]:
     return set(roles.values())
 
 
-CUSTOM_ROLE = re.compile(r"(?:\$\{)?google_project_iam_custom_role\.(\w+)\.name\}?")
+CUSTOM_ROLE = re.compile(r"(?:\$\{)?google_project_iam_custom_role\.(\w+)(?:\[0\])?\.name\}?")
 
 
 def _set_literal(expression: str) -> list[str]:
@@ -498,6 +499,7 @@ def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[s
         "dashboard_state",
         "dashboard_logs",
         "build_log_writer",
+        "sweep_quotas",
     }
     # Publishers' read-only state (tests/terraform/test_queues.py checks its condition).
     assert grants.pop("state_viewer")["role"] == "roles/datastore.viewer"
@@ -508,6 +510,11 @@ def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[s
     log_writer = grants.pop("build_log_writer")
     assert log_writer["role"] == "roles/logging.logWriter"
     assert refers_to(log_writer["member"], "google_service_account.build")
+    # Opt-in (read_cohort_quotas): the sweep's one Cloud Quotas permission, nobody else's.
+    quotas = grants.pop("sweep_quotas")
+    assert quotas["count"] == "${var.read_cohort_quotas ? 1 : 0}"
+    assert refers_to(quotas["role"], "google_project_iam_custom_role.sweep_quotas")
+    assert refers_to(quotas["member"], "google_service_account.sweep")
     for name, body in grants.items():
         assert body["for_each"] == f"${{local.{name}_project_roles}}"
         assert body["member"] == f"${{google_service_account.{name}.member}}"

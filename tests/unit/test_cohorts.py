@@ -452,3 +452,47 @@ def test_the_example_cohorts_are_valid() -> None:
     for path in examples:
         config = parse_cohort_config(yaml.safe_load(path.read_text()), name=path.stem)
         assert config.name == path.stem
+
+
+class ScriptedReader:
+    """A Cloud Quotas reader answering from a script, counting its reads."""
+
+    def __init__(self, reading: Any) -> None:
+        self.reading = reading
+        self.reads: list[tuple[str, str, list[str]]] = []
+
+    def read(self, project: str, region: str, metrics: Any) -> Any:
+        self.reads.append((project, region, sorted(metrics)))
+        return self.reading
+
+
+def test_quotas_are_read_only_for_cohorts_that_ask_and_only_every_few_minutes(
+    world: World,
+) -> None:
+    from launchq.gcp.quotas import QuotaReading, Unread
+
+    reader = ScriptedReader(QuotaReading("launchq-test", "us-central1", {L4: 1}))
+    sweeper = world.app().sweeper
+    sweeper.quota_reader = reader  # type: ignore[assignment]
+    sweeper.run()
+    assert reader.reads == []  # the cohort does not ask (read_quotas: false)
+    apply_cohort(world.store, cohort_doc(read_quotas=True))
+    sweeper.run()
+    world.clock.advance(299)
+    world.app().sweeper.run()  # another process, within 300 s of the last read: not again
+    sweeper.run()
+    assert reader.reads == [("launchq-test", "us-central1", [L4])]
+    for n in range(3):
+        world.deliver(item("team-a", f"a{n}"))
+    assert len(active_jobs(world)) == 1  # Google enforces 1 of the 3 declared
+    # The read fails (the sweep's account lacks roles/cloudquotas.viewer): the declared stands.
+    denied = Unread("error", "403", "PERMISSION_DENIED")
+    reader.reading = QuotaReading("launchq-test", "us-central1", {}, {L4: denied})
+    world.clock.advance(2)
+    sweeper.run()
+    assert len(reader.reads) == 2
+    [quota] = cohort_detail(world.store, "gpus")["quotas"]
+    assert (quota["read"], quota["limit"], quota["read_why"]) == (
+        None, 3, "error: PERMISSION_DENIED"
+    )  # fmt: skip
+    assert len(active_jobs(world)) == 3

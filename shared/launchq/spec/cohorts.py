@@ -83,6 +83,12 @@ class CohortConfig(BaseModel):
         description="After Vertex refuses a create although the declared quota had room (someone "
         "outside launchq uses it), admission treats launchq's own use as the limit this long.",
     )
+    read_quotas: bool = Field(
+        default=False,
+        description="Also read each quota's enforced limit from the Cloud Quotas API (the sweep, "
+        "every LAUNCHQ_QUOTA_READ_SECONDS; needs roles/cloudquotas.viewer) and keep within the "
+        "lower of it and the declared limit.",
+    )
     members: list[Member] = Field(min_length=1, max_length=MAX_MEMBERS)
     budget: Budget | None = Field(
         default=None,

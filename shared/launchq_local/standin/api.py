@@ -90,7 +90,8 @@ def get(store: JobStore, request: Request, project: str, location: str, job: str
     return respond(request, store.get(parent, job_id_from(parent, job)))
 
 
-def _page_size(raw: str | None) -> int:
+def page_size(raw: str | None) -> int:
+    """A list call's `pageSize`, as Google's list methods read it (Vertex's and Cloud Quotas')."""
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
     try:
@@ -111,7 +112,7 @@ def list_jobs(store: JobStore, request: Request, project: str, location: str) ->
     mask = parse_read_mask(request.args.getlist("readMask"), CustomJobPb.DESCRIPTOR)
     filter_text = request.args.get("filter", "")
     predicate = compile_filter(filter_text)
-    size = _page_size(request.args.get("pageSize"))
+    size = page_size(request.args.get("pageSize"))
     fingerprint = query_fingerprint(parent, filter_text)
     token = request.args.get("pageToken", "")
     below = decode_token(token, fingerprint) if token else None

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from launchq.log import get_logger
 from launchq_local.httpserver import BackgroundServer
-from launchq_local.standin import admin_api, api
+from launchq_local.standin import admin_api, api, cloudquotas
 from launchq_local.standin.admin import AdminClient
 from launchq_local.standin.admin_api import Defaults
 from launchq_local.standin.execute import LineSink
@@ -41,6 +41,14 @@ _JOBS = "/v1/projects/<seg:project>/locations/<seg:location>/customJobs"
 # The generated client's operations mixin (get_operation, wait_operation) tries `/ui/...` first.
 _UI_JOBS = "/ui/projects/<seg:project>/locations/<seg:location>/customJobs"
 _ADMIN = "/emulator/v1"
+# Cloud Quotas v1 (cloudquotas.py): read-only, built from the limits; no counters, no faults.
+_QUOTA_INFOS = (
+    "/v1/projects/<seg:project>/locations/<seg:location>/services/<seg:service>/quotaInfos"
+)
+_QUOTA_API: dict[str, Callable[..., Response]] = {
+    "quota_info": cloudquotas.get,
+    "quota_infos": cloudquotas.list_infos,
+}
 # endpoint → (Vertex method name for counters/faults, or None for admin; handler)
 _API: dict[str, tuple[str, Callable[..., Response]]] = {
     "create": ("CreateCustomJob", api.create),
@@ -81,6 +89,8 @@ URL_MAP = Map(
         Rule(f"{_UI_JOBS}/<seg:job>/operations/<seg:operation>", endpoint="operation"),
         Rule(f"{_JOBS}/<seg:job>/operations/<seg:operation>:wait", endpoint="wait"),
         Rule(f"{_UI_JOBS}/<seg:job>/operations/<seg:operation>:wait", endpoint="wait"),
+        Rule(_QUOTA_INFOS, endpoint="quota_infos", methods=["GET"]),
+        Rule(f"{_QUOTA_INFOS}/<seg:quota>", endpoint="quota_info", methods=["GET"]),
         Rule(f"{_ADMIN}/status", endpoint="status", methods=["GET"]),
         Rule(f"{_ADMIN}/reset", endpoint="reset", methods=["POST"]),
         Rule(f"{_ADMIN}/config", endpoint="config", methods=["GET"]),
@@ -131,6 +141,8 @@ class StandinApp:
         try:
             if endpoint in _API:
                 return self._vertex(endpoint, request, dict(args))
+            if endpoint in _QUOTA_API:
+                return _QUOTA_API[endpoint](self.store, request, **args)
             return _ADMIN_HANDLERS[endpoint](
                 self.store, self.faults, self.defaults, request, **args
             )
