@@ -107,6 +107,14 @@ locals {
     for pair in setproduct(tolist(local.job_service_accounts), ["dispatch", "sweep"]) :
     "${pair[1]}:${pair[0]}" => { job = pair[0], function = pair[1] }
   }
+  # W&B API keys (docs/wandb.md): each queue's job accounts may read its key's secret, nobody
+  # else (the functions never read it). One grant per (queue, account).
+  wandb_secret_access = merge({}, [
+    for queue, settings in var.queues : {
+      for email in settings.job_service_accounts :
+      "${queue}:${email}" => { secret = settings.wandb_api_key_secret, member = "serviceAccount:${email}" }
+    } if settings.wandb_api_key_secret != null
+  ]...)
   function_members = {
     dispatch = google_service_account.dispatch.member
     sweep    = google_service_account.sweep.member
@@ -327,4 +335,15 @@ resource "google_storage_bucket_iam_member" "source_reader" {
   }
 
   depends_on = [google_service_account.job, google_service_account.build]
+}
+
+# A queue's W&B API key: read at job start by the bootstrap (launchq.spec.bootstrap) with the job's
+# own service account; granted on the secret, never the project.
+resource "google_secret_manager_secret_iam_member" "wandb_key" {
+  for_each = local.wandb_secret_access
+
+  project   = split("/", each.value.secret)[1]
+  secret_id = split("/", each.value.secret)[3]
+  role      = "roles/secretmanager.secretAccessor"
+  member    = each.value.member
 }

@@ -280,6 +280,7 @@ variable "queues" {
   type = map(object({
     publishers           = optional(list(string), [])
     job_service_accounts = optional(list(string), [])
+    wandb_api_key_secret = optional(string)
   }))
   description = <<-EOT
     Queues and who may launch onto each, keyed by queue name (the `name` of its queue config).
@@ -288,7 +289,9 @@ variable "queues" {
     user:..., group:... or serviceAccount:...). Publishing is what lets a person, group or CI
     account launch onto the queue and cancel on it. `job_service_accounts` are the emails the
     queue's config runs Vertex jobs as; the dispatcher and the sweeper may act as exactly those
-    (plus var.job_service_accounts and the default job account).
+    (plus var.job_service_accounts and the default job account). `wandb_api_key_secret`
+    (projects/P/secrets/S) is the secret of the queue's `wandb.api_key_secret`: its
+    job_service_accounts, and nobody else, get roles/secretmanager.secretAccessor on it.
   EOT
   default     = {}
 
@@ -324,6 +327,22 @@ variable "queues" {
       ]
     ]))
     error_message = "job_service_accounts of a queue must be service account emails (...@PROJECT.iam.gserviceaccount.com), without the serviceAccount: prefix."
+  }
+
+  validation {
+    condition = alltrue([
+      for queue in values(var.queues) :
+      queue.wandb_api_key_secret == null || can(regex("^projects/[a-z0-9-]+/secrets/[A-Za-z0-9_-]{1,255}$", queue.wandb_api_key_secret))
+    ])
+    error_message = "wandb_api_key_secret is a secret's name, projects/PROJECT/secrets/SECRET (no version): the queue's job accounts may read its versions."
+  }
+
+  validation {
+    condition = alltrue([
+      for queue in values(var.queues) :
+      queue.wandb_api_key_secret == null || length(queue.job_service_accounts) > 0
+    ])
+    error_message = "a queue with wandb_api_key_secret lists the job_service_accounts its jobs run as: only they may read the key."
   }
 }
 

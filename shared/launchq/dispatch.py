@@ -604,6 +604,7 @@ def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any
             else {}
         ),
         "display_name": prepared.display_name,
+        **({"wandb_run": prepared.wandb_run} if prepared.wandb_run else {}),
         "metadata": prepared.metadata,
         "attempt": 0,
         # Why it waited when recorded; displays derive the current reason (launchq.model.waiting).

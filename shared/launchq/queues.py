@@ -23,7 +23,7 @@ from launchq.spec.checks import parse_queue_config
 from launchq.spec.config import QueueConfig
 from launchq.spec.item import ItemSource, parse_item, payload_hash
 from launchq.spec.placements import PlacedJob
-from launchq.spec.render import RenderContext, job_strategy, render_placements
+from launchq.spec.render import RenderContext, job_strategy, render_placements, wandb_run
 from launchq.spec.validation import ConfigError, Issue, ItemError
 from launchq.store import Store, backoff_from
 
@@ -45,6 +45,9 @@ class PreparedItem:
     # Every placement's job when the queue has a capacity ladder (launchq.spec.placements);
     # empty for a queue without placements. The fields above are placement 0's.
     placements: tuple[PlacedJob, ...] = ()
+    # The item's W&B run (launchq.spec.wandb) on a queue with a wandb block: id, entity,
+    # project, name, url; the same for every attempt and placement.
+    wandb_run: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class QueueRuntime:
             metadata=dict(item.metadata or {}),
             source=item.source,
             placements=placed,
+            wandb_run=wandb_run(
+                self.config, item, self.name, item_id, str(job.body.get("displayName", ""))
+            ),
         )
 
 

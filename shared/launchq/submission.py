@@ -56,6 +56,7 @@ from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import ATTEMPT_LABEL
 from launchq.spec.render import ATTEMPT_ENV, job_strategy, with_launchq_env
+from launchq.spec.wandb import resumed
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
@@ -89,7 +90,10 @@ def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     attempt number in every pool's LAUNCHQ_ATTEMPT (what a training script reads to know it is
     resuming)."""
     labels = {**body.get("labels", {}), ATTEMPT_LABEL: str(attempt)}
-    return with_launchq_env({**body, "labels": labels}, {ATTEMPT_ENV: str(attempt)})
+    # A W&B run's second attempt continues the run (WANDB_RESUME=allow; launchq.spec.wandb).
+    return resumed(
+        with_launchq_env({**body, "labels": labels}, {ATTEMPT_ENV: str(attempt)}), attempt
+    )
 
 
 def label_filter(body: Mapping[str, Any]) -> str:

@@ -506,8 +506,7 @@ def _print_detail(d: dict[str, Any]) -> None:
         f"attempts {d['attempts']}    age {duration(d['age_s'])}    "
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
-    if d.get("gpu_hours") is not None:
-        _hang(out, "  cost       ", escape(cost_text(d)))
+    _print_cost_and_run(out, d)
     build = d.get("build")
     if build:
         built = build.get("digest") or build.get("build_state")
@@ -539,6 +538,18 @@ def _print_detail(d: dict[str, Any]) -> None:
     elif d.get("log_tail_unavailable"):
         out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
     _print_attempts_and_history(out, d)
+
+
+def _print_cost_and_run(out: Console, d: dict[str, Any]) -> None:
+    """What the item's attempts cost, and its W&B run (docs/budgets.md, docs/wandb.md)."""
+    from rich.markup import escape
+
+    if d.get("gpu_hours") is not None:
+        _hang(out, "  cost       ", escape(cost_text(d)))
+    run = d.get("wandb_run")
+    if run:
+        where = run.get("url") or f"{run.get('project')}/runs/{run.get('id')}"
+        out.print(f"  W&B run    {escape(str(where))}", soft_wrap=True)
 
 
 def _print_attempts_and_history(out: Console, d: dict[str, Any]) -> None:

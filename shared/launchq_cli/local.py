@@ -99,7 +99,8 @@ def dev(
 
     Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
     mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), Cloud Build stand-in
-    8092 (builds images from source, no Docker), the queue topic pushed to the dispatcher, a
+    8092 (builds images from source, no Docker), Secret Manager stand-in 8093 (W&B keys the
+    jobs read at start), the queue topic pushed to the dispatcher, a
     sweep every few seconds. Prints the variables that point the CLI at it, then every state
     change. `--stockout` and `--preempt-spot` make Vertex capacity scarce, to watch a
     failover (docs/local-dev.md).
@@ -172,7 +173,8 @@ def _announce(stack: Any) -> None:
         f"{stack.dispatcher_url}, sweeper {stack.sweeper_url} (every {stack.sweep_interval:g}s), "
         f"Vertex stand-in {stack.standin_url} (execute mode), GCS emulator "
         f"http://127.0.0.1:{stack.ports.gcs}, Logging stand-in {stack.logging_url}, "
-        f"Cloud Build stand-in {stack.cloudbuild_url}."
+        f"Cloud Build stand-in {stack.cloudbuild_url}, Secret Manager stand-in "
+        f"{stack.secretmanager_url}."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
     if stack.scarcity:

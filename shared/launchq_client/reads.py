@@ -184,7 +184,14 @@ def item_summary(
         "reason": current_reason(data, now, _queue_of(data, queues)),
         "error": _error_summary(data),
         **spend_of(attempts),
+        # The W&B run of an item of a queue with a wandb block (docs/wandb.md), where it is seen.
+        "wandb_url": _wandb(data).get("url"),
     }
+
+
+def _wandb(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    run = data.get("wandb_run")
+    return run if isinstance(run, Mapping) else {}
 
 
 def spend_of(attempts: Iterable[Any]) -> dict[str, float | None]:
@@ -244,6 +251,7 @@ def item_detail(
             if isinstance(a, Mapping)
         ],
         "not_before": iso(data.get("not_before")),
+        "wandb_run": plain(dict(_wandb(data))) or None,
         # A source item's image build (launchq.builds): build id, log URL, digest, timing.
         "build": plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
         "error_detail": plain(error) if isinstance(error, Mapping) else None,

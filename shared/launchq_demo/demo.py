@@ -38,7 +38,9 @@ run time) and the checks, and tears the stack down, verifying nothing is left ru
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import secrets
 import shlex
 import sys
 import time
@@ -173,6 +175,55 @@ class Demo:
             *("--source", str(_rel(EXAMPLES / "source-trainer")), "--module", "trainer.task"),
             *("--args", "--epochs 300 --learning-rate 0.1"),
         )
+
+    def enqueue_wandb(self) -> None:
+        self.step(
+            "A W&B run: the queue's jobs log to W&B (offline here) under a run id launchq "
+            "derives from the item; the API key is read from Secret Manager when the job starts"
+        )
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import secretmanager_v1
+
+        client = secretmanager_v1.SecretManagerServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=self.stack.secretmanager_url),
+        )
+        automatic = secretmanager_v1.Replication(automatic=secretmanager_v1.Replication.Automatic())
+        secret = secretmanager_v1.Secret(replication=automatic)
+        client.create_secret(
+            parent="projects/launchq-demo", secret_id="wandb-api-key", secret=secret
+        )
+        self.wandb_key = "local-" + secrets.token_hex(20)
+        client.add_secret_version(
+            parent="projects/launchq-demo/secrets/wandb-api-key",
+            payload=secretmanager_v1.SecretPayload(data=self.wandb_key.encode()),
+        )
+        self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "wandb-demo.yaml")))
+        self.expect("demo-wandb", "wandb-demo", "SUCCEEDED", "a W&B run, key from Secret Manager")
+        wandb_item = _rel(EXAMPLES / "items" / "wandb.json")
+        self.cli("enqueue", "--from-file", str(wandb_item), "--item-id", "demo-wandb")
+
+    def _check_wandb(self) -> None:
+        """The run the job's `wandb.init()` started is the one on the item, and the key it got
+        is the secret's, which no job body holds."""
+        run = self.item("wandb-demo", "demo-wandb").get("wandb_run") or {}
+        report: dict[str, Any] = {}
+        for path in self.stack.work_dir.rglob("stdout.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if line.startswith("{") and f'"run_id": "{run.get("id")}"' in line:
+                    report = json.loads(line)
+        key = getattr(self, "wandb_key", "")
+        jobs = json.dumps(self.stack.standin.admin.jobs()) if self.stack.standin else ""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        self.check(
+            bool(run) and report.get("name") == run.get("name")
+            and report.get("config") == {"lr": 0.1, "epochs": 3}
+            and report.get("key_sha256") == digest and key not in jobs,
+            f"demo-wandb ran W&B run {run.get('id')} ({run.get('url')}) with its config; the "
+            "job read its API key from Secret Manager at start, and no job body holds it",
+        )  # fmt: skip
 
     def enqueue_built(self) -> None:
         self.step("Build it into an image once: a builder queue, two items with one source")
@@ -354,6 +405,7 @@ class Demo:
         self._check_model()
         self._check_source_model()
         self._check_built()
+        self._check_wandb()
         self._check_ladder()
         self._check_overtaking()
         self._check_errors()
@@ -524,6 +576,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
             demo.enqueue_ladder_story()
             demo.enqueue_source()
             demo.enqueue_built()
+            demo.enqueue_wandb()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()
             demo.enqueue_cross_queue()

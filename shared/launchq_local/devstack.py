@@ -27,7 +27,8 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
 so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090, GCS 4443, Logging stand-in 8091. The stack also exports `LAUNCHQ_PYTHON` (this
+8090, GCS 4443, Logging stand-in 8091, Cloud Build stand-in 8092, Secret Manager stand-in 8093.
+The stack also exports `LAUNCHQ_PYTHON` (this
 interpreter) and `LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment;
 Vertex-style `$(VAR)` references in the example queue configs use them to find the trainer.
 
@@ -77,6 +78,7 @@ from launchq_local.queue_topics import (
     ensure_push_topic,
     ensure_queue_topics,
 )
+from launchq_local.secretmanager_standin import SecretManagerStandinServer
 from launchq_local.standin import Delays, StandinServer
 from launchq_local.standin.limits import Limits
 
@@ -108,10 +110,11 @@ class Ports:
     gcs: int = 4443
     logging: int = 8091
     cloudbuild: int = 8092
+    secretmanager: int = 8093
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0, 0, 0, 0)
+        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -121,7 +124,7 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int, int, int, int]:
+    def _values(self) -> tuple[int, int, int, int, int, int, int, int, int]:
         return (
             self.firestore,
             self.pubsub,
@@ -131,6 +134,7 @@ class Ports:
             self.gcs,
             self.logging,
             self.cloudbuild,
+            self.secretmanager,
         )
 
 
@@ -253,6 +257,7 @@ class DevStack:
         self.gcs: GcsEmulator | None = None
         self.logging: LoggingStandinServer | None = None
         self.cloudbuild: CloudBuildStandin | None = None
+        self.secrets: SecretManagerStandinServer | None = None
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -285,6 +290,10 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports.cloudbuild}"
 
     @property
+    def secretmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.secretmanager}"
+
+    @property
     def events_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
 
@@ -304,6 +313,9 @@ class DevStack:
             "LAUNCHQ_CLOUDQUOTAS_ENDPOINT": self.standin_url,
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports.gcs}",
             "LAUNCHQ_LOGGING_ENDPOINT": self.logging_url,
+            # Secret Manager: the CLI and the functions, and the executed jobs' bootstrap
+            # (launchq.spec.bootstrap), which read W&B keys from it.
+            "LAUNCHQ_SECRETMANAGER_ENDPOINT": self.secretmanager_url,
             # The Cloud Build stand-in also answers Artifact Registry's tag lookups.
             "LAUNCHQ_CLOUDBUILD_ENDPOINT": self.cloudbuild_url,
             "LAUNCHQ_ARTIFACTREGISTRY_ENDPOINT": self.cloudbuild_url,
@@ -384,6 +396,7 @@ class DevStack:
             # The example queues' staging bucket: `enqueue --source` uploads there by default.
             self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.logging = LoggingStandinServer(port=self.ports.logging).start()
+            self.secrets = SecretManagerStandinServer(port=self.ports.secretmanager).start()
             self.cloudbuild = CloudBuildStandin(
                 port=self.ports.cloudbuild,
                 gcs_url=f"http://127.0.0.1:{self.ports.gcs}",
@@ -528,6 +541,7 @@ class DevStack:
             ("functions", self._stop_functions),  # call the emulators and the stand-in
             ("vertex stand-in", self._stop_standin),  # runs jobs; calls the two below
             ("logging stand-in", self._stop_logging),
+            ("secret manager stand-in", self._stop_secrets),
             ("cloud build stand-in", self._stop_cloudbuild),  # reads the GCS emulator
             ("gcs emulator", self._stop_gcs),
             ("emulators", self._stop_emulators),
@@ -569,6 +583,10 @@ class DevStack:
     def _stop_logging(self) -> None:
         if self.logging is not None:
             self.logging.stop()
+
+    def _stop_secrets(self) -> None:
+        if self.secrets is not None:
+            self.secrets.stop()
 
     def _stop_cloudbuild(self) -> None:
         if self.cloudbuild is not None:

@@ -313,7 +313,7 @@ def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
         "item_id", "queue", "state", "priority", "enqueued_at", "updated_at", "age_s",
         "time_to_submit_s", "run_time_s", "attempts", "job_name", "job_id", "vertex_state",
         "reason", "error", "display_name", "submitted_by", "priority_name", "ran",
-        "region", "placement", "gpu_hours", "cost_usd", "spot_saved_usd",
+        "region", "placement", "gpu_hours", "cost_usd", "spot_saved_usd", "wandb_url",
     }  # fmt: skip
     states = {r["item_id"]: r["state"] for r in rows}
     assert states == {

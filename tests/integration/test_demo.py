@@ -22,6 +22,7 @@ EXPECTED = {
     "demo-urgent": "SUCCEEDED",
     "demo-invalid": "REJECTED",
     "demo-source": "SUCCEEDED",
+    "demo-wandb": "SUCCEEDED",
 }
 
 
@@ -49,6 +50,7 @@ def test_make_demo_passes_and_prints_the_story() -> None:
     assert "demo-train's trainer wrote $AIP_MODEL_DIR/model.json: w=3.00" in out
     assert "✓ demo-source ran from source: w=3.00 b=2.00 after 300 epochs" in out
     assert "✓ demo-urgent (critical) was submitted" in out
+    assert "✓ demo-wandb ran W&B run " in out
     assert "✓ demo-fail shows Vertex's error: The replica workerpool0-0 exited" in out
     assert "✓ demo-invalid was rejected: template_variables.epochs: 0 is below the minimum 1" in out
     assert "✓ the CLI refused the invalid item before publishing (exit 2)" in out

@@ -36,6 +36,7 @@ EXPECTED_ORDER = [
     "functions",
     "vertex stand-in",
     "logging stand-in",
+    "secret manager stand-in",
     "cloud build stand-in",
     "gcs emulator",
     "emulators",

@@ -75,6 +75,7 @@ ALLOWED_ROLES = {
     "roles/logging.viewer",  # the dashboard's log tail (its own account, when enabled)
     "roles/artifactregistry.writer",  # the image build account, on the build repository only
     "roles/logging.logWriter",  # the image build account's build logs (no narrower resource)
+    "roles/secretmanager.secretAccessor",  # a queue's job accounts, on its W&B key's secret only
 }
 # Images built from source (terraform/image_builds.tf): create, follow in bulk, cancel (update).
 BUILD_PERMISSIONS = {

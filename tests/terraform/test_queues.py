@@ -194,6 +194,7 @@ LOCALS_TO_EVALUATE = (
     "default_job_service_account",
     "job_service_accounts",
     "job_act_as",
+    "wandb_secret_access",
 )
 
 
@@ -295,6 +296,16 @@ def _plan_errors(directory: Path, queues: dict[str, Any]) -> str:
             "must be service account emails",
         ),
         ({"vision": {"job_service_accounts": ["alice@gmail.com"]}}, "service account emails"),
+        (
+            {
+                "vision": {
+                    "job_service_accounts": ["t@p.iam.gserviceaccount.com"],
+                    "wandb_api_key_secret": "projects/p/secrets/k/versions/3",
+                }
+            },
+            "no version",
+        ),
+        ({"vision": {"wandb_api_key_secret": "projects/p/secrets/k"}}, "lists the job_service"),
     ],
     ids=[
         "slash",
@@ -309,6 +320,8 @@ def _plan_errors(directory: Path, queues: dict[str, Any]) -> str:
         "no-member-type",
         "job-sa-with-prefix",
         "job-sa-not-a-service-account",
+        "wandb-secret-with-version",
+        "wandb-secret-without-job-accounts",
     ],
 )
 def test_bad_queues_fail_at_plan_time(harness: Path, queues: dict[str, Any], message: str) -> None:
@@ -361,6 +374,25 @@ def test_good_queues_expand_into_one_grant_per_queue_and_member(harness: Path) -
     assert {(v["function"], v["job"]) for v in result["act_as"].values()} == {
         (function, job) for function in ("dispatch", "sweep") for job in accounts
     }
+
+
+def test_a_queues_wandb_key_is_readable_by_its_job_accounts_only(harness: Path) -> None:
+    queues = {
+        "vision": {
+            "job_service_accounts": ["vision-trainer@my-ml-project.iam.gserviceaccount.com",
+                                     "vision-eval@my-ml-project.iam.gserviceaccount.com"],
+            "wandb_api_key_secret": "projects/my-ml-project/secrets/vision-wandb",
+        },
+        "nlp": {"job_service_accounts": ["nlp@my-ml-project.iam.gserviceaccount.com"]},
+    }  # fmt: skip
+    result = _evaluate(harness, queues, "local.wandb_secret_access")
+    assert {(v["secret"], v["member"]) for v in result.values()} == {
+        ("projects/my-ml-project/secrets/vision-wandb",
+         "serviceAccount:vision-trainer@my-ml-project.iam.gserviceaccount.com"),
+        ("projects/my-ml-project/secrets/vision-wandb",
+         "serviceAccount:vision-eval@my-ml-project.iam.gserviceaccount.com"),
+    }  # fmt: skip
+    assert _evaluate(harness, {}, "local.wandb_secret_access") == {}
 
 
 def test_no_queues_means_no_grants(harness: Path) -> None:

@@ -44,6 +44,7 @@ from launchq.spec.validation import (
     Issue,
     join_path,
 )
+from launchq.spec.wandb import WandbSettings
 
 # ---------------------------------------------------------------------------------------------
 # Queue-level settings
@@ -196,6 +197,11 @@ class QueueConfig(BaseModel):
         ge=1,
         le=30 * 86400,
         description="Half-life of each submitter's job-seconds that orders submitters.",
+    )
+    wandb: WandbSettings | None = Field(
+        default=None,
+        description="Make every job a W&B run: entity, project, server, the API key's Secret "
+        "Manager secret version, what an item may set (docs/wandb.md).",
     )
     budget: Budget | None = Field(
         default=None,

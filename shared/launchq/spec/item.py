@@ -21,6 +21,7 @@ from launchq.spec.config import QueueConfig
 from launchq.spec.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash
 from launchq.spec.templates import Scalar
 from launchq.spec.validation import Issue, ItemError, issues_from_pydantic
+from launchq.spec.wandb import ItemWandb
 
 __all__ = [
     "ITEM_ID_PATTERN",
@@ -119,6 +120,11 @@ class QueueItem(BaseModel):
     source: ItemSource | None = Field(
         default=None,
         description="Run this uploaded code instead of an image (a queue with a source block).",
+    )
+    wandb: ItemWandb | None = Field(
+        default=None,
+        description="The W&B run's project, entity, name, run config and sweep, as the queue's "
+        "wandb.item_may_set allows (docs/wandb.md).",
     )
 
     def priority_rank(self, config: QueueConfig) -> int:

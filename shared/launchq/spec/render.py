@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from launchq.spec import bootstrap, wandb
 from launchq.spec.buildplan import plan_for
 from launchq.spec.config import QueueConfig, SourceSettings
 from launchq.spec.item import ItemSource, QueueItem
@@ -131,7 +132,11 @@ def render(
     issues += [
         Issue(f"env.{name}", problem)
         for name in item.env
-        if (problem := env_name_problem(name)) is not None
+        if (problem := env_name_problem(name) or wandb.env_problem(name, config.wandb is not None))
+        is not None
+    ]
+    issues += [
+        Issue(path, problem) for path, problem in wandb.item_issues(config.wandb, item.wandb)
     ]
     issues += _label_issues(config, item)
     source_issues = _source_issues(config, item, queue)
@@ -163,6 +168,9 @@ def render(
         else target_pools(config.spec)
     )
     body = with_launchq_env(body, {ATTEMPT_ENV: "1", CHECKPOINT_ENV: checkpoint}, code_pools)
+    _check_queue_env(body)
+    if config.wandb is not None:
+        body = _as_run(body, config.wandb, item, queue, context.item_id, code_pools)
     return RenderedJob(
         body=body,
         project=project,
@@ -192,6 +200,77 @@ def render_placements(
         body = with_launchq_env(body, {PLACEMENT_ENV: name})
         jobs.append((name, replace(job, body=body, body_hash=content_hash(body))))
     return jobs
+
+
+def _check_queue_env(body: Mapping[str, Any]) -> None:
+    """A queue may not put a W&B API key in its jobs' environment either (docs/wandb.md)."""
+    issues = []
+    for index, pool in enumerate(body.get("jobSpec", {}).get("workerPoolSpecs", [])):
+        for task in ("containerSpec", "pythonPackageSpec"):
+            for entry in (pool.get(task) or {}).get("env", []):
+                problem = wandb.env_problem(str(entry.get("name", "")), False)
+                if problem is not None:
+                    path = f"spec.worker_pool_specs[{index}].{task}.env.{entry.get('name')}"
+                    issues.append(Issue(path, problem))
+    if issues:
+        raise ConfigError(issues)
+
+
+def _as_run(
+    body: dict[str, Any],
+    settings: wandb.WandbSettings,
+    item: QueueItem,
+    queue: str,
+    item_id: str,
+    code_pools: Sequence[int],
+) -> dict[str, Any]:
+    """The job as a W&B run: W&B's variables in the code pools, and with `api_key_secret` each
+    code pool's command run through the bootstrap that fetches the key (launchq.spec.bootstrap).
+    Refuses what the bootstrap cannot wrap, and a pool past Vertex's variable limit."""
+    run = wandb.run_of(settings, item.wandb, queue, item_id, str(body.get("displayName")))
+    out = with_launchq_env(
+        body, wandb.job_env(settings, item.wandb, run, queue, item_id), code_pools
+    )
+    issues: list[Issue] = []
+    pools = [dict(p) for p in out.get("jobSpec", {}).get("workerPoolSpecs", [])]
+    for index in code_pools:
+        if index >= len(pools):
+            continue
+        pool = pools[index]
+        tasks = ("containerSpec", "pythonPackageSpec")
+        env_count = max(len((pool.get(task) or {}).get("env", [])) for task in tasks)
+        if env_count > MAX_ENV:
+            issues.append(Issue("env", f"pool {index} would have {env_count} environment "
+                                f"variables with W&B's; Vertex allows {MAX_ENV}"))  # fmt: skip
+        if settings.api_key_secret is None:
+            continue
+        container = pool.get("containerSpec")
+        if not isinstance(container, Mapping):
+            issues.append(Issue("wandb.api_key_secret", f"pool {index} runs a python package: "
+                                "the key is fetched by a wrapper around a container's command "
+                                "(use run_as: container on a source queue)"))  # fmt: skip
+            continue
+        command = list(container.get("command") or [])
+        if not command:
+            issues.append(Issue("command", f"pool {index} has no command: with "
+                                "wandb.api_key_secret the job's command runs through launchq's "
+                                "bootstrap, which cannot read an image's ENTRYPOINT; set "
+                                "container_spec.command (queue) or command (item)"))  # fmt: skip
+            continue
+        if not bootstrap.is_wrapped(command):
+            pool["containerSpec"] = {**container, "command": bootstrap.wrapped(command)}
+    if issues:
+        raise ItemError(issues)
+    job_spec = {**out.get("jobSpec", {}), "workerPoolSpecs": pools}
+    return {**out, "jobSpec": job_spec}
+
+
+def wandb_run(config: QueueConfig, item: QueueItem, queue: str, item_id: str,
+              display: str) -> dict[str, Any] | None:  # fmt: skip
+    """The item's W&B run as stored on its record (`wandb_run`); None on a queue without W&B."""
+    if config.wandb is None:
+        return None
+    return wandb.run_of(config.wandb, item.wandb, queue, item_id, display)
 
 
 def job_strategy(body: Mapping[str, Any]) -> str:

@@ -90,10 +90,13 @@ def get(store: JobStore, request: Request, project: str, location: str, job: str
     return respond(request, store.get(parent, job_id_from(parent, job)))
 
 
-def page_size(raw: str | None) -> int:
-    """A list call's `pageSize`, as Google's list methods read it (Vertex's and Cloud Quotas')."""
+def page_size(
+    raw: str | None, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
+    """A list call's `pageSize`, as Google's list methods read it (Vertex's, Cloud Quotas',
+    Secret Manager's): absent or 0 is the server's `default`, above `maximum` is `maximum`."""
     if raw is None or raw == "":
-        return DEFAULT_PAGE_SIZE
+        return default
     try:
         size = int(raw)
     except ValueError:
@@ -102,7 +105,7 @@ def page_size(raw: str | None) -> int:
         ) from None
     if size < 0:
         raise invalid_argument("page_size", "page_size must not be negative.")
-    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return min(size or default, maximum)
 
 
 def list_jobs(store: JobStore, request: Request, project: str, location: str) -> Response:

@@ -51,6 +51,7 @@ variable "queues" {
   type = map(object({
     publishers           = optional(list(string), [])
     job_service_accounts = optional(list(string), [])
+    wandb_api_key_secret = optional(string)
   }))
   description = "Queue name -> who may launch onto it (IAM members) and the service accounts its jobs run as. Each queue gets the topic launchq-q-<queue>."
   default     = {}
