@@ -84,7 +84,18 @@ def new_item_id() -> str:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Run this directory's code: packed, uploaded once, sent as the item's `source`.",
 )
-@click.option("--module", help="With --source: the module Vertex runs (`python -m MODULE`).")
+@click.option(
+    "--git",
+    "git_url",
+    metavar="URL",
+    help="Run code from this git repository: --ref resolved to a commit, checked out and packed "
+    "like --source (docs/source-jobs.md).",
+)
+@click.option("--ref", "git_ref", help="With --git: branch, tag or commit (default HEAD).")
+@click.option("--subdir", "git_subdir", help="With --git: the directory to pack (default: root).")
+@click.option(
+    "--module", help="With --source or --git: the module Vertex runs (`python -m MODULE`)."
+)
 @click.option(
     "--source-bucket",
     help="With --source: bucket for the archive (else $LAUNCHQ_SOURCE_BUCKET, else the "
@@ -109,6 +120,9 @@ def enqueue(
     label_pairs: tuple[str, ...],
     from_file: Path | None,
     source_dir: Path | None,
+    git_url: str | None,
+    git_ref: str | None,
+    git_subdir: str | None,
     module: str | None,
     source_bucket: str | None,
     no_check: bool,
@@ -142,8 +156,12 @@ def enqueue(
     item_id = item_id or payload.get("item_id") or new_item_id()
     payload["item_id"] = item_id
     runtime = _queue_runtime(backends, queue)
-    if source_dir is None and (module or source_bucket):
-        invalid("--module and --source-bucket only go with --source")
+    if source_dir is not None and git_url is not None:
+        invalid("--source and --git are two ways to give the code: pass one")
+    if git_url is None and (git_ref or git_subdir):
+        invalid("--ref and --subdir only go with --git")
+    if source_dir is None and git_url is None and (module or source_bucket):
+        invalid("--module and --source-bucket only go with --source or --git")
     if set_vars:
         payload["template_variables"] = {
             **payload.get("template_variables", {}),
@@ -157,6 +175,9 @@ def enqueue(
 
     if source_dir is not None:
         _with_source(runtime, payload, source_dir, module, source_bucket, as_json, check, no_check)
+    elif git_url is not None:
+        _with_git(runtime, payload, (git_url, git_ref or "HEAD", git_subdir or ""), module,
+                  source_bucket, as_json, check, no_check)  # fmt: skip
     else:
         check()
     from launchq_client.publish import publish
@@ -179,6 +200,32 @@ def enqueue(
             raise click.exceptions.Exit(EXIT_FAILURE)
 
 
+def _with_git(
+    runtime: QueueRuntime,
+    payload: dict[str, Any],
+    where: tuple[str, str, str],
+    module: str | None,
+    bucket: str | None,
+    quiet: bool,
+    check: Callable[[], None],
+    no_check: bool,
+) -> None:
+    """Resolve the ref to a commit, check it out, and go on as --source with its subdir; the
+    item records the repository, the commit and the subdir (`source.git`)."""
+    from launchq_client.git import GitError, checkout
+
+    url, ref, subdir = where
+    with tempfile.TemporaryDirectory(prefix="launchq-git-") as scratch:
+        try:
+            found = checkout(url, ref, subdir, Path(scratch))
+        except GitError as exc:
+            invalid(f"--git: {exc}")
+        if not quiet:
+            click.echo(f"git {url} {ref} -> {found.commit}", err=True)
+        _with_source(runtime, payload, found.directory, module, bucket, quiet, check, no_check,
+                     origin=found.origin())  # fmt: skip
+
+
 def _with_source(
     runtime: QueueRuntime,
     payload: dict[str, Any],
@@ -188,6 +235,7 @@ def _with_source(
     quiet: bool,
     check: Callable[[], None],
     no_check: bool,
+    origin: dict[str, str] | None = None,
 ) -> None:
     """Pack `directory`, set the item's `{uri, sha256, module}` source block, check the item,
     then upload the archive (once). Whatever would refuse the item refuses it before a byte is
@@ -223,6 +271,8 @@ def _with_source(
         name = chosen.removeprefix("gs://").split("/", 1)[0]
         uploader = SourceUploader(storage_client(None), name, progress=None if quiet else UploadBar)
         payload["source"] = {"uri": uploader.uri(packed), "sha256": packed.sha256, "module": module}
+        if origin is not None:
+            payload["source"]["git"] = origin
         if not no_check:
             # A module from a dependency is no file here: --no-check lets it through.
             problem = module_problem(packed, module)

@@ -120,8 +120,9 @@ def submitted_by(data: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def what_ran(data: Mapping[str, Any]) -> str | None:
-    """What the item runs, as its submitter knows it: the image, or `source MODULE` (with the
-    built image's tag once a builder queue built it)."""
+    """What the item runs, as its submitter knows it: the image, or `source MODULE` (with its
+    repository and commit when it came from git, and the built image's tag once a builder queue
+    built it)."""
     payload = data.get("payload")
     payload = payload if isinstance(payload, Mapping) else {}
     source = payload.get("source")
@@ -129,6 +130,11 @@ def what_ran(data: Mapping[str, Any]) -> str | None:
         build = data.get("build")
         tag = build.get("tag_uri") if isinstance(build, Mapping) else None
         ran = f"source {source.get('module') or source.get('uri') or ''}".strip()
+        git = source.get("git")
+        if isinstance(git, Mapping):  # `enqueue --git`: the repository at the commit it named
+            where = str(git.get("subdir") or "")
+            ran += f" from {git.get('url')}@{str(git.get('commit'))[:12]}"
+            ran += f" ({where})" if where else ""
         return f"{ran} -> {tag}" if tag else ran
     image = payload.get("image_uri")
     if isinstance(image, str) and image:

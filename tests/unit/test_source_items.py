@@ -451,3 +451,25 @@ def test_staging_bucket_of_a_config(spec: dict[str, Any], bucket: str | None) ->
     data = queue(template_variables={"bucket": {"type": "string", "default": "x-bucket"}})
     data["spec"] = {"worker_pool_specs": [POOL], **spec}
     assert staging_bucket_of(parse_queue_config(data, name="q")) == bucket
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://github.com/acme/models.git", None),
+        ("git@github.com:acme/models.git", None),
+        ("ssh://git@github.com/acme/models.git", None),
+        ("git://127.0.0.1:9418/models.git", None),
+        ("https://me:ghp_x@github.com/acme/models.git", "holds credentials"),
+        ("https://token@github.com/acme/models.git", "holds credentials"),
+        ("ftp://example.com/models.git", "is not a git URL"),
+        ("models", "is not a git URL"),
+    ],
+)
+def test_a_git_url_an_item_would_store_holds_no_credentials(url: str, problem: str | None) -> None:
+    from launchq_client.git import url_problem
+
+    found = url_problem(url)
+    assert (found is None) if problem is None else (problem in str(found))
+    if found is not None:
+        assert "ghp_x" not in found

@@ -13,6 +13,7 @@ import json
 import keyword
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -45,6 +46,36 @@ SOURCE_URI_PATTERN = (
 MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
+class GitOrigin(BaseModel):
+    """Where a source archive came from when `enqueue --git` packed it: the repository, the commit
+    the ref named when it was resolved (never the ref itself), and the subdirectory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    url: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^\S+$")]
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")] = Field(
+        description="The full commit id (40 hex digits)."
+    )
+    subdir: Annotated[str, Field(max_length=500)] = Field(
+        default="", description="A path inside the repository ('' for its root)."
+    )
+
+    @field_validator("subdir")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("is not a path inside the repository")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.password or (parts.username and parts.scheme in ("http", "https")):
+            raise ValueError("holds credentials; a git URL on an item must not")
+        return value
+
+
 class ItemSource(BaseModel):
     """Code to run instead of an image: an archive uploaded by `launchq source push`/`enqueue
     --source`, and the module Vertex runs with `python -m`."""
@@ -59,6 +90,11 @@ class ItemSource(BaseModel):
     )
     module: Annotated[str, Field(pattern=MODULE_PATTERN, max_length=200)] = Field(
         description="Dotted Python module to run (`python -m MODULE`), e.g. trainer.task."
+    )
+    git: GitOrigin | None = Field(
+        default=None,
+        description="The repository, commit and subdirectory the archive was packed from "
+        "(`enqueue --git`); a record of provenance, not a second source.",
     )
 
     @field_validator("sha256")
