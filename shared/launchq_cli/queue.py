@@ -233,19 +233,43 @@ def _local_topic(backends: Backends, queue: str) -> None:
 @queue.command("apply")
 @click.argument("file", type=FILE)
 @click.option("--name", help="Queue name (default: the file's `name:`, else its stem).")
+@click.option(
+    "--skip-secret-check",
+    is_flag=True,
+    help="Do not check that wandb.api_key_secret's version exists (its jobs will find out).",
+)
 @json_option
 @backend_command
-def apply(backends: Backends, file: Path, name: str | None, as_json: bool) -> None:
-    """Create or update a queue from a config file, validated first (every error, exit 2)."""
+def apply(
+    backends: Backends, file: Path, name: str | None, skip_secret_check: bool, as_json: bool
+) -> None:
+    """Create or update a queue from a config file, validated first (every error, exit 2).
+
+    A queue whose wandb.api_key_secret names a secret version that does not exist, or is
+    disabled or destroyed, is refused (Secret Manager's metadata only: never the key)."""
     from launchq.spec.validation import ConfigError
-    from launchq_client.configs import apply_queue, load_document, name_from_path
+    from launchq_client.configs import (
+        apply_queue,
+        load_document,
+        name_from_path,
+        validate_queue_config,
+    )
     from launchq_client.queues import queue_detail
+    from launchq_client.secrets import check_version
 
     try:
         raw = load_document(file.read_text(encoding="utf-8"), str(file))
         if not isinstance(raw, dict):
             raise ConfigError([Issue("", f"{file} must hold a mapping (a queue config)")])
         queue_name = name or raw.get("name") or name_from_path(file)
+        checked = validate_queue_config(raw, name=str(queue_name))
+        secret = checked.wandb.api_key_secret if checked.wandb is not None else None
+        if secret is not None and not skip_secret_check:
+            found = check_version(secret)
+            if found.problem is not None:
+                raise ConfigError([Issue("wandb.api_key_secret", found.problem)])
+            if found.warning is not None:
+                click.echo(f"warning: {found.warning}", err=True)
         config = apply_queue(backends.store, str(queue_name), raw)
     except LaunchqValidationError as exc:
         invalid(exc.render())

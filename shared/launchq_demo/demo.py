@@ -176,6 +176,58 @@ class Demo:
             *("--args", "--epochs 300 --learning-rate 0.1"),
         )
 
+    def enqueue_git(self) -> None:
+        self.step(
+            "Code from a git repository: the ref resolved to a commit, packed like --source; "
+            "two items of one commit share one image"
+        )
+        import shutil
+        import subprocess
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="launchq-demo-git-"))
+        self.git_root = root
+        work = root / "work"
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        shutil.copytree(EXAMPLES / "source-trainer", work / "trainer", ignore=skip)
+        env = {"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
+               "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.com",
+               "PATH": "/usr/bin:/bin", "HOME": str(root)}  # fmt: skip
+        for args in (("init", "--quiet", "--initial-branch=main"), ("add", "."),
+                     ("commit", "--quiet", "-m", "trainer")):  # fmt: skip
+            subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+        subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(root / "models.git")],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        self.git_url = f"file://{root / 'models.git'}"
+        self.git_builds = self._builds()
+        for item_id in ("demo-git-1", "demo-git-2"):
+            self.expect(item_id, "built", "SUCCEEDED", "from git: the commit main named")
+            self.cli(
+                *("enqueue", "-q", "built", "--item-id", item_id, "--git", self.git_url),
+                *("--ref", "main", "--subdir", "trainer", "--module", "trainer.task"),
+                *("--args", "--epochs 300 --learning-rate 0.1"),
+            )
+
+    def _builds(self) -> int:
+        return self.stack.cloudbuild.app.counters["CreateBuild"] if self.stack.cloudbuild else 0
+
+    def _check_git(self) -> None:
+        import shutil
+
+        first = self.item("built", "demo-git-1")
+        second = self.item("built", "demo-git-2")
+        origin = ((first.get("payload") or {}).get("source") or {}).get("git") or {}
+        digests = {(d.get("build") or {}).get("digest") for d in (first, second)}
+        builds = self._builds() - getattr(self, "git_builds", 0)
+        self.check(
+            len(origin.get("commit", "")) == 40 and len(digests) == 1 and None not in digests
+            and builds == 1,
+            f"demo-git-1 and demo-git-2 ran commit {origin.get('commit', '?')[:12]} of "
+            f"{origin.get('url')} ({origin.get('subdir')}): one archive, {builds} build, one "
+            f"image {digests.pop()} for both",
+        )  # fmt: skip
+        shutil.rmtree(getattr(self, "git_root", "/nonexistent"), ignore_errors=True)
+
     def enqueue_wandb(self) -> None:
         self.step(
             "A W&B run: the queue's jobs log to W&B (offline here) under a run id launchq "
@@ -245,9 +297,8 @@ class Demo:
     def _check_built(self) -> None:
         first = self.item("built", "demo-built").get("build") or {}
         again = self.item("built", "demo-built-again").get("build") or {}
-        builds = 0
-        if self.stack.cloudbuild is not None:
-            builds = self.stack.cloudbuild.app.counters["CreateBuild"]
+        # The builds made before the git items (enqueue_git) are demo-built's.
+        builds = getattr(self, "git_builds", self._builds())
         self.check(
             builds == 1
             and bool(first.get("digest"))
@@ -406,6 +457,7 @@ class Demo:
         self._check_source_model()
         self._check_built()
         self._check_wandb()
+        self._check_git()
         self._check_ladder()
         self._check_overtaking()
         self._check_errors()
@@ -577,6 +629,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
             demo.enqueue_source()
             demo.enqueue_built()
             demo.enqueue_wandb()
+            demo.enqueue_git()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()
             demo.enqueue_cross_queue()

@@ -23,6 +23,8 @@ EXPECTED = {
     "demo-invalid": "REJECTED",
     "demo-source": "SUCCEEDED",
     "demo-wandb": "SUCCEEDED",
+    "demo-git-1": "SUCCEEDED",
+    "demo-git-2": "SUCCEEDED",
 }
 
 
@@ -51,6 +53,7 @@ def test_make_demo_passes_and_prints_the_story() -> None:
     assert "✓ demo-source ran from source: w=3.00 b=2.00 after 300 epochs" in out
     assert "✓ demo-urgent (critical) was submitted" in out
     assert "✓ demo-wandb ran W&B run " in out
+    assert "✓ demo-git-1 and demo-git-2 ran commit " in out
     assert "✓ demo-fail shows Vertex's error: The replica workerpool0-0 exited" in out
     assert "✓ demo-invalid was rejected: template_variables.epochs: 0 is below the minimum 1" in out
     assert "✓ the CLI refused the invalid item before publishing (exit 2)" in out

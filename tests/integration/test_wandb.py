@@ -150,7 +150,13 @@ def test_a_secret_version_that_does_not_exist_fails_the_item_saying_which(
     config = config.replace("name: wandb-demo", "name: wandb-typo")
     queue = tmp_path / "wandb-typo.yaml"
     queue.write_text(config)
-    assert run("queue", "apply", str(queue))[0] == 0
+    # `queue apply` checks the version's metadata and refuses the typo, naming it...
+    code, _, err = run("queue", "apply", str(queue))
+    assert code == 2
+    assert "projects/launchq-demo/secrets/wandb-api-kee/versions/latest does not exist" in err
+    # ...and a queue applied without the check (or whose secret went away since) fails its
+    # item at the job's start, with the same name in the item's error.
+    assert run("queue", "apply", str(queue), "--skip-secret-check")[0] == 0
     code, out, err = run("enqueue", "-q", "wandb-typo", "--image", "python:3.11-slim",
                          "--wait", "--timeout", "90")  # fmt: skip
     assert code == 1, err
