@@ -127,6 +127,7 @@ class Admission:
             claimed = self._claim_first(waiting, slots, runtime)
             if isinstance(claimed, Held):
                 if claimed.reject:
+                    moves += 1  # bounded like a move: a fail that lost a race is seen again
                     continue  # that item failed: the next one may fit
                 break  # the queue's next item waits for its budget: so do the ones after it
             if claimed is None:
@@ -264,6 +265,7 @@ class Admission:
             if isinstance(reservation, Held):
                 if not reservation.reject:
                     blocked.add(item.queue)  # over its budget: the other members may go on
+                moves += 1  # bounded: a fail that lost a race to another writer is seen again
                 continue
             if not self._token(item, deadline):
                 self._mark_rate_limited(item)

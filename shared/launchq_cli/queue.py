@@ -273,6 +273,8 @@ def apply(
         config = apply_queue(backends.store, str(queue_name), raw)
     except LaunchqValidationError as exc:
         invalid(exc.render())
+    for warning in _unpriced(backends, config):
+        click.echo(f"warning: {warning}", err=True)
     _local_topic(backends, str(queue_name))
     detail = queue_detail(backends.store, str(queue_name))
     if as_json:
@@ -281,6 +283,27 @@ def apply(
     limit = "unlimited" if config.unlimited else str(config.max_jobs)
     paused = ", paused" if detail["paused"] else ""
     click.echo(f"queue '{queue_name}' applied (max_jobs {limit}{paused})")
+
+
+def _unpriced(backends: Backends, config: QueueConfig) -> list[str]:
+    """A dollar budget on a queue whose jobs have no price in the table in use: its items would
+    wait, saying so; the platform admin hears it now (the table may be applied after)."""
+    if config.budget is None or config.budget.usd is None:
+        return []
+    from launchq.model.budgets import rates
+    from launchq.spec.render import render_all_placeholders
+    from launchq_client.budgets import current_prices
+
+    table, _ = current_prices(backends.store)
+    missing: list[str] = []
+    for job in render_all_placeholders(config):
+        missing += [m for m in rates(job.body, job.region, table).missing if m not in missing]
+    if not missing:
+        return []
+    return [
+        f"budget.usd: the price table has no rate for {', '.join(missing)}: its items will wait "
+        "with reason budget until it has (launchq prices apply)"
+    ]
 
 
 @queue.command("get")

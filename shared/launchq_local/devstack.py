@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
 import socket
 import subprocess
@@ -364,8 +365,15 @@ class DevStack:
         for attempt in range(1, attempts + 1):
             try:
                 return self._start_once()
-            except EmulatorStartError as exc:
-                if not (exc.is_bind_failure and self._requested.any_free and attempt < attempts):
+            except (EmulatorStartError, OSError) as exc:
+                # A JVM emulator reports the race as a bind failure; a stand-in in this process
+                # (HTTP servers on picked ports) as EADDRINUSE.
+                taken = (
+                    exc.is_bind_failure
+                    if isinstance(exc, EmulatorStartError)
+                    else exc.errno == errno.EADDRINUSE
+                )
+                if not (taken and self._requested.any_free and attempt < attempts):
                     raise
                 log.warning("a picked port was taken; starting again on new ones", attempt=attempt)
                 self._reset()
@@ -379,6 +387,7 @@ class DevStack:
         self.cloudbuild = None
         self.gcs = None
         self.logging = None
+        self.secrets = None
         self._previous_env = {}
         self._stopped = False
 
@@ -394,7 +403,11 @@ class DevStack:
             )
             self.gcs = start_gcs(port=self.ports.gcs, root=self._own_dir / "gcs")
             # The example queues' staging bucket: `enqueue --source` uploads there by default.
-            self.gcs.client(self.project).create_bucket(DEV_BUCKET)
+            # (It survives a start that had to begin again: the emulator's files stay.)
+            from google.api_core.exceptions import Conflict
+
+            with contextlib.suppress(Conflict):
+                self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.logging = LoggingStandinServer(port=self.ports.logging).start()
             self.secrets = SecretManagerStandinServer(port=self.ports.secretmanager).start()
             self.cloudbuild = CloudBuildStandin(

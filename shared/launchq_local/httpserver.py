@@ -5,6 +5,7 @@ this way; each adds only what it owns (its store, its admin client) through `_cl
 
 from __future__ import annotations
 
+import errno
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -37,9 +38,18 @@ class BackgroundServer:
     title = "stand-in"  # for the "listening" log line
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=QuietHandler
-        )
+        try:
+            self._server: BaseWSGIServer = make_server(
+                host, port, app, threaded=True, request_handler=QuietHandler
+            )
+        except SystemExit as exc:
+            # Werkzeug prints a bind failure and calls sys.exit(1): a stand-in in a process that
+            # goes on (the local stack, a test) must see an error it can handle instead. With
+            # picked ports the cause is a port taken between picking and binding
+            # (launchq_local.devstack starts again on new ones).
+            raise OSError(
+                errno.EADDRINUSE, f"{self.title}: cannot listen on {host}:{port}"
+            ) from exc
         self._thread: threading.Thread | None = None
 
     @property

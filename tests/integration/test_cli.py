@@ -567,3 +567,10 @@ def test_prices_validate_apply_show_and_a_budget_in_queue_ls(
     code, out, _ = run("queue", "ls")
     assert code == 0
     assert "0/5 GPU-h, $0.00/$40.00" in out
+    # A dollar budget on jobs the table cannot price: applied, with a warning that says which.
+    unpriced = tmp_path / "unpriced.yaml"
+    unpriced.write_text(budgeted.read_text().replace("n1-standard-4", "g2-standard-4"))
+    code, _, err = run("queue", "apply", str(unpriced))
+    assert code == 0
+    assert "no rate for g2-standard-4 (STANDARD, us-central1)" in err
+    assert "warning" not in run("queue", "apply", str(budgeted))[2]

@@ -53,3 +53,32 @@ def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
         stack.stop()
         assert stack.leftovers() == []
         stack.remove_files()
+
+
+def test_a_stand_in_whose_picked_port_is_taken_starts_again_on_new_ports(
+    taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-ins bind in this process: a taken port is EADDRINUSE, not a JVM's failure."""
+    real = devstack.free_ports
+    calls: list[list[int]] = []
+
+    def secret_manager_port_loses_the_race(count: int) -> list[int]:
+        ports = real(count)
+        if not calls:
+            ports[-1] = taken_port  # Ports' last field is the Secret Manager stand-in's
+        calls.append(ports)
+        return ports
+
+    monkeypatch.setattr(devstack, "free_ports", secret_manager_port_loses_the_race)
+    stack = DevStack(new_project_id("launchq-race"), Ports.free(), sweep_interval=5.0)
+    assert stack.ports.secretmanager == taken_port
+    try:
+        stack.start()
+        assert len(calls) == 2
+        assert stack.ports.secretmanager != taken_port
+        assert stack.secrets is not None
+        assert stack.secrets.url == stack.secretmanager_url
+    finally:
+        stack.stop()
+        assert stack.leftovers() == []
+        stack.remove_files()

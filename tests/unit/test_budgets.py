@@ -352,3 +352,34 @@ def test_concurrent_admitters_never_reserve_past_the_budget() -> None:
     assert max(peaks) <= limit
     assert ledger(world, "team-a").reserved.gpu_ms == 7 * HOUR
     assert ledger(world, "team-a").attempts == 7
+
+
+def test_the_dashboard_shows_spend_against_budget_and_each_items_cost() -> None:
+    """The queues page's budget column (only when a queue has a budget) and an ended item's
+    estimated cost on its page, in the states users meet: one job ran, one waits for budget."""
+    from launchq_client.backends import Backends
+    from launchq_ui.app import create_app
+
+    world = World()
+    world.apply("team-a", l4_queue(budget={"gpu_hours": 1.5}))
+    world.apply("plain", l4_queue())
+    for n in range(2):
+        world.deliver(item("team-a", f"a{n}"))
+    end(world, jobs(world)[0], 30)
+    world.app().sweeper.run()
+    client = create_app(Backends(project="launchq-test", store=world.store)).test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "budget this month" in page
+    assert 'data-label="budget this month">1.5/1.5 GPU-h</td>' in page  # 0.5 spent + 1 reserved
+    rows = {row["name"]: row for row in client.get("/api/queues").get_json()}
+    assert rows["plain"]["budget"] is None
+    assert rows["team-a"]["budget"]["gpu_hours"]["spent"] == 0.5
+    ended = next(i for i in ("a0", "a1") if world.data("team-a", i)["state"] == "SUCCEEDED")
+    detail = client.get(f"/queues/team-a/items/{ended}").get_data(as_text=True)
+    assert 'id="cost">0.50 accelerator-h' in detail
+    assert '<td data-label="ran">30m00s</td>' in detail  # the attempt's run, Vertex's times
+    # Without a budget anywhere, the column is not shown at all.
+    quiet = World()
+    quiet.apply("plain", l4_queue())
+    page = create_app(Backends(project="launchq-test", store=quiet.store)).test_client().get("/")
+    assert "budget this month" not in page.get_data(as_text=True)

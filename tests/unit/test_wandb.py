@@ -230,3 +230,18 @@ def test_the_bootstrap_stops_before_the_command_when_the_secret_is_unreadable(
     assert SECRET in done.stderr
     assert "HTTP 403" in done.stderr
     assert "secretAccessor" in done.stderr
+
+
+def test_the_dashboards_item_page_links_the_run() -> None:
+    from launchq_client.backends import Backends
+    from launchq_ui.app import create_app
+
+    world = World()
+    world.apply("q", wandb_queue())
+    world.deliver(item("q", "i1"))
+    client = create_app(Backends(project="launchq-test", store=world.store)).test_client()
+    page = client.get("/queues/q/items/i1").get_data(as_text=True)
+    url = f"https://wandb.ai/acme/pretrain/runs/{run_id('q', 'i1')}"
+    assert f'<a href="{url}" rel="noopener noreferrer" target="_blank">{url}</a>' in page
+    row = client.get("/api/queues/q/items/i1").get_json()
+    assert row["wandb_url"] == url
