@@ -56,7 +56,7 @@ from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import ATTEMPT_LABEL
 from launchq.spec.render import ATTEMPT_ENV, job_strategy, with_launchq_env
-from launchq.spec.wandb import resumed
+from launchq.spec.wandb import attempt_env
 from launchq.store import Store, Transition
 
 log = get_logger(__name__)
@@ -91,9 +91,8 @@ def with_attempt(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     resuming)."""
     labels = {**body.get("labels", {}), ATTEMPT_LABEL: str(attempt)}
     # A W&B run's second attempt continues the run (WANDB_RESUME=allow; launchq.spec.wandb).
-    return resumed(
-        with_launchq_env({**body, "labels": labels}, {ATTEMPT_ENV: str(attempt)}), attempt
-    )
+    values = {ATTEMPT_ENV: str(attempt), **attempt_env(body, attempt)}
+    return with_launchq_env({**body, "labels": labels}, values)
 
 
 def label_filter(body: Mapping[str, Any]) -> str:

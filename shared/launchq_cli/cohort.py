@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from launchq.spec.validation import Issue, LaunchqValidationError
+from launchq.spec.validation import LaunchqValidationError
 from launchq_cli.common import EXIT_USAGE, backend_command, console, emit_json, invalid, json_option
 from launchq_client.backends import Backends
 
@@ -31,11 +31,9 @@ def cohort() -> None:
 
 def _load(file: Path, name: str | None) -> dict[str, Any]:
     from launchq.spec.cohorts import CohortConfigError
-    from launchq_client.configs import load_document, name_from_path
+    from launchq_client.configs import load_mapping, name_from_path
 
-    raw = load_document(file.read_text(encoding="utf-8"), str(file))
-    if not isinstance(raw, dict):
-        raise CohortConfigError([Issue("", f"{file} must hold a mapping (a cohort config)")])
+    raw = load_mapping(file, "a cohort config", CohortConfigError)
     return {**raw, "name": name or raw.get("name") or name_from_path(file)}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from launchq.spec.validation import Issue, LaunchqValidationError
+from launchq.spec.validation import LaunchqValidationError
 from launchq_cli.common import EXIT_USAGE, backend_command, console, emit_json, invalid, json_option
 from launchq_client.backends import Backends
 
@@ -26,12 +26,9 @@ def prices() -> None:
 
 def _load(file: Path) -> dict[str, Any]:
     from launchq.spec.prices import PriceTableError
-    from launchq_client.configs import load_document
+    from launchq_client.configs import load_mapping
 
-    raw = load_document(file.read_text(encoding="utf-8"), str(file))
-    if not isinstance(raw, dict):
-        raise PriceTableError([Issue("", f"{file} must hold a mapping (a price table)")])
-    return raw
+    return load_mapping(file, "a price table", PriceTableError)
 
 
 @prices.command("validate")

@@ -250,7 +250,7 @@ def apply(
     from launchq.spec.validation import ConfigError
     from launchq_client.configs import (
         apply_queue,
-        load_document,
+        load_mapping,
         name_from_path,
         validate_queue_config,
     )
@@ -258,9 +258,7 @@ def apply(
     from launchq_client.secrets import check_version
 
     try:
-        raw = load_document(file.read_text(encoding="utf-8"), str(file))
-        if not isinstance(raw, dict):
-            raise ConfigError([Issue("", f"{file} must hold a mapping (a queue config)")])
+        raw = load_mapping(file, "a queue config")
         queue_name = name or raw.get("name") or name_from_path(file)
         checked = validate_queue_config(raw, name=str(queue_name))
         secret = checked.wandb.api_key_secret if checked.wandb is not None else None

@@ -43,6 +43,15 @@ def load_document(text: str, source: str = "<config>") -> object:
         raise ConfigError([Issue("", f"{source} is not valid YAML/JSON: {exc}")]) from None
 
 
+def load_mapping(path: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A config file (`what`: "a queue config", "a cohort config", "a price table") read and
+    parsed; anything but a mapping is `error`, which names the file."""
+    raw = load_document(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(raw, dict):
+        raise error([Issue("", f"{path} must hold a mapping ({what})")])
+    return raw
+
+
 def name_from_path(path: Path) -> str:
     """A queue name from a file name: `gpu-queue.yaml` -> `gpu-queue`."""
     return re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).strip("-._") or "queue"

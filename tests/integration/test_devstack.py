@@ -23,20 +23,29 @@ def taken_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
-    taken_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def first_pick_loses_the_race(
+    monkeypatch: pytest.MonkeyPatch, taken_port: int, field: int
+) -> list[list[int]]:
+    """The first pick of free ports gives `taken_port` to Ports' `field`-th field (another
+    process won the race for it); returns every pick, for the test to count."""
     real = devstack.free_ports
     calls: list[list[int]] = []
 
-    def first_pick_loses_the_race(count: int) -> list[int]:
+    def pick(count: int) -> list[int]:
         ports = real(count)
         if not calls:
-            ports[0] = taken_port  # Ports' first field is Firestore's
+            ports[field] = taken_port
         calls.append(ports)
         return ports
 
-    monkeypatch.setattr(devstack, "free_ports", first_pick_loses_the_race)
+    monkeypatch.setattr(devstack, "free_ports", pick)
+    return calls
+
+
+def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
+    taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = first_pick_loses_the_race(monkeypatch, taken_port, 0)  # Firestore's port
     stack = DevStack(new_project_id("launchq-race"), Ports.free(), sweep_interval=5.0)
     assert stack.ports.firestore == taken_port
     try:
@@ -59,17 +68,7 @@ def test_a_stand_in_whose_picked_port_is_taken_starts_again_on_new_ports(
     taken_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The stand-ins bind in this process: a taken port is EADDRINUSE, not a JVM's failure."""
-    real = devstack.free_ports
-    calls: list[list[int]] = []
-
-    def secret_manager_port_loses_the_race(count: int) -> list[int]:
-        ports = real(count)
-        if not calls:
-            ports[-1] = taken_port  # Ports' last field is the Secret Manager stand-in's
-        calls.append(ports)
-        return ports
-
-    monkeypatch.setattr(devstack, "free_ports", secret_manager_port_loses_the_race)
+    calls = first_pick_loses_the_race(monkeypatch, taken_port, -1)  # the Secret Manager stand-in's
     stack = DevStack(new_project_id("launchq-race"), Ports.free(), sweep_interval=5.0)
     assert stack.ports.secretmanager == taken_port
     try:

@@ -22,7 +22,7 @@ from launchq.spec import bootstrap
 from launchq.spec.item import parse_item
 from launchq.spec.render import RenderContext, render, render_placements
 from launchq.spec.validation import ConfigError, ItemError
-from launchq.spec.wandb import SECRET_ENV, WANDB_ENV, app_url, resumed, run_id
+from launchq.spec.wandb import SECRET_ENV, WANDB_ENV, app_url, run_id
 from launchq.submission import with_attempt
 from launchq_client.configs import validate_queue_config
 from tests.unit.fakes import World, item, queue_config
@@ -148,7 +148,7 @@ def test_a_retry_resumes_the_run() -> None:
     assert names.count("WANDB_RESUME") == 1
     # A queue without W&B gets no WANDB_RESUME.
     plain = rendered(queue_config(2), {"image_uri": "i"})
-    assert "WANDB_RESUME" not in env_of_body(resumed(plain.body, 2))
+    assert "WANDB_RESUME" not in env_of_body(with_attempt(plain.body, 2))
 
 
 def env_of_body(body: dict[str, Any]) -> dict[str, str]:

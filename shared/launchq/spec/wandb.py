@@ -228,27 +228,14 @@ def env_problem(name: str, wandb_queue: bool) -> str | None:
     return None
 
 
-def resumed(body: Mapping[str, Any], attempt: int) -> dict[str, Any]:
-    """`body` for attempt `attempt`: from the second on, WANDB_RESUME=allow in every pool that
-    carries a run id, so the job continues the run instead of refusing its id."""
-    out = dict(body)
+def attempt_env(body: Mapping[str, Any], attempt: int) -> dict[str, str]:
+    """What a W&B run's attempt adds to launchq's variables: from the second attempt on,
+    WANDB_RESUME=allow, so the job continues the run instead of refusing its id. Nothing for a
+    job that is no W&B run (no pool carries a run id)."""
     if attempt <= 1:
-        return out
-    job_spec = dict(out.get("jobSpec", {}))
-    pools = []
-    for original in job_spec.get("workerPoolSpecs", []):
-        pool = dict(original)
+        return {}
+    for pool in body.get("jobSpec", {}).get("workerPoolSpecs", []):
         for task in ("containerSpec", "pythonPackageSpec"):
-            spec = pool.get(task)
-            if not isinstance(spec, Mapping):
-                continue
-            env = [dict(e) for e in spec.get("env", [])]
-            if any(e.get("name") == RUN_ID_ENV for e in env):
-                env = [e for e in env if e.get("name") != RESUME_ENV]
-                env.append({"name": RESUME_ENV, "value": "allow"})
-                pool[task] = {**spec, "env": env}
-        pools.append(pool)
-    if pools:
-        job_spec["workerPoolSpecs"] = pools
-        out["jobSpec"] = job_spec
-    return out
+            if any(e.get("name") == RUN_ID_ENV for e in (pool.get(task) or {}).get("env", [])):
+                return {RESUME_ENV: "allow"}
+    return {}

@@ -242,19 +242,33 @@ def transition_entries(item: ItemRecord, change: Transition, now: datetime) -> l
     return entries
 
 
-def charge_update(
+def held_fields(
     item: ItemRecord,
     changes: Mapping[str, Any] | None,
-    charge: Charge | None,
+    take_slot: Slot | None,
     release_slot: bool,
+    take_units: Sequence[Slot],
+    charge: Charge | None,
 ) -> tuple[dict[str, Any], Settlement | None]:
-    """The item fields a transition writes for an attempt's charge (`launchq.model.budgets`),
-    and the settlement its ledgers get: the charge recorded as it is claimed; as the release
-    ends the attempt, settled from the attempt's record (the one `changes` writes, else the
-    stored one) and cleared."""
+    """The item fields a transition writes for what the attempt holds, and the settlement its
+    budget ledgers get (`launchq.model.budgets`): the slot, the cohort's quota units and the
+    attempt's charge, recorded as it is claimed; as the release ends the attempt, cleared, the
+    charge settled from the attempt's record (the one `changes` writes, else the stored one).
+    Both stores write exactly these."""
+    fields: dict[str, Any] = {}
+    if take_slot is not None:
+        fields["slot"] = take_slot.id
+    elif release_slot:
+        fields["slot"] = None
+    if take_units:
+        fields["units"] = [unit.ref for unit in take_units]
+    elif release_slot and item.units:
+        fields["units"] = []
+    settled = None
     if charge is not None:
-        return {"charge": charge.document()}, None
-    if release_slot and item.stored.get("charge"):
+        fields["charge"] = charge.document()
+    elif release_slot and item.stored.get("charge"):
         attempts = (changes or {}).get("attempts", item.attempts)
-        return {"charge": None}, settlement(item.stored["charge"], item.attempt, attempts)
-    return {}, None
+        settled = settlement(item.stored["charge"], item.attempt, attempts)
+        fields["charge"] = None
+    return fields, settled

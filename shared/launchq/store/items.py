@@ -24,8 +24,8 @@ from launchq.store.base import (
     UNITS,
     TokenTaken,
     Transition,
-    charge_update,
     from_document,
+    held_fields,
     new_item_document,
     projection,
     split_unit,
@@ -268,16 +268,8 @@ class FirestoreItems(FirestoreBase):
             "updated_at": now,
             "history": firestore.ArrayUnion(entries),
         }
-        if take_slot is not None:
-            update["slot"] = take_slot.id
-        elif release_slot:
-            update["slot"] = None
-        if take_units:
-            update["units"] = [unit.ref for unit in take_units]
-        elif release_slot and item.units:
-            update["units"] = []
-        charged, settled = charge_update(item, changes, charge, release_slot)
-        update.update(charged)
+        held, settled = held_fields(item, changes, take_slot, release_slot, take_units, charge)
+        update.update(held)
         ref = self.item_ref(item.queue, item.item_id)
         batch = self.db.batch()
         batch.update(ref, update, option=self._unchanged(item.version))

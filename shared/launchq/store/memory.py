@@ -60,9 +60,9 @@ from launchq.store.base import (
     TokenTaken,
     Transition,
     backoff_from,
-    charge_update,
     check_max_jobs,
     from_document,
+    held_fields,
     new_item_document,
     projection,
     slot_from,
@@ -343,16 +343,8 @@ class MemoryStore:
             "state": change.to.value,
             "updated_at": now,
         }
-        if take_slot is not None:
-            update["slot"] = take_slot.id
-        elif release_slot:
-            update["slot"] = None
-        if take_units:
-            update["units"] = [unit.ref for unit in take_units]
-        elif release_slot and item.units:
-            update["units"] = []
-        charged, settled = charge_update(item, changes, charge, release_slot)
-        update.update(charged)
+        held, settled = held_fields(item, changes, take_slot, release_slot, take_units, charge)
+        update.update(held)
         path = self._item_path(item.queue, item.item_id)
         writes = [
             Write("update", path, {**update, "history": _Union(tuple(entries))}, item.version, True)
