@@ -44,6 +44,9 @@ locals {
     LAUNCHQ_BUILD_REPOSITORY              = local.image_build_repository
     LAUNCHQ_CLOUDQUOTAS_ENDPOINT          = var.cloudquotas_endpoint
     LAUNCHQ_QUOTA_READ_SECONDS            = tostring(var.quota_read_seconds)
+    # One delivery of a sweep checks and records children for at most half the dispatch
+    # function's timeout; the sweep function records the rest (docs/sweeps.md).
+    LAUNCHQ_EXPAND_SECONDS = tostring(floor(var.dispatch_timeout_seconds / 2))
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

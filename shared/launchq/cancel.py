@@ -1,5 +1,8 @@
 """Cancelling an item: a waiting one at once, a submitted one through CancelCustomJob.
 
+A sweep or array (launchq.expansion) is cancelled whole: its expansion stops, every open child is
+cancelled (HELD and QUEUED ones at once) and the parent ends CANCELLED once none is open.
+
 A BUILDING item is cancelled at once too; its build is cancelled when no other item still
 waits on it (builds are shared by every item with the same source: `launchq.builds`).
 
@@ -14,8 +17,10 @@ from collections.abc import Mapping
 
 from launchq.builds.builder import ImageBuilder
 from launchq.errors import NotFound
+from launchq.expansion import cancel_children, settle
 from launchq.gcp import vertex as vx
 from launchq.model.reasons import CancelReason
+from launchq.model.records import ItemRecord
 from launchq.model.states import ItemState
 from launchq.recorder import Recorder
 from launchq.store import Store, Transition
@@ -46,9 +51,15 @@ class Canceller:
         item = self.store.get_item(queue, item_id)
         if item is None:
             raise NotFound(f"no item {item_id!r} in queue {queue!r}")
+        return self.cancel_item(item)
+
+    def cancel_item(self, item: ItemRecord) -> ItemState:
+        """Cancel an item as read; Conflict when it changed since (nothing is written)."""
         if item.state.is_terminal:
             return item.state
-        if item.state is ItemState.QUEUED:
+        if item.state is ItemState.SWEEP:
+            return self._cancel_sweep(item)
+        if item.state in (ItemState.QUEUED, ItemState.HELD):
             self.recorder.transition(
                 item, Transition(ItemState.CANCELLED, "cancelled by user"), {"reason": None}
             )
@@ -78,6 +89,17 @@ class Canceller:
             },
         )
         return item.state
+
+    def _cancel_sweep(self, parent: ItemRecord) -> ItemState:
+        """A sweep or array: its expansion stops (the request is recorded on the parent
+        first), every open child is cancelled, and the parent ends CANCELLED once none is open.
+        Cancelling it again (a redelivery, the sweep's upkeep) goes on from what is left."""
+        if not parent.cancel_requested:
+            parent = self.recorder.touch(
+                parent, {"cancel_requested": True, "cancel_reason": CancelReason.USER}
+            )
+        cancel_children(self.store, self, parent)
+        return settle(self.store, self.recorder, parent).state
 
     def _leave_build(self, queue: str, item_id: str, build: object) -> None:
         key = build.get("build_key") if isinstance(build, Mapping) else None

@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -44,18 +45,20 @@ from launchq.builds.gate import BuildGate
 from launchq.builds.sources import SourceChecker
 from launchq.cancel import Canceller
 from launchq.errors import InfrastructureError, NotFound, is_infrastructure
+from launchq.expansion import Expander, check_children
 from launchq.gcp.events import CONFLICT_EVENT_TYPE
 from launchq.log import get_logger
-from launchq.model.reasons import ErrorRecord, RejectReason, WaitReason
+from launchq.model.reasons import ErrorRecord, RejectReason
 from launchq.model.records import ItemRecord, NewItem
 from launchq.model.states import ItemState
 from launchq.model.submitters import ANONYMOUS
-from launchq.queues import PreparedItem, QueueRuntime, QueueSource
+from launchq.queues import QueueRuntime, QueueSource, item_fields
 from launchq.recorder import Recorder
 from launchq.spec import sanitize
 from launchq.spec.buildplan import plan_for
+from launchq.spec.family import family_of, parent_of
 from launchq.spec.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
-from launchq.spec.item import canonical_hash, item_hash
+from launchq.spec.item import canonical_hash, item_hash, parse_item
 from launchq.spec.topics import (
     ACTION_ATTRIBUTE,
     CANCEL_ACTION,
@@ -63,7 +66,7 @@ from launchq.spec.topics import (
     SUBMITTED_BY_ATTRIBUTE,
     queue_of_topic,
 )
-from launchq.spec.validation import describe
+from launchq.spec.validation import Issue, ItemError, describe
 from launchq.store import Store
 from launchq.submission import Submitter
 
@@ -88,6 +91,9 @@ class DispatchOutcome(StrEnum):
     CONTROLLED = "controlled"  # a control message (cancel) was carried out
 
 
+# How long one delivery checks and records a sweep's children before leaving the rest to the
+# sweep (`LAUNCHQ_EXPAND_SECONDS`; docs/sweeps.md has the measured rate).
+EXPAND_SECONDS = 30.0
 MAX_ERRORS = 100  # issues stored per rejected item (the first is also the error's message)
 
 
@@ -124,7 +130,10 @@ class Dispatcher:
         shared_topic: str | None = None,
         sources: SourceChecker | None = None,
         builds: BuildGate | None = None,
+        expand_seconds: float = EXPAND_SECONDS,
     ) -> None:
+        self.expander = Expander(store, recorder, queues)
+        self.expand_seconds = expand_seconds
         self.store = store
         self.queues = queues
         self.recorder = recorder
@@ -297,26 +306,12 @@ class Dispatcher:
                 "rejected: unknown queue",
                 "unknown queue",
             )
+        if payload.get("sweep") is not None or payload.get("array") is not None:
+            return self._record_family(runtime, queue, item_id, payload, received)
         prepared = runtime.prepare(payload, item_id, self.store.clock())
         if isinstance(prepared, list):
-            errors: list[dict[str, Any]] = [
-                {"path": e.path, "message": str(e), "code": e.code, "suggestion": e.suggestion}
-                for e in prepared
-            ]
-            first = errors[0]
-            error = ErrorRecord(
-                RejectReason.INVALID_ITEM,
-                first["message"],
-                first.get("path"),
-                tuple(errors[:MAX_ERRORS]),
-            ).document()
-            return self._reject(
-                queue,
-                item_id,
-                {**received, "payload_hash": item_hash(payload, queue, item_id), "error": error},
-                "rejected: invalid item",
-                first["message"],
-            )
+            base = {**received, "payload_hash": item_hash(payload, queue, item_id)}
+            return self._reject_invalid(queue, item_id, base, prepared)
         metadata: Mapping[str, Any] = {}
         if prepared.source is not None and self.sources is not None:
             # Before anything is queued: a job whose package is missing fails minutes later.
@@ -327,7 +322,7 @@ class Dispatcher:
                 return self._reject(
                     queue, item_id, fields, f"rejected: {unusable.reason}", unusable.message
                 )
-        fields = {**received, **_item_fields(prepared, runtime)}
+        fields = {**received, **item_fields(prepared, runtime.paused)}
         # Who to count it against under `max_jobs_per_submitter` (launchq.model.submitters): a
         # top-level field, so a count query finds a submitter's items, "(none)" included.
         fields["submitter"] = (received.get("submitted_by") or {}).get("value") or ANONYMOUS
@@ -370,6 +365,96 @@ class Dispatcher:
                 return self._redelivered(queue, item_id, prepared.payload_hash, payload)
         return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
 
+    def _record_family(
+        self,
+        runtime: QueueRuntime,
+        queue: str,
+        item_id: str,
+        payload: dict[str, Any],
+        received: dict[str, Any],
+    ) -> DispatchResult:
+        """A sweep or array (launchq.expansion): every child is checked against the queue as
+        a single item; one invalid child rejects the whole item, naming the child. Otherwise
+        the parent is recorded (SWEEP) and expanded, a batch at a time, until the deadline:
+        `expand_seconds` from now, checking included."""
+        deadline = time.monotonic() + self.expand_seconds
+        hashed = item_hash(payload, queue, item_id)
+        base = {**received, "payload_hash": hashed}
+        try:
+            item = parse_item({**payload, "queue": queue, "item_id": item_id})
+        except ItemError as exc:
+            return self._reject_invalid(queue, item_id, base, list(exc.issues))
+        family = family_of(item, hashed)
+        assert family is not None
+        if item.source is not None and runtime.config.builder is not None:
+            problem = (
+                "a sweep or array of source items on a queue that builds images is not "
+                "supported yet: build the image once (launchq build) and sweep over image_uri"
+            )
+            issue = Issue("sweep" if item.sweep is not None else "array", problem)
+            return self._reject_invalid(queue, item_id, base, [issue])
+        checked = check_children(runtime, family, payload, item_id, self.store.clock())
+        if isinstance(checked, list):
+            return self._reject_invalid(queue, item_id, base, checked)
+        first = checked
+        if first.source is not None and self.sources is not None:
+            unusable, _ = self.sources.inspect(first.source, first.body)
+            if unusable is not None:
+                error = ErrorRecord(unusable.reason, unusable.message, unusable.path).document()
+                cause = f"rejected: {unusable.reason}"
+                return self._reject(
+                    queue, item_id, {**base, "error": error}, cause, unusable.message
+                )
+        fields = {
+            **base,
+            "priority": first.priority,
+            "display_name": item.display_name or f"{queue}-{item_id}",
+            "metadata": first.metadata,
+            "sweep": family.document(),
+            "expanded": 0,
+            "submitter": (received.get("submitted_by") or {}).get("value") or ANONYMOUS,
+        }
+        article = "an" if family.kind == "array" else "a"
+        cause = f"accepted: {article} {family.kind} of {family.count}"
+        created = self.recorder.create(NewItem(queue, item_id, fields, cause, ItemState.SWEEP))
+        if created is None:
+            return self._redelivered(queue, item_id, hashed, payload)
+        return self._expand(created, deadline)
+
+    def _expand(self, parent: ItemRecord, deadline: float | None = None) -> DispatchResult:
+        """Expand a parent until the deadline (the sweep goes on after it), then admit what
+        waits."""
+        if deadline is None:
+            deadline = time.monotonic() + self.expand_seconds
+        parent = self.expander.expand(parent, deadline)
+        submitted = self.admission.admit(parent.queue)
+        count = (parent.family or {}).get("count")
+        return DispatchResult(
+            DispatchOutcome.RECORDED,
+            parent.item_id,
+            parent.queue,
+            submitted,
+            detail=f"{parent.expanded} of {count} children recorded",
+        )
+
+    def _reject_invalid(
+        self, queue: str, item_id: str, base: dict[str, Any], issues: list[Issue]
+    ) -> DispatchResult:
+        """Record an item REJECTED `invalid_item` with every problem (the first is the message)."""
+        errors: list[dict[str, Any]] = [
+            {"path": e.path, "message": str(e), "code": e.code, "suggestion": e.suggestion}
+            for e in issues
+        ]
+        first = errors[0]
+        error = ErrorRecord(
+            RejectReason.INVALID_ITEM,
+            first["message"],
+            first.get("path"),
+            tuple(errors[:MAX_ERRORS]),
+        ).document()
+        fields = {**base, "error": error}
+        return self._reject(queue, item_id, fields, "rejected: invalid item", first["message"])
+
     def _reject(
         self, queue: str, item_id: str, fields: dict[str, Any], cause: str, detail: str
     ) -> DispatchResult:
@@ -396,6 +481,8 @@ class Dispatcher:
         if item.state is ItemState.SUBMITTING and item.lease_expired(self.store.clock()):
             self.submitter.repair(item)
             return DispatchResult(DispatchOutcome.REPAIRED, item_id, queue)
+        if item.state is ItemState.SWEEP:  # an expansion that did not finish: go on with it
+            return self._expand(item)
         if item.state is ItemState.QUEUED:  # try to admit again: maybe a slot is free now
             submitted = self.admission.admit(queue, own=item)
             return DispatchResult(DispatchOutcome.RECORDED, item_id, queue, submitted)
@@ -508,7 +595,10 @@ def _route(
     if isinstance(item_id, _Unroutable):
         return item_id
     item_id = item_id if item_id is not None else message.message_id
-    if not _ITEM_ID.fullmatch(item_id):
+    # A control message may name a sweep's child (`<parent>~00001`), an id no item may take.
+    child = parent_of(item_id) if message.attributes.get(ACTION_ATTRIBUTE) else None
+    named = child[0] if child is not None else item_id
+    if not _ITEM_ID.fullmatch(named):
         return _Unroutable(
             f"invalid item_id {item_id[:130]!r}: 1-128 letters, digits and . _ : @ -, "
             "starting with a letter or digit",
@@ -583,30 +673,3 @@ def _received(payload: dict[str, Any], message: PubsubMessage) -> dict[str, Any]
     if claimed:
         received["submitted_by"] = {"value": claimed[:200], "verified": False}
     return received
-
-
-def _item_fields(prepared: PreparedItem, runtime: QueueRuntime) -> dict[str, Any]:
-    return {
-        "priority": prepared.priority,
-        "job_body": prepared.body,
-        "body_hash": prepared.body_hash,
-        "payload_hash": prepared.payload_hash,
-        "parent": prepared.parent,
-        "project": prepared.project,
-        "region": prepared.region,
-        **(
-            {
-                "placements": [p.document() for p in prepared.placements],
-                "placement": 0,
-                "placement_name": prepared.placements[0].name,
-            }
-            if prepared.placements
-            else {}
-        ),
-        "display_name": prepared.display_name,
-        **({"wandb_run": prepared.wandb_run} if prepared.wandb_run else {}),
-        "metadata": prepared.metadata,
-        "attempt": 0,
-        # Why it waited when recorded; displays derive the current reason (launchq.model.waiting).
-        "reason": WaitReason.PAUSED if runtime.paused else WaitReason.FREE_SLOT,
-    }

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from launchq.model.reasons import WaitReason
 from launchq.model.records import QueueBackoff
 from launchq.spec.checks import parse_queue_config
 from launchq.spec.config import QueueConfig
+from launchq.spec.family import parent_of
 from launchq.spec.item import ItemSource, parse_item, payload_hash
 from launchq.spec.placements import PlacedJob
 from launchq.spec.render import RenderContext, job_strategy, render_placements, wandb_run
@@ -75,9 +77,19 @@ class QueueRuntime:
         self, payload: Mapping[str, Any], item_id: str, now: datetime
     ) -> PreparedItem | list[Issue]:
         """Validate and render an item; the list of every problem if it cannot be accepted."""
+        # A sweep's child (launchq.spec.family) is validated as the item it is, without an id
+        # of its own in the payload: a child id is not one a publisher may send.
+        child = parent_of(item_id)
         try:
-            item = parse_item({**payload, "queue": self.name, "item_id": item_id})
-            context = RenderContext(now=now, item_id=item_id, queue=self.name)
+            named = {"item_id": item_id} if child is None else {}
+            item = parse_item({**payload, "queue": self.name, **named})
+            context = RenderContext(
+                now=now,
+                item_id=item_id,
+                queue=self.name,
+                sweep=child[0] if child is not None else None,
+                array_index=child[1] - 1 if child is not None else None,
+            )
             rendered = render_placements(self.config, item, context)
         except (ItemError, ConfigError) as exc:
             return list(exc.issues)
@@ -111,6 +123,34 @@ class QueueRuntime:
                 self.config, item, self.name, item_id, str(job.body.get("displayName", ""))
             ),
         )
+
+
+def item_fields(prepared: PreparedItem, paused: bool) -> dict[str, Any]:
+    """The stored fields of an accepted item (the dispatcher's, and a sweep's children's)."""
+    return {
+        "priority": prepared.priority,
+        "job_body": prepared.body,
+        "body_hash": prepared.body_hash,
+        "payload_hash": prepared.payload_hash,
+        "parent": prepared.parent,
+        "project": prepared.project,
+        "region": prepared.region,
+        **(
+            {
+                "placements": [p.document() for p in prepared.placements],
+                "placement": 0,
+                "placement_name": prepared.placements[0].name,
+            }
+            if prepared.placements
+            else {}
+        ),
+        "display_name": prepared.display_name,
+        **({"wandb_run": prepared.wandb_run} if prepared.wandb_run else {}),
+        "metadata": prepared.metadata,
+        "attempt": 0,
+        # Why it waited when recorded; displays derive the current reason (launchq.model.waiting).
+        "reason": WaitReason.PAUSED if paused else WaitReason.FREE_SLOT,
+    }
 
 
 FRESH_SECONDS = 1.0

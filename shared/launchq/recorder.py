@@ -82,6 +82,22 @@ class Recorder:
             self._publish(new.queue, new.item_id, new.state, created.state, admit.cause)
         return created
 
+    def expand(self, parent: ItemRecord, children: Sequence[NewItem], expanded: int) -> ItemRecord:
+        """Record a batch of a sweep's children with the parent's new `expanded` count in one
+        atomic write (launchq.expansion); Conflict when the parent changed or a child exists
+        (nothing is written, logged or published then)."""
+        written = self.store.expand(parent, children, expanded)
+        log.info(
+            "children recorded",
+            item_id=parent.item_id,
+            queue=parent.queue,
+            children=len(children),
+            expanded=expanded,
+        )
+        for child in children:
+            self._publish(child.queue, child.item_id, None, child.state, child.cause)
+        return written
+
     def transition(
         self,
         item: ItemRecord,

@@ -33,6 +33,9 @@ one command works against the emulators and against a real project:
   and Artifact Registry (the local Cloud Build stand-in serves both); default Google's.
 - `LAUNCHQ_BUILD_REPOSITORY`: `REGION-docker.pkg.dev/PROJECT/REPOSITORY`, the one repository
   queues may build into (the build service account writes only there); unset: any.
+- `LAUNCHQ_EXPAND_SECONDS`: how long one delivery of a sweep or array may spend checking and
+  recording its children before leaving the rest to the sweep (`30`; the Terraform module sets
+  half the dispatch function's timeout).
 
 The submit lease must outlive the longest invocation that can hold it (the event function's
 timeout, at most 540 s), otherwise a slow but live dispatcher could be overtaken and a second
@@ -72,6 +75,8 @@ class Settings:
     # how often the sweep reads the limits.
     cloudquotas_endpoint: str | None = None
     quota_read_seconds: float = 300.0
+    # Sweeps and arrays (launchq.expansion): one delivery's time for its children.
+    expand_seconds: float = 30.0
 
     @property
     def storage_base_url(self) -> str:
@@ -133,6 +138,7 @@ class Settings:
             build_repository=env.get("LAUNCHQ_BUILD_REPOSITORY") or None,
             cloudquotas_endpoint=env.get("LAUNCHQ_CLOUDQUOTAS_ENDPOINT") or None,
             quota_read_seconds=_number(env, "LAUNCHQ_QUOTA_READ_SECONDS", 300.0),
+            expand_seconds=_number(env, "LAUNCHQ_EXPAND_SECONDS", 30.0),
         )
 
 

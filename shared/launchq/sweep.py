@@ -46,8 +46,10 @@ from typing import Any
 from launchq.admission import Admission
 from launchq.builds.builder import ImageBuilder
 from launchq.builds.follower import settle_building
+from launchq.cancel import Canceller
 from launchq.cohorts import ACCRUE_EVERY_SECONDS
 from launchq.errors import Conflict
+from launchq.expansion import Expander
 from launchq.gcp import vertex as vx
 from launchq.gcp.quotas import QuotaReader
 from launchq.log import get_logger
@@ -134,6 +136,7 @@ class SweepSummary:
     cancelled_start_timeout: int = 0
     cancels_sent: int = 0
     slots_freed: int = 0
+    released: int = 0  # HELD children of sweeps released into their max_parallel
     waiting_queues: int = 0  # queues with items still waiting after admission
     errors: list[str] = field(default_factory=list)
     vertex_calls: dict[str, int] = field(default_factory=dict)
@@ -157,6 +160,7 @@ class SweepSummary:
             "cancelled_start_timeout",
             "cancels_sent",
             "slots_freed",
+            "released",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.items_seen = other.items_seen  # what the last pass saw
@@ -196,6 +200,8 @@ class Sweeper:
         quota_reader: QuotaReader | None = None,
         quota_read_seconds: float = QUOTA_READ_SECONDS,
     ) -> None:
+        self.expander = Expander(store, recorder, queues)
+        self.canceller = Canceller(store, recorder, vertex_for, builds)
         self.sleep = sleep
         self.builds = builds
         self.quota_reader = quota_reader
@@ -303,6 +309,7 @@ class Sweeper:
         self._observe_all(observed, summary)
         for item in submitting:
             self._repair(item, summary)
+        self._families(summary)
         active_ids = {item.doc_id for item in active}
         self._cohort_upkeep(active_ids, summary)
         queues = sorted({item.queue for item in active} | self._queue_names())
@@ -330,6 +337,20 @@ class Sweeper:
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
+
+    def _families(self, summary: SweepSummary) -> None:
+        """Sweeps and arrays (launchq.expansion): go on with expansions and cancels a
+        delivery left unfinished, release HELD children into free max_parallel places, end
+        parents whose children have all ended. After the jobs' states are read (a child that
+        ended frees its place now) and before admission (a released child starts now)."""
+        for parent in self.store.items_in_states([ItemState.SWEEP]):
+            try:
+                summary.released += self.expander.upkeep(
+                    parent, self.canceller, self._admit_deadline
+                )
+            except Exception as exc:  # one sweep's trouble must not stop the others
+                summary.errors.append(f"sweep {parent.queue}/{parent.item_id}: {exc}")
+                log.exception("sweep upkeep failed", item_id=parent.item_id, queue=parent.queue)
 
     def _follow_builds(self, summary: SweepSummary) -> None:
         """Images built from source (launchq.builds): first, so a built item is admitted by

@@ -134,6 +134,7 @@ def build(
             settings.queue_topic,
             sources,
             BuildGate(builds, settings.build_repository),
+            settings.expand_seconds,
         ),
         builds=builds,
         sweeper=Sweeper(

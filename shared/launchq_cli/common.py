@@ -172,6 +172,8 @@ def _columns(value: str | None, default: int) -> int:
 
 
 STATE_STYLES = {
+    "SWEEP": "bold",
+    "HELD": "dim yellow",
     "BUILDING": "bold yellow",
     "QUEUED": "yellow",
     "SUBMITTING": "cyan",

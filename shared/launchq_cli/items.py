@@ -101,6 +101,23 @@ def new_item_id() -> str:
     help="With --source: bucket for the archive (else $LAUNCHQ_SOURCE_BUCKET, else the "
     "queue's spec.staging_bucket).",
 )
+@click.option(
+    "--array",
+    "array_count",
+    type=click.IntRange(1, 10_000),
+    help="A job array: N children of this item, each with LAUNCHQ_ARRAY_INDEX 0..N-1.",
+)
+@click.option(
+    "--sweep",
+    "sweep_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A W&B sweep config (YAML or JSON, grid or random): one child per run (docs/sweeps.md).",
+)
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(1),
+    help="With --array or --sweep: at most this many children wait or run at once.",
+)
 @click.option("--no-check", is_flag=True, help="Publish without checking against the queue.")
 @click.option("--wait", is_flag=True, help="Follow the item; exit 1 unless it SUCCEEDED.")
 @click.option("--timeout", type=float, default=3600, show_default=True, help="--wait limit, s.")
@@ -125,6 +142,9 @@ def enqueue(
     git_subdir: str | None,
     module: str | None,
     source_bucket: str | None,
+    array_count: int | None,
+    sweep_file: Path | None,
+    max_parallel: int | None,
     no_check: bool,
     wait: bool,
     timeout: float,
@@ -133,7 +153,8 @@ def enqueue(
     """Publish a queue item to the queue topic and print its id.
 
     The item is checked against the queue first (declared variables, types, what the queue
-    allows); an invalid item exits 2 with every problem. With --wait, follows it to the end.
+    allows; for --array and --sweep, every child); an invalid item exits 2 with every problem.
+    With --wait, follows it to the end (a sweep: until its last child ends).
     """
     payload = _load_item_file(from_file) if from_file else {}
     flags: dict[str, Any] = {
@@ -162,6 +183,7 @@ def enqueue(
         invalid("--ref and --subdir only go with --git")
     if source_dir is None and git_url is None and (module or source_bucket):
         invalid("--module and --source-bucket only go with --source or --git")
+    _with_family(payload, array_count, sweep_file, max_parallel)
     if set_vars:
         payload["template_variables"] = {
             **payload.get("template_variables", {}),
@@ -353,7 +375,32 @@ def _typed_vars(runtime: QueueRuntime, pairs: tuple[str, ...]) -> dict[str, Any]
     return values
 
 
+def _with_family(
+    payload: dict[str, Any],
+    array_count: int | None,
+    sweep_file: Path | None,
+    max_parallel: int | None,
+) -> None:
+    """--array, --sweep and --max-parallel into the item's `array` or `sweep`."""
+    if array_count is not None and sweep_file is not None:
+        invalid("--array and --sweep are two kinds of group: pass one")
+    if array_count is not None:
+        payload["array"] = {"count": array_count}
+    if sweep_file is not None:
+        from launchq_client.configs import load_mapping
+
+        payload["sweep"] = load_mapping(sweep_file, "a W&B sweep config")
+    if max_parallel is not None:
+        group = "array" if "array" in payload else "sweep" if "sweep" in payload else None
+        if group is None:
+            invalid("--max-parallel only goes with --array or --sweep")
+        payload[group] = {**payload[group], "max_parallel": max_parallel}
+
+
 def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None:
+    if payload.get("sweep") is not None or payload.get("array") is not None:
+        _check_family(runtime, payload, item_id)
+        return
     prepared = runtime.prepare(payload, item_id, datetime.now(UTC))
     if isinstance(prepared, list):
         from launchq.spec.validation import ItemError
@@ -365,6 +412,24 @@ def _check(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None
         problem = bucket_problem(prepared.source, prepared.body)
         if problem is not None:
             invalid(f"{problem.path}: {problem.message}")
+
+
+def _check_family(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) -> None:
+    """A sweep or array: the item itself, then every child, as the dispatcher checks them."""
+    from launchq.expansion import check_children
+    from launchq.spec.family import family_of
+    from launchq.spec.item import item_hash, parse_item
+    from launchq.spec.validation import ItemError
+
+    try:
+        item = parse_item({**payload, "queue": runtime.name, "item_id": item_id})
+    except ItemError as exc:
+        invalid(ItemError([_with_flag(issue) for issue in exc.issues]).render())
+    family = family_of(item, item_hash(payload, runtime.name, item_id))
+    assert family is not None
+    checked = check_children(runtime, family, payload, item_id, datetime.now(UTC))
+    if isinstance(checked, list):
+        invalid(ItemError([_with_flag(issue) for issue in checked]).render())
 
 
 # The item fields `enqueue` has a flag for: a missing one is fixed on the command line.
@@ -461,19 +526,32 @@ def follow(
 @click.option("--queue", "-q", "queue_name", help="Only this queue.")
 @click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--sweep", "parent", metavar="PARENT", help="The children of this sweep or array.")
 @json_option
 @backend_command
 def ls(
-    backends: Backends, queue_name: str | None, states: tuple[str, ...], limit: int, as_json: bool
+    backends: Backends,
+    queue_name: str | None,
+    states: tuple[str, ...],
+    limit: int,
+    parent: str | None,
+    as_json: bool,
 ) -> None:
-    """List items, newest first."""
-    from launchq_client.reads import list_items, parse_states
+    """List items, newest first (with --sweep: a sweep's children, in child order)."""
+    from launchq_client.reads import find_item_data, list_children, list_items, parse_states
 
     try:
         wanted = parse_states(states)
     except ValueError as exc:
         invalid(f"--state: {exc}")
-    rows = list_items(backends.store, queue_name, wanted, limit)
+    if parent is not None:
+        data = find_item_data(backends.store, parent, queue_name)
+        if not isinstance(data.get("sweep"), Mapping):
+            invalid(f"{parent} is not a sweep or array: it has no children")
+        queue = str(data["queue"])
+        rows = list_children(backends.store, queue, parent, wanted, limit)
+    else:
+        rows = list_items(backends.store, queue_name, wanted, limit)
     if as_json:
         emit_json(rows)
         return
@@ -518,10 +596,11 @@ def status(backends: Backends, item_id: str, queue_name: str | None, as_json: bo
     """
     from launchq_cli.logs import failed_job_tail
     from launchq_client.queues import QueueStates
-    from launchq_client.reads import find_item_data, item_detail
+    from launchq_client.reads import find_item_data, item_detail, sweep_progress
 
     data = find_item_data(backends.store, item_id, queue_name)
     detail = item_detail(data, queues=QueueStates(backends.store))
+    detail["sweep"] = sweep_progress(backends.store, data)
     tail: tuple[list[str] | None, str | None] = (None, None)
     if detail["state"] == "FAILED" and detail["job"]:
         tail = failed_job_tail(backends, data)
@@ -557,6 +636,10 @@ def _print_detail(d: dict[str, Any]) -> None:
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
     _print_cost_and_run(out, d)
+    if d.get("sweep_of"):
+        _hang(out, "  sweep      ", f"child of {escape(str(d['sweep_of']))}")
+    if d.get("sweep"):
+        _print_sweep(out, d["sweep"])
     build = d.get("build")
     if build:
         built = build.get("digest") or build.get("build_state")
@@ -588,6 +671,32 @@ def _print_detail(d: dict[str, Any]) -> None:
     elif d.get("log_tail_unavailable"):
         out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
     _print_attempts_and_history(out, d)
+
+
+def _print_sweep(out: Console, sweep: Mapping[str, Any]) -> None:
+    """A sweep's progress: a bar of its children done, and how many are where."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    count = int(sweep["count"])
+    kind = f"{sweep.get('method')} sweep" if sweep.get("kind") == "sweep" else "array"
+    limit = f", max_parallel {sweep['max_parallel']}" if sweep.get("max_parallel") else ""
+    recorded = "" if sweep["expanded"] == count else f", {sweep['expanded']} recorded so far"
+    _hang(out, "  children   ", f"{kind} of {count}{limit}{recorded}")
+    line = Table.grid(padding=(0, 1))
+    line.add_row(
+        "            ",
+        ProgressBar(total=max(count, 1), completed=sweep["done"], width=30),
+        f"{sweep['done']}/{count} done",
+    )
+    out.print(line)
+    counts = "  ".join(
+        f"{group} {sweep[group]}"
+        for group in ("held", "waiting", "running", "succeeded", "failed", "cancelled")
+    )
+    _hang(out, "             ", counts)
+    if sweep.get("cancel_requested"):
+        _hang(out, "             ", "[yellow]cancel requested[/yellow]")
 
 
 def _print_cost_and_run(out: Console, d: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from launchq.cohorts import CohortSource
 from launchq.errors import NotFound
 from launchq.model.budgets import parse_time
 from launchq.model.records import ItemRecord
-from launchq.model.states import STATES, TERMINAL_STATES, ItemState
+from launchq.model.states import SLOT_STATES, STATES, TERMINAL_STATES, ItemState
 from launchq.model.submitters import submitter_order, usage_now
 from launchq.model.waiting import WAITING_STATES, QueueState, current_wait
 from launchq.spec.fields import PRIORITY_NAMES
@@ -192,6 +192,11 @@ def item_summary(
         **spend_of(attempts),
         # The W&B run of an item of a queue with a wandb block (docs/wandb.md), where it is seen.
         "wandb_url": _wandb(data).get("url"),
+        # A sweep's child names its parent; a parent says how many children it has.
+        "sweep_of": data.get("sweep_of"),
+        "children": (data.get("sweep") or {}).get("count")
+        if isinstance(data.get("sweep"), Mapping)
+        else None,
     }
 
 
@@ -223,9 +228,13 @@ def item_detail(
     state = str(data.get("state") or "")
     info = STATES.get(ItemState(state)) if state in ItemState.__members__ else None
     error = data.get("error")
+    description = info.description if info else None
+    if info is not None and info.terminal and isinstance(data.get("sweep"), Mapping):
+        # A parent ran no job: how it ended is what its children did.
+        description = str((history(data) or [{}])[-1].get("cause") or description)
     return {
         **item_summary(data, now, queues),
-        "description": info.description if info else None,
+        "description": description,
         "terminal": bool(info and info.terminal),
         "message_id": data.get("message_id"),
         "job": {
@@ -270,6 +279,72 @@ def item_detail(
         ],
         "payload": plain(data.get("payload")),
     }
+
+
+_TERMINAL_VALUES = frozenset(state.value for state in TERMINAL_STATES)
+# How a sweep's children are counted for its progress (`launchq status PARENT`, the dashboard).
+PROGRESS_GROUPS: dict[str, tuple[ItemState, ...]] = {
+    "held": (ItemState.HELD,),
+    "waiting": (ItemState.QUEUED, ItemState.BUILDING),
+    "running": tuple(sorted(SLOT_STATES)),
+    "succeeded": (ItemState.SUCCEEDED,),
+    "failed": (
+        ItemState.FAILED,
+        ItemState.EXPIRED,
+        ItemState.PARTIALLY_SUCCEEDED,
+        ItemState.REJECTED,
+    ),
+    "cancelled": (ItemState.CANCELLED,),
+}
+
+
+def sweep_progress(store: Store, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A sweep's or array's progress (None for a single item): what it expands into, how many
+    children are recorded, and how many are held, waiting, running, succeeded, failed and
+    cancelled now: one count query per group, on the (queue, sweep_of, state) index, while the
+    parent runs; none once it ended (it keeps how many children ended how, `children`)."""
+    family = data.get("sweep")
+    if not isinstance(family, Mapping):
+        return None
+    queue, parent = str(data.get("queue")), str(data.get("item_id"))
+    ended = data.get("children")
+    if data.get("state") in _TERMINAL_VALUES and isinstance(ended, Mapping):
+        counts = {
+            group: sum(int(ended.get(state.value) or 0) for state in states)
+            for group, states in PROGRESS_GROUPS.items()
+        }
+    else:
+        counts = {
+            group: store.count_children(queue, parent, states)
+            for group, states in PROGRESS_GROUPS.items()
+        }
+    count = int(family.get("count") or 0)
+    done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    return {
+        "kind": family.get("kind"),
+        "method": family.get("method"),
+        "count": count,
+        "max_parallel": family.get("max_parallel"),
+        "expanded": int(data.get("expanded") or 0),
+        **counts,
+        "done": done,
+        "cancel_requested": bool(data.get("cancel_requested")),
+    }
+
+
+def list_children(
+    store: Store,
+    queue: str,
+    parent: str,
+    states: Sequence[ItemState] = (),
+    limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """A sweep's children in child order (`launchq ls --sweep PARENT`)."""
+    records = store.children_of(queue, parent, list(states)[:_MAX_IN_VALUES], limit)
+    now = now or store.clock()
+    queues = QueueStates(store)
+    return [item_summary(record.stored, now, queues) for record in records]
 
 
 def parse_states(names: Iterable[str]) -> list[ItemState]:

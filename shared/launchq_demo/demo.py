@@ -60,6 +60,7 @@ from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
 
 TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
 DEFAULT_TIMEOUT = 75.0
+SWEEP_RUNS = 12
 
 
 @dataclass
@@ -256,6 +257,56 @@ class Demo:
         self.expect("demo-wandb", "wandb-demo", "SUCCEEDED", "a W&B run, key from Secret Manager")
         wandb_item = _rel(EXAMPLES / "items" / "wandb.json")
         self.cli("enqueue", "--from-file", str(wandb_item), "--item-id", "demo-wandb")
+
+    def enqueue_sweep(self) -> None:
+        self.step(
+            "A sweep: one item, a W&B grid of 12 trainer runs (3 learning rates x 4 epoch "
+            "counts), at most 3 waiting or running at once; the rest are HELD"
+        )
+        self.cli("queue", "apply", str(_rel(EXAMPLES / "queues" / "sweeps.yaml")))
+        self.expect("demo-sweep", "sweeps", "SUCCEEDED", "a grid of 12: every child succeeded")
+        self.cli(
+            *("enqueue", "-q", "sweeps", "--item-id", "demo-sweep", "--image", "python:3.11"),
+            *("--sweep", str(_rel(EXAMPLES / "sweeps" / "lr-grid.yaml"))),
+        )
+        from launchq.model.states import SLOT_STATES
+
+        store = self.stack_store()
+        self.wait_for(
+            "demo-sweep's first children to start",
+            lambda: store.count_children("sweeps", "demo-sweep", sorted(SLOT_STATES)) > 0,
+        )
+        self.cli("status", "demo-sweep")  # its progress, early: 3 at a time, the rest HELD
+
+    def _check_sweep(self) -> None:
+        """Twelve children, each ran once with its own parameters, never more than
+        max_parallel at a time; the parent ended with their counts."""
+        store = self.stack_store()
+        children = store.children_of("sweeps", "demo-sweep")
+        points = {
+            (c.stored["payload"]["template_variables"]["learning_rate"],
+             c.stored["payload"]["template_variables"]["epochs"])
+            for c in children
+        }  # fmt: skip
+        starts = sorted(
+            (str(h["at"]), 1 if h["to"] == "SUBMITTING" else -1)
+            for c in children
+            for h in c.stored.get("history", [])
+            if h.get("to") == "SUBMITTING" or (h.get("to") in ("SUCCEEDED", "FAILED"))
+        )
+        at_once = most = 0
+        for _, step in starts:
+            at_once += step
+            most = max(most, at_once)
+        parent = self.item("sweeps", "demo-sweep")
+        self.check(
+            len(children) == SWEEP_RUNS and len(points) == SWEEP_RUNS and most <= 3
+            and parent.get("children") == {"SUCCEEDED": SWEEP_RUNS},
+            f"demo-sweep expanded into {len(children)} children with {len(points)} distinct "
+            f"parameter sets, at most {most} running at once (max_parallel 3), and ended with "
+            f"{parent.get('children')}",
+        )  # fmt: skip
+        self.cli("status", "demo-sweep")
 
     def _check_wandb(self) -> None:
         """The run the job's `wandb.init()` started is the one on the item, and the key it got
@@ -457,6 +508,7 @@ class Demo:
         self._check_source_model()
         self._check_built()
         self._check_wandb()
+        self._check_sweep()
         self._check_git()
         self._check_ladder()
         self._check_overtaking()
@@ -629,6 +681,7 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
             demo.enqueue_source()
             demo.enqueue_built()
             demo.enqueue_wandb()
+            demo.enqueue_sweep()
             demo.enqueue_git()
             demo.enqueue_priority_story()
             demo.enqueue_invalid()

@@ -117,13 +117,7 @@ def create_app(backends: Backends, clock: Callable[[], datetime] | None = None) 
     # -- one item ----------------------------------------------------------------------------
 
     def item_data(queue: str, item_id: str) -> dict[str, Any]:
-        data = store().item_document(queue, item_id)
-        if data is None:
-            raise NotFound(f"no item {item_id!r} in queue {queue!r}")
-        detail = views.item_row(item_detail(data, now(), QueueStates(store())))
-        detail["links"] = [vars(link) for link in links.job_links(detail["job"], backends.settings)]
-        detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
-        return {"detail": detail, "data": data}
+        return _item_data(backends, queue, item_id, now())
 
     @app.get("/queues/<queue>/items/<item_id>")
     def item(queue: str, item_id: str) -> str:
@@ -193,15 +187,22 @@ def _configure(app: Flask) -> None:
 
     @app.errorhandler(views.BadCursor)
     def bad_cursor(exc: views.BadCursor) -> tuple[str, int]:
-        queue = (request.view_args or {}).get("queue")
-        first = url_for("items", queue=queue) if isinstance(queue, str) else None
+        args = request.view_args or {}
+        queue, item_id = args.get("queue"), args.get("item_id")
+        first: str | None
+        if isinstance(queue, str) and isinstance(item_id, str):  # a sweep's children page
+            first = url_for("item", queue=queue, item_id=item_id)
+            text = "Go to the item's page"
+        else:
+            first = url_for("items", queue=queue) if isinstance(queue, str) else None
+            text = "Go to the queue's first page"
         return render_template(
             "error.html",
             view="error",
             title="Bad page link",
             message=f"{exc}: the link was damaged or edited.",
             link=first,
-            link_text="Go to the queue's first page",
+            link_text=text,
         ), 400
 
     @app.context_processor
@@ -247,6 +248,43 @@ def _item_page(store: Callable[[], Store], queue: str, moment: datetime) -> dict
         "first_url": url_for("items", queue=queue, state=shown, q=search),
         "more": following is not None,
         "items": found.rows,
+    }
+
+
+def _item_data(backends: Backends, queue: str, item_id: str, moment: datetime) -> dict[str, Any]:
+    """An item's page (`launchq status --json`'s detail, its job links and log tail); a sweep's
+    with its progress and a page of its children, at the request's `children_after`."""
+    # The children page's position is checked before anything is read: a damaged link is a 400.
+    position = request.args.get("children_after", "").strip()
+    after = views.child_cursor(position, item_id) if position else None
+    store = backends.store
+    data = store.item_document(queue, item_id)
+    if data is None:
+        raise NotFound(f"no item {item_id!r} in queue {queue!r}")
+    detail = views.item_row(item_detail(data, moment, QueueStates(store)))
+    detail["links"] = [vars(link) for link in links.job_links(detail["job"], backends.settings)]
+    detail["log"], detail["log_unavailable"] = _log_tail(backends, data)
+    detail["progress"] = views.progress(store, data)
+    detail["child_page"] = (
+        _child_page(store, queue, item_id, after, moment) if detail["progress"] else None
+    )
+    return {"detail": detail, "data": data}
+
+
+def _child_page(
+    store: Store, queue: str, parent: str, after: str | None, moment: datetime
+) -> dict[str, Any]:
+    """A sweep's page of children (`views.children_page`) and its links: *Next children* goes on
+    behind its last child; *First children* goes back to the start (the way back, as for the
+    items pages, is the first page and the browser's Back button)."""
+    found = views.children_page(store, queue, parent, after, moment)
+    return {
+        "rows": found.rows,
+        "after": after or "",
+        "next": found.next,
+        "next_url": found.next
+        and url_for("item", queue=queue, item_id=parent, children_after=found.next) + "#children",
+        "first_url": url_for("item", queue=queue, item_id=parent) + "#children",
     }
 
 

@@ -21,6 +21,13 @@ depth (an offset is billed as reads of every skipped document, so page N used to
 and there is no depth limit. The cursor is only a position in a list the reader may see anyway,
 so it is not signed; it is checked (shape, range, that it names an item of the page's queue) and
 a damaged one is refused with `BadCursor` (answered 400) before anything is read.
+
+Sweeps and arrays (launchq.spec.family) show as a unit: the parent's row carries its progress
+(`progress`: its children counted by state group, one count query per group), and the
+unfiltered list leaves the children out, since a sweep of 1,000 would otherwise fill 40 pages
+ahead of its own parent (children are recorded after it, so they are newer). The parent's item
+page lists its children (`children_page`), a page at a time in child order; a state filter or a
+search lists children as any other item.
 """
 
 from __future__ import annotations
@@ -35,13 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from launchq.cohorts import CohortSource
-from launchq.model.records import ItemRecord
+from launchq.model.records import ItemRecord, item_doc_id
 from launchq.model.states import SLOT_STATES, TERMINAL_STATES, ItemState
+from launchq.spec.family import child_id, parent_of
 from launchq.store import Store
 from launchq_client.budgets import budget_text
 from launchq_client.cohorts import list_cohort_summaries
 from launchq_client.queues import QueueStates, queue_state, queue_summary
-from launchq_client.reads import current_reason, history, item_summary
+from launchq_client.reads import current_reason, history, item_summary, sweep_progress
 
 WINDOW = timedelta(hours=24)
 PAGE_SIZE = 25
@@ -59,6 +67,31 @@ _CHART_FIELDS = ["item_id", "queue", "state", "enqueued_at", "history", "reason"
 _WAITING_FIELDS = ["queue", "item_id", "state", "enqueued_at", "reason", "not_before"]
 _TERMINAL = {s.value for s in TERMINAL_STATES}
 _RUNNING = ItemState.RUNNING.value
+# Skipping a sweep's children in the unfiltered list (`_unfiltered_page`). Children are recorded a
+# batch at a time (launchq.expansion.BATCH, 100), each batch with one `enqueued_at`, so a child
+# met in the list is skipped with the rest of its batch in one jump; the read after a jump is a
+# probe of SKIP_PROBE documents, since it most often lands in the same sweep's next batch. A page
+# makes at most SKIP_QUERIES queries (a sweep of 2,000 children behind the page's first rows),
+# then ends where it got to and *Older* goes on from there.
+SKIP_PROBE = 5
+SKIP_QUERIES = 20
+# What a parent's page shows of each child: no job body, no payload.
+_CHILD_FIELDS = [
+    "enqueued_at",
+    "updated_at",
+    "reason",
+    "not_before",
+    "error",
+    "job",
+    "attempts",
+    "history",
+    "sweep_of",
+    "display_name",
+]
+# The bar's groups, left to right: what is over, then what is under way (a HELD child is
+# shown among the waiting: it waits, only for its own sweep).
+_SEGMENTS = ("succeeded", "failed", "cancelled", "running", "waiting")
+_WORDS = {group: group for group in _SEGMENTS} | {"unrecorded": "not recorded yet"}
 
 
 def _aware(value: object) -> datetime | None:
@@ -296,11 +329,14 @@ def item_row(summary: dict[str, Any]) -> dict[str, Any]:
     claim = summary.get("submitted_by")
     name = summary.get("display_name")
     default = f"{summary.get('queue')}-{summary.get('item_id')}"
+    child = parent_of(str(summary.get("item_id"))) if summary.get("sweep_of") else None
     return {
         **summary,
         "submitted_by": claim.get("value") if isinstance(claim, Mapping) else claim,
         "display_name": None if not name or name == default else name,
         "priority_name": summary.get("priority_name") or "-",
+        # A sweep's child: its number in the sweep (its id is `<parent>~00007`).
+        "child_number": child[1] if child else None,
     }
 
 
@@ -322,7 +358,8 @@ def page_of_items(
 ) -> ItemsPage:
     """The page of a queue's items, newest first, that starts behind `after` (None: the first).
 
-    Reads `PAGE_SIZE + 1` documents (the one extra tells whether another page follows). A
+    Reads `PAGE_SIZE + 1` documents (the one extra tells whether another page follows), plus
+    what skipping sweeps' children costs in the unfiltered list (`_unfiltered_page`). A
     search is an item id (or its prefix): ids are what people paste from the CLI. An exact id is
     one lookup and one page; a prefix is matched in the next `SEARCH_SCAN` items, and when those
     are used up before the page is full, the next page goes on searching behind them.
@@ -333,7 +370,7 @@ def page_of_items(
         exact = [r.stored for r in store.items_with_id(search, limit=10)]
         found = [d for d in exact if d.get("queue") == queue]
         if found:
-            rows = [item_row(item_summary(d, now, queues)) for d in found]
+            rows = [_row(store, d, now, queues) for d in found]
             return ItemsPage([r for r in rows if not wanted or r["state"] in wanted], None)
         scanned = store.recent_items(queue, states, SEARCH_SCAN, _key(after))
         matches = [r for r in scanned if r.item_id.startswith(search)]
@@ -343,9 +380,149 @@ def page_of_items(
             following = _cursor_of(scanned[-1])
         else:
             following = None
-        rows = [item_row(item_summary(r.stored, now, queues)) for r in matches[:PAGE_SIZE]]
+        rows = [_row(store, r.stored, now, queues) for r in matches[:PAGE_SIZE]]
         return ItemsPage(rows, following)
-    records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
-    following = _cursor_of(records[PAGE_SIZE - 1]) if len(records) > PAGE_SIZE else None
-    rows = [item_row(item_summary(r.stored, now, queues)) for r in records[:PAGE_SIZE]]
+    if states:  # a state filter lists children too: "what runs" means their jobs
+        records = store.recent_items(queue, states, PAGE_SIZE + 1, _key(after))
+        stopped = None
+    else:
+        records, stopped = _unfiltered_page(store, queue, _key(after))
+    if len(records) > PAGE_SIZE:
+        following = _cursor_of(records[PAGE_SIZE - 1])
+    else:
+        following = Cursor(*stopped) if stopped is not None else None
+    rows = [_row(store, r.stored, now, queues) for r in records[:PAGE_SIZE]]
     return ItemsPage(rows, following)
+
+
+def _row(
+    store: Store, data: Mapping[str, Any], now: datetime, queues: QueueStates
+) -> dict[str, Any]:
+    """A list's row; a sweep's parent with its progress (a few count queries while it runs)."""
+    row = item_row(item_summary(data, now, queues))
+    row["progress"] = progress(store, data)
+    return row
+
+
+def _unfiltered_page(
+    store: Store, queue: str, after: tuple[datetime, str] | None
+) -> tuple[list[ItemRecord], tuple[datetime, str] | None]:
+    """Up to `PAGE_SIZE + 1` of the queue's items behind `after`, newest first, without sweeps'
+    children; and, when it used up its `SKIP_QUERIES` first, the position it got to (the next
+    page starts there). Without children in the way, this is the one read it always was.
+
+    Firestore cannot select documents *without* a field, so children are skipped as they are
+    met: a child's batch shares one `enqueued_at` and its ids sort together, so the next read
+    starts behind the position of its sweep's child 0 at that time, past the whole batch."""
+    kept: list[ItemRecord] = []
+    position = after
+    size = PAGE_SIZE + 1
+    for _ in range(SKIP_QUERIES):
+        limit = min(PAGE_SIZE + 1 - len(kept), size)
+        chunk = store.recent_items(queue, (), limit, position)
+        kept += [record for record in chunk if record.sweep_of is None]
+        if len(chunk) < limit or len(kept) > PAGE_SIZE:
+            return kept, None
+        last = chunk[-1]
+        if last.enqueued_at is None:  # not in this query's order at all: nothing to go on from
+            return kept, None
+        if last.sweep_of is not None:
+            position = (last.enqueued_at, item_doc_id(queue, child_id(last.sweep_of, 0)))
+            size = SKIP_PROBE
+        else:
+            position = (last.enqueued_at, last.doc_id)
+            size = PAGE_SIZE + 1
+    return kept, position
+
+
+# -- sweeps and arrays -----------------------------------------------------------------------
+
+
+def progress(store: Store, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A sweep's or array's progress as its bar shows it, None for any other item.
+
+    Its children counted as `launchq status` counts them (`launchq_client.reads.sweep_progress`:
+    a count query per group while the parent runs, none once it ended, so a page of finished
+    sweeps polled every 2 s reads nothing more than a page of single items), `waiting` shown
+    with the `held` in it.
+
+    Plus what the page draws: `segments` (each group's share of `count`, left to right, with
+    its offset; children not recorded yet are the bar's empty rest), `legend` (the groups with
+    children, in words), `title` (what it is) and `label` (the whole bar in words, for screen
+    readers)."""
+    found = sweep_progress(store, data)
+    if found is None:
+        return None
+    counts = dict(found)
+    counts["waiting"] += counts["held"]
+    count = int(found["count"])
+    recorded = sum(counts[group] for group in _SEGMENTS)
+    total = max(count, recorded, 1)  # a bar of nothing is still a bar; never over 100 %
+    segments, offset = [], 0.0
+    for group in _SEGMENTS:
+        width = 100.0 * counts[group] / total
+        if width:
+            segments.append({"group": group, "x": round(offset, 3), "width": round(width, 3)})
+        offset += width
+    unrecorded = max(count - recorded, 0)
+    legend = [
+        {"group": group, "n": n, "text": _words(group, n, counts["held"])}
+        for group, n in [*((g, counts[g]) for g in _SEGMENTS), ("unrecorded", unrecorded)]
+        if n
+    ]
+    done_text = f"{found['done']} of {count} done"
+    words = ", ".join(str(entry["text"]) for entry in legend)
+    found = {**found, "waiting": counts["waiting"], "unrecorded": unrecorded}
+    return {
+        **found,
+        "segments": segments,
+        "legend": legend,
+        "title": _family_title(found),
+        "done_text": done_text,
+        "label": f"{done_text}: {words}" if words else done_text,
+    }
+
+
+def _words(group: str, n: int, held: int) -> str:
+    if group == "waiting" and held:
+        return f"{n} waiting ({held} held)"
+    return f"{n} {_WORDS[group]}"
+
+
+def _family_title(found: Mapping[str, Any]) -> str:
+    """`random sweep of 40, at most 4 at once`, `array of 10`."""
+    kind = str(found.get("kind") or "sweep")
+    method = found.get("method") if kind == "sweep" else None
+    title = f"{method} {kind}" if method else kind
+    title += f" of {found.get('count')}"
+    limit = found.get("max_parallel")
+    return f"{title}, at most {limit} at once" if isinstance(limit, int) else title
+
+
+def child_cursor(text: str, parent: str) -> str:
+    """The `children_after` of a parent's page: the id of one of its children (the last one
+    the previous page showed); BadCursor for anything else, before anything is read."""
+    if len(text) > _MAX_CURSOR or (parent_of(text) or ("", 0))[0] != parent:
+        raise BadCursor("the children page's position is not one of this sweep's children")
+    return text
+
+
+@dataclass(frozen=True)
+class ChildrenPage:
+    """A page of a parent's children, in child order (`<parent>~00001` first), as rows; `next`
+    is the id of its last child when another page follows."""
+
+    rows: list[dict[str, Any]]
+    next: str | None
+
+
+def children_page(
+    store: Store, queue: str, parent: str, after: str | None, now: datetime
+) -> ChildrenPage:
+    """The `PAGE_SIZE` children behind `after` (a child id; None: from the first), projected:
+    `PAGE_SIZE + 1` document reads on the (queue, sweep_of) index at any depth."""
+    records = store.children_of(queue, parent, (), PAGE_SIZE + 1, after, _CHILD_FIELDS)
+    queues = QueueStates(store)
+    rows = [item_row(item_summary(r.stored, now, queues)) for r in records[:PAGE_SIZE]]
+    following = records[PAGE_SIZE - 1].item_id if len(records) > PAGE_SIZE else None
+    return ChildrenPage(rows, following)

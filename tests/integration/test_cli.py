@@ -314,6 +314,7 @@ def test_ls_status_and_pending_read_what_the_dispatcher_recorded(
         "time_to_submit_s", "run_time_s", "attempts", "job_name", "job_id", "vertex_state",
         "reason", "error", "display_name", "submitted_by", "priority_name", "ran",
         "region", "placement", "gpu_hours", "cost_usd", "spot_saved_usd", "wandb_url",
+        "sweep_of", "children",
     }  # fmt: skip
     states = {r["item_id"]: r["state"] for r in rows}
     assert states == {

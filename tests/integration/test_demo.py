@@ -23,6 +23,7 @@ EXPECTED = {
     "demo-invalid": "REJECTED",
     "demo-source": "SUCCEEDED",
     "demo-wandb": "SUCCEEDED",
+    "demo-sweep": "SUCCEEDED",
     "demo-git-1": "SUCCEEDED",
     "demo-git-2": "SUCCEEDED",
 }
@@ -53,6 +54,8 @@ def test_make_demo_passes_and_prints_the_story() -> None:
     assert "✓ demo-source ran from source: w=3.00 b=2.00 after 300 epochs" in out
     assert "✓ demo-urgent (critical) was submitted" in out
     assert "✓ demo-wandb ran W&B run " in out
+    assert "✓ demo-sweep expanded into 12 children with 12 distinct parameter sets" in out
+    assert "12/12 done" in out
     assert "✓ demo-git-1 and demo-git-2 ran commit " in out
     assert "✓ demo-fail shows Vertex's error: The replica workerpool0-0 exited" in out
     assert "✓ demo-invalid was rejected: template_variables.epochs: 0 is below the minimum 1" in out

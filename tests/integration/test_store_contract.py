@@ -18,7 +18,7 @@ from google.cloud import firestore
 
 from launchq.errors import Conflict
 from launchq.model.budgets import Amount, Charge, Ledger, Rates
-from launchq.model.records import Claim, QueueBackoff
+from launchq.model.records import Claim, NewItem, QueueBackoff
 from launchq.model.states import ItemState
 from launchq.store import Store, TokenTaken, Transition
 from launchq.store.firestore import FirestoreStore
@@ -533,3 +533,64 @@ def test_racing_creates_make_one_item(store: Store, clock: Clock) -> None:
     for thread in threads:
         thread.join()
     assert sorted(made) == [False] * 7 + [True]
+
+
+# -- sweeps: children recorded with their parent's count, in one write ---------------------------
+
+
+def _parent(store: Store, clock: Clock, item_id: str = "p") -> Any:
+    clock.tick()
+    fields = {**FIELDS, "sweep": {"kind": "array", "count": 4}, "expanded": 0}
+    record = store.create_item("q", item_id, ItemState.SWEEP, fields, "accepted")
+    assert record is not None
+    return record
+
+
+def _kids(numbers: range, state: ItemState = Q) -> list[NewItem]:
+    return [
+        NewItem("q", f"p~{n:05d}", {**FIELDS, "sweep_of": "p"}, f"child {n}", state)
+        for n in numbers
+    ]
+
+
+def test_expand_creates_children_and_the_count_together_under_the_parents_version(
+    store: Store, clock: Clock
+) -> None:
+    parent = _parent(store, clock)
+    after = store.expand(parent, _kids(range(1, 3)), 2)
+    assert after.expanded == 2
+    assert store.get_item("q", "p").expanded == 2  # type: ignore[union-attr]
+    # The parent as first read is stale: nothing of this batch is written.
+    with pytest.raises(Conflict):
+        store.expand(parent, _kids(range(3, 5)), 4)
+    assert store.get_item("q", "p~00003") is None
+    # A child that exists fails the whole batch, count included.
+    with pytest.raises(Conflict):
+        store.expand(after, _kids(range(2, 4)), 3)
+    assert store.get_item("q", "p~00003") is None
+    assert store.get_item("q", "p").expanded == 2  # type: ignore[union-attr]
+    done = store.expand(after, _kids(range(3, 5), ItemState.HELD), 4)
+    assert done.expanded == 4
+    child = store.get_item("q", "p~00004")
+    assert child is not None
+    assert (child.state, child.sweep_of) == (ItemState.HELD, "p")
+
+
+def test_children_are_listed_in_child_order_paged_and_counted_by_state(
+    store: Store, clock: Clock
+) -> None:
+    parent = _parent(store, clock)
+    store.expand(parent, _kids(range(1, 5)), 4)
+    _create(store, clock, "other", sweep_of="another")  # another sweep's child
+    ids = [c.item_id for c in store.children_of("q", "p")]
+    assert ids == ["p~00001", "p~00002", "p~00003", "p~00004"]
+    assert [c.item_id for c in store.children_of("q", "p", limit=2, after="p~00002")] == [
+        "p~00003",
+        "p~00004",
+    ]
+    first = store.get_item("q", "p~00001")
+    assert first is not None
+    store.transition(first, Transition(ItemState.CANCELLED, "cancelled"))
+    assert store.count_children("q", "p", [Q]) == 3
+    assert store.count_children("q", "p", [ItemState.CANCELLED, ItemState.HELD]) == 1
+    assert [c.item_id for c in store.children_of("q", "p", [ItemState.CANCELLED])] == ["p~00001"]

@@ -8,7 +8,8 @@ by the dispatcher and the sweep) and shows CANCELLED.
 Then every state a user meets, on one stack, at desktop (1280 px) and phone (390 px) widths:
 items running, waiting for a slot, for a paused queue and for a Vertex quota (the stand-in's
 quota), failed with a long error, cancelled, building (the Cloud Build stand-in held in WORKING)
-and a source item. On every page: no 5xx, no browser console error, every waiting reason shown,
+a source item, and an array on a paused queue (its parent's progress bar, its children). On
+every page: no 5xx, no browser console error, every waiting reason shown,
 and at phone width no cell narrower than `MIN_CELL_PX`, no state word broken, no sideways
 scroll. Screenshots are saved under the test's tmp path; `make screenshots` (that is,
 LAUNCHQ_UI_SCREENSHOTS=docs/images) copies the busy ones into the docs.
@@ -282,6 +283,10 @@ return [...document.querySelectorAll("main .state")].filter((badge) => {
 }).map((badge) => badge.textContent);
 """
 _OVERFLOW = "return document.documentElement.scrollWidth - window.innerWidth"
+_BAR = """
+const box = document.querySelector("main svg.progress-bar").getBoundingClientRect();
+return {left: box.left, right: box.right, width: box.width, viewport: window.innerWidth};
+"""
 # Each shown chart's tick size in CSS px as drawn, and whether "now" lies inside its chart.
 _CHART_TICKS = """
 return [...document.querySelectorAll("svg.chart")].filter((svg) => svg.getClientRects().length)
@@ -327,6 +332,7 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
         "flaky": (2, "n1-standard-4", ""),
         "held": (2, "n1-standard-4", ""),
         "gpu": (2, "a2-highgpu-1g", _A100),
+        "swept": (2, "n1-standard-4", ""),
     }
     for name, (max_jobs, machine, accelerator) in queues.items():
         path = tmp_path / f"{name}.yaml"
@@ -336,6 +342,7 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
     for name in ("source", "built"):
         assert run("queue", "apply", str(EXAMPLES / "queues" / f"{name}.yaml"))[0] == 0
     assert run("queue", "pause", "held")[0] == 0
+    assert run("queue", "pause", "swept")[0] == 0  # its array stays as it is recorded
     admin.set_limits({QUOTA_METRIC: 0})  # every A100 job is refused for quota
     held_builds = requests.patch(build_config, json={"workingSeconds": 600}, timeout=10)
     assert held_builds.status_code == 200, held_builds.text
@@ -360,6 +367,7 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
         source = ("--source", str(EXAMPLES / "source-trainer"), "--module", "trainer.task")
         _enqueue("built", "image-build", *source)
         _enqueue("source", "from-source", *source, "--args", "--epochs 3")
+        _enqueue("swept", "arr", *_trainer(3, 0.0), "--array", "3", "--max-parallel", "1")
 
         until("dropped recorded", lambda: item("held", "dropped").get("state") == "QUEUED")
         assert run("cancel", "dropped", "-q", "held")[0] == 0
@@ -371,6 +379,7 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
         until("a100 refused", lambda: "quota" in str(item("gpu", "a100").get("reason")))
         until("building", lambda: item("built", "image-build").get("state") == "BUILDING")
         until("source ran", lambda: item("source", "from-source").get("state") == "SUCCEEDED")
+        until("array expanded", lambda: item("swept", "arr").get("expanded") == 3)
         quota = f"waiting: Vertex quota {QUOTA_METRIC} exhausted in us-central1"
 
         pages: list[tuple[str, list[str]]] = [
@@ -389,10 +398,20 @@ def test_dashboard_in_every_state_at_desktop_and_phone_width(
             ("/queues/gpu/items/a100", [quota]),
             ("/queues/built/items/image-build", ["BUILDING", "its image is being built"]),
             ("/queues/source/items/from-source", ["SUCCEEDED", "source trainer.task"]),
+            ("/queues/swept", ["SWEEP", "array of 3, at most 1 at once", "3 waiting (2 held)"]),
+            ("/queues/swept/items/arr", ["0 of 3 done", "arr~00003", "HELD", "queue paused"]),
+            ("/queues/swept/items/arr~00002", ["HELD", "arr (child #2)"]),
         ]
         for width, height in (DESKTOP, PHONE):
             for path, expected in pages:
                 _check_page(browser, dashboard, path, expected, (width, height))
+        # A sweep's progress bar keeps inside a phone's width, and is not squeezed to a sliver.
+        browser.set_window_size(*PHONE)
+        browser.get(dashboard + "/queues/swept")
+        bar = browser.execute_script(_BAR)
+        assert bar["left"] >= 0, bar
+        assert bar["right"] <= bar["viewport"], bar
+        assert bar["width"] >= 0.6 * bar["viewport"], bar
         # Against the local stack, the job links lead to what it serves, not Google's console.
         browser.set_window_size(*DESKTOP)
         browser.get(dashboard + "/queues/busy/items/long-run")

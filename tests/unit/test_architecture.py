@@ -305,6 +305,7 @@ def test_the_top_of_the_core_holds_only_the_runtime_units() -> None:
         "cohorts",
         "dispatch",
         "errors",
+        "expansion",
         "functions",
         "log",
         "queues",

@@ -107,13 +107,14 @@ def test_item_cannot_override_queue_env() -> None:
 def test_env_limit() -> None:
     env = {f"V{index}": "x" for index in range(100)}
     assert item_errors({"image_uri": "i", "env": env}) == [
-        "env: 1 variables from the queue plus 100 from the item and 3 from launchq; "
+        "env: 1 variables from the queue plus 100 from the item and 5 from launchq; "
         "Vertex allows 100"
     ]
-    # launchq's three count: 96 from the item is the most that fits beside one from the queue
-    fits = {f"V{index}": "x" for index in range(96)}
+    # launchq's five count (three for any item, two more for a sweep's child): 94 from the
+    # item is the most that fits beside one from the queue, as a single item or as a child
+    fits = {f"V{index}": "x" for index in range(94)}
     go({"image_uri": "i", "env": fits})
-    assert item_errors({"image_uri": "i", "env": {**fits, "V96": "x"}}) != []
+    assert item_errors({"image_uri": "i", "env": {**fits, "V94": "x"}}) != []
 
 
 def test_env_is_appended_after_queue_env() -> None:

@@ -137,6 +137,11 @@ class WaitReason(_Described):
         "borrowing",
         "its queue holds its share of the cohort's quota and may borrow no more (borrowing_limit)",
     )
+    # A child of a sweep or array (launchq.expansion): stored on a HELD child.
+    MAX_PARALLEL = (
+        "max_parallel",
+        "its sweep has max_parallel children waiting or running: it is released when one ends",
+    )
 
     @classmethod
     def of(cls, stored: str | None) -> WaitReason | None:

@@ -125,6 +125,12 @@ class ItemRecord:
     units: tuple[str, ...] = ()
     # Who the publisher said it is (`submitted_by.value`): unverified, a fairness aid only.
     submitter: str | None = None
+    # A sweep or array (launchq.spec.family): a child names its parent (`sweep_of`); the parent
+    # keeps what it expands into (`family`: kind, count, max_parallel ...) and how many of its
+    # children are recorded so far (`expanded`, written with them).
+    sweep_of: str | None = None
+    family: Mapping[str, Any] | None = None
+    expanded: int = 0
     # The document as stored, for display only (CLI `status`, events): logic reads the fields.
     stored: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -228,3 +234,5 @@ class Changes(TypedDict, total=False):
     parent: str
     project: str
     units: list[str]
+    # A sweep's parent when it ends: how many children ended how (launchq.expansion).
+    children: Mapping[str, int]

@@ -20,6 +20,8 @@ from launchq.errors import InvalidTransition
 class ItemState(StrEnum):
     """Where a queue item is. Stored in Firestore by value (the upper-case name)."""
 
+    SWEEP = "SWEEP"
+    HELD = "HELD"
     BUILDING = "BUILDING"
     QUEUED = "QUEUED"
     SUBMITTING = "SUBMITTING"
@@ -71,6 +73,12 @@ class StateInfo:
 # slot on purpose: releasing capacity for a job that may still run would break the quota the
 # queue promises.
 STATES: dict[ItemState, StateInfo] = {
+    # A sweep or array (launchq.spec.family) is a parent item and its children; the parent runs
+    # nothing itself and ends when every child has. A child beyond its sweep's max_parallel is
+    # HELD, outside the queue's waiting set (so it cannot block anybody's items), until a place
+    # among the sweep's max_parallel is free.
+    ItemState.SWEEP: StateInfo(False, False, False, "a sweep or array: its children run"),
+    ItemState.HELD: StateInfo(False, False, False, "waits for its sweep's max_parallel"),
     ItemState.BUILDING: StateInfo(False, False, False, "its image is being built from source"),
     ItemState.QUEUED: StateInfo(False, False, False, "accepted, waiting for a slot"),
     ItemState.SUBMITTING: StateInfo(False, True, False, "claimed; CreateCustomJob in progress"),
@@ -115,6 +123,10 @@ _VERTEX_DRIVEN = frozenset(
 # through a retry (a new attempt, a new CustomJob, on the same item), recorded in the same write
 # as the end itself (launchq.store.Transition.via).
 TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
+    # A parent ends when its last child does: SUCCEEDED when all succeeded, CANCELLED when it
+    # was cancelled, FAILED otherwise (launchq.expansion).
+    ItemState.SWEEP: frozenset({ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED}),
+    ItemState.HELD: frozenset({ItemState.QUEUED, ItemState.CANCELLED}),
     # An item whose image is built from source is created BUILDING and holds no slot: a build
     # can take many minutes, and capacity is for running jobs. Built -> QUEUED (admitted as
     # usual); the build failed -> FAILED (`build_failed`, never retried: the same source

@@ -10,7 +10,7 @@ therefore asks `current_wait`, the one rule, with the queue as read now (`QueueS
 
 The rule, first match wins:
 
-1. BUILDING: its image is being built from its source.
+1. BUILDING: its image is being built from its source (HELD: its sweep's max_parallel).
 2. the queue is paused: nothing starts until it is resumed.
 3. the item's own retry backoff (`not_before`) is running: it waits for that, whatever else.
 4. the queue backs off after a Vertex quota refusal: until the backoff ends.
@@ -37,7 +37,7 @@ from launchq.model.records import ItemRecord, QueueBackoff
 from launchq.model.states import ItemState
 from launchq.model.submitters import submitter_of
 
-WAITING_STATES = frozenset({ItemState.QUEUED, ItemState.BUILDING})
+WAITING_STATES = frozenset({ItemState.QUEUED, ItemState.BUILDING, ItemState.HELD})
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def current_wait(item: ItemRecord, queue: QueueState | None, now: datetime) -> W
     """
     if item.state is ItemState.BUILDING:
         return Waiting(WaitReason.BUILDING, WaitReason.BUILDING.text)
+    if item.state is ItemState.HELD:
+        return Waiting(WaitReason.MAX_PARALLEL, WaitReason.MAX_PARALLEL.text)
     if item.state is not ItemState.QUEUED:
         return None
     stored = WaitReason.of(item.reason)

@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from launchq.spec import sanitize
 from launchq.spec.config import QueueConfig
 from launchq.spec.fields import ITEM_ID_PATTERN, ItemId, Priority, canonical_hash
+from launchq.spec.sweeps import MAX_CHILDREN, parse_sweep
 from launchq.spec.templates import Scalar
 from launchq.spec.validation import Issue, ItemError, issues_from_pydantic
 from launchq.spec.wandb import ItemWandb
 
 __all__ = [
     "ITEM_ID_PATTERN",
+    "ItemArray",
     "ItemSource",
     "QueueItem",
     "canonical_hash",
@@ -123,6 +125,19 @@ class ItemSource(BaseModel):
         return self.uri.removeprefix("gs://").split("/", 1)[1]
 
 
+class ItemArray(BaseModel):
+    """A job array: `count` children of the same item, told apart by LAUNCHQ_ARRAY_INDEX."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    count: Annotated[int, Field(ge=1, le=MAX_CHILDREN)] = Field(
+        description=f"How many children (1-{MAX_CHILDREN:,}); child n gets LAUNCHQ_ARRAY_INDEX=n-1."
+    )
+    max_parallel: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="At most this many children hold slots at once."
+    )
+
+
 class QueueItem(BaseModel):
     """A request to run one job on a queue. Unknown fields are rejected, not ignored."""
 
@@ -162,6 +177,15 @@ class QueueItem(BaseModel):
         description="The W&B run's project, entity, name, run config and sweep, as the queue's "
         "wandb.item_may_set allows (docs/wandb.md).",
     )
+    sweep: dict[str, Any] | None = Field(
+        default=None,
+        description="A W&B sweep config (method grid or random, parameters, run_cap) plus "
+        "launchq's max_parallel, seed and parameters_to: the item expands into one child per "
+        "run (docs/sweeps.md).",
+    )
+    array: ItemArray | None = Field(
+        default=None, description="A job array: count children of this item (docs/sweeps.md)."
+    )
 
     def priority_rank(self, config: QueueConfig) -> int:
         """The rank to sort by (ascending, 0 = most urgent): the item's, else the queue's."""
@@ -190,9 +214,25 @@ def parse_item(raw: str | bytes | dict[str, Any]) -> QueueItem:
         item = QueueItem.model_validate(data)
     except ValidationError as exc:
         issues += issues_from_pydantic(exc, QueueItem)
+    else:
+        issues += _family_issues(item)
     if issues:
         raise ItemError(issues)
     return item
+
+
+def _family_issues(item: QueueItem) -> list[Issue]:
+    """What is wrong with the item's sweep or array on its own (its children are checked
+    against the queue by the dispatcher)."""
+    if item.sweep is not None and item.array is not None:
+        return [Issue("array", "an item is a sweep or an array, not both")]
+    if item.sweep is None:
+        return []
+    try:
+        parse_sweep(item.sweep)
+    except ItemError as exc:
+        return list(exc.issues)
+    return []
 
 
 def storage_issues(data: dict[str, Any]) -> list[Issue]:
@@ -213,11 +253,13 @@ def payload_hash(item: QueueItem) -> str:
     message reusing an item id with another hash is a conflict, not a redelivery, and
     `launchq enqueue` computes the same hash to refuse such a reuse before publishing.
     """
-    # An item without `source` hashes as it did before the field existed, so a redelivery
-    # across an upgrade is still recognised as the same item.
-    return canonical_hash(
-        item.model_dump(mode="json", exclude={"source"} if item.source is None else None)
-    )
+    # An item without `source` (or `sweep`, `array`) hashes as it did before the field
+    # existed, so a redelivery across an upgrade is still recognised as the same item.
+    absent = {name for name in _LATER_FIELDS if getattr(item, name) is None}
+    return canonical_hash(item.model_dump(mode="json", exclude=absent or None))
+
+
+_LATER_FIELDS = ("source", "sweep", "array")
 
 
 def item_hash(payload: Mapping[str, Any], queue: str, item_id: str) -> str:

@@ -56,8 +56,12 @@ GCS_MOUNT = "/gcs"
 ATTEMPT_ENV = "LAUNCHQ_ATTEMPT"
 CHECKPOINT_ENV = "LAUNCHQ_CHECKPOINT_DIR"
 PLACEMENT_ENV = "LAUNCHQ_PLACEMENT"
+# A sweep's or an array's child (launchq.spec.family): its index (0-based) and its parent's id.
+ARRAY_INDEX_ENV = "LAUNCHQ_ARRAY_INDEX"
+SWEEP_ENV = "LAUNCHQ_SWEEP"
 CHECKPOINT_PATH = "launchq/checkpoints"
-LAUNCHQ_ENV_COUNT = 3
+# Room kept for what launchq sets: attempt, checkpoint dir, placement, a child's sweep and index.
+LAUNCHQ_ENV_COUNT = 5
 _ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -74,6 +78,9 @@ class RenderContext:
     queue: str
     project: str | None = None
     region: str | None = None
+    # A child of a sweep or array: its parent's item id and its index (0-based).
+    sweep: str | None = None
+    array_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,10 @@ def render(
         if item.source is not None and config.source is not None and config.builder is None
         else target_pools(config.spec)
     )
-    body = with_launchq_env(body, {ATTEMPT_ENV: "1", CHECKPOINT_ENV: checkpoint}, code_pools)
+    ours = {ATTEMPT_ENV: "1", CHECKPOINT_ENV: checkpoint}
+    if context.sweep is not None:
+        ours |= {SWEEP_ENV: context.sweep, ARRAY_INDEX_ENV: str(context.array_index)}
+    body = with_launchq_env(body, ours, code_pools)
     _check_queue_env(body)
     if config.wandb is not None:
         body = _as_run(body, config.wandb, item, queue, context.item_id, code_pools)

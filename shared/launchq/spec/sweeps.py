@@ -78,6 +78,11 @@ REFUSED_METHODS = {
 # plots, the program a W&B agent would run).
 IGNORED_KEYS = frozenset({"name", "description", "metric", "program", "command", "project",
                           "entity", "controller"})  # fmt: skip
+# launchq's own keys beside W&B's (docs/sweeps.md): how many children hold slots at once, the
+# random sweep's seed, and where each child's parameters go.
+PARAMETERS_TO = ("args", "template_variables", "run_config")
+LAUNCHQ_KEYS = frozenset({"max_parallel", "seed", "parameters_to"})
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ class Sweep:
     params: tuple[Param, ...]
     count: int
     seed: int
+    max_parallel: int | None = None
+    parameters_to: str = "args"
 
     def child(self, number: int) -> dict[str, Any]:
         """The parameters of child `number` (1-based), as W&B's nested run config."""
@@ -184,7 +191,10 @@ class Sweep:
 
 
 def parse_sweep(config: object, seed: int = 0, path: str = "sweep") -> Sweep:
-    """Validate a W&B sweep config; raises ItemError with every problem and its path."""
+    """Validate a W&B sweep config; raises ItemError with every problem and its path.
+
+    `seed` is the random sweep's seed when the config sets none (the dispatcher passes one
+    derived from the item, so a redelivery draws the same children)."""
     issues: list[Issue] = []
     if not isinstance(config, Mapping):
         raise ItemError([Issue(path, "a sweep is a mapping with method and parameters")])
@@ -198,7 +208,7 @@ def parse_sweep(config: object, seed: int = 0, path: str = "sweep") -> Sweep:
     if "early_terminate" in config:
         issues.append(Issue(f"{path}.early_terminate", "stopping runs early needs their metrics "
                             "while they run, which launchq does not read"))  # fmt: skip
-    known = IGNORED_KEYS | {"method", "parameters", "run_cap", "early_terminate"}
+    known = IGNORED_KEYS | LAUNCHQ_KEYS | {"method", "parameters", "run_cap", "early_terminate"}
     for key in config:
         if key not in known:
             near = difflib.get_close_matches(str(key), sorted(known), 1)
@@ -215,6 +225,8 @@ def parse_sweep(config: object, seed: int = 0, path: str = "sweep") -> Sweep:
         issues.append(Issue(f"{path}.run_cap", f"a whole number from 1 to {MAX_CHILDREN}"))
         run_cap = None
     params.sort(key=lambda p: p.path)
+    ours, max_parallel, given_seed, parameters_to = _launchq_keys(config, params, path)
+    issues += ours
     count = 0
     if method == "grid" and not issues:
         for param in params:
@@ -237,7 +249,37 @@ def parse_sweep(config: object, seed: int = 0, path: str = "sweep") -> Sweep:
         count = run_cap or 0
     if issues:
         raise ItemError(issues)
-    return Sweep(str(method), tuple(params), count, seed)
+    return Sweep(
+        str(method),
+        tuple(params),
+        count,
+        seed if given_seed is None else given_seed,
+        max_parallel,
+        str(parameters_to),
+    )
+
+
+def _launchq_keys(
+    config: Mapping[str, Any], params: list[Param], path: str
+) -> tuple[list[Issue], Any, Any, Any]:
+    """launchq's keys beside W&B's: their problems, max_parallel, seed and parameters_to."""
+    issues: list[Issue] = []
+    max_parallel = config.get("max_parallel")
+    if max_parallel is not None and (not _ints(max_parallel) or not max_parallel >= 1):
+        issues.append(Issue(f"{path}.max_parallel", "a whole number, 1 or more"))
+    given_seed = config.get("seed")
+    if given_seed is not None and (not _ints(given_seed) or not 0 <= given_seed <= MAX_SEED):
+        issues.append(Issue(f"{path}.seed", f"a whole number from 0 to {MAX_SEED}"))
+    parameters_to = config.get("parameters_to", "args")
+    if parameters_to not in PARAMETERS_TO:
+        issues.append(Issue(f"{path}.parameters_to", f"one of {', '.join(PARAMETERS_TO)}"))
+    elif parameters_to == "template_variables":
+        issues += [
+            Issue(f"{path}.parameters.{param.path[0]}", "nested parameters cannot be template "
+                  "variables (a variable has one name): use parameters_to run_config")
+            for param in params if len(param.path) > 1
+        ][:1]  # fmt: skip
+    return issues, max_parallel, given_seed, parameters_to
 
 
 def _collect(raw: Mapping[str, Any], prefix: tuple[str, ...], where: str,

@@ -116,6 +116,9 @@ def from_document(data: Mapping[str, Any], version: Any) -> ItemRecord:
         failed_placements=tuple(int(i) for i in data.get("failed_placements") or ()),
         units=tuple(str(u) for u in data.get("units") or ()),
         submitter=data.get("submitter") or _submitter(data.get("submitted_by")),
+        sweep_of=data.get("sweep_of"),
+        family=data.get("sweep"),
+        expanded=int(data.get("expanded") or 0),
         stored=data,
     )
 

@@ -12,7 +12,15 @@ from google.cloud import firestore
 
 from launchq.errors import Conflict
 from launchq.model.budgets import Charge, Ledger
-from launchq.model.records import Changes, Claim, ItemRecord, Slot, admission_order, item_doc_id
+from launchq.model.records import (
+    Changes,
+    Claim,
+    ItemRecord,
+    NewItem,
+    Slot,
+    admission_order,
+    item_doc_id,
+)
 from launchq.model.states import SLOT_STATES, ItemState
 from launchq.store.base import (
     BUDGETS,
@@ -235,6 +243,74 @@ class FirestoreItems(FirestoreBase):
             .where(filter=firestore.FieldFilter("state", "in", [s.value for s in SLOT_STATES]))
         )
         return count(query)
+
+    def children_of(
+        self,
+        queue: str,
+        parent: str,
+        states: Sequence[ItemState] = (),
+        limit: int = 500,
+        after: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> list[ItemRecord]:
+        """A sweep's children (`sweep_of == parent`), in child order (their ids), optionally
+        only in `states`; `after` is the last child id of the previous page."""
+        query: Any = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("queue", "==", queue))
+            .where(filter=firestore.FieldFilter("sweep_of", "==", parent))
+        )
+        if states:
+            values = [s.value for s in states]
+            query = query.where(filter=firestore.FieldFilter("state", "in", values))
+        query = query.order_by(_DOCUMENT_ID)
+        if after is not None:
+            query = query.start_after({_DOCUMENT_ID: self.item_ref(queue, after)})
+        if fields is not None:
+            query = query.select(projection(fields))
+        return [_record(snap) for snap in query.limit(limit).stream()]
+
+    def count_children(self, queue: str, parent: str, states: Sequence[ItemState]) -> int:
+        """How many of a sweep's children are in `states`: one aggregation on the
+        (queue, sweep_of, state) index."""
+        query = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("queue", "==", queue))
+            .where(filter=firestore.FieldFilter("sweep_of", "==", parent))
+            .where(filter=firestore.FieldFilter("state", "in", [s.value for s in states]))
+        )
+        return count(query)
+
+    def expand(self, parent: ItemRecord, children: Sequence[NewItem], expanded: int) -> ItemRecord:
+        """Create `children` and set the parent's `expanded` in one atomic write, conditioned
+        on the parent being unchanged since it was read; Conflict (nothing written) when it
+        changed or a child exists. So a child is created once, with the count that says so."""
+        now = self.clock()
+        batch = self.db.batch()
+        for child in children:
+            document = new_item_document(
+                child.queue,
+                child.item_id,
+                child.state,
+                child.fields,
+                child.cause,
+                now,
+                None,
+                None,
+                "",
+            )
+            batch.create(self.item_ref(child.queue, child.item_id), document)
+        update = {"expanded": expanded, "updated_at": now}
+        batch.update(
+            self.item_ref(parent.queue, parent.item_id),
+            update,
+            option=self._unchanged(parent.version),
+        )
+        try:
+            results = list(batch.commit())
+        except (gexc.AlreadyExists, *CONFLICTS) as exc:
+            raise Conflict(str(exc)) from exc
+        return from_document({**parent.stored, **update}, results[-1].update_time)
 
     # -- compare-and-swap -----------------------------------------------------------------
 

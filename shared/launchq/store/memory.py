@@ -33,6 +33,7 @@ from launchq.model.records import (
     Changes,
     Claim,
     ItemRecord,
+    NewItem,
     QueueBackoff,
     Slot,
     admission_order,
@@ -323,6 +324,58 @@ class MemoryStore:
     def count_holding_slots(self, queue: str) -> int:
         holding = {s.value for s in SLOT_STATES}
         return len(self._items(lambda d: d.get("queue") == queue and d.get("state") in holding))
+
+    def children_of(
+        self,
+        queue: str,
+        parent: str,
+        states: Sequence[ItemState] = (),
+        limit: int = 500,
+        after: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> list[ItemRecord]:
+        values = {s.value for s in states}
+        start = item_doc_id(queue, after) if after is not None else ""
+        found = self._items(
+            lambda d: (
+                d.get("queue") == queue
+                and d.get("sweep_of") == parent
+                and (not values or d.get("state") in values)
+            )
+        )
+        return [from_document(d, v) for doc_id, d, v in found if doc_id > start][:limit]
+
+    def count_children(self, queue: str, parent: str, states: Sequence[ItemState]) -> int:
+        return len(self.children_of(queue, parent, states, limit=10**9))
+
+    def expand(self, parent: ItemRecord, children: Sequence[NewItem], expanded: int) -> ItemRecord:
+        now = self.clock()
+        writes = [
+            Write(
+                "create",
+                self._item_path(child.queue, child.item_id),
+                new_item_document(
+                    child.queue,
+                    child.item_id,
+                    child.state,
+                    child.fields,
+                    child.cause,
+                    now,
+                    None,
+                    None,
+                    "",
+                ),
+            )
+            for child in children
+        ]
+        update = {"expanded": expanded, "updated_at": now}
+        path = self._item_path(parent.queue, parent.item_id)
+        writes.append(Write("update", path, update, parent.version, True))
+        try:
+            version = self._commit(writes)
+        except _AlreadyExists as exc:
+            raise Conflict(f"{exc.path} exists") from exc
+        return from_document({**parent.stored, **update}, version)
 
     def transition(
         self,

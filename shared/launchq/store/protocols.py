@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from launchq.model.budgets import Charge, Ledger
-from launchq.model.records import Changes, Claim, ItemRecord, QueueBackoff, Slot
+from launchq.model.records import Changes, Claim, ItemRecord, NewItem, QueueBackoff, Slot
 from launchq.model.states import ItemState
 from launchq.store.base import Clock, FieldKey, StoredDocument, Transition
 
@@ -93,6 +93,22 @@ class ItemStore(Protocol):
     def count_holding_slots(self, queue: str) -> int: ...
 
     def count_submitter_holding(self, queue: str, submitter: str) -> int: ...
+
+    def children_of(
+        self,
+        queue: str,
+        parent: str,
+        states: Sequence[ItemState] = (),
+        limit: int = 500,
+        after: str | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> list[ItemRecord]: ...
+
+    def count_children(self, queue: str, parent: str, states: Sequence[ItemState]) -> int: ...
+
+    def expand(
+        self, parent: ItemRecord, children: Sequence[NewItem], expanded: int
+    ) -> ItemRecord: ...
 
 
 class QueueStore(Protocol):

@@ -4,7 +4,10 @@
 "use strict";
 
 const POLL_MS = 2000;
-const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"]);
+const TERMINAL = new Set([
+  "SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED",
+]);
+const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -26,6 +29,27 @@ function duration(s) {
 
 function stateBadge(state) {
   return el("span", { class: "state s-" + state }, state || "-");
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+// A sweep's progress (views.progress) as templates/sweep.html draws it: keep the two in step.
+function progressBar(p) {
+  const bar = svgEl("svg", { class: "progress-bar", viewBox: "0 0 100 4",
+    preserveAspectRatio: "none", role: "img", "aria-label": p.label });
+  const title = svgEl("title", {});
+  title.textContent = p.label;
+  bar.append(title);
+  for (const s of p.segments) {
+    bar.append(svgEl("rect", { class: "seg-" + s.group, x: s.x, y: 0, width: s.width, height: 4 }));
+  }
+  const text = el("span", { class: "progress-text" }, el("strong", {}, p.done_text));
+  for (const g of p.legend) text.append(" ", el("span", { class: "key key-" + g.group }, g.text));
+  return el("div", { class: "progress" }, el("span", { class: "progress-title" }, p.title), bar, text);
 }
 
 async function poll(url, apply, status) {
@@ -50,11 +74,16 @@ function itemsPage() {
     const rows = data.items.map((row) => {
       const link = el("a", { class: "id", href: base + "/items/" + encodeURIComponent(row.item_id) }, row.item_id);
       const run = row.display_name ? [el("span", { class: "name" }, row.display_name), " ", link] : [link];
+      if (row.sweep_of) {  // a sweep's child (listed under a state filter or a search)
+        const parent = el("a", { href: base + "/items/" + encodeURIComponent(row.sweep_of) }, row.sweep_of);
+        run.push(" ", el("span", { class: "of" }, "#" + row.child_number + " of ", parent));
+      }
       const cell = (cls, label, text) => el("td", cls ? { class: cls, "data-label": label } : { "data-label": label }, text);
       return el("tr", { "data-item": row.item_id },
         el("th", { scope: "row", class: "run" }, ...run),
         el("td", { "data-label": "state" }, stateBadge(row.state)),
-        cell("why wide", "why / error", row.error || row.reason || ""),
+        row.progress ? cell("why wide", "progress", progressBar(row.progress))
+          : cell("why wide", "why / error", row.error || row.reason || ""),
         cell("ran wide", "what ran", row.ran || "-"),
         cell("by", "by", row.submitted_by || "-"),
         cell("", "priority", row.priority_name),
@@ -64,6 +93,8 @@ function itemsPage() {
         cell("num opt", "attempts", String(row.attempts)));
     });
     if (!rows.length) rows.push(el("tr", { class: "none" }, el("td", { colspan: "10" },
+      !(data.state || data.q) && data.more ?
+        "Only sweeps' children here (each sweep's page lists them); Older goes further back." :
       !(data.state || data.q) ? "No items." :
         data.q && data.more ? "No items match here; Older searches further back." :
           "No items match.")));
@@ -119,10 +150,14 @@ function itemPage() {
       document.getElementById("error").textContent = d.error_detail.message + extra.join("");
       document.getElementById("error-section").hidden = false;
     }
+    if (d.progress) sweepParts(d, root.dataset.base);
+    // A sweep's page has no log: its children have theirs.
     const unavailable = document.getElementById("log-unavailable");
-    unavailable.hidden = !d.log_unavailable || d.log.length > 0;
-    unavailable.textContent = d.log_unavailable || "";
-    if (follow.checked) {
+    if (unavailable) {
+      unavailable.hidden = !d.log_unavailable || d.log.length > 0;
+      unavailable.textContent = d.log_unavailable || "";
+    }
+    if (log && follow && follow.checked) {
       const lines = d.log.map((l) => el("span",
         { class: ["ERROR", "CRITICAL", "ALERT", "EMERGENCY"].includes(l.severity) ? "err" : "" },
         `${l.timestamp.slice(11, 23)} ${l.replica} ${l.message}\n`));
@@ -138,6 +173,30 @@ function itemPage() {
     }
     return true;
   }, null);
+}
+
+// A sweep's page: its progress and its page of children (item.html draws the same).
+function sweepParts(d, base) {
+  const progress = document.getElementById("progress");
+  if (progress) progress.replaceChildren(progressBar(d.progress));
+  const body = document.getElementById("child-rows");
+  if (!body || !d.child_page) return;
+  const rows = d.child_page.rows.map((c) => el("tr", { "data-item": c.item_id },
+    el("th", { scope: "row", class: "run" },
+      el("a", { class: "id", href: base + "/items/" + encodeURIComponent(c.item_id) }, c.item_id)),
+    el("td", { "data-label": "state" }, stateBadge(c.state)),
+    el("td", { class: "why wide", "data-label": "why / error" }, c.error || c.reason || ""),
+    el("td", { "data-label": "job" }, el("span", { class: "mono" }, c.job_id || "-")),
+    el("td", { class: "num", "data-label": "run time" }, duration(c.run_time_s)),
+    el("td", { class: "num opt", "data-label": "attempts" }, String(c.attempts))));
+  if (!rows.length) rows.push(el("tr", { class: "none" },
+    el("td", { colspan: "6" }, "No children recorded yet.")));
+  body.replaceChildren(...rows);
+  const next = document.getElementById("children-next");
+  if (next) {
+    if (d.child_page.next_url) next.setAttribute("href", d.child_page.next_url);
+    next.hidden = !d.child_page.next_url;
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
