@@ -27,8 +27,10 @@ from bench import (
     overhead,
     publish_latency,
     sweep_scaling,
+    sweeps,
 )
 from bench.common import ROOT, Stack, load_average, local_stack, machine
+from launchq.spec.sweeps import MAX_CHILDREN
 
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "performance.md"
@@ -45,6 +47,13 @@ FULL: dict[str, dict[str, Any]] = {
     "ladder": {"items": 50, "burst_items": 500, "run_s": 2.0},
     "fairshare": {"items": 16, "seeds": 10, "probe_seeds": 2, "delay": 8.0},
     "budgets": {"items": 30, "fit": 10, "seeds": 3},
+    "sweeps": {
+        "children": 1000,
+        "repeats": 3,
+        "batches": [50, 100, 200, 400],
+        "largest_children": 10_000,
+        "validate_children": 10_000,
+    },
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "cold_start": {"runs": 1, "profile": False},
@@ -57,6 +66,14 @@ SMOKE: dict[str, dict[str, Any]] = {
     "ladder": {"items": 6, "burst_items": 24, "run_s": 0.5},
     "fairshare": {"items": 4, "seeds": 1, "probe_seeds": 1, "delay": 1.0, "run_s": [0.5, 1.0]},
     "budgets": {"items": 8, "fit": 3, "seeds": 1},
+    "sweeps": {
+        "children": 20,
+        "repeats": 1,
+        "batches": [],
+        "largest_children": 30,
+        "largest_expand_seconds": 0.0,  # the delivery records none: the sweep does it all
+        "validate_children": 50,
+    },
 }
 
 
@@ -75,6 +92,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "ladder": ladder.measure,
     "fairshare": fairshare.measure,
     "budgets": budgets.measure,
+    "sweeps": sweeps.measure,
 }
 
 
@@ -386,12 +404,134 @@ def table(results: dict[str, Any]) -> str:
                 ),
             )
         )
+    if sw := results.get("sweeps"):
+        rows += _sweeps_rows(sw)
     lines = [
         "| measurement | what | result | goal | |",
         "|---|---|---|---|---|",
         *("| " + " | ".join(r) + " |" for r in rows),
     ]
     return "\n".join(lines)
+
+
+def _sweeps_rows(sw: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    met = sw.get("met", {})
+    if rec := sw.get("record"):
+        m = rec["median"]
+        rows.append(
+            (
+                "10 sweeps",
+                f"a {rec['children']:,}-run grid from one delivery, paused queue (recording "
+                f"alone), batches of {rec['batch']}, median of {len(rec['runs'])}",
+                f"last child recorded after **{m['to_last_child_s']:.2f} s**: validation "
+                f"{m['validate_s']:.2f} s, rendering {m['render_children_s']:.2f} s, commits "
+                f"{m['commit_batches_s']:.2f} s ({m['commit_ms_per_batch']:.0f} ms a batch); "
+                f"{rec['writes_per_child']:g} Firestore writes per child "
+                f"({m['children_per_s_expanding']:.0f} children/s)",
+                "< 10 s" if rec["children"] >= 1000 else "",
+                _fmt_met(met.get("record_10s")),
+            )
+        )
+        if by := sw.get("record_by_batch"):
+            rows.append(
+                (
+                    "",
+                    "the same with BATCH = " + " / ".join(by),
+                    " / ".join(f"{v['to_last_child_s']:.2f}" for v in by.values()) + " s",
+                    "",
+                    "",
+                )
+            )
+    if adm := sw.get("admitted"):
+        rows.append(
+            (
+                "",
+                "the same on an unlimited queue (creation budget off), then sweeps",
+                f"all {adm['children_found']:,} SUBMITTED after {adm['to_all_submitted_s']:.1f} "
+                f"s ({adm['submitted_by_dispatcher']} by the delivery, the rest by "
+                f"{adm['sweeps']['passes']} sweep pass(es)); {adm['writes_per_child']:g} "
+                "writes per child",
+                "",
+                "",
+            )
+        )
+    once = [sw[k] for k in ("duplicates", "crash_redelivered", "crash_sweep") if k in sw]
+    if once:
+        rows.append(
+            (
+                "",
+                f"{sw.get('duplicates', {}).get('deliveries', 3)} deliveries at once; a crash "
+                "after half the batches, then a redelivery / the sweep alone",
+                "children missing / extra: "
+                + ", ".join(f"{r['children_missing']}/{r['children_extra']}" for r in once)
+                + "; duplicate jobs / children without a job: "
+                + ", ".join(f"{r['duplicate_jobs']}/{r['children_without_a_job']}" for r in once),
+                "0/0",
+                _fmt_met(met.get("exactly_once")),
+            )
+        )
+    if can := sw.get("cancel"):
+        off = sw.get("cancel_no_events")
+        before = ", ".join(f"{n} {state}" for state, n in sorted(can["before"].items()))
+        rows.append(
+            (
+                "",
+                f"cancel a {can['children']:,}-child sweep ({before})",
+                (
+                    f"none QUEUED or HELD after **{can['to_none_waiting_s']:.2f} s**"
+                    if can["to_none_waiting_s"] is not None
+                    else f"**{can['queued_or_held_after']} still QUEUED or HELD**"
+                )
+                + (
+                    f" ({off['to_none_waiting_s']:.2f} s with events off)"
+                    if off and off["to_none_waiting_s"] is not None
+                    else ""
+                )
+                + f"; parent {can['parent_state']} after "
+                f"{can['to_parent_cancelled']['passes']} sweep pass(es)",
+                "",
+                _fmt_met(met.get("cancel_none_waiting")),
+            )
+        )
+    if big := sw.get("largest"):
+        cap = " (the cap)" if big["children"] == MAX_CHILDREN else ""
+        recorded = big["recorded_by_the_delivery"]
+        rows.append(
+            (
+                "",
+                f"{big['children']:,} children{cap} in one delivery, deadline "
+                f"{big['expand_seconds']:g} s",
+                f"{recorded:,} recorded by the delivery"
+                + (
+                    f", the last after {big['to_last_child_s']:.1f} s (validation "
+                    f"{big['validate_s']:.1f} s, {big['children_per_s_expanding']:.0f} "
+                    "children/s)"
+                    if recorded
+                    else ""
+                )
+                + (
+                    f"; the sweep recorded the other {big['children'] - recorded:,} in "
+                    f"{big['sweeps_to_finish']['passes']} pass(es)"
+                    if recorded < big["children"]
+                    else ""
+                ),
+                "",
+                "",
+            )
+        )
+    if val := sw.get("validate"):
+        rows.append(
+            (
+                "",
+                f"validating {val['children']:,} children in-process (no I/O)",
+                f"{val['dispatcher_checks_s']:.2f} s ({val['prepare_ms_per_child']:.2f} ms "
+                "a child to prepare)",
+                "",
+                "",
+            )
+        )
+    return rows
 
 
 def machine_block(info: dict[str, Any], results: dict[str, Any]) -> str:

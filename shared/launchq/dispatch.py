@@ -92,7 +92,7 @@ class DispatchOutcome(StrEnum):
 
 
 # How long one delivery checks and records a sweep's children before leaving the rest to the
-# sweep (`LAUNCHQ_EXPAND_SECONDS`; docs/sweeps.md has the measured rate).
+# sweep (`LAUNCHQ_EXPAND_SECONDS`; docs/performance.md, "Sweeps", has the measured rate).
 EXPAND_SECONDS = 30.0
 MAX_ERRORS = 100  # issues stored per rejected item (the first is also the error's message)
 

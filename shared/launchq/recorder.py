@@ -53,6 +53,25 @@ class Recorder:
             if events:
                 self.events.publish_many(events)
 
+    def current_batch(self) -> list[dict[str, Any]] | None:
+        """This thread's open event batch, for worker threads to join (`joining`)."""
+        events: list[dict[str, Any]] | None = getattr(self._local, "events", None)
+        return events
+
+    @contextlib.contextmanager
+    def joining(self, events: list[dict[str, Any]] | None) -> Iterator[None]:
+        """Run a worker thread's writes with their events in another thread's batch (`events`,
+        from `current_batch`): one publish for the invocation, not one per worker write.
+        The batch's owner publishes; list appends are atomic, so workers may share it."""
+        if events is None or getattr(self._local, "events", None) is not None:
+            yield
+            return
+        self._local.events = events
+        try:
+            yield
+        finally:
+            self._local.events = None
+
     def create(self, new: NewItem, admit: Admit | None = None) -> ItemRecord | None:
         """Record a new item; None if it exists already (nothing is logged or published then).
 

@@ -86,6 +86,31 @@ def test_every_benchmark_runs_once_at_a_tiny_size(stack: Stack) -> None:
     assert burst["ledger_writes"] == 2 * burst["jobs_started"]
     assert "9 budget" in run.table(results)
 
+    sw = results["sweeps"]
+    children = run.SMOKE["sweeps"]["children"]
+    [first] = sw["record"]["runs"]
+    assert first["expanded"] == first["children_recorded"] == children
+    assert first["child_states"] == {"QUEUED": children}  # a paused queue: recorded, not admitted
+    # One write per child, one parent update per batch, one parent create: counted on the wire.
+    assert first["writes_per_child"] == first["writes_per_child_from_batches"]
+    assert 0 < first["validate_s"] < first["to_last_child_s"] <= first["handle_s"]
+    for part in ("admitted", "duplicates", "crash_redelivered", "crash_sweep"):
+        once = sw[part]
+        assert once["children_found"] == once["jobs"] == children, part
+        assert once["children_missing"] == once["children_extra"] == 0, part
+        assert once["duplicate_jobs"] == once["children_without_a_job"] == 0, part
+    assert sw["duplicates"]["children_committed"] == children
+    assert 0 < sw["crash_sweep"]["expanded_at_crash"] < children  # it died mid-expansion
+    cancelled = sw["cancel"]
+    assert cancelled["queued_or_held_after"] == 0
+    assert cancelled["parent_state"] == "CANCELLED"
+    assert sw["largest"]["recorded_by_the_delivery"] == 0  # its deadline had passed
+    assert sw["largest"]["expanded_in_the_end"] == run.SMOKE["sweeps"]["largest_children"]
+    assert sw["validate"]["prepare_ms_per_child"] > 0
+    assert sw["met"]["exactly_once"]
+    assert sw["met"]["cancel_none_waiting"]
+    assert "10 sweeps" in run.table(results)
+
     adm = results["admission"]
     assert adm["all_finished"]
     assert adm["jobs_created"] == adm["items"] == adm["items_succeeded"]
