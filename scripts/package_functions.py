@@ -39,7 +39,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ("dispatch", "sweep")
+FUNCTIONS = ("dispatch", "sweep", "notify")
 DISTRIBUTION = "launchq"
 PYPROJECT = ROOT / "pyproject.toml"
 SHARED = ROOT / "shared"

@@ -1,3 +1,4 @@
+# logging: the notify function reads a failed job's last log lines (entries.list).
 locals {
   required_apis = toset([
     "aiplatform.googleapis.com",
@@ -8,6 +9,7 @@ locals {
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",
@@ -32,6 +34,16 @@ resource "google_project_service" "cloudquotas" {
 
   project                    = var.project_id
   service                    = "cloudquotas.googleapis.com"
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}
+
+# The queue signals' log-based metrics, the dashboard and the alerts (monitoring.tf).
+resource "google_project_service" "monitoring" {
+  count = var.enable_apis && var.enable_monitoring ? 1 : 0
+
+  project                    = var.project_id
+  service                    = "monitoring.googleapis.com"
   disable_on_destroy         = false
   disable_dependent_services = false
 }

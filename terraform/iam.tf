@@ -1,8 +1,9 @@
 # Service accounts and every IAM grant launchq makes. No primitive role, no allUsers or
 # allAuthenticatedUsers, and every grant is on the narrowest resource that works: a topic, a
-# subscription, a Cloud Run service, a service account, a bucket (with an object-prefix
-# condition). Only the Vertex AI custom roles, Firestore's datastore.user and (opt-in) the quota
-# reader are granted on the project (none has a narrower resource).
+# subscription, a Cloud Run service, a service account, a secret, a bucket (with an
+# object-prefix condition). Only the Vertex AI custom roles, Firestore's datastore.user, the
+# notify function's logging.viewer and (opt-in) the quota reader are granted on the project
+# (none has a narrower resource).
 
 resource "google_service_account" "dispatch" {
   project      = var.project_id
@@ -18,6 +19,13 @@ resource "google_service_account" "sweep" {
   description  = "Runtime identity of the launchq sweep function."
 }
 
+resource "google_service_account" "notify" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-notify"
+  display_name = "launchq notifier"
+  description  = "Runtime identity of the launchq notify function: reads items and their jobs' logs, reads the notification rules' secrets, publishes to their topics."
+}
+
 resource "google_service_account" "scheduler" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-scheduler"
@@ -28,8 +36,8 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "push" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-push"
-  display_name = "launchq dispatch invoker"
-  description  = "Pub/Sub push OIDC identity; may invoke the dispatch function and nothing else."
+  display_name = "launchq push invoker"
+  description  = "Pub/Sub push OIDC identity; may invoke the dispatch and notify functions and nothing else."
 }
 
 resource "google_service_account" "job" {
@@ -92,6 +100,14 @@ locals {
   sweep_project_roles = {
     vertex    = google_project_iam_custom_role.sweep.name
     firestore = "roles/datastore.user"
+  }
+  # The notify function: items, queue configs and its delivery records (notices/) in Firestore,
+  # and a failed job's last log lines from Cloud Logging (entries.list; logging.viewer is the
+  # narrowest predefined role with logging.logEntries.list, and log entries have no resource
+  # narrower than the project to grant on). No Vertex role: it reads the item's record only.
+  notify_project_roles = {
+    firestore = "roles/datastore.user"
+    logs      = "roles/logging.viewer"
   }
 
   # Service accounts Vertex jobs may run as; the functions get act-as on these only. The
@@ -158,6 +174,14 @@ resource "google_project_iam_member" "sweep" {
   member  = google_service_account.sweep.member
 }
 
+resource "google_project_iam_member" "notify" {
+  for_each = local.notify_project_roles
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.notify.member
+}
+
 # Creating a CustomJob whose spec names a service account needs iam.serviceAccounts.actAs on
 # that account (roles/iam.serviceAccountUser), granted on each job account, not the project:
 # the accounts of var.job_service_accounts, of every queue in var.queues, and the default one.
@@ -195,7 +219,8 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   depends_on = [google_project_service.required]
 }
 
-# On every dispatch subscription (one per queue topic, and the shared one).
+# On every dispatch subscription (one per queue topic, and the shared one), and on the notify
+# function's subscription.
 resource "google_pubsub_subscription_iam_member" "dispatch_subscriber" {
   for_each = local.dispatch_topics
 
@@ -208,6 +233,13 @@ resource "google_pubsub_subscription_iam_member" "dispatch_subscriber" {
 moved {
   from = google_pubsub_subscription_iam_member.dispatch_subscriber
   to   = google_pubsub_subscription_iam_member.dispatch_subscriber["_shared"]
+}
+
+resource "google_pubsub_subscription_iam_member" "notify_subscriber" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.notify.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
 }
 
 # Authenticated push: the service agent mints the OIDC token of the push account. Needed for
@@ -226,6 +258,14 @@ resource "google_cloud_run_v2_service_iam_member" "dispatch_invoker" {
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.dispatch.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "notify_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.notify.service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.push.member
 }
@@ -346,4 +386,39 @@ resource "google_secret_manager_secret_iam_member" "wandb_key" {
   secret_id = split("/", each.value.secret)[3]
   role      = "roles/secretmanager.secretAccessor"
   member    = each.value.member
+}
+
+# --- The notify function: the queues' notification rules' secrets and topics -----------------
+# A rule names Secret Manager versions (a Slack webhook URL, a webhook's URL and signing key)
+# and Pub/Sub topics; the queue's entry in var.queues lists them (notify_secrets,
+# notify_topics). The notify function's account may read exactly those secrets and publish to
+# exactly those topics: granted on each secret and topic, never on a project, and nothing at
+# all when no queue lists any. Nobody else gets these grants from the module.
+
+locals {
+  # projects/P/secrets/S, from a version name (projects/P/secrets/S/versions/V) or a secret's.
+  notify_secret_names = toset(flatten([
+    for queue in values(var.queues) : [
+      for secret in queue.notify_secrets : join("/", slice(split("/", secret), 0, 4))
+    ]
+  ]))
+  notify_topic_names = toset(flatten([for queue in values(var.queues) : queue.notify_topics]))
+}
+
+resource "google_secret_manager_secret_iam_member" "notify_secrets" {
+  for_each = local.notify_secret_names
+
+  project   = split("/", each.value)[1]
+  secret_id = split("/", each.value)[3]
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.notify.member
+}
+
+resource "google_pubsub_topic_iam_member" "notify_publisher" {
+  for_each = local.notify_topic_names
+
+  project = split("/", each.value)[1]
+  topic   = split("/", each.value)[3]
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.notify.member
 }

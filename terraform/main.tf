@@ -9,9 +9,13 @@
 # A publisher may launch onto a queue when it holds roles/pubsub.publisher on that queue's topic
 # (var.queues); the shared <prefix>-items topic is an opt-in (var.shared_items_topic).
 #   Cloud Scheduler --HTTP POST (OIDC)--> sweep --> Vertex get/list/cancel/create, Firestore, events
+#   <prefix>-events --push (OIDC)--> notify --> Slack, webhooks, Pub/Sub topics (the queues' rules)
+#
+# The sweep logs each queue's signals every pass; log-based metrics turn them and the
+# admission, failure and quota lines into Cloud Monitoring metrics (monitoring.tf).
 #
 # Files: apis.tf, pubsub.tf, functions.tf, scheduler.tf, firestore.tf, iam.tf, image_builds.tf,
-# outputs.tf.
+# dashboard.tf, monitoring.tf, outputs.tf.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -47,6 +51,14 @@ locals {
     # One delivery of a sweep checks and records children for at most half the dispatch
     # function's timeout; the sweep function records the rest (docs/sweeps.md).
     LAUNCHQ_EXPAND_SECONDS = tostring(floor(var.dispatch_timeout_seconds / 2))
+    # The notify function's (docs/notifications.md): where it reads the rules' secrets and a
+    # failed job's last log lines, and the dashboard its messages link to. The notify function
+    # gets the dashboard service's URL when there is one (local.notify_environment, in
+    # functions.tf): here only the variable, or the dashboard service, whose environment this
+    # is too, would depend on itself.
+    LAUNCHQ_SECRETMANAGER_ENDPOINT = var.secretmanager_endpoint
+    LAUNCHQ_LOGGING_ENDPOINT       = var.logging_endpoint
+    LAUNCHQ_DASHBOARD_URL          = var.dashboard_url
   }
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 

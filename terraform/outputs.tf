@@ -38,6 +38,16 @@ output "sweep_function_url" {
   value       = google_cloudfunctions2_function.sweep.service_config[0].uri
 }
 
+output "notify_function_url" {
+  description = "URL of the notify function (internal ingress; invokable only by the push service account, from its subscription on the events topic)."
+  value       = google_cloudfunctions2_function.notify.service_config[0].uri
+}
+
+output "notify_subscription" {
+  description = "The push subscription on the events topic that feeds the notify function."
+  value       = google_pubsub_subscription.notify.name
+}
+
 output "firestore_database" {
   description = "Firestore database id the functions use (LAUNCHQ_FIRESTORE_DATABASE)."
   value       = local.firestore_database
@@ -48,6 +58,7 @@ output "service_accounts" {
   value = {
     dispatch  = google_service_account.dispatch.email
     sweep     = google_service_account.sweep.email
+    notify    = google_service_account.notify.email
     scheduler = google_service_account.scheduler.email
     push      = google_service_account.push.email
     job       = one(google_service_account.job[*].email)
@@ -93,3 +104,12 @@ output "image_build_service_account" {
   value       = one(google_service_account.build[*].email)
 }
 
+output "monitoring_metrics" {
+  description = "Cloud Monitoring metric types of the queue signals (logging.googleapis.com/user/<prefix>/...), keyed by short name; empty unless enable_monitoring."
+  value       = { for key, metric in google_logging_metric.queue : key => "logging.googleapis.com/user/${metric.name}" }
+}
+
+output "monitoring_dashboard" {
+  description = "Id of the Cloud Monitoring dashboard \"launchq queues (<prefix>)\" (projects/NUMBER/dashboards/ID), or null unless enable_monitoring."
+  value       = one(google_monitoring_dashboard.queues[*].id)
+}

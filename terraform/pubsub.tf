@@ -3,8 +3,8 @@
 # A topic per queue (var.queues): publisher on a queue's topic is what lets someone launch onto
 # that queue. The shared <prefix>-items topic exists only when var.shared_items_topic is true.
 #
-# The dispatcher is fed by an explicit push subscription instead of the function's Eventarc
-# trigger (event_trigger). Both deliver the same message to the same code, but with
+# The dispatcher (and the notify function, on the events topic) is fed by an explicit push
+# subscription instead of the function's Eventarc trigger (event_trigger). Both deliver the same message to the same code, but with
 # event_trigger Eventarc creates the subscription itself under a name that is not known in
 # advance and the google provider exposes neither its name nor a dead-letter setting, so the
 # dead-letter policy, the backoff and the service agent's subscriber grant could not be
@@ -131,4 +131,58 @@ resource "google_pubsub_subscription" "dispatch" {
 moved {
   from = google_pubsub_subscription.dispatch
   to   = google_pubsub_subscription.dispatch["_shared"]
+}
+
+# The notify function's trigger: a push subscription on the events topic, made here for the
+# reasons the dispatcher's is (see the top of this file): its name, backoff and dead-letter
+# policy are declared, not left to Eventarc. Every event is pushed, with an OIDC token of the
+# push service account, to the notify function, which keeps final outcomes and "waited too
+# long" notices and acknowledges the rest at once.
+#
+# Backoff: a receiver that failed makes the function answer 500 (a nack); Pub/Sub redelivers
+# with exponential backoff from 10 s to 600 s, and that redelivery is the notification's retry.
+# After 5 attempts the function records the notification UNDELIVERED (on the item too) and
+# acknowledges the event (launchq.model.notices.MAX_ATTEMPTS). The dead-letter policy is for
+# what the function cannot handle at all (Firestore unavailable for long, a bug): after
+# notify_max_delivery_attempts (more than those 5) the event goes to the dead-letter topic,
+# where it is kept 7 days and the dead-letter alert (monitoring.tf) fires, instead of being
+# redelivered every 10 minutes for the 7 days of retention.
+resource "google_pubsub_subscription" "notify" {
+  project = var.project_id
+  name    = "${var.name_prefix}-notify"
+  topic   = google_pubsub_topic.events.id
+  labels  = local.labels
+
+  # For push, the ack deadline is also the request timeout: as long as the function may run.
+  ack_deadline_seconds       = var.notify_timeout_seconds
+  message_retention_duration = "604800s"
+
+  push_config {
+    push_endpoint = "${google_cloudfunctions2_function.notify.service_config[0].uri}/${google_pubsub_topic.events.id}"
+
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = google_cloudfunctions2_function.notify.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.notify_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.notify_invoker,
+    google_service_account_iam_member.push_token_creator,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+  ]
 }

@@ -91,7 +91,7 @@ variable "firestore_point_in_time_recovery" {
 
 variable "python_runtime" {
   type        = string
-  description = "Cloud Functions runtime of both functions. The archives' requirements.txt is pinned from the project's venv; python311 matches the interpreter the packaging test runs."
+  description = "Cloud Functions runtime of the three functions (dispatch, sweep, notify). The archives' requirements.txt is pinned from the project's venv; python311 matches the interpreter the packaging test runs."
   default     = "python311"
 
   validation {
@@ -102,7 +102,7 @@ variable "python_runtime" {
 
 variable "function_archives_dir" {
   type        = string
-  description = "Directory holding dispatch.zip and sweep.zip built by `make package`. null means build/functions at the repository root (the module's parent directory)."
+  description = "Directory holding dispatch.zip, sweep.zip and notify.zip built by `make package`. null means build/functions at the repository root (the module's parent directory)."
   default     = null
 }
 
@@ -217,7 +217,7 @@ variable "sweep_time_zone" {
   default     = "Etc/UTC"
 }
 
-# --- Runtime settings (the LAUNCHQ_* environment of both functions) --------------------------
+# --- Runtime settings (the LAUNCHQ_* environment of the functions) ----------------------------
 
 variable "submit_lease_seconds" {
   type        = number
@@ -281,6 +281,8 @@ variable "queues" {
     publishers           = optional(list(string), [])
     job_service_accounts = optional(list(string), [])
     wandb_api_key_secret = optional(string)
+    notify_secrets       = optional(list(string), [])
+    notify_topics        = optional(list(string), [])
   }))
   description = <<-EOT
     Queues and who may launch onto each, keyed by queue name (the `name` of its queue config).
@@ -292,6 +294,12 @@ variable "queues" {
     (plus var.job_service_accounts and the default job account). `wandb_api_key_secret`
     (projects/P/secrets/S) is the secret of the queue's `wandb.api_key_secret`: its
     job_service_accounts, and nobody else, get roles/secretmanager.secretAccessor on it.
+    `notify_secrets` are the Secret Manager secrets the queue's `notify` rules name (a Slack
+    webhook_secret, a webhook's url_secret and signing_key_secret), as versions
+    (projects/P/secrets/S/versions/V, as in the config) or secrets (projects/P/secrets/S):
+    the notify function's account, and nobody else, gets roles/secretmanager.secretAccessor on
+    each secret. `notify_topics` are the topics of its `pubsub` rules (projects/P/topics/T):
+    the notify function's account gets roles/pubsub.publisher on each of them only.
   EOT
   default     = {}
 
@@ -343,6 +351,28 @@ variable "queues" {
       queue.wandb_api_key_secret == null || length(queue.job_service_accounts) > 0
     ])
     error_message = "a queue with wandb_api_key_secret lists the job_service_accounts its jobs run as: only they may read the key."
+  }
+
+  # A notify rule names secret versions (launchq.spec.wandb.SECRET_VERSION_PATTERN); the grant
+  # is on the secret, so the version part is optional here.
+  validation {
+    condition = alltrue(flatten([
+      for queue in values(var.queues) : [
+        for secret in queue.notify_secrets : can(regex("^projects/[^/\\s]+/secrets/[A-Za-z0-9_-]{1,255}(/versions/(latest|[0-9]+))?$", secret))
+      ]
+    ]))
+    error_message = "notify_secrets are secret versions (projects/P/secrets/S/versions/V) or secrets (projects/P/secrets/S), as the queue's notify rules name them."
+  }
+
+  # The very pattern a notify rule's pubsub.topic must match (launchq.spec.notify.TOPIC_PATTERN;
+  # tests/terraform/test_queues.py checks the two stay equal).
+  validation {
+    condition = alltrue(flatten([
+      for queue in values(var.queues) : [
+        for topic in queue.notify_topics : can(regex("^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$", topic))
+      ]
+    ]))
+    error_message = "notify_topics are topic names, projects/PROJECT/topics/TOPIC, as the queue's pubsub notify rules name them."
   }
 }
 
@@ -582,5 +612,125 @@ variable "cloudquotas_endpoint" {
   validation {
     condition     = var.cloudquotas_endpoint == null || can(regex("^https?://", var.cloudquotas_endpoint))
     error_message = "cloudquotas_endpoint must be an http(s) URL or null."
+  }
+}
+
+# --- Notifications: the notify function (docs/notifications.md) ------------------------------
+
+variable "notify_timeout_seconds" {
+  type        = number
+  description = "Timeout of the notify function, and the ack deadline of its push subscription. One event sends at most one message per rule of the queue (10 s each at most), plus the secrets and a failed job's log lines it reads first."
+  default     = 120
+
+  validation {
+    condition     = var.notify_timeout_seconds >= 10 && var.notify_timeout_seconds <= 540 && floor(var.notify_timeout_seconds) == var.notify_timeout_seconds
+    error_message = "notify_timeout_seconds must be a whole number from 10 to 540 (the event-function limit, and below Pub/Sub's 600 s ack deadline)."
+  }
+}
+
+variable "notify_memory" {
+  type        = string
+  description = "Memory of the notify function, e.g. 256Mi or 512Mi."
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.notify_memory))
+    error_message = "notify_memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "notify_max_instances" {
+  type        = number
+  description = "Upper bound of concurrent notify instances (each handles one event at a time). A receiver that hangs holds one instance for its 10 s send timeout."
+  default     = 10
+
+  validation {
+    condition     = var.notify_max_instances >= 1 && var.notify_max_instances <= 1000
+    error_message = "notify_max_instances must be between 1 and 1000."
+  }
+}
+
+variable "notify_max_delivery_attempts" {
+  type        = number
+  description = "Deliveries of one event to the notify function before Pub/Sub moves it to the dead-letter topic. The function itself gives a notification up (UNDELIVERED, recorded on the item) after 5 attempts and then acknowledges the event, so only an event it cannot handle at all (Firestore unavailable for long, a bug) gets this far. Must stay above those 5."
+  default     = 10
+
+  validation {
+    condition     = var.notify_max_delivery_attempts > 5 && var.notify_max_delivery_attempts <= 100
+    error_message = "notify_max_delivery_attempts must be from 6 to 100: above the notify function's own 5 attempts (launchq.model.notices.MAX_ATTEMPTS), within Pub/Sub's limit."
+  }
+}
+
+variable "dashboard_url" {
+  type        = string
+  description = "LAUNCHQ_DASHBOARD_URL of the notify function: where the dashboard is served, for the item links in notifications (e.g. a custom domain in front of it). null means the module's dashboard service URL when dashboard.enabled, else no dashboard link."
+  default     = null
+
+  validation {
+    condition     = var.dashboard_url == null || can(regex("^https?://", var.dashboard_url))
+    error_message = "dashboard_url must be an http(s) URL or null."
+  }
+}
+
+variable "secretmanager_endpoint" {
+  type        = string
+  description = "LAUNCHQ_SECRETMANAGER_ENDPOINT: base URL of Secret Manager, where the notify function reads the notification rules' secrets. null (the right value in production) means https://secretmanager.googleapis.com."
+  default     = null
+
+  validation {
+    condition     = var.secretmanager_endpoint == null || can(regex("^https?://", var.secretmanager_endpoint))
+    error_message = "secretmanager_endpoint must be an http(s) URL or null."
+  }
+}
+
+variable "logging_endpoint" {
+  type        = string
+  description = "LAUNCHQ_LOGGING_ENDPOINT: base URL of Cloud Logging, where the notify function reads a failed job's last log lines. null (the right value in production) means https://logging.googleapis.com."
+  default     = null
+
+  validation {
+    condition     = var.logging_endpoint == null || can(regex("^https?://", var.logging_endpoint))
+    error_message = "logging_endpoint must be an http(s) URL or null."
+  }
+}
+
+# --- Cloud Monitoring: queue signals, a dashboard, two alerts (docs/monitoring.md) -----------
+
+variable "enable_monitoring" {
+  type        = bool
+  description = "Create the log-based metrics of the queues' signals (<prefix>/queue_waiting, ...), a Cloud Monitoring dashboard and two alerting policies (a queue's oldest wait, dead letters). Enables monitoring.googleapis.com when enable_apis is true."
+  default     = true
+}
+
+variable "oldest_wait_alert_seconds" {
+  type        = number
+  description = "Alert when a queue's oldest waiting item has waited longer than this (seconds; the metric <prefix>/queue_oldest_wait_seconds, averaged per minute)."
+  default     = 3600
+
+  validation {
+    condition     = var.oldest_wait_alert_seconds > 0
+    error_message = "oldest_wait_alert_seconds must be positive."
+  }
+}
+
+variable "oldest_wait_alert_duration_seconds" {
+  type        = number
+  description = "How long a queue's oldest wait must stay above oldest_wait_alert_seconds before the alert opens (a multiple of 60 s; 0 opens it on the first minute above)."
+  default     = 300
+
+  validation {
+    condition     = var.oldest_wait_alert_duration_seconds >= 0 && var.oldest_wait_alert_duration_seconds <= 86400 && var.oldest_wait_alert_duration_seconds % 60 == 0
+    error_message = "oldest_wait_alert_duration_seconds must be a multiple of 60 from 0 to 86400."
+  }
+}
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channels both alerts notify: full names (projects/P/notificationChannels/ID) or bare ids of channels in project_id. Empty: the alerts open incidents in the console and notify nobody."
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.alert_notification_channels : can(regex("^(projects/[^/\\s]+/notificationChannels/)?[0-9]+$", channel))])
+    error_message = "alert_notification_channels are notification channel ids (123...) or names (projects/P/notificationChannels/123...)."
   }
 }

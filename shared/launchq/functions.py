@@ -18,6 +18,7 @@ from launchq.log import get_logger
 from launchq.spec.topics import topic_of_source
 
 if TYPE_CHECKING:
+    from launchq.notify import NotifyResult
     from launchq.wiring import Launchq
 
 log = get_logger(__name__)
@@ -124,6 +125,32 @@ def handle_pubsub_event(data: Any, source: str | None = None) -> DispatchResult:
         message_id=message.message_id,
         topic=message.topic,
         submitted=result.submitted or None,
+    )
+    return result
+
+
+def handle_notify_event(data: Any) -> NotifyResult:
+    """Notify about one event of the events topic. Raises `DeliveryPending` when a receiver
+    failed and should be tried again (a 500: Pub/Sub redelivers with its backoff); anything
+    that is not a readable launchq event is logged and acknowledged."""
+    from launchq.notify import NotifyResult
+
+    message = message_from_event_data(data)
+    try:
+        event = json.loads(message.data.decode("utf-8")) if message.problem is None else None
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        log.warning("not a launchq event", message_id=message.message_id, problem=message.problem)
+        return NotifyResult(None, None, "not a launchq event")
+    result = app().notifier.handle(event)
+    log.info(
+        "event handled",
+        item_id=result.item_id,
+        outcome=result.outcome,
+        skipped=result.skipped or None,
+        rules={k: v.value for k, v in (result.rules or {}).items()} or None,
+        message_id=message.message_id,
     )
     return result
 

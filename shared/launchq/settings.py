@@ -33,6 +33,10 @@ one command works against the emulators and against a real project:
   and Artifact Registry (the local Cloud Build stand-in serves both); default Google's.
 - `LAUNCHQ_BUILD_REPOSITORY`: `REGION-docker.pkg.dev/PROJECT/REPOSITORY`, the one repository
   queues may build into (the build service account writes only there); unset: any.
+- `LAUNCHQ_SECRETMANAGER_ENDPOINT` / `LAUNCHQ_LOGGING_ENDPOINT`: Secret Manager's and Cloud
+  Logging's base URLs (the local stand-ins when set), for the notify function's webhook secrets
+  and a failed job's last log lines.
+- `LAUNCHQ_DASHBOARD_URL`: where the dashboard is served, for the links in notifications.
 - `LAUNCHQ_EXPAND_SECONDS`: how long one delivery of a sweep or array may spend checking and
   recording its children before leaving the rest to the sweep (`30`; the Terraform module sets
   half the dispatch function's timeout).
@@ -77,6 +81,11 @@ class Settings:
     quota_read_seconds: float = 300.0
     # Sweeps and arrays (launchq.expansion): one delivery's time for its children.
     expand_seconds: float = 30.0
+    # The notify function (launchq.notify): where it reads secrets and job logs, and the
+    # dashboard its messages link to.
+    secretmanager_endpoint: str | None = None
+    logging_endpoint: str | None = None
+    dashboard_url: str | None = None
 
     @property
     def storage_base_url(self) -> str:
@@ -139,6 +148,9 @@ class Settings:
             cloudquotas_endpoint=env.get("LAUNCHQ_CLOUDQUOTAS_ENDPOINT") or None,
             quota_read_seconds=_number(env, "LAUNCHQ_QUOTA_READ_SECONDS", 300.0),
             expand_seconds=_number(env, "LAUNCHQ_EXPAND_SECONDS", 30.0),
+            secretmanager_endpoint=env.get("LAUNCHQ_SECRETMANAGER_ENDPOINT") or None,
+            logging_endpoint=env.get("LAUNCHQ_LOGGING_ENDPOINT") or None,
+            dashboard_url=env.get("LAUNCHQ_DASHBOARD_URL") or None,
         )
 
 

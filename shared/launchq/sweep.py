@@ -51,6 +51,7 @@ from launchq.cohorts import ACCRUE_EVERY_SECONDS
 from launchq.errors import Conflict
 from launchq.expansion import Expander
 from launchq.gcp import vertex as vx
+from launchq.gcp.events import WAITING_EVENT_TYPE, item_event
 from launchq.gcp.quotas import QuotaReader
 from launchq.log import get_logger
 from launchq.model.budgets import Charge, cost_fields
@@ -66,7 +67,7 @@ from launchq.model.states import (
     vertex_state_name,
 )
 from launchq.model.submitters import accrue_submitters, submitter_of
-from launchq.queues import QueueSource
+from launchq.queues import QueueRuntime, QueueSource
 from launchq.recorder import Recorder
 from launchq.spec.labels import QUEUE_LABEL
 from launchq.spec.ladder import placed_config
@@ -74,6 +75,10 @@ from launchq.store import Store, Transition
 from launchq.submission import SubmitOutcome, Submitter, VertexFor
 
 log = get_logger(__name__)
+# Log messages Cloud Monitoring's log-based metrics match on (terraform/monitoring.tf; the tests
+# tie the two together).
+QUEUE_SIGNALS = "queue signals"
+ATTEMPT_FAILED = "attempt failed"
 
 LEASE_NAME = "sweep"
 LEASE_SECONDS = 300.0
@@ -137,6 +142,7 @@ class SweepSummary:
     cancels_sent: int = 0
     slots_freed: int = 0
     released: int = 0  # HELD children of sweeps released into their max_parallel
+    waiting_notices: int = 0  # "waited too long" notices published (launchq.notify)
     waiting_queues: int = 0  # queues with items still waiting after admission
     errors: list[str] = field(default_factory=list)
     vertex_calls: dict[str, int] = field(default_factory=dict)
@@ -161,6 +167,7 @@ class SweepSummary:
             "cancels_sent",
             "slots_freed",
             "released",
+            "waiting_notices",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.items_seen = other.items_seen  # what the last pass saw
@@ -337,6 +344,71 @@ class Sweeper:
             except Exception as exc:  # one queue's trouble must not stop the others
                 summary.errors.append(f"admitting {queue}: {exc}")
                 log.exception("admission failed", queue=queue)
+            self._waiting_notices(queue, runtime, summary)
+            self._signals(queue, runtime, summary)
+
+    def _signals(self, queue: str, runtime: QueueRuntime | None, summary: SweepSummary) -> None:
+        """The queue's figures an operator alerts on, as one structured log line a pass
+        (`QUEUE_SIGNALS`): Cloud Logging's log-based metrics (the Terraform module's
+        `launchq/queue_*`) read them, so the sweep makes no Monitoring API call
+        (docs/monitoring.md has the measured cost). Admissions, failures by class and quota
+        refusals are counted from the lines their own events already write."""
+        try:
+            oldest = self.store.oldest_waiting(queue)
+            now = self.store.clock()
+            log.info(
+                QUEUE_SIGNALS,
+                queue=queue,
+                waiting=self.store.count_waiting(queue),
+                running=self.store.count_holding_slots(queue),
+                oldest_wait_s=round((now - oldest).total_seconds(), 1) if oldest else 0.0,
+                paused=bool(runtime is not None and runtime.paused),
+                backing_off=bool(
+                    runtime is not None
+                    and runtime.backoff is not None
+                    and runtime.backoff.active(now)
+                ),
+            )
+        except Exception as exc:  # a figure not written must not stop the sweep
+            summary.errors.append(f"signals of {queue}: {exc}")
+
+    def _waiting_notices(
+        self, queue: str, runtime: QueueRuntime | None, summary: SweepSummary
+    ) -> None:
+        """Publish, once per item, that an item waited longer than a notification rule of its
+        queue allows (launchq.notify tells the people). Published before the item is marked:
+        a crash in between publishes it again, and the notify function sends it once."""
+        thresholds = [
+            rule.waiting_longer_than_seconds
+            for rule in (runtime.config.notify if runtime is not None else [])
+            if rule.waiting_longer_than_seconds is not None
+        ]
+        if not thresholds:
+            return
+        now = self.store.clock()
+        oldest = now - timedelta(seconds=min(thresholds))
+        waiting = self.store.items_in_states(
+            [ItemState.QUEUED, ItemState.HELD, ItemState.BUILDING],
+            queue=queue,
+            fields=("enqueued_at", "waiting_noticed", "sweep_of"),
+        )
+        for item in waiting:
+            enqueued = item.enqueued_at
+            if item.sweep_of or item.stored.get("waiting_noticed"):
+                continue
+            if enqueued is None or enqueued > oldest:
+                continue
+            waited = round((now - enqueued).total_seconds())
+            event = item_event(
+                WAITING_EVENT_TYPE, queue=queue, item_id=item.item_id, data={"waited_s": waited}
+            )
+            if not self.recorder.events.publish(event):
+                continue  # not published: the next pass tries again
+            try:
+                self.recorder.touch(item, {"waiting_noticed": True})
+                summary.waiting_notices += 1
+            except Conflict:
+                continue  # it moved on meanwhile (admitted): a notice too many is harmless
 
     def _families(self, summary: SweepSummary) -> None:
         """Sweeps and arrays (launchq.expansion): go on with expansions and cancels a
@@ -554,6 +626,16 @@ class Sweeper:
             ).document()
         vertex_cause = f"vertex: {details['vertex_state']}"
         plan = self._plan_retry(item, klass) if klass else None
+        if klass is not None:
+            # One line per failed attempt, retried or not: the log-based metric
+            # `launchq/attempt_failures` counts them by queue and class.
+            log.info(
+                ATTEMPT_FAILED,
+                item_id=item.item_id,
+                queue=item.queue,
+                failure_class=klass.value,
+                retried=plan is not None,
+            )
         if klass is not None and attempts:
             # The item's history says why each attempt ended, and where the next one went.
             last = {**attempts[-1], "failure_class": klass.value}

@@ -27,9 +27,11 @@ from launchq.capacity import Capacity
 from launchq.cohorts import CohortSource
 from launchq.dispatch import Dispatcher
 from launchq.gcp import cloudbuild as cb
-from launchq.gcp import gcs, quotas
+from launchq.gcp import gcs, joblogs, quotas
 from launchq.gcp import vertex as vx
-from launchq.gcp.events import EventPublisher
+from launchq.gcp.events import EventPublisher, pubsub_base
+from launchq.gcp.secrets import SecretReader
+from launchq.notify import Notifier
 from launchq.queues import QueueSource
 from launchq.recorder import Recorder
 from launchq.settings import Settings
@@ -55,6 +57,7 @@ class Launchq:
     builds: ImageBuilder
     sweeper: Sweeper
     canceller: Canceller
+    notifier: Notifier
 
 
 def build(
@@ -151,4 +154,13 @@ def build(
             quota_read_seconds=settings.quota_read_seconds,
         ),
         canceller=canceller,
+        notifier=Notifier(
+            store,
+            queues,
+            recorder,
+            SecretReader(settings.secretmanager_endpoint),
+            pubsub_base(),
+            settings.logging_endpoint or joblogs.DEFAULT_ENDPOINT,
+            settings.dashboard_url,
+        ),
     )

@@ -636,10 +636,7 @@ def _print_detail(d: dict[str, Any]) -> None:
         f"to submit {duration(d['time_to_submit_s'])}    run {duration(d['run_time_s'])}"
     )
     _print_cost_and_run(out, d)
-    if d.get("sweep_of"):
-        _hang(out, "  sweep      ", f"child of {escape(str(d['sweep_of']))}")
-    if d.get("sweep"):
-        _print_sweep(out, d["sweep"])
+    _print_group_and_notices(out, d)
     build = d.get("build")
     if build:
         built = build.get("digest") or build.get("build_state")
@@ -671,6 +668,19 @@ def _print_detail(d: dict[str, Any]) -> None:
     elif d.get("log_tail_unavailable"):
         out.print(f"  [dim]log        unavailable: {escape(d['log_tail_unavailable'])}[/dim]")
     _print_attempts_and_history(out, d)
+
+
+def _print_group_and_notices(out: Console, d: dict[str, Any]) -> None:
+    """A sweep's child names its parent, a parent its progress; undelivered notifications."""
+    from rich.markup import escape
+
+    if d.get("sweep_of"):
+        _hang(out, "  sweep      ", f"child of {escape(str(d['sweep_of']))}")
+    if d.get("sweep"):
+        _print_sweep(out, d["sweep"])
+    for rule, notice in (d.get("notify") or {}).items():
+        text = f"{rule}: {notice.get('state')} after {notice.get('attempts')} attempts"
+        _hang(out, "  [yellow]notify[/yellow]     ", escape(f"{text}: {notice.get('error')}"))
 
 
 def _print_sweep(out: Console, sweep: Mapping[str, Any]) -> None:

@@ -174,7 +174,8 @@ def _announce(stack: Any) -> None:
         f"Vertex stand-in {stack.standin_url} (execute mode), GCS emulator "
         f"http://127.0.0.1:{stack.ports.gcs}, Logging stand-in {stack.logging_url}, "
         f"Cloud Build stand-in {stack.cloudbuild_url}, Secret Manager stand-in "
-        f"{stack.secretmanager_url}."
+        f"{stack.secretmanager_url}, notify function {stack.notifier_url}, webhook receiver "
+        f"{stack.receiver_url} (what it took: {stack.receiver_url}/deliveries)."
     )
     err.print(f"Logs: {stack.log_dir}   job outputs: {stack.work_dir}")
     if stack.scarcity:
@@ -188,12 +189,14 @@ def _announce(stack: Any) -> None:
 
 
 def _follow(stack: Any, quiet: bool) -> None:
-    """Print state-change events from the events topic; watch the stack's health."""
+    """Print state-change events from the events topic and the notifications the webhook
+    receiver took; watch the stack's health."""
     from google.api_core import exceptions as gexc
     from google.cloud.pubsub_v1 import SubscriberClient
 
     out = console(stderr=True)
     subscriber = SubscriberClient()
+    printed = 0  # deliveries of the webhook receiver printed so far
     try:
         while True:
             stack.check_alive()
@@ -205,10 +208,13 @@ def _follow(stack: Any, quiet: bool) -> None:
                     subscription=stack.events_subscription_path, max_messages=100, timeout=2.0
                 )
             except (gexc.DeadlineExceeded, gexc.RetryError):
+                printed += _print_deliveries(out, stack, printed)
                 continue
             received = response.received_messages
             for message in received:
                 out.print(_event_line(message.message.data), markup=False, highlight=False)
+            # After the events: a notification follows the state change it tells of.
+            printed += _print_deliveries(out, stack, printed)
             if received:
                 subscriber.acknowledge(
                     subscription=stack.events_subscription_path,
@@ -218,6 +224,14 @@ def _follow(stack: Any, quiet: bool) -> None:
                 time.sleep(0.5)
     finally:
         subscriber.close()
+
+
+def _print_deliveries(out: Any, stack: Any, since: int) -> int:
+    """Print what the webhook receiver took since the `since`-th delivery; how many."""
+    fresh = stack.receiver.deliveries(since) if stack.receiver is not None else []
+    for delivery in fresh:
+        out.print(delivery.summary(), markup=False, highlight=False)
+    return len(fresh)
 
 
 def _event_line(data: bytes) -> str:

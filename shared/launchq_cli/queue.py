@@ -245,8 +245,9 @@ def apply(
 ) -> None:
     """Create or update a queue from a config file, validated first (every error, exit 2).
 
-    A queue whose wandb.api_key_secret names a secret version that does not exist, or is
-    disabled or destroyed, is refused (Secret Manager's metadata only: never the key)."""
+    A queue that names a secret version (wandb.api_key_secret, a notification rule's webhook
+    URL or signing key) that does not exist, or is disabled or destroyed, is refused (Secret
+    Manager's metadata only: never the value)."""
     from launchq.spec.validation import ConfigError
     from launchq_client.configs import (
         apply_queue,
@@ -255,17 +256,16 @@ def apply(
         validate_queue_config,
     )
     from launchq_client.queues import queue_detail
-    from launchq_client.secrets import check_version
+    from launchq_client.secrets import check_version, queue_secrets
 
     try:
         raw = load_mapping(file, "a queue config")
         queue_name = name or raw.get("name") or name_from_path(file)
         checked = validate_queue_config(raw, name=str(queue_name))
-        secret = checked.wandb.api_key_secret if checked.wandb is not None else None
-        if secret is not None and not skip_secret_check:
-            found = check_version(secret)
+        for where, secret in [] if skip_secret_check else queue_secrets(checked):
+            found = check_version(secret, where=where)
             if found.problem is not None:
-                raise ConfigError([Issue("wandb.api_key_secret", found.problem)])
+                raise ConfigError([Issue(where, found.problem)])
             if found.warning is not None:
                 click.echo(f"warning: {found.warning}", err=True)
         config = apply_queue(backends.store, str(queue_name), raw)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import requests
 
+from launchq.gcp.joblogs import entry_text, ml_job_filter, rfc3339
 from launchq_client.errors import ClientError, Unreachable
 
 if TYPE_CHECKING:
@@ -151,10 +152,6 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_duration(text: str) -> timedelta:
     """`90`, `30s`, `10m`, `2h`, `1d`; ValueError otherwise."""
     match = _DURATION.match(text)
@@ -170,30 +167,13 @@ def job_filter(
     until: datetime | None = None,
 ) -> str:
     """The `entries.list` filter for one job (see the module docstring)."""
-    parts = ['resource.type="ml_job"', f'resource.labels.job_id="{job.job_id}"']
-    if replica:
-        parts.append(f'resource.labels.task_name="{_quote(replica)}"')
     lower = since or (job.created - _CREATE_MARGIN if job.created else None)
-    if lower is not None:
-        parts.append(f'timestamp>="{rfc3339(lower)}"')
-    if until is not None:
-        parts.append(f'timestamp<"{rfc3339(until)}"')
-    return " AND ".join(parts)
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return ml_job_filter(job.job_id, lower, until, replica)
 
 
 def entry_line(entry: dict[str, Any]) -> LogLine:
     """An `entries.list` entry to a line; textPayload, else jsonPayload.message, else JSON."""
-    if "textPayload" in entry:
-        message = str(entry["textPayload"])
-    elif isinstance(entry.get("jsonPayload"), dict):
-        payload = entry["jsonPayload"]
-        message = str(payload.get("message", payload))
-    else:
-        message = str(entry.get("protoPayload", ""))
+    message = entry_text(entry)
     resource = (entry.get("resource") or {}).get("labels") or {}
     # proto3 JSON writes 0, 3, 6 or 9 fraction digits; one width keeps the strings sortable.
     stamp = str(entry.get("timestamp", ""))

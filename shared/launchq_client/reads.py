@@ -267,6 +267,8 @@ def item_detail(
         ],
         "not_before": iso(data.get("not_before")),
         "wandb_run": plain(dict(_wandb(data))) or None,
+        # Notifications that could not be delivered, per rule (docs/notifications.md).
+        "notify": plain(data.get("notify")) if isinstance(data.get("notify"), Mapping) else None,
         # A source item's image build (launchq.builds): build id, log URL, digest, timing.
         "build": plain(data.get("build")) if isinstance(data.get("build"), Mapping) else None,
         "error_detail": plain(error) if isinstance(error, Mapping) else None,

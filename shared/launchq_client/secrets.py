@@ -1,4 +1,5 @@
-"""Does the secret version a queue's `wandb.api_key_secret` names exist and may it be read?
+"""Do the secret versions a queue names (`wandb.api_key_secret`, its notification rules' webhook
+URLs and signing keys) exist, and may they be read?
 
 `launchq queue apply` asks Secret Manager for the version's metadata (`versions.get`, never its
 payload: the platform admin applying queues needs `secretmanager.versions.get`, in
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import requests
 
 from launchq.gcp.rest import envelope, session_for
+from launchq.spec.config import QueueConfig
 
 DEFAULT_ENDPOINT = "https://secretmanager.googleapis.com"
 
@@ -30,8 +32,29 @@ class SecretCheck:
     warning: str | None = None
 
 
-def check_version(name: str, endpoint: str | None = None, timeout: float = 10.0) -> SecretCheck:
-    """Check that secret version `name` (projects/P/secrets/S/versions/V) exists and is ENABLED."""
+def queue_secrets(config: QueueConfig) -> list[tuple[str, str]]:
+    """Every secret version the queue names, with the config path that names it."""
+    found: list[tuple[str, str]] = []
+    if config.wandb is not None and config.wandb.api_key_secret is not None:
+        found.append(("wandb.api_key_secret", config.wandb.api_key_secret))
+    for index, rule in enumerate(config.notify):
+        if rule.slack is not None:
+            found.append((f"notify[{index}].slack.webhook_secret", rule.slack.webhook_secret))
+        if rule.webhook is not None:
+            at = f"notify[{index}].webhook"
+            found.append((f"{at}.url_secret", rule.webhook.url_secret))
+            found.append((f"{at}.signing_key_secret", rule.webhook.signing_key_secret))
+    return found
+
+
+def check_version(
+    name: str,
+    endpoint: str | None = None,
+    timeout: float = 10.0,
+    where: str = "wandb.api_key_secret",
+) -> SecretCheck:
+    """Check that secret version `name` (projects/P/secrets/S/versions/V), named at `where`,
+    exists and is ENABLED."""
     base = endpoint or os.environ.get("LAUNCHQ_SECRETMANAGER_ENDPOINT") or DEFAULT_ENDPOINT
     try:
         session = session_for(base.rstrip("/"))
@@ -43,11 +66,11 @@ def check_version(name: str, endpoint: str | None = None, timeout: float = 10.0)
     ) as exc:  # no credentials on this machine (google.auth's DefaultCredentialsError)
         return SecretCheck(warning=f"could not check {name}: {exc}")
     if response.status_code == 404:
-        return SecretCheck(problem=f"wandb.api_key_secret: {name} does not exist")
+        return SecretCheck(problem=f"{where}: {name} does not exist")
     if response.status_code >= 400:
         status, message, _ = envelope(response)
         return SecretCheck(warning=f"could not check {name}: {status}: {message}")
     state = str((response.json() or {}).get("state", ""))
     if state not in ("ENABLED", ""):
-        return SecretCheck(problem=f"wandb.api_key_secret: {name} is {state}: jobs cannot read it")
+        return SecretCheck(problem=f"{where}: {name} is {state}: it cannot be read")
     return SecretCheck()

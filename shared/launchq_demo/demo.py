@@ -3,7 +3,8 @@
     python -m launchq_demo            # exit 0 only if every item ended as expected
 
 It starts the local stack on free ports (`launchq_local.devstack`: emulators, the Vertex stand-in
-in execute mode, the dispatch and sweep functions under functions-framework, a sweep every second),
+in execute mode, the dispatch, sweep and notify functions under functions-framework, a webhook
+receiver, a sweep every second),
 then drives it with the real CLI, in this process, printing each command as a user would type
 it:
 
@@ -14,7 +15,10 @@ it:
 3. on the one-slot default queue: `demo-first` holds the slot while `demo-low` (priority low)
    waits, then `demo-urgent` (critical) arrives and overtakes it (`queue pending` shows the
    positions; submission order is checked);
-4. `demo-fail`: the trainer exits 3, and the item shows Vertex's error message;
+4. `demo-fail`: the trainer exits 3, and the item shows Vertex's error message; trainer.yaml's
+   `notify` rule sends one signed webhook about it, which the stack's receiver takes (checked:
+   exactly one, for demo-fail only, the signature verified, and neither the signing key nor the
+   URL's token in any record or in the message);
 4b. `demo-source`: examples/source-trainer runs *from source* on examples/queues/source.yaml
    (`enqueue --source`: packed, uploaded once to the GCS emulator, checked by the dispatcher,
    run by the stand-in as a python package); its model.json is read back through the storage
@@ -57,6 +61,7 @@ from rich.table import Table
 from launchq.model.reasons import RejectReason
 from launchq_cli.common import STATE_STYLES
 from launchq_local.devstack import EXAMPLES, FUNCTIONS, DevStack, Ports
+from launchq_local.webhook_receiver import Delivery
 
 TRAINER_CMD = "$(LAUNCHQ_PYTHON) $(LAUNCHQ_EXAMPLES)/trainer/train.py"
 DEFAULT_TIMEOUT = 75.0
@@ -79,6 +84,7 @@ class Demo:
     expected: list[Expected] = field(default_factory=list)
     checks: list[tuple[bool, str]] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
+    notified: int = 0  # the webhook receiver's deliveries printed so far
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -144,6 +150,12 @@ class Demo:
             self.console.print(
                 transition_line(self.elapsed(), exp.item_id, width, entry), highlight=False
             )
+        # Then what the notify function sent about them (it follows the state it tells of);
+        # a stack without a receiver (a test's stand-in for one) has sent nothing.
+        receiver = getattr(self.stack, "receiver", None)
+        for delivery in receiver.deliveries(self.notified) if receiver is not None else []:
+            self.console.print(notification_line(self.elapsed(), width, delivery), highlight=False)
+            self.notified += 1
 
     # -- the story ----------------------------------------------------------------------------
 
@@ -158,12 +170,15 @@ class Demo:
         return ok
 
     def enqueue_trainer_items(self) -> None:
-        self.step("Enqueue the real trainer (the stand-in runs it) and one that fails")
+        self.step(
+            "Enqueue the real trainer (the stand-in runs it) and one that fails; trainer's "
+            "`notify` rule tells the team of a failure with a signed webhook"
+        )
         self.expect("demo-train", "trainer", "SUCCEEDED", "trains, writes model.json")
         train = _rel(EXAMPLES / "items" / "train.json")
         self.cli("enqueue", "--from-file", str(train), "--item-id", "demo-train",
                  "--set-var", "epochs=400")  # fmt: skip
-        self.expect("demo-fail", "trainer", "FAILED", "exits 3: Vertex's error")
+        self.expect("demo-fail", "trainer", "FAILED", "exits 3: error + notification")
         fail = _rel(EXAMPLES / "items" / "train-fail.json")
         self.cli("enqueue", "--from-file", str(fail), "--item-id", "demo-fail")
 
@@ -513,6 +528,7 @@ class Demo:
         self._check_ladder()
         self._check_overtaking()
         self._check_errors()
+        self._check_notifications()
         self.cli("status", "demo-fail")
         self.cli("status", "demo-ladder")
 
@@ -584,6 +600,53 @@ class Demo:
         listed = "; ".join(reasons) or "no reason recorded"
         self.check(bool(reasons), f"demo-invalid was rejected: {listed}")
 
+    def _check_notifications(self) -> None:
+        """trainer.yaml's `notify` rule (a signed webhook, on FAILED): one delivery, about
+        demo-fail only, signed with the key from Secret Manager; no secret anywhere it shows."""
+        from launchq.model.notices import notice_key
+
+        receiver = self.stack.receiver
+        if receiver is None:
+            self.check(False, "the stack has no webhook receiver")
+            return
+        # demo-fail ended long ago; its notification is normally in by now.
+        receiver.wait_for(lambda got: any(d.item_id == "demo-fail" for d in got), 15.0)
+        self.print_transitions()
+        got = receiver.deliveries()
+        fail = [d for d in got if d.item_id == "demo-fail"]
+        others = sorted({str(d.item_id) for d in got if d.item_id != "demo-fail"})
+        key = notice_key("trainer", "demo-fail", "team-hook", "FAILED")
+        store = self.stack_store()
+        # The sender records SENT just after the receiver answers.
+        self.wait_for("the notification's record", lambda: _sent(store.get_notice(key)), 5.0)
+        notice = store.get_notice(key)
+        one = fail[0] if len(fail) == 1 else None
+        succeeded = sum(1 for exp in self.expected if exp.state == "SUCCEEDED")
+        self.check(
+            one is not None and one.accepted and one.verified and one.outcome == "FAILED"
+            and one.rule == "team-hook" and not others
+            and notice is not None and notice.state == "SENT",
+            f"demo-fail's failure was notified {_times(len(fail))}: {one.kind if one else '?'} "
+            f"{one.rule if one else '?'}, signature {one.signature if one else '?'}, "
+            f"{one.detail if one else '-'!r}; none for the {succeeded} items that succeeded"
+            + (f" (but for {', '.join(others)})" if others else ""),
+        )  # fmt: skip
+        secrets_ = {"signing key": self.stack.signing_key, "URL token": self.stack.hook_token}
+        records = json.dumps(
+            [self.item(exp.queue, exp.item_id) for exp in self.expected]
+            + [notice.document if notice is not None else {}],
+            default=str,
+        )
+        messages = json.dumps([dict(d.body) for d in got])
+        leaked = [f"{name} in {where}" for name, value in secrets_.items()
+                  for where, text in (("a record", records), ("a message", messages))
+                  if value in text]  # fmt: skip
+        self.check(
+            not leaked,
+            "neither the webhook's signing key nor its URL's token is in any item record, the "
+            "notification's record or the message" + (f": {', '.join(leaked)}" if leaked else ""),
+        )
+
     def verdict(self) -> bool:
         self.step("Checks")
         for ok, text in self.checks:
@@ -603,6 +666,18 @@ def transition_line(elapsed: str, item_id: str, id_width: int, entry: dict[str, 
     return (
         f"  [dim]{elapsed}[/dim]  {escape(item_id):<{id_width}}  {source:>{_STATE_WIDTH}} → "
         f"{_styled(entry.get('to'))}  [dim]{cause}[/dim]"
+    )
+
+
+def notification_line(elapsed: str, id_width: int, delivery: Delivery) -> str:
+    """`  14.2s  demo-fail      FAILED ✉ webhook team-hook, signature verified  The replica…`:
+    what the webhook receiver took, in the transitions' columns."""
+    item_id = escape(str(delivery.item_id or "?"))
+    status = "" if delivery.accepted else f", answered {delivery.status}"
+    return (
+        f"  [dim]{elapsed}[/dim]  {item_id:<{id_width}}  {delivery.outcome!s:>{_STATE_WIDTH}} "
+        f"✉ notified: {delivery.kind} {delivery.rule or ''}, signature {delivery.signature}"
+        f"{status}  [dim]{escape(delivery.detail)}[/dim]"
     )
 
 
@@ -642,6 +717,14 @@ def _styled(state: object) -> str:
     return styled_state(str(state) if state else None)
 
 
+def _sent(notice: Any) -> bool:
+    return notice is not None and notice.state == "SENT"
+
+
+def _times(count: int) -> str:
+    return {0: "no time", 1: "once"}.get(count, f"{count} times")
+
+
 def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
@@ -663,15 +746,16 @@ def run(console: Console, timeout: float, functions_dir: Path) -> bool:
     stack = DevStack("launchq-demo", Ports.free(), sweep_interval=1.0, functions_dir=functions_dir)
     console.print(
         "\n[bold cyan]▶ Start the local stack[/bold cyan]: Pub/Sub + Firestore emulators, the "
-        "Vertex AI stand-in (execute mode), the dispatch and sweep functions under "
-        "functions-framework, a push subscription, a sweep every second"
+        "Vertex AI stand-in (execute mode), the dispatch, sweep and notify functions under "
+        "functions-framework, push subscriptions, a webhook receiver, a sweep every second"
     )
     passed = False
     try:
         stack.start()
         console.print(
             f"  ready in {stack.startup_seconds:.1f}s: dispatcher {stack.dispatcher_url}, "
-            f"sweeper {stack.sweeper_url}, Vertex stand-in {stack.standin_url}",
+            f"sweeper {stack.sweeper_url}, notify {stack.notifier_url}, Vertex stand-in "
+            f"{stack.standin_url}, webhook receiver {stack.receiver_url}",
             highlight=False,
         )
         demo = Demo(console, stack)

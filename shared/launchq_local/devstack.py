@@ -14,39 +14,47 @@ Pieces, each as it runs in Google Cloud except for what stands in for a managed 
   really trains;
 - the Cloud Logging stand-in (`launchq_local.logging_standin`), in a thread of this process:
   every line an executed job prints becomes an `ml_job` entry that `launchq logs` reads;
-- the dispatch function (`functions/dispatch`, CloudEvent) and the sweep function
-  (`functions/sweep`, HTTP) under functions-framework, each its own process on its own port,
-  with the environment a deployment would give them;
+- the dispatch function (`functions/dispatch`, CloudEvent), the sweep function
+  (`functions/sweep`, HTTP) and the notify function (`functions/notify`, CloudEvent) under
+  functions-framework, each its own process on its own port, with the environment a deployment
+  would give them;
+- a webhook receiver (`launchq_local.webhook_receiver`), in a thread of this process: where the
+  notify function sends the example queues' notifications. Its URL and signing key are in the
+  Secret Manager stand-in under the names the examples use (`NOTIFY_SECRETS`), so a queue's
+  `notify` rule works locally as it would with a team's endpoint;
 - a topic per applied queue (`launchq-q-<queue>`) with a push subscription to the dispatcher
   (endpoint path `/projects/P/topics/T`, which functions-framework turns into a
   `messagePublished` CloudEvent, as Eventarc does in the cloud): `launchq queue apply` creates
   it at once, and the stack gives every queue found in Firestore its topic before each sweep
   (`launchq_local.queue_topics`); the shared topic only when asked (`queue_topic=`); the events
-  topic with a pull subscription for readers;
+  topic with a pull subscription for readers and a push subscription to the notify function;
 - a thread POSTing to the sweep function every `sweep_interval` seconds: Cloud Scheduler's job.
 
 Ports (fixed by default, documented in docs/local-dev.md; `Ports.free()` for tests and the demo,
-so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, stand-in
-8090, GCS 4443, Logging stand-in 8091, Cloud Build stand-in 8092, Secret Manager stand-in 8093.
+so stacks never clash): Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, notify
+function 8083, stand-in 8090, GCS 4443, Logging stand-in 8091, Cloud Build stand-in 8092, Secret
+Manager stand-in 8093, webhook receiver 8094.
 The stack also exports `LAUNCHQ_PYTHON` (this
 interpreter) and `LAUNCHQ_EXAMPLES` (this checkout's examples/) into the stand-in's environment;
 Vertex-style `$(VAR)` references in the example queue configs use them to find the trainer.
 
 Stopping (`stop`, the context manager, or interpreter exit) goes through `DevStack.stop_sequence`,
 an ordered list in which each piece stops before the pieces it calls: the sweep loop, the
-function process groups, the stand-in (which kills running jobs), the emulators; then it restores
-the environment: nothing is left behind. The order matters: with the emulators stopped first, a
-sweep in flight waited on the dead Firestore for its 120 s request timeout, and a SIGTERMed
-`launchq dev` took over two minutes to stop; in order it takes a few seconds (JVM shutdown is
-most of it). Each step logs `stopping` / `stopped` with its `piece`.
+function process groups, the webhook receiver, the stand-in (which kills running jobs), the
+emulators; then it restores the environment: nothing is left behind. The order matters: with
+the emulators stopped first, a sweep in flight waited on the dead Firestore for its 120 s request
+timeout, and a SIGTERMed `launchq dev` took over two minutes to stop; in order it takes a few
+seconds (JVM shutdown is most of it). Each step logs `stopping` / `stopped` with its `piece`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import errno
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -76,12 +84,14 @@ from launchq_local.gcs import GcsEmulator, start_gcs
 from launchq_local.logging_standin import LoggingStandinServer
 from launchq_local.queue_topics import (
     DISPATCHER_URL_VARIABLE,
+    ensure_push_subscription,
     ensure_push_topic,
     ensure_queue_topics,
 )
 from launchq_local.secretmanager_standin import SecretManagerStandinServer
 from launchq_local.standin import Delays, StandinServer
 from launchq_local.standin.limits import Limits
+from launchq_local.webhook_receiver import Delivery, WebhookReceiver
 
 log = get_logger(__name__)
 
@@ -89,6 +99,20 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 EXAMPLES = ROOT / "examples"
 EVENTS_SUBSCRIPTION = "launchq-events-local"
+# The events topic's push subscription to the notify function (as Eventarc's in the cloud).
+NOTIFY_SUBSCRIPTION = "launchq-events-notify"
+# The project the example queues name (their W&B key and webhook secrets live there), whatever
+# the stack's own project.
+EXAMPLES_PROJECT = "launchq-demo"
+# The Secret Manager secrets (version 1 each) the stack fills for the example queues' `notify`
+# rules: the webhook receiver's signed hook URL, its signing key, and its Slack-format hook URL.
+NOTIFY_SECRETS = {
+    "hook_url": f"projects/{EXAMPLES_PROJECT}/secrets/launchq-hook-url/versions/1",
+    "signing_key": f"projects/{EXAMPLES_PROJECT}/secrets/launchq-hook-key/versions/1",
+    "slack_url": f"projects/{EXAMPLES_PROJECT}/secrets/launchq-slack-url/versions/1",
+}
+# Where `launchq ui` serves by default: the notifications' dashboard links point there.
+DASHBOARD_URL = "http://127.0.0.1:8088"
 DEV_PROJECT = "launchq-dev"
 DEV_BUCKET = "launchq-demo-staging"  # examples/queues/*.yaml's spec.staging_bucket
 # Execute-mode jobs spend these in QUEUED and PENDING before their process starts.
@@ -112,10 +136,12 @@ class Ports:
     logging: int = 8091
     cloudbuild: int = 8092
     secretmanager: int = 8093
+    notifier: int = 8083
+    receiver: int = 8094
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return cls(*(0 for _ in dataclasses.fields(cls)))
 
     def resolved(self) -> Ports:
         picked = iter(free_ports(sum(1 for port in self._values() if not port)))
@@ -125,18 +151,8 @@ class Ports:
     def any_free(self) -> bool:
         return 0 in self._values()
 
-    def _values(self) -> tuple[int, int, int, int, int, int, int, int, int]:
-        return (
-            self.firestore,
-            self.pubsub,
-            self.dispatcher,
-            self.sweeper,
-            self.standin,
-            self.gcs,
-            self.logging,
-            self.cloudbuild,
-            self.secretmanager,
-        )
+    def _values(self) -> tuple[int, ...]:
+        return dataclasses.astuple(self)
 
 
 class DevStackError(RuntimeError):
@@ -237,6 +253,7 @@ class DevStack:
         functions_dir: Path = FUNCTIONS,
         limits: Limits | None = None,
         scarcity: Sequence[Mapping[str, Any]] = (),
+        on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         self.project = project
         self.limits = limits  # Vertex quotas/rate limit for the stand-in (none by default)
@@ -259,6 +276,11 @@ class DevStack:
         self.logging: LoggingStandinServer | None = None
         self.cloudbuild: CloudBuildStandin | None = None
         self.secrets: SecretManagerStandinServer | None = None
+        self.receiver: WebhookReceiver | None = None
+        # The webhook receiver's secrets: its key signs, its token is the URL's secret part.
+        self.signing_key = "whsec_local_" + secrets.token_hex(24)
+        self.hook_token = secrets.token_urlsafe(18)
+        self.on_delivery = on_delivery  # called in the receiver's thread for each delivery
         self.sweep_loop: SweepLoop | None = None
         self.functions_dir = functions_dir
         self.functions = self._new_functions()
@@ -279,6 +301,15 @@ class DevStack:
         return self.functions[1].url
 
     @property
+    def notifier_url(self) -> str:
+        return self.functions[2].url
+
+    @property
+    def receiver_url(self) -> str:
+        """The webhook receiver (`GET {receiver_url}/deliveries` lists what it took)."""
+        return f"http://127.0.0.1:{self.ports.receiver}"
+
+    @property
     def standin_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.standin}"
 
@@ -297,6 +328,10 @@ class DevStack:
     @property
     def events_subscription_path(self) -> str:
         return f"projects/{self.project}/subscriptions/{EVENTS_SUBSCRIPTION}"
+
+    @property
+    def notify_subscription_path(self) -> str:
+        return f"projects/{self.project}/subscriptions/{NOTIFY_SUBSCRIPTION}"
 
     def env(self) -> dict[str, str]:
         """What a shell needs to point the CLI (and any Google client) at this stack."""
@@ -334,6 +369,8 @@ class DevStack:
             "LAUNCHQ_SWEEP_INTERVAL_SECONDS": "0",
             "LAUNCHQ_PYTHON": sys.executable,
             "LAUNCHQ_EXAMPLES": str(EXAMPLES),
+            # The notify function's links: `launchq ui`'s default address.
+            "LAUNCHQ_DASHBOARD_URL": DASHBOARD_URL,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -355,6 +392,14 @@ class DevStack:
                 "http",
                 self.ports.sweeper,
                 self.log_dir / "sweep.log",
+                self.functions_dir,
+            ),
+            _Function(
+                "notify",
+                "notify",
+                "cloudevent",
+                self.ports.notifier,
+                self.log_dir / "notify.log",
                 self.functions_dir,
             ),
         ]
@@ -388,6 +433,7 @@ class DevStack:
         self.gcs = None
         self.logging = None
         self.secrets = None
+        self.receiver = None
         self._previous_env = {}
         self._stopped = False
 
@@ -410,6 +456,11 @@ class DevStack:
                 self.gcs.client(self.project).create_bucket(DEV_BUCKET)
             self.logging = LoggingStandinServer(port=self.ports.logging).start()
             self.secrets = SecretManagerStandinServer(port=self.ports.secretmanager).start()
+            self.receiver = WebhookReceiver(
+                self.signing_key, self.hook_token, port=self.ports.receiver,
+                on_delivery=self.on_delivery,
+            ).start()  # fmt: skip
+            self._put_notify_secrets()
             self.cloudbuild = CloudBuildStandin(
                 port=self.ports.cloudbuild,
                 gcs_url=f"http://127.0.0.1:{self.ports.gcs}",
@@ -486,6 +537,37 @@ class DevStack:
             f"the {function.name} function did not listen on {function.url} within {timeout}s"
         )
 
+    def _put_notify_secrets(self) -> None:
+        """The receiver's URLs and signing key, as version 1 of the secrets the example queues'
+        `notify` rules name, through the real Secret Manager client (REST), as a user would."""
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import secretmanager_v1
+
+        assert self.receiver is not None
+        values = {
+            "hook_url": self.receiver.hook_url,
+            "signing_key": self.signing_key,
+            "slack_url": self.receiver.slack_url,
+        }
+        client = secretmanager_v1.SecretManagerServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=self.secretmanager_url),
+        )
+        automatic = secretmanager_v1.Replication(automatic=secretmanager_v1.Replication.Automatic())
+        for what, version in NOTIFY_SECRETS.items():
+            secret = version.rsplit("/versions/", 1)[0]
+            project, _, secret_id = secret.removeprefix("projects/").partition("/secrets/")
+            client.create_secret(
+                parent=f"projects/{project}",
+                secret_id=secret_id,
+                secret=secretmanager_v1.Secret(replication=automatic),
+            )
+            client.add_secret_version(
+                parent=secret, payload=secretmanager_v1.SecretPayload(data=values[what].encode())
+            )
+
     def _create_topics(self) -> None:
         from google.api_core import exceptions as gexc
         from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
@@ -498,6 +580,12 @@ class DevStack:
                 publisher.create_topic(name=events)
             with contextlib.suppress(gexc.AlreadyExists):
                 subscriber.create_subscription(name=self.events_subscription_path, topic=events)
+            # The notify function gets every event as Eventarc would give it: a push to the path
+            # functions-framework turns into a `messagePublished` CloudEvent; a 500 (a receiver
+            # that failed) is redelivered after the backoff.
+            ensure_push_subscription(
+                subscriber, self.notify_subscription_path, events, f"{self.notifier_url}/{events}"
+            )
         finally:
             subscriber.close()
         if self.queue_topic:  # the opt-in shared topic of a single-team install
@@ -552,6 +640,7 @@ class DevStack:
         return [
             ("sweep loop", self._stop_sweep_loop),  # calls the sweep function
             ("functions", self._stop_functions),  # call the emulators and the stand-in
+            ("webhook receiver", self._stop_receiver),  # the notify function posts to it
             ("vertex stand-in", self._stop_standin),  # runs jobs; calls the two below
             ("logging stand-in", self._stop_logging),
             ("secret manager stand-in", self._stop_secrets),
@@ -588,6 +677,10 @@ class DevStack:
 
     def _stop_functions(self) -> None:
         stop_groups([f.process for f in self.functions if f.process is not None], _STOP_GRACE)
+
+    def _stop_receiver(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
 
     def _stop_standin(self) -> None:
         if self.standin is not None:

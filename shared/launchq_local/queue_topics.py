@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 from launchq.spec.topics import queue_topic
 
@@ -28,10 +29,31 @@ def push_subscription(topic: str) -> str:
     return f"{topic}-dispatch"
 
 
+def ensure_push_subscription(subscriber: Any, name: str, topic_path: str, endpoint: str) -> None:
+    """A push subscription from `topic_path` to `endpoint` (existing: left as it is), with the
+    backoff a 500 from a local function is redelivered after: 1 s, doubling to 10 s."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.pubsub_v1 import types
+
+    with contextlib.suppress(gexc.AlreadyExists):
+        subscriber.create_subscription(
+            request={
+                "name": name,
+                "topic": topic_path,
+                "push_config": types.PushConfig(push_endpoint=endpoint),
+                "ack_deadline_seconds": 60,
+                "retry_policy": {
+                    "minimum_backoff": {"seconds": 1},
+                    "maximum_backoff": {"seconds": 10},
+                },
+            }
+        )
+
+
 def ensure_push_topic(project: str, topic: str, dispatcher_url: str) -> bool:
     """Create `topic` and its push subscription to the dispatcher; True if the topic was new."""
     from google.api_core import exceptions as gexc
-    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient, types
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
     publisher = PublisherClient()
     subscriber = SubscriberClient()
@@ -42,21 +64,8 @@ def ensure_push_topic(project: str, topic: str, dispatcher_url: str) -> bool:
             publisher.create_topic(name=path)
         except gexc.AlreadyExists:
             created = False
-        with contextlib.suppress(gexc.AlreadyExists):
-            subscriber.create_subscription(
-                request={
-                    "name": subscriber.subscription_path(project, push_subscription(topic)),
-                    "topic": path,
-                    "push_config": types.PushConfig(
-                        push_endpoint=f"{dispatcher_url}/projects/{project}/topics/{topic}"
-                    ),
-                    "ack_deadline_seconds": 60,
-                    "retry_policy": {
-                        "minimum_backoff": {"seconds": 1},
-                        "maximum_backoff": {"seconds": 10},
-                    },
-                }
-            )
+        name = subscriber.subscription_path(project, push_subscription(topic))
+        ensure_push_subscription(subscriber, name, path, f"{dispatcher_url}/{path}")
     finally:
         subscriber.close()
     return created

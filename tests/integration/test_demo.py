@@ -58,6 +58,18 @@ def test_make_demo_passes_and_prints_the_story() -> None:
     assert "12/12 done" in out
     assert "✓ demo-git-1 and demo-git-2 ran commit " in out
     assert "✓ demo-fail shows Vertex's error: The replica workerpool0-0 exited" in out
+    # trainer.yaml's notify rule: one signed webhook about demo-fail, taken by the receiver.
+    assert re.search(
+        r"demo-fail\s+FAILED ✉ notified: webhook team-hook, signature verified  "
+        r"The replica workerpool0-0 exited",
+        out,
+    ), out[-6000:]
+    assert (
+        "✓ demo-fail's failure was notified once: webhook team-hook, signature verified, "
+        "'The replica workerpool0-0 exited" in out
+    )
+    assert "none for the 12 items that succeeded" in out
+    assert "✓ neither the webhook's signing key nor its URL's token is in any item record" in out
     assert "✓ demo-invalid was rejected: template_variables.epochs: 0 is below the minimum 1" in out
     assert "✓ the CLI refused the invalid item before publishing (exit 2)" in out
     assert "error: invalid queue item (2 errors):" in out

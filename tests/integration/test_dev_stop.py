@@ -34,6 +34,7 @@ STOP_BUDGET_S = 15.0
 EXPECTED_ORDER = [
     "sweep loop",
     "functions",
+    "webhook receiver",
     "vertex stand-in",
     "logging stand-in",
     "secret manager stand-in",

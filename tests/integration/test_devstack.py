@@ -3,11 +3,13 @@ emulator's port was taken between picking it and the JVM binding it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 
 import pytest
 
+from launchq.gcp.secrets import SecretReader
 from launchq_local import devstack
 from launchq_local.devstack import DevStack, Ports
 from launchq_local.emulators import new_project_id
@@ -64,19 +66,28 @@ def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
         stack.remove_files()
 
 
+@pytest.mark.parametrize("piece", ["secretmanager", "receiver"])
 def test_a_stand_in_whose_picked_port_is_taken_starts_again_on_new_ports(
-    taken_port: int, monkeypatch: pytest.MonkeyPatch
+    taken_port: int, monkeypatch: pytest.MonkeyPatch, piece: str
 ) -> None:
-    """The stand-ins bind in this process: a taken port is EADDRINUSE, not a JVM's failure."""
-    calls = first_pick_loses_the_race(monkeypatch, taken_port, -1)  # the Secret Manager stand-in's
+    """The stand-ins and the webhook receiver bind in this process: a taken port is EADDRINUSE,
+    not a JVM's failure. The notify secrets are those of the stack that started: they name the
+    receiver's new port."""
+    field = [f.name for f in dataclasses.fields(Ports)].index(piece)
+    calls = first_pick_loses_the_race(monkeypatch, taken_port, field)
     stack = DevStack(new_project_id("launchq-race"), Ports.free(), sweep_interval=5.0)
-    assert stack.ports.secretmanager == taken_port
+    assert getattr(stack.ports, piece) == taken_port
     try:
         stack.start()
         assert len(calls) == 2
-        assert stack.ports.secretmanager != taken_port
+        assert getattr(stack.ports, piece) != taken_port
         assert stack.secrets is not None
         assert stack.secrets.url == stack.secretmanager_url
+        assert stack.receiver is not None
+        assert stack.receiver.url == stack.receiver_url
+        reader = SecretReader(stack.secretmanager_url)
+        assert reader.value(devstack.NOTIFY_SECRETS["hook_url"]) == stack.receiver.hook_url
+        assert reader.value(devstack.NOTIFY_SECRETS["signing_key"]) == stack.signing_key
     finally:
         stack.stop()
         assert stack.leftovers() == []

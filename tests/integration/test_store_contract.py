@@ -18,6 +18,7 @@ from google.cloud import firestore
 
 from launchq.errors import Conflict
 from launchq.model.budgets import Amount, Charge, Ledger, Rates
+from launchq.model.notices import LEASE_SECONDS, NoticeState
 from launchq.model.records import Claim, NewItem, QueueBackoff
 from launchq.model.states import ItemState
 from launchq.store import Store, TokenTaken, Transition
@@ -594,3 +595,31 @@ def test_children_are_listed_in_child_order_paged_and_counted_by_state(
     assert store.count_children("q", "p", [Q]) == 3
     assert store.count_children("q", "p", [ItemState.CANCELLED, ItemState.HELD]) == 1
     assert [c.item_id for c in store.children_of("q", "p", [ItemState.CANCELLED])] == ["p~00001"]
+
+
+# -- notifications: claimed once, taken over only when the sender's lease ran out ---------------
+
+
+def test_a_notice_is_claimed_once_retried_taken_over_and_never_claimed_when_ended(
+    store: Store, clock: Clock
+) -> None:
+    key = "q~a~hook~FAILED"
+    first = store.claim_notice(key, {"queue": "q", "item_id": "a"})
+    assert first is not None
+    assert (first.state, first.attempts) == (NoticeState.SENDING, 1)
+    assert store.claim_notice(key, {}) is None  # leased
+    retrying = store.finish_notice(first, {"state": "RETRYING", "lease_until": None})
+    second = store.claim_notice(key, {})
+    assert second is not None
+    assert (second.state, second.attempts) == (NoticeState.SENDING, 2)
+    with pytest.raises(Conflict):
+        store.finish_notice(retrying, {"state": "SENT"})  # stale: the claim moved it on
+    clock.tick(LEASE_SECONDS + 1)  # the second sender died holding it
+    third = store.claim_notice(key, {})
+    assert third is not None
+    assert third.attempts == 3
+    store.finish_notice(third, {"state": "SENT"})
+    assert store.claim_notice(key, {}) is None
+    got = store.get_notice(key)
+    assert got is not None
+    assert (got.state, got.attempts, got.document["queue"]) == (NoticeState.SENT, 3, "q")

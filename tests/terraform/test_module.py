@@ -7,7 +7,9 @@ The google provider cannot be downloaded here, so nothing runs `terraform init/p
   code, the LAUNCHQ_* environment is exactly what `launchq.settings` reads, every IAM role is
   allowlisted and none is primitive, nothing is public, the dead-letter topic has a
   subscription, the dispatcher's trigger retries and dead-letters, the scheduler calls the sweep
-  with OIDC and a long enough deadline, every variable and output is described;
+  with OIDC and a long enough deadline, every variable and output is described (the notify
+  function's trigger and grants are in test_notify.py, the log-based metrics, dashboard and
+  alerts in test_monitoring.py);
 - checkov with the module's inline skips (each must carry a reason, and be one reviewed here).
   checkov lives in its own venv (`<venv>/tools/checkov`, created on first use): every release
   pins packaging<24, which this project's environment cannot have;
@@ -64,18 +66,24 @@ REVIEWED_SKIPS = {
 
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 ALLOWED_ROLES = {
-    "roles/datastore.user",  # Firestore documents (both functions)
+    "roles/datastore.user",  # Firestore documents (the three functions)
     "roles/datastore.viewer",  # queue publishers: read-only state, launchq's database only
-    # events topic (functions), dead-letter topic (service agent), a queue's topic (publishers)
+    # events topic (dispatch, sweep), dead-letter topic (service agent), a queue's topic
+    # (publishers), a notify rule's topic (the notify function)
     "roles/pubsub.publisher",
-    "roles/pubsub.subscriber",  # dispatch subscriptions (service agent, for dead-lettering)
+    # dispatch and notify subscriptions (service agent, for dead-lettering)
+    "roles/pubsub.subscriber",
     "roles/iam.serviceAccountUser",  # act-as on job service accounts only
     "roles/iam.serviceAccountTokenCreator",  # service agent mints the push OIDC token
     "roles/run.invoker",  # each function's Cloud Run service, one caller each; the dashboard's
-    "roles/logging.viewer",  # the dashboard's log tail (its own account, when enabled)
+    # the dashboard's log tail, the notify function's failed-job log lines (project: entries
+    # have no narrower resource)
+    "roles/logging.viewer",
     "roles/artifactregistry.writer",  # the image build account, on the build repository only
     "roles/logging.logWriter",  # the image build account's build logs (no narrower resource)
-    "roles/secretmanager.secretAccessor",  # a queue's job accounts, on its W&B key's secret only
+    # a queue's job accounts, on its W&B key's secret only; the notify function, on the
+    # secrets the queues' notification rules name only
+    "roles/secretmanager.secretAccessor",
 }
 # Images built from source (terraform/image_builds.tf): create, follow in bulk, cancel (update).
 BUILD_PERMISSIONS = {
@@ -106,7 +114,7 @@ CUSTOM_ROLE_PERMISSIONS = {
     "tag_reader": {"artifactregistry.tags.get"},
     "sweep_quotas": {"cloudquotas.quotas.get"},  # opt-in: cohorts that read their quotas
 }
-FUNCTION_SIGNATURES = {"dispatch": "cloud_event", "sweep": "http"}
+FUNCTION_SIGNATURES = {"dispatch": "cloud_event", "sweep": "http", "notify": "cloud_event"}
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -367,10 +375,29 @@ def test_the_environment_is_exactly_what_the_code_reads(tf: dict[str, Any]) -> N
         service = block(resource(tf, "google_cloudfunctions2_function", name), "service_config")
         assert refers_to(service["environment_variables"], "local.function_environment")
     assert refers_to(locals_(tf)["function_environment"], "local.launchq_environment")
+    # The notify function: the same environment, with the dashboard's URL filled in from the
+    # dashboard service when there is one (the shared environment cannot read the service:
+    # the service's own environment is that one).
+    service = block(resource(tf, "google_cloudfunctions2_function", "notify"), "service_config")
+    assert refers_to(service["environment_variables"], "local.notify_environment")
+    notify = locals_(tf)["notify_environment"]
+    assert refers_to(notify, "local.launchq_environment")
+    assert set(re.findall(r"LAUNCHQ_[A-Z0-9_]+", notify)) == {"LAUNCHQ_DASHBOARD_URL"}
+    assert "if value != null" in notify
+    url = locals_(tf)["notify_dashboard_url"]
+    assert refers_to(url, "var.dashboard_url")
+    assert refers_to(url, "google_cloud_run_v2_service.dashboard")
+    assert environment["LAUNCHQ_DASHBOARD_URL"] == "${var.dashboard_url}"
+    assert variables(tf)["dashboard_url"]["default"] is None
+    for endpoint in ("secretmanager", "logging"):
+        name = f"LAUNCHQ_{endpoint.upper()}_ENDPOINT"
+        assert environment[name] == f"${{var.{endpoint}_endpoint}}"
+        assert variables(tf)[f"{endpoint}_endpoint"]["default"] is None
 
 
-def test_both_functions_are_gen2_python_and_internal_only(tf: dict[str, Any]) -> None:
-    for name in ("dispatch", "sweep"):
+def test_every_function_is_gen2_python_and_internal_only(tf: dict[str, Any]) -> None:
+    assert set(resources(tf, "google_cloudfunctions2_function")) == set(FUNCTION_SIGNATURES)
+    for name in FUNCTION_SIGNATURES:
         body = resource(tf, "google_cloudfunctions2_function", name)
         assert refers_to(block(body, "build_config")["runtime"], "var.python_runtime")
         service = block(body, "service_config")
@@ -496,12 +523,18 @@ def test_project_level_grants_are_only_firestore_and_the_custom_roles(tf: dict[s
     assert set(grants) == {
         "dispatch",
         "sweep",
+        "notify",
         "state_viewer",
         "dashboard_state",
         "dashboard_logs",
         "build_log_writer",
         "sweep_quotas",
     }
+    # The notify function: Firestore, and reading a failed job's log lines; no Vertex role.
+    notify = grants.pop("notify")
+    assert notify["for_each"] == "${local.notify_project_roles}"
+    assert notify["member"] == "${google_service_account.notify.member}"
+    assert _role_values(tf, notify) == {"roles/datastore.user", "roles/logging.viewer"}
     # Publishers' read-only state (tests/terraform/test_queues.py checks its condition).
     assert grants.pop("state_viewer")["role"] == "roles/datastore.viewer"
     # The opt-in dashboard: read-only state and logs (test_the_dashboard_is_opt_in_and_private).
@@ -594,6 +627,17 @@ def test_the_pubsub_service_agent_can_dead_letter(tf: dict[str, Any]) -> None:
     assert subscriber["subscription"] == "${google_pubsub_subscription.dispatch[each.key].name}"
     assert subscriber["role"] == "roles/pubsub.subscriber"
     assert refers_to(subscriber["member"], agent)
+    # And on the notify function's subscription, which dead-letters too.
+    notify = resource(tf, "google_pubsub_subscription_iam_member", "notify_subscriber")
+    assert notify["subscription"] == "${google_pubsub_subscription.notify.name}"
+    assert notify["role"] == "roles/pubsub.subscriber"
+    assert refers_to(notify["member"], agent)
+    dead_letter_subscriptions = {
+        name
+        for name, body in resources(tf, "google_pubsub_subscription").items()
+        if "dead_letter_policy" in body
+    }
+    assert dead_letter_subscriptions == {"dispatch", "notify"}
 
 
 def test_both_functions_may_publish_events_and_nothing_else(tf: dict[str, Any]) -> None:
@@ -602,12 +646,18 @@ def test_both_functions_may_publish_events_and_nothing_else(tf: dict[str, Any]) 
     assert refers_to(events["topic"], "google_pubsub_topic.events")
     assert events["role"] == "roles/pubsub.publisher"
     assert refers_to(events["for_each"], "local.function_members")
+    # The dispatcher and the sweep; the notify function reads events and publishes none.
+    assert set(locals_(tf)["function_members"]) == {"dispatch", "sweep"}
     assert set(grants) == {
         "events_publisher",
         "dead_letter_publisher",
         "queue_publisher",
         "dashboard_publisher",
+        "notify_publisher",
     }
+    # The notify function on its rules' topics only (test_notify.py).
+    assert grants["notify_publisher"]["for_each"] == "${local.notify_topic_names}"
+    assert refers_to(grants["notify_publisher"]["member"], "google_service_account.notify")
     # The third is the publishers' grant on their queues' topics (tests/terraform/test_queues.py);
     # the fourth the opt-in dashboard's, for cancel (test_the_dashboard_is_opt_in_and_private).
     assert refers_to(grants["dashboard_publisher"]["member"], "google_service_account.dashboard")
@@ -806,12 +856,33 @@ def _package(out: Path, *names: str) -> dict[str, Path]:
     return {name: out / f"{name}.zip" for name in names}
 
 
+def _packaged_functions() -> set[str]:
+    """The functions `make package` builds: FUNCTIONS in scripts/package_functions.py."""
+    tree = ast.parse(PACKAGER.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "FUNCTIONS" for target in node.targets
+        ):
+            value = ast.literal_eval(node.value)
+            return set(value)
+    raise AssertionError(f"{PACKAGER} defines no FUNCTIONS")
+
+
 def test_make_package_builds_what_terraform_uploads(tf: dict[str, Any]) -> None:
     makefile = (ROOT / "Makefile").read_text()
     recipe = re.search(r"^package:.*\n((?:\t.*\n)+)", makefile, re.M)
     assert recipe, "the Makefile has no `package` target"
     assert "scripts/package_functions.py --out build/functions" in recipe.group(1)
     assert "${path.module}/../build/functions" in locals_(tf)["archives_dir"]
+    # Every archive the module uploads is one `make package` builds (filesha256 of a missing
+    # archive fails the plan).
+    uploaded = set(resources(tf, "google_storage_bucket_object"))
+    assert uploaded == set(FUNCTION_SIGNATURES)
+    missing = uploaded - _packaged_functions()
+    assert not missing, (
+        f"terraform/ deploys {sorted(missing)} but scripts/package_functions.py does not "
+        "build them: add them to its FUNCTIONS"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTION_SIGNATURES))

@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from launchq.spec.fields import QUEUE_NAME_PATTERN
+from launchq.spec.notify import TOPIC_PATTERN
 from tests.terraform.test_module import (
     EXAMPLE,
     MODULE,
@@ -111,9 +112,11 @@ def test_every_queue_topic_is_pushed_to_the_dispatcher_like_the_single_one(
 ) -> None:
     # One subscription resource for every topic: the OIDC identity, retry policy and
     # dead-letter topic cannot differ between queues (test_module.py checks their values).
+    # The only other push subscription is the notify function's, on the events topic.
     subscriptions = resources(tf, "google_pubsub_subscription")
     pushing = {name for name, body in subscriptions.items() if "push_config" in body}
-    assert pushing == {"dispatch"}, "every push subscription must be the one shared resource"
+    assert pushing == {"dispatch", "notify"}, "every queue's push subscription must be the one"
+    assert refers_to(subscriptions["notify"]["topic"], "google_pubsub_topic.events")
     topics = locals_(tf)["dispatch_topics"]
     assert "for queue in keys(var.queues)" in topics
     assert "google_pubsub_topic.queue[queue].id" in topics
@@ -195,6 +198,8 @@ LOCALS_TO_EVALUATE = (
     "job_service_accounts",
     "job_act_as",
     "wandb_secret_access",
+    "notify_secret_names",
+    "notify_topic_names",
 )
 
 
@@ -306,6 +311,10 @@ def _plan_errors(directory: Path, queues: dict[str, Any]) -> str:
             "no version",
         ),
         ({"vision": {"wandb_api_key_secret": "projects/p/secrets/k"}}, "lists the job_service"),
+        ({"vision": {"notify_secrets": ["projects/p/secrets/k/versions/x"]}}, "notify_secrets"),
+        ({"vision": {"notify_secrets": ["slack-webhook"]}}, "notify_secrets are secret"),
+        ({"vision": {"notify_topics": ["ml-outcomes"]}}, "notify_topics are topic names"),
+        ({"vision": {"notify_topics": ["projects/p/topics/ml"]}}, "notify_topics are topic"),
     ],
     ids=[
         "slash",
@@ -322,6 +331,10 @@ def _plan_errors(directory: Path, queues: dict[str, Any]) -> str:
         "job-sa-not-a-service-account",
         "wandb-secret-with-version",
         "wandb-secret-without-job-accounts",
+        "notify-secret-bad-version",
+        "notify-secret-bare-id",
+        "notify-topic-bare-id",
+        "notify-topic-short-project",
     ],
 )
 def test_bad_queues_fail_at_plan_time(harness: Path, queues: dict[str, Any], message: str) -> None:
@@ -393,6 +406,53 @@ def test_a_queues_wandb_key_is_readable_by_its_job_accounts_only(harness: Path) 
          "serviceAccount:vision-eval@my-ml-project.iam.gserviceaccount.com"),
     }  # fmt: skip
     assert _evaluate(harness, {}, "local.wandb_secret_access") == {}
+
+
+def test_the_notify_function_may_read_the_rules_secrets_and_topics_only(harness: Path) -> None:
+    queues = {
+        "vision": {
+            "notify_secrets": [
+                "projects/acme-ml/secrets/vision-slack/versions/latest",
+                "projects/acme-ml/secrets/pager-url/versions/3",
+                "projects/123456789012/secrets/pager-hmac/versions/1",
+            ],
+            "notify_topics": ["projects/acme-ml/topics/ml-outcomes"],
+        },
+        "nlp": {
+            # The same secret as another version, and as the secret itself: one grant.
+            "notify_secrets": [
+                "projects/acme-ml/secrets/pager-url/versions/4",
+                "projects/acme-ml/secrets/pager-url",
+            ],
+            "notify_topics": ["projects/audit-project/topics/ml-outcomes"],
+        },
+        "quiet": {},
+    }
+    result = _evaluate(
+        harness, queues, "{secrets = local.notify_secret_names, topics = local.notify_topic_names}"
+    )
+    assert sorted(result["secrets"]) == [
+        "projects/123456789012/secrets/pager-hmac",
+        "projects/acme-ml/secrets/pager-url",
+        "projects/acme-ml/secrets/vision-slack",
+    ]
+    assert sorted(result["topics"]) == [
+        "projects/acme-ml/topics/ml-outcomes",
+        "projects/audit-project/topics/ml-outcomes",
+    ]
+    # No queue names any: no grant at all.
+    empty = "{secrets = local.notify_secret_names, topics = local.notify_topic_names}"
+    assert _evaluate(harness, {"vision": {}}, empty) == {"secrets": [], "topics": []}
+    assert _evaluate(harness, {}, empty) == {"secrets": [], "topics": []}
+
+
+def test_the_notify_variables_use_the_rules_patterns(tf: dict[str, Any]) -> None:
+    conditions = [v["condition"] for v in variables(tf)["queues"]["validation"]]
+    # A pubsub rule's topic: the very pattern the config validates it with.
+    assert any(TOPIC_PATTERN in c and "notify_topics" in c for c in conditions)
+    # A rule's secret: launchq.spec.wandb.SECRET_VERSION_PATTERN, with the version optional
+    # (the grant is on the secret); test_bad_queues_fail_at_plan_time tries what it refuses.
+    assert any("notify_secrets" in c and "/versions/(latest|[0-9]+))?$" in c for c in conditions)
 
 
 def test_no_queues_means_no_grants(harness: Path) -> None:

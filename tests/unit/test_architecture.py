@@ -308,6 +308,8 @@ def test_the_top_of_the_core_holds_only_the_runtime_units() -> None:
         "expansion",
         "functions",
         "log",
+        "notices",
+        "notify",
         "queues",
         "recorder",
         "settings",

@@ -36,6 +36,9 @@ log = get_logger(__name__)
 EVENT_TYPE = "dev.launchq.item.state_changed"
 # A message reused an item id with a different payload: the first item stands, nothing changed.
 CONFLICT_EVENT_TYPE = "dev.launchq.item.conflict"
+# An item has waited longer than a notification rule's `waiting_longer_than_seconds` (the sweep
+# publishes it once per item: launchq.notify).
+WAITING_EVENT_TYPE = "dev.launchq.item.waiting"
 _SCOPES = ("https://www.googleapis.com/auth/pubsub",)
 MAX_PER_REQUEST = 1000  # Pub/Sub accepts at most 1,000 messages (and 10 MB) per publish
 
@@ -77,13 +80,18 @@ def state_changed_event(
     return item_event(EVENT_TYPE, queue=queue, item_id=item_id, data=data, at=at)
 
 
+def pubsub_base() -> str:
+    """Pub/Sub's REST endpoint: the emulator's when PUBSUB_EMULATOR_HOST is set."""
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    return f"http://{emulator}" if emulator else "https://pubsub.googleapis.com"
+
+
 class EventPublisher:
     """Publishes CloudEvents to one topic; a no-op when the topic name is empty."""
 
     def __init__(self, project: str, topic: str, session: requests.Session | None = None) -> None:
         self.topic_path = f"projects/{project}/topics/{topic}" if topic else ""
-        emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-        self._base = f"http://{emulator}" if emulator else "https://pubsub.googleapis.com"
+        self._base = pubsub_base()
         self._session = session
         self._lock = threading.Lock()
         self.published = 0

@@ -236,3 +236,7 @@ class Changes(TypedDict, total=False):
     units: list[str]
     # A sweep's parent when it ends: how many children ended how (launchq.expansion).
     children: Mapping[str, int]
+    # Notifications that could not be delivered, per rule (launchq.notify); and that the sweep
+    # published the item's "waited too long" notice.
+    notify: Mapping[str, Any]
+    waiting_noticed: bool

@@ -38,6 +38,7 @@ from launchq.spec.fields import (
     Priority,
     QueueName,
 )
+from launchq.spec.notify import NotifyRule, check_rules
 from launchq.spec.placements import Failover, Placement
 from launchq.spec.templates import TemplateVariable
 from launchq.spec.validation import (
@@ -208,6 +209,20 @@ class QueueConfig(BaseModel):
         description="Monthly accelerator-hour and/or dollar limit on the queue's attempts "
         "(docs/budgets.md).",
     )
+    notify: list[NotifyRule] = Field(
+        default=[],
+        description="Who hears of the queue's items' outcomes: Slack, a signed webhook or a "
+        "Pub/Sub topic, on FAILED (default), SUCCEEDED, CANCELLED, EXPIRED or a long wait "
+        "(docs/notifications.md).",
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _rules(cls, rules: list[NotifyRule]) -> list[NotifyRule]:
+        problems = check_rules(rules)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return rules
 
     @model_validator(mode="before")
     @classmethod

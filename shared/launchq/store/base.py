@@ -30,6 +30,7 @@ UNITS = "units"
 SETTINGS = "settings"  # deployment-wide documents: `prices` (launchq.spec.prices)
 SPEND = "spend"  # budget ledgers, one per scope and month (launchq.model.budgets)
 ITEMS = "items"
+NOTICES = "notices"  # one per notification: item, rule, outcome (launchq.model.notices)
 # `waiting_items` reads past a head of backing-off items for this many extra pages of at least
 # MIN_PAGE items: admission's 8 per round (or 1, "does anything wait ahead?") then sees ready
 # items behind up to 32 that back off.

@@ -13,6 +13,7 @@ from launchq.store.client import client
 from launchq.store.cohorts import FirestoreCohorts
 from launchq.store.items import FirestoreItems
 from launchq.store.leader import FirestoreLeader
+from launchq.store.notices import FirestoreNotices
 from launchq.store.protocols import Store
 from launchq.store.queues import FirestoreQueues
 from launchq.store.spend import FirestoreSpend
@@ -27,6 +28,7 @@ class FirestoreStore(
     FirestoreCohorts,
     FirestoreSpend,
     FirestoreBuilds,
+    FirestoreNotices,
     FirestoreLeader,
 ):
     """All of `launchq.store.Store` on one Firestore client (`db`)."""

@@ -225,6 +225,22 @@ class FirestoreItems(FirestoreBase):
         )
         return count(query)
 
+    def oldest_waiting(self, queue: str) -> datetime | None:
+        """When the queue's longest-waiting QUEUED item was enqueued (the sweep's queue
+        signals): one document on the (queue, state, enqueued_at) index."""
+        query = (
+            self.db.collection(ITEMS)
+            .where(filter=firestore.FieldFilter("queue", "==", queue))
+            .where(filter=firestore.FieldFilter("state", "==", ItemState.QUEUED.value))
+            .order_by("enqueued_at")
+            .select(["enqueued_at"])
+            .limit(1)
+        )
+        for snap in query.stream():
+            at = (snap.to_dict() or {}).get("enqueued_at")
+            return at if isinstance(at, datetime) else None
+        return None
+
     def count_holding_slots(self, queue: str) -> int:
         query = (
             self.db.collection(ITEMS)

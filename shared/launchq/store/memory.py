@@ -29,6 +29,7 @@ from launchq.model.budgets import (
     ledger_deltas,
     reservation_deltas,
 )
+from launchq.model.notices import Notice, claim_fields
 from launchq.model.records import (
     Changes,
     Claim,
@@ -48,6 +49,7 @@ from launchq.store.base import (
     ITEMS,
     LEASES,
     MIN_PAGE,
+    NOTICES,
     POOLS,
     QUEUES,
     SETTINGS,
@@ -320,6 +322,11 @@ class MemoryStore:
 
     def count_waiting(self, queue: str) -> int:
         return len(self._items(lambda d: d.get("queue") == queue and d.get("state") == "QUEUED"))
+
+    def oldest_waiting(self, queue: str) -> datetime | None:
+        waiting = self._items(lambda d: d.get("queue") == queue and d.get("state") == "QUEUED")
+        times = [d["enqueued_at"] for _, d, _ in waiting if d.get("enqueued_at") is not None]
+        return min(times, default=None)
 
     def count_holding_slots(self, queue: str) -> int:
         holding = {s.value for s in SLOT_STATES}
@@ -683,6 +690,36 @@ class MemoryStore:
             self._commit([Write("update", f"{QUEUES}/{queue}", {BACKOFF_FIELD: _DELETE})])
 
     # -- builds -----------------------------------------------------------------------------
+
+    def claim_notice(self, key: str, document: Mapping[str, Any]) -> Notice | None:
+        now = self.clock()
+        path = f"{NOTICES}/{key}"
+        fresh = {**document, **claim_fields(now, 1), "created_at": now}
+        try:
+            version = self._commit([Write("create", path, fresh)])
+        except _AlreadyExists:
+            pass
+        else:
+            return Notice.from_document(key, copy.deepcopy(fresh), version)
+        found = self.get_notice(key)
+        if found is None or not found.claimable(now):
+            return None
+        update = claim_fields(now, found.attempts + 1)
+        try:
+            version = self._commit([Write("update", path, update, found.version, True)])
+        except Conflict:
+            return None
+        return Notice.from_document(key, {**found.document, **update}, version)
+
+    def finish_notice(self, notice: Notice, changes: Mapping[str, Any]) -> Notice:
+        update = {**changes, "updated_at": self.clock()}
+        path = f"{NOTICES}/{notice.key}"
+        version = self._commit([Write("update", path, update, notice.version, True)])
+        return Notice.from_document(notice.key, {**notice.document, **update}, version)
+
+    def get_notice(self, key: str) -> Notice | None:
+        found = self._read(f"{NOTICES}/{key}")
+        return Notice.from_document(key, *found) if found else None
 
     def create_build(self, key: str, document: Mapping[str, Any]) -> bool:
         try:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from launchq.model.budgets import Charge, Ledger
+from launchq.model.notices import Notice
 from launchq.model.records import Changes, Claim, ItemRecord, NewItem, QueueBackoff, Slot
 from launchq.model.states import ItemState
 from launchq.store.base import Clock, FieldKey, StoredDocument, Transition
@@ -91,6 +92,8 @@ class ItemStore(Protocol):
     def count_waiting(self, queue: str) -> int: ...
 
     def count_holding_slots(self, queue: str) -> int: ...
+
+    def oldest_waiting(self, queue: str) -> datetime | None: ...
 
     def count_submitter_holding(self, queue: str, submitter: str) -> int: ...
 
@@ -219,6 +222,23 @@ class BuildStore(Protocol):
         ...
 
 
+class NoticeStore(Protocol):
+    """`notices/{key}`: one document per notification (launchq.model.notices)."""
+
+    def claim_notice(self, key: str, document: Mapping[str, Any]) -> Notice | None:
+        """Own the notification: create it SENDING under a lease, or take over one whose
+        sender's lease ran out or whose receiver failed (attempts + 1), under its version;
+        None when it was sent, is undelivered, or another sender holds it."""
+        ...
+
+    def finish_notice(self, notice: Notice, changes: Mapping[str, Any]) -> Notice:
+        """Record how the claimed attempt went, under the claim's version (Conflict if the
+        lease was taken over meanwhile)."""
+        ...
+
+    def get_notice(self, key: str) -> Notice | None: ...
+
+
 class LeaderStore(Protocol):
     """`leases/{name}`: who runs the sweep now."""
 
@@ -234,6 +254,7 @@ class Store(
     CohortStore,
     SpendStore,
     BuildStore,
+    NoticeStore,
     LeaderStore,
     Protocol,
 ):

@@ -52,8 +52,10 @@ variable "queues" {
     publishers           = optional(list(string), [])
     job_service_accounts = optional(list(string), [])
     wandb_api_key_secret = optional(string)
+    notify_secrets       = optional(list(string), [])
+    notify_topics        = optional(list(string), [])
   }))
-  description = "Queue name -> who may launch onto it (IAM members) and the service accounts its jobs run as. Each queue gets the topic launchq-q-<queue>."
+  description = "Queue name -> who may launch onto it (IAM members), the service accounts its jobs run as, and the secrets and topics its notification rules name (the notify function may read and publish to those only). Each queue gets the topic launchq-q-<queue>."
   default     = {}
 }
 
