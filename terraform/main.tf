@@ -60,6 +60,8 @@ locals {
     LAUNCHQ_LOGGING_ENDPOINT       = var.logging_endpoint
     LAUNCHQ_DASHBOARD_URL          = var.dashboard_url
   }
+  # The event states the notify function acts on (launchq.spec.notify: OUTCOMES and WAITING).
+  notify_states        = ["FAILED", "SUCCEEDED", "CANCELLED", "EXPIRED", "WAITING"]
   function_environment = { for name, value in local.launchq_environment : name => value if value != null }
 
   labels = merge(var.labels, { app = "launchq" })

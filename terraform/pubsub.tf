@@ -153,6 +153,11 @@ resource "google_pubsub_subscription" "notify" {
   topic   = google_pubsub_topic.events.id
   labels  = local.labels
 
+  # Only what the function acts on: final outcomes and "waited too long" notices (the events'
+  # `state` attribute, launchq.gcp.events), about one event in five of an item's life; the
+  # rest would be invocations that acknowledge at once. A filter cannot change once created.
+  filter = join(" OR ", [for state in local.notify_states : "attributes.state = \"${state}\""])
+
   # For push, the ack deadline is also the request timeout: as long as the function may run.
   ack_deadline_seconds       = var.notify_timeout_seconds
   message_retention_duration = "604800s"

@@ -97,13 +97,14 @@ def dev(
 ) -> None:
     """Run the whole stack locally until Ctrl-C (what `make dev` runs).
 
-    Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, Vertex stand-in 8090 (execute
-    mode), Logging stand-in 8091 (what jobs print, for `launchq logs`), Cloud Build stand-in
-    8092 (builds images from source, no Docker), Secret Manager stand-in 8093 (W&B keys the
-    jobs read at start), the queue topic pushed to the dispatcher, a
-    sweep every few seconds. Prints the variables that point the CLI at it, then every state
-    change. `--stockout` and `--preempt-spot` make Vertex capacity scarce, to watch a
-    failover (docs/local-dev.md).
+    Firestore 8080, Pub/Sub 8085, dispatcher 8081, sweeper 8082, notify function 8083, Vertex
+    stand-in 8090 (execute mode), Logging stand-in 8091 (what jobs print, for `launchq logs`),
+    Cloud Build stand-in 8092 (builds images from source, no Docker), Secret Manager stand-in
+    8093 (W&B keys and webhook secrets), a webhook receiver 8094 (what notifications send), the
+    queue topic pushed to the dispatcher, a sweep every few seconds. Prints the variables that
+    point the CLI at it, then every state change and every notification delivered.
+    `--stockout` and `--preempt-spot` make Vertex capacity scarce, to watch a failover
+    (docs/local-dev.md).
     """
     from launchq_local.devstack import DevStack, DevStackError, Ports
     from launchq_local.emulators import EmulatorError

@@ -126,3 +126,36 @@ def test_the_notify_account_is_its_own(tf: dict[str, Any]) -> None:
     assert account["account_id"] == "${var.name_prefix}-notify"
     # 16 characters of prefix at most, plus "-notify": within the 30 of an account id.
     assert len("x" * 16 + "-notify") <= 30
+
+
+def test_the_notify_subscription_takes_only_outcomes_and_waiting_notices(
+    tf: dict[str, Any],
+) -> None:
+    """Its filter names exactly the `state` attributes of the events the function acts on:
+    the outcomes a rule may ask for and WAITING, as `launchq.gcp.events` sets them."""
+    from launchq.gcp.events import (
+        EVENT_TYPE,
+        WAITING_EVENT_TYPE,
+        item_event,
+        state_changed_event,
+    )
+    from launchq.gcp.events import _message as pubsub_message
+    from launchq.spec.notify import OUTCOMES, WAITING
+
+    sub = resource(tf, "google_pubsub_subscription", "notify")
+    assert "local.notify_states" in str(sub["filter"])
+    assert "attributes.state = " in str(sub["filter"])
+    assert set(locals_(tf)["notify_states"]) == {*OUTCOMES, WAITING}
+    failed = state_changed_event(
+        queue="q", item_id="a", from_state="RUNNING", to_state="FAILED", cause="x"
+    )
+    waiting = item_event(WAITING_EVENT_TYPE, queue="q", item_id="a", data={"waited_s": 900})
+    queued = state_changed_event(
+        queue="q", item_id="a", from_state=None, to_state="QUEUED", cause="x"
+    )
+    assert failed["type"] == EVENT_TYPE
+    states = {e["type"] + e["data"].get("to", ""): pubsub_message(e)["attributes"]["state"]
+              for e in (failed, waiting, queued)}  # fmt: skip
+    assert states[EVENT_TYPE + "FAILED"] in locals_(tf)["notify_states"]
+    assert states[WAITING_EVENT_TYPE] == WAITING
+    assert states[EVENT_TYPE + "QUEUED"] not in locals_(tf)["notify_states"]

@@ -147,6 +147,10 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
             "ce-type": event["type"],
             "ce-subject": event["subject"],
             "queue": str(data.get("queue") or ""),
-            "state": str(data.get("to") or ""),
+            # What subscriptions filter on: the state entered, or WAITING for a "waited too
+            # long" notice (the notify function's subscription takes only outcomes and these).
+            "state": str(
+                data.get("to") or ("WAITING" if event["type"] == WAITING_EVENT_TYPE else "")
+            ),
         },
     }
