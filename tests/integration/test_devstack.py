@@ -52,7 +52,9 @@ def test_a_stack_whose_picked_port_is_taken_starts_again_on_new_ports(
     assert stack.ports.firestore == taken_port
     try:
         stack.start()
-        assert len(calls) == 2
+        # At least once more: another process on this machine (a parallel test's stack) may
+        # take one of the new picks too, and the stack starts again once more for it.
+        assert len(calls) >= 2
         assert stack.ports.firestore != taken_port
         assert stack.emulators is not None
         assert stack.emulators.firestore.port == stack.ports.firestore
@@ -79,7 +81,9 @@ def test_a_stand_in_whose_picked_port_is_taken_starts_again_on_new_ports(
     assert getattr(stack.ports, piece) == taken_port
     try:
         stack.start()
-        assert len(calls) == 2
+        # At least once more: another process on this machine (a parallel test's stack) may
+        # take one of the new picks too, and the stack starts again once more for it.
+        assert len(calls) >= 2
         assert getattr(stack.ports, piece) != taken_port
         assert stack.secrets is not None
         assert stack.secrets.url == stack.secretmanager_url
