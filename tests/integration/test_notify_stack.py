@@ -122,6 +122,10 @@ def test_a_failure_is_one_delivery_even_when_its_event_comes_three_times(
     assert (first.outcome, first.rule, first.kind) == ("FAILED", "team-hook", "webhook")
     assert first.delivery_key == notice_key(trainer, "twice", "team-hook", "FAILED")
     assert first.detail.startswith("The replica workerpool0-0 exited with a non-zero status of 3")
+    # The job's last lines, read from the Cloud Logging stand-in: the trainer's own reason.
+    tail = first.body["log_tail"]
+    assert 0 < len(tail) <= 10
+    assert any("loss diverged at epoch 20 (--fail was given)" in line for line in tail), tail
 
     from google.cloud.pubsub_v1 import PublisherClient
 
