@@ -13,10 +13,11 @@ job exists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Mapping, Sequence
 
 from launchq.builds.builder import ImageBuilder
-from launchq.errors import NotFound
+from launchq.errors import Conflict, NotFound
 from launchq.expansion import cancel_children, settle
 from launchq.gcp import vertex as vx
 from launchq.model.reasons import CancelReason
@@ -89,6 +90,23 @@ class Canceller:
             },
         )
         return item.state
+
+    def cancel_waiting(self, items: Sequence[ItemRecord]) -> int:
+        """Cancel waiting (QUEUED, HELD) items in one write, each under its version; when one
+        changed meanwhile, each on its own instead. How many were cancelled."""
+        change = Transition(ItemState.CANCELLED, "cancelled by user")
+        try:
+            return len(self.recorder.transition_many(items, change, {"reason": None}))
+        except Conflict:
+            cancelled = 0
+            for item in items:
+                fresh = self.store.get_item(item.queue, item.item_id)
+                if fresh is None or fresh.state.is_terminal:
+                    continue
+                with contextlib.suppress(Conflict):
+                    self.cancel_item(fresh)
+                    cancelled += 1
+            return cancelled
 
     def _cancel_sweep(self, parent: ItemRecord) -> ItemState:
         """A sweep or array: its expansion stops (the request is recorded on the parent

@@ -26,7 +26,7 @@ stand-in): see docs/performance.md, "Sweeps".
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
@@ -53,6 +53,8 @@ class Canceller(Protocol):
 
     def cancel_item(self, item: ItemRecord) -> ItemState: ...
 
+    def cancel_waiting(self, items: Sequence[ItemRecord]) -> int: ...
+
 
 log = get_logger(__name__)
 
@@ -66,7 +68,7 @@ OPEN_STATES = tuple(s for s in ItemState if not s.is_terminal and s is not ItemS
 ACTIVE_STATES = (ItemState.QUEUED, *sorted(SLOT_STATES))  # what max_parallel counts
 CANCEL_THREADS = 8
 CHILD_PAGE = 500
-CANCEL_FIELDS = ("state", "cancel_requested")
+CANCEL_FIELDS = ("state", "cancel_requested", "slot", "units")
 
 
 class Expander:
@@ -224,7 +226,13 @@ def cancel_children(
         if not page:
             break
         after = page[-1].item_id
-        todo = [child for child in page if not child.cancel_requested]
+        # Waiting children in writes of BATCH, each under its version (a page of 500 is 5
+        # commits, not 500); the others, whose jobs must be cancelled on Vertex or whose build
+        # must be left, one by one.
+        waiting = [c for c in page if c.state in (ItemState.QUEUED, ItemState.HELD)]
+        for start in range(0, len(waiting), BATCH):
+            done += canceller.cancel_waiting(waiting[start : start + BATCH])
+        todo = [c for c in page if c not in waiting and not c.cancel_requested]
 
         def one(child: ItemRecord) -> bool:
             full = store.get_item(child.queue, child.item_id)

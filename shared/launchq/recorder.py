@@ -162,6 +162,18 @@ class Recorder:
         self._publish(item.queue, item.item_id, previous, change.to, change.cause, change.details)
         return written
 
+    def transition_many(
+        self, items: Sequence[ItemRecord], change: Transition, changes: Changes | None = None
+    ) -> list[ItemRecord]:
+        """The same state change for waiting items in one atomic write (a bulk cancel); each
+        item is logged and published as `transition` does. Conflict if any changed meanwhile:
+        nothing was committed, logged or published then."""
+        written = self.store.transition_many(items, change, changes)
+        for item in items:
+            log.info(change.cause, item_id=item.item_id, queue=item.queue, state=change.to.value)
+            self._publish(item.queue, item.item_id, item.state, change.to, change.cause)
+        return written
+
     def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
         """Fields without a state change (a cancel request, a lease release): no event."""
         return self.store.touch(item, changes)

@@ -623,3 +623,27 @@ def test_a_notice_is_claimed_once_retried_taken_over_and_never_claimed_when_ende
     got = store.get_notice(key)
     assert got is not None
     assert (got.state, got.attempts, got.document["queue"]) == (NoticeState.SENT, 3, "q")
+
+
+def test_transition_many_is_all_or_nothing_and_only_for_waiting_items(
+    store: Store, clock: Clock
+) -> None:
+    items = [_create(store, clock, f"w{n}") for n in range(3)]
+    cancel = Transition(ItemState.CANCELLED, "cancelled by user")
+    moved = store.transition(items[1], Transition(ItemState.SUBMITTING, "claimed"))
+    with pytest.raises(Conflict):
+        store.transition_many(items, cancel, {"reason": None})  # the second changed
+    assert [store.get_item("q", f"w{n}").state for n in range(3)] == [  # type: ignore[union-attr]
+        Q,
+        ItemState.SUBMITTING,
+        Q,
+    ]
+    with pytest.raises(ValueError, match="on its own"):
+        store.transition_many([moved], cancel)
+    done = store.transition_many([items[0], items[2]], cancel, {"reason": None})
+    assert [d.state for d in done] == [ItemState.CANCELLED, ItemState.CANCELLED]
+    document = store.item_document("q", "w2")
+    assert document is not None
+    assert [h["to"] for h in document["history"]] == ["QUEUED", "CANCELLED"]
+    assert done[1].version is not None
+    store.touch(done[1], {"reason": None})  # its version is the write's: the next CAS works

@@ -24,7 +24,7 @@ CORE = SHARED / "launchq"
 RECORDER = CORE / "recorder.py"
 # The store's item writes: a state change (or a new item) written anywhere else would commit
 # without its history's log line and CloudEvent.
-STORE_WRITES = frozenset({"transition", "create_item", "touch"})
+STORE_WRITES = frozenset({"transition", "transition_many", "create_item", "touch", "expand"})
 # What each package under shared/ may import besides itself: the layering, bottom up. The core
 # is what the functions ship, so it imports none of the rest; the client is what every front end
 # shares, so it stands on the core alone; the dashboard is deployed without the CLI and the local

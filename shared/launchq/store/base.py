@@ -246,6 +246,13 @@ def transition_entries(item: ItemRecord, change: Transition, now: datetime) -> l
     return entries
 
 
+def waiting_only(item: ItemRecord) -> None:
+    """`transition_many` is for items that hold nothing: a slot, units or a charge would have
+    to be released in the same write, which only `transition` does."""
+    if item.state not in (ItemState.QUEUED, ItemState.HELD) or item.slot or item.units:
+        raise ValueError(f"{item.doc_id} is {item.state}: transition it on its own")
+
+
 def held_fields(
     item: ItemRecord,
     changes: Mapping[str, Any] | None,

@@ -39,6 +39,7 @@ from launchq.store.base import (
     split_unit,
     storage,
     transition_entries,
+    waiting_only,
 )
 from launchq.store.client import CONFLICTS, FirestoreBase, Snapshot, count
 from launchq.store.spend import reserve, settle
@@ -389,6 +390,35 @@ class FirestoreItems(FirestoreBase):
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **update, "history": history}
         return from_document(written, results[0].update_time)
+
+    def transition_many(
+        self, items: Sequence[ItemRecord], change: Transition, changes: Changes | None = None
+    ) -> list[ItemRecord]:
+        """The same state change for waiting items (which hold no slot, unit or charge) in one
+        atomic write, each under its own version: Conflict (nothing written) if any changed."""
+        now = self.clock()
+        batch = self.db.batch()
+        written: list[tuple[ItemRecord, dict[str, Any]]] = []
+        for item in items:
+            waiting_only(item)
+            entries = transition_entries(item, change, now)
+            update: dict[str, Any] = {
+                **storage(changes or {}),
+                "state": change.to.value,
+                "updated_at": now,
+            }
+            batch.update(
+                self.item_ref(item.queue, item.item_id),
+                {**update, "history": firestore.ArrayUnion(entries)},
+                option=self._unchanged(item.version),
+            )
+            history = [*item.stored.get("history", []), *entries]
+            written.append((item, {**item.stored, **update, "history": history}))
+        results = self._commit(batch)
+        return [
+            from_document(document, result.update_time)
+            for (_, document), result in zip(written, results, strict=True)
+        ]
 
     def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
         """Update fields without a state change, under the same precondition."""

@@ -75,6 +75,7 @@ from launchq.store.base import (
     transition_entries,
     unit_from,
     utcnow,
+    waiting_only,
 )
 from launchq.store.protocols import Store
 
@@ -431,6 +432,24 @@ class MemoryStore:
         history = [*item.stored.get("history", []), *entries]
         written = {**item.stored, **copy.deepcopy(update), "history": copy.deepcopy(history)}
         return from_document(written, version)
+
+    def transition_many(
+        self, items: Sequence[ItemRecord], change: Transition, changes: Changes | None = None
+    ) -> list[ItemRecord]:
+        now = self.clock()
+        writes: list[Write] = []
+        documents: list[dict[str, Any]] = []
+        for item in items:
+            waiting_only(item)
+            entries = transition_entries(item, change, now)
+            update = {**storage(changes or {}), "state": change.to.value, "updated_at": now}
+            path = self._item_path(item.queue, item.item_id)
+            data = {**update, "history": _Union(tuple(entries))}
+            writes.append(Write("update", path, data, item.version, True))
+            history = [*item.stored.get("history", []), *entries]
+            documents.append({**item.stored, **copy.deepcopy(update), "history": history})
+        version = self._commit(writes)
+        return [from_document(document, version) for document in documents]
 
     def touch(self, item: ItemRecord, changes: Changes) -> ItemRecord:
         update = {**storage(changes), "updated_at": self.clock()}
