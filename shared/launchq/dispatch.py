@@ -58,7 +58,7 @@ from launchq.spec import sanitize
 from launchq.spec.buildplan import plan_for
 from launchq.spec.family import family_of, parent_of
 from launchq.spec.fields import ITEM_ID_PATTERN, QUEUE_NAME_PATTERN
-from launchq.spec.item import canonical_hash, item_hash, parse_item
+from launchq.spec.item import canonical_hash, item_hash, parse_item, payload_hash
 from launchq.spec.topics import (
     ACTION_ATTRIBUTE,
     CANCEL_ACTION,
@@ -378,12 +378,13 @@ class Dispatcher:
         the parent is recorded (SWEEP) and expanded, a batch at a time, until the deadline:
         `expand_seconds` from now, checking included."""
         deadline = time.monotonic() + self.expand_seconds
-        hashed = item_hash(payload, queue, item_id)
-        base = {**received, "payload_hash": hashed}
         try:
             item = parse_item({**payload, "queue": queue, "item_id": item_id})
         except ItemError as exc:
+            base = {**received, "payload_hash": item_hash(payload, queue, item_id)}
             return self._reject_invalid(queue, item_id, base, list(exc.issues))
+        hashed = payload_hash(item)  # what `item_hash` gives a valid item, without parsing again
+        base = {**received, "payload_hash": hashed}
         family = family_of(item, hashed)
         assert family is not None
         if item.source is not None and runtime.config.builder is not None:

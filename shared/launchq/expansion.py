@@ -84,6 +84,8 @@ class Expander:
     def expand(self, parent: ItemRecord, deadline: float | None = None) -> ItemRecord:
         """Record the parent's children from `expanded` on, a batch at a time, until all are
         recorded, the parent is cancelled or ended, or the monotonic `deadline` passes."""
+        if parent.expanded >= int((parent.family or {}).get("count") or 0):
+            return parent  # the sweep's every pass: recorded whole, nothing to parse
         family = self.family(parent)
         while family is not None and parent.expanded < family.count:
             if parent.state is not ItemState.SWEEP or parent.cancel_requested:

@@ -206,9 +206,11 @@ class Sweeper:
         builds: ImageBuilder | None = None,
         quota_reader: QuotaReader | None = None,
         quota_read_seconds: float = QUOTA_READ_SECONDS,
+        *,
+        canceller: Canceller,
     ) -> None:
         self.expander = Expander(store, recorder, queues)
-        self.canceller = Canceller(store, recorder, vertex_for, builds)
+        self.canceller = canceller  # the process's one (launchq.wiring), for sweeps' cancels
         self.sleep = sleep
         self.builds = builds
         self.quota_reader = quota_reader

@@ -152,6 +152,7 @@ def build(
                 settings.cloudquotas_endpoint or quotas.DEFAULT_ENDPOINT
             ),
             quota_read_seconds=settings.quota_read_seconds,
+            canceller=canceller,
         ),
         canceller=canceller,
         notifier=Notifier(

@@ -418,14 +418,14 @@ def _check_family(runtime: QueueRuntime, payload: dict[str, Any], item_id: str) 
     """A sweep or array: the item itself, then every child, as the dispatcher checks them."""
     from launchq.expansion import check_children
     from launchq.spec.family import family_of
-    from launchq.spec.item import item_hash, parse_item
+    from launchq.spec.item import parse_item, payload_hash
     from launchq.spec.validation import ItemError
 
     try:
         item = parse_item({**payload, "queue": runtime.name, "item_id": item_id})
     except ItemError as exc:
         invalid(ItemError([_with_flag(issue) for issue in exc.issues]).render())
-    family = family_of(item, item_hash(payload, runtime.name, item_id))
+    family = family_of(item, payload_hash(item))
     assert family is not None
     checked = check_children(runtime, family, payload, item_id, datetime.now(UTC))
     if isinstance(checked, list):

@@ -26,7 +26,9 @@ class _Timed(Sweeper):
             self.now += seconds
 
         store, none = cast(Any, _Lease()), cast(Any, None)
-        super().__init__(store, none, none, none, none, none, lambda: self.now, sleep)
+        super().__init__(
+            store, none, none, none, none, none, lambda: self.now, sleep, canceller=none
+        )
 
     def _pass(self, holder: str, admit_seconds: float) -> SweepSummary:
         self.admit_windows.append(admit_seconds)

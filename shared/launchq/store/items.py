@@ -272,15 +272,7 @@ class FirestoreItems(FirestoreBase):
     ) -> list[ItemRecord]:
         """A sweep's children (`sweep_of == parent`), in child order (their ids), optionally
         only in `states`; `after` is the last child id of the previous page."""
-        query: Any = (
-            self.db.collection(ITEMS)
-            .where(filter=firestore.FieldFilter("queue", "==", queue))
-            .where(filter=firestore.FieldFilter("sweep_of", "==", parent))
-        )
-        if states:
-            values = [s.value for s in states]
-            query = query.where(filter=firestore.FieldFilter("state", "in", values))
-        query = query.order_by(_DOCUMENT_ID)
+        query = self._children(queue, parent, states).order_by(_DOCUMENT_ID)
         if after is not None:
             query = query.start_after({_DOCUMENT_ID: self.item_ref(queue, after)})
         if fields is not None:
@@ -290,13 +282,19 @@ class FirestoreItems(FirestoreBase):
     def count_children(self, queue: str, parent: str, states: Sequence[ItemState]) -> int:
         """How many of a sweep's children are in `states`: one aggregation on the
         (queue, sweep_of, state) index."""
+        return count(self._children(queue, parent, states))
+
+    def _children(self, queue: str, parent: str, states: Sequence[ItemState]) -> Any:
+        """The query of a sweep's children, in `states` when some are given."""
         query = (
             self.db.collection(ITEMS)
             .where(filter=firestore.FieldFilter("queue", "==", queue))
             .where(filter=firestore.FieldFilter("sweep_of", "==", parent))
-            .where(filter=firestore.FieldFilter("state", "in", [s.value for s in states]))
         )
-        return count(query)
+        if states:
+            values = [s.value for s in states]
+            query = query.where(filter=firestore.FieldFilter("state", "in", values))
+        return query
 
     def expand(self, parent: ItemRecord, children: Sequence[NewItem], expanded: int) -> ItemRecord:
         """Create `children` and set the parent's `expanded` in one atomic write, conditioned
